@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+
+	"golang.org/x/term"
+
+	"taledeploy/plan"
+	"taledeploy/remote"
+)
+
+// connectAll opens one SSH connection per host, in parallel.
+func connectAll(ctx context.Context, env *plan.Environment) ([]*remote.Client, error) {
+	conns := make([]*remote.Client, len(env.Hosts))
+	errs := make([]error, len(env.Hosts))
+	var wg sync.WaitGroup
+	var askMu sync.Mutex
+	for i, h := range env.Hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conns[i], errs[i] = remote.Dial(ctx, remote.Config{
+				Name: h.Name, Address: h.Address, Port: h.Port, User: h.User,
+				IdentityFile: h.IdentityFile, KnownHostsFile: h.KnownHosts,
+				Passphrase: func(file string) ([]byte, error) {
+					askMu.Lock()
+					defer askMu.Unlock()
+					return askPassphrase(file)
+				},
+			})
+		}()
+	}
+	wg.Wait()
+	var live []*remote.Client
+	for _, c := range conns {
+		if c != nil {
+			live = append(live, c)
+		}
+	}
+	for _, err := range errs {
+		if err != nil {
+			return live, err
+		}
+	}
+	return live, nil
+}
+
+func closeAll(conns []*remote.Client) {
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// askPassphrase prompts on the terminal; with no terminal it refuses, so a CI run
+// never hangs on a prompt.
+func askPassphrase(file string) ([]byte, error) {
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil || !term.IsTerminal(int(tty.Fd())) {
+		return nil, fmt.Errorf("no terminal to ask on; set TALEDEPLOY_SSH_PASSPHRASE or load the key into ssh-agent")
+	}
+	defer tty.Close()
+	fmt.Fprintf(tty, "taledeploy: passphrase for %s: ", file)
+	pass, err := term.ReadPassword(int(tty.Fd()))
+	fmt.Fprintln(tty)
+	return pass, err
+}

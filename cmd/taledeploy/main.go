@@ -1,0 +1,72 @@
+// Command taledeploy deploys a Docker Compose stack to VPS hosts over SSH with a
+// blue/green switch behind Caddy, so no request fails during a deploy.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+
+	"taledeploy/plan"
+)
+
+var version = "dev"
+
+// CLI is the command line; each command's Run does the work.
+type CLI struct {
+	Inventory string           `short:"i" default:"inventory.yaml" type:"path" help:"Inventory file (environments, hosts, stack settings)."`
+	Version   kong.VersionFlag `help:"Print the version and exit."`
+
+	Push     PushCmd     `cmd:"" help:"Deploy the working tree to every host of ENV: start the idle color, verify, switch, drain, stop the old one."`
+	Rollback RollbackCmd `cmd:"" help:"Switch ENV back to the previous color (kept stopped after each push): start, verify, switch, drain."`
+	Status   StatusCmd   `cmd:"" help:"Show per host the live color, release, containers and health, and where the record and the host disagree."`
+	Render   RenderCmd   `cmd:"" help:"Write the rendered compose overlays and Caddyfile for ENV locally."`
+}
+
+func main() {
+	var cli CLI
+	k := kong.Parse(&cli,
+		kong.Name("taledeploy"),
+		kong.Description("Zero-downtime blue/green deploys of a Docker Compose stack to VPS hosts over SSH."),
+		kong.UsageOnError(),
+		kong.Vars{"version": version},
+	)
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// A second Ctrl-C exits at once.
+		<-ctx.Done()
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt)
+		<-sig
+		os.Exit(130)
+	}()
+	k.BindTo(ctx, (*context.Context)(nil))
+	err := k.Run(&cli)
+	cancel()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "taledeploy: %v\n", err)
+		os.Exit(exitCode(err))
+	}
+}
+
+// Exit codes, distinct so scripts can tell them apart.
+const (
+	exitFailed   = 1 // the command failed
+	exitBadInput = 2 // inventory, compose file or flags are wrong
+	exitLocked   = 3 // another deploy holds a host's lock
+)
+
+func exitCode(err error) int {
+	switch {
+	case errors.Is(err, plan.ErrBadInput):
+		return exitBadInput
+	case errors.Is(err, plan.ErrLocked):
+		return exitLocked
+	}
+	return exitFailed
+}

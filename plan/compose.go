@@ -1,0 +1,144 @@
+package plan
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Compose is what taledeploy needs to know of the stack's compose file. Compose
+// itself interprets the file on the host; this reads only enough to check it and
+// to find the files to upload.
+type Compose struct {
+	File     string
+	Services map[string]*ComposeService
+	Volumes  []string // top-level named volumes
+}
+
+// ComposeService is one service of the compose file.
+type ComposeService struct {
+	Name          string
+	Line          int
+	ContainerName int    // line of container_name, 0 when absent
+	Ports         int    // line of ports, 0 when absent
+	BuildContext  string // local folder, relative to the compose file; "" when the image is not built
+}
+
+// LoadCompose reads a compose file.
+func LoadCompose(file string) (*Compose, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("compose file: %v; set stack.compose_file to the stack's compose.yml", err)
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("%s: %v", file, err)
+	}
+	c := &Compose{File: file, Services: map[string]*ComposeService{}}
+	if len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("%s: not a compose file (no services:)", file)
+	}
+	top := root.Content[0]
+	if vols := mapValue(top, "volumes"); vols != nil && vols.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(vols.Content); i += 2 {
+			c.Volumes = append(c.Volumes, vols.Content[i].Value)
+		}
+		sort.Strings(c.Volumes)
+	}
+	svcs := mapValue(top, "services")
+	if svcs == nil || svcs.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("%s: no services: map", file)
+	}
+	for i := 0; i+1 < len(svcs.Content); i += 2 {
+		k, v := svcs.Content[i], svcs.Content[i+1]
+		s := &ComposeService{Name: k.Value, Line: k.Line}
+		if n := mapKey(v, "container_name"); n != nil {
+			s.ContainerName = n.Line
+		}
+		if n := mapKey(v, "ports"); n != nil {
+			s.Ports = n.Line
+		}
+		if b := mapValue(v, "build"); b != nil {
+			switch b.Kind {
+			case yaml.ScalarNode:
+				s.BuildContext = b.Value
+			case yaml.MappingNode:
+				if ctx := mapValue(b, "context"); ctx != nil {
+					s.BuildContext = ctx.Value
+				} else {
+					s.BuildContext = "."
+				}
+			}
+		}
+		c.Services[s.Name] = s
+	}
+	return c, nil
+}
+
+func (c *Compose) check(s *Stack) error {
+	at := func(line int, format string, a ...any) error {
+		return fmt.Errorf("%s:%d: %s", c.File, line, fmt.Sprintf(format, a...))
+	}
+	for _, name := range append(append([]string{}, s.Stateless...), s.Stateful...) {
+		if c.Services[name] == nil {
+			return fmt.Errorf("%s: the inventory lists service %q but the compose file has no such service; has: %s",
+				c.File, name, strings.Join(c.ServiceNames(), ", "))
+		}
+	}
+	for _, name := range s.Stateless {
+		svc := c.Services[name]
+		if svc.ContainerName != 0 {
+			return at(svc.ContainerName, "stateless service %q has container_name; remove it, since two colors of it run side by side and a name can be used once", name)
+		}
+		if svc.Ports != 0 {
+			return at(svc.Ports, "stateless service %q publishes ports; remove ports: (two colors cannot bind the same host port) and route it through the proxy instead", name)
+		}
+	}
+	for _, svc := range c.Services {
+		if svc.BuildContext == "" {
+			continue
+		}
+		if filepath.IsAbs(svc.BuildContext) || !filepath.IsLocal(filepath.Clean(svc.BuildContext)) {
+			return at(svc.Line, "service %q builds from %q; keep build contexts inside the project folder (they are uploaded below remote_dir)", svc.Name, svc.BuildContext)
+		}
+	}
+	return nil
+}
+
+// ServiceNames lists the services, sorted.
+func (c *Compose) ServiceNames() []string {
+	var names []string
+	for n := range c.Services {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func mapKey(m *yaml.Node, key string) *yaml.Node {
+	if m == nil || m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i]
+		}
+	}
+	return nil
+}
+
+func mapValue(m *yaml.Node, key string) *yaml.Node {
+	if m == nil || m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
+}

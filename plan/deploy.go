@@ -1,0 +1,797 @@
+package plan
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"taledeploy/remote"
+)
+
+// Errors a caller can act on.
+var (
+	ErrLocked       = errors.New("host is locked")
+	ErrInconsistent = errors.New("host state disagrees with its record")
+	ErrUnhealthy    = errors.New("new color failed its health checks")
+	ErrNoRollback   = errors.New("nothing to roll back to")
+	ErrStateful     = errors.New("stateful service definition changed")
+)
+
+// Event reports one finished step on one host.
+type Event struct {
+	Host     string        `json:"host"`
+	Step     string        `json:"step"`
+	Status   string        `json:"status"` // ok, failed, skipped
+	Duration time.Duration `json:"duration_ns"`
+	Message  string        `json:"message,omitempty"`
+}
+
+// Options tune a push.
+type Options struct {
+	Who              string // user@machine, recorded
+	GitRevision      string
+	Release          string // release id; made from the time when empty
+	RecreateStateful bool   // allow a changed stateful service to be recreated
+}
+
+// Deployer carries out pushes and rollbacks on one host.
+type Deployer struct {
+	Host   Conn
+	Stack  *Stack
+	Opts   Options
+	Report func(Event)
+	// Log receives detail worth showing on failure (container logs).
+	Log io.Writer
+
+	locked bool
+	state  *State
+	live   string // color serving traffic now, "" on an empty host
+	cs     []Container
+}
+
+func (d *Deployer) step(name string, fn func() (string, error)) error {
+	start := time.Now()
+	msg, err := fn()
+	ev := Event{Host: d.Host.Name(), Step: name, Status: "ok", Duration: time.Since(start), Message: msg}
+	if err != nil {
+		ev.Status, ev.Message = "failed", err.Error()
+	}
+	if d.Report != nil {
+		d.Report(ev)
+	}
+	return err
+}
+
+func (d *Deployer) logf(format string, a ...any) {
+	if d.Log != nil {
+		fmt.Fprintf(d.Log, format, a...)
+	}
+}
+
+// Lock takes the host lock: a folder created atomically, with an owner record.
+func (d *Deployer) Lock(ctx context.Context, command string) error {
+	return d.step("lock", func() (string, error) {
+		s := d.Stack
+		if err := d.Host.Mkdir(ctx, s.metaDir(), 0o700, false); err != nil {
+			return "", fmt.Errorf("create %s: %w", s.metaDir(), err)
+		}
+		err := d.Host.Mkdir(ctx, s.lockPath(), 0o700, true)
+		if errors.Is(err, os.ErrExist) {
+			var l Lock
+			data, _ := d.Host.ReadFile(ctx, s.lockPath()+"/owner.json")
+			_ = json.Unmarshal(data, &l)
+			return "", fmt.Errorf("%w: %s holds it since %s (%s, pid %d); wait for it, or if no deploy is running remove %s:%s",
+				ErrLocked, orUnknown(l.Who), l.Since.Local().Format(time.DateTime), orUnknown(l.Command), l.PID, d.Host.Name(), s.lockPath())
+		}
+		if err != nil {
+			return "", fmt.Errorf("take lock %s: %w", s.lockPath(), err)
+		}
+		d.locked = true
+		host, _ := os.Hostname()
+		owner, _ := json.Marshal(Lock{Who: d.Opts.Who, PID: os.Getpid(), Since: time.Now().UTC(), Command: command + " from " + host})
+		return "", d.Host.WriteFile(ctx, s.lockPath()+"/owner.json", owner, 0o600)
+	})
+}
+
+// Unlock releases the lock if this deployer holds it.
+func (d *Deployer) Unlock(ctx context.Context) error {
+	if !d.locked {
+		return nil
+	}
+	// Unlock must happen even when the command's context was cancelled.
+	ctx = context.WithoutCancel(ctx)
+	err := d.Host.Remove(ctx, d.Stack.lockPath())
+	if err == nil {
+		d.locked = false
+	}
+	return err
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// Check reads the recorded state and compares it with what runs.
+func (d *Deployer) Check(ctx context.Context) error {
+	return d.step("check", func() (string, error) {
+		s := d.Stack
+		if _, err := d.Host.Run(ctx, remote.Cmd{Argv: []string{"docker", "compose", "version", "--short"}}); err != nil {
+			return "", fmt.Errorf("docker compose v2 is not usable on the host (%v); install Docker Engine and the Compose v2 plugin", err)
+		}
+		st, err := ReadState(ctx, d.Host, s)
+		if err != nil {
+			return "", fmt.Errorf("%w: %v", ErrInconsistent, err)
+		}
+		cs, err := inspect(ctx, d.Host, s.Project, s.Project, s.ColorProject(Blue), s.ColorProject(Green))
+		if err != nil {
+			return "", err
+		}
+		d.state, d.cs = st, cs
+		if st == nil {
+			for _, c := range cs {
+				if c.Color != "" && c.Running() {
+					return "", fmt.Errorf("%w: %s has no record but container %s runs; someone deployed it by hand or the record was lost", ErrInconsistent, s.statePath(), c.Name)
+				}
+			}
+			return "empty host: first push", nil
+		}
+		var missing []string
+		for _, svc := range s.Stateless {
+			if !slices.ContainsFunc(cs, func(c Container) bool {
+				return c.Project == s.ColorProject(st.Active) && c.Service == svc && c.Running()
+			}) {
+				missing = append(missing, svc)
+			}
+		}
+		if len(missing) > 0 {
+			return "", fmt.Errorf("%w: the record says %s is live but %s of %s is not running; run `taledeploy status` to see what runs",
+				ErrInconsistent, st.Active, strings.Join(missing, ", "), s.ColorProject(st.Active))
+		}
+		d.live = st.Active
+		return fmt.Sprintf("live: %s, release %s", st.Active, st.Release), nil
+	})
+}
+
+// Push deploys the stack's working tree as a new release on the idle color.
+// Lock and Check must have succeeded.
+func (d *Deployer) Push(ctx context.Context) (err error) {
+	s := d.Stack
+	start := time.Now()
+	newColor := Blue
+	if d.live != "" {
+		newColor = Other(d.live)
+	}
+	release := d.Opts.Release
+	if release == "" {
+		release = NewRelease(start, d.Opts.GitRevision)
+	}
+	env := d.composeEnv(newColor, release)
+	started := false
+	switched := false
+	defer func() {
+		if err == nil {
+			return
+		}
+		if !switched && started {
+			// Traffic never moved: remove the new color, so the host is as it was.
+			cctx := context.WithoutCancel(ctx)
+			_ = d.step("remove-new", func() (string, error) {
+				_, rerr := d.compose(cctx, newColor, env, "down", "--remove-orphans")
+				return "traffic never moved; " + s.ColorProject(newColor) + " removed", rerr
+			})
+			if d.state != nil && d.state.Previous != nil && d.state.Previous.Color == newColor {
+				// The kept rollback color was replaced by the failed one.
+				d.state.Previous = nil
+				_ = writeState(cctx, d.Host, s, d.state)
+			}
+		}
+		d.history(context.WithoutCancel(ctx), "push", release, newColor, start, err)
+	}()
+
+	if err := d.step("upload", func() (string, error) { return d.upload(ctx) }); err != nil {
+		return err
+	}
+	if err := d.step("build", func() (string, error) {
+		_, err := d.compose(ctx, newColor, env, append([]string{"build"}, s.Stateless...)...)
+		return s.ColorProject(newColor), err
+	}); err != nil {
+		return err
+	}
+	if err := d.step("stateful", func() (string, error) { return d.stateful(ctx, newColor, release) }); err != nil {
+		return err
+	}
+	started = true
+	if err := d.step("start", func() (string, error) {
+		_, err := d.compose(ctx, newColor, env, append([]string{"up", "-d", "--no-deps", "--remove-orphans"}, s.Stateless...)...)
+		return s.ColorProject(newColor), err
+	}); err != nil {
+		return err
+	}
+	return d.finish(ctx, "push", newColor, release, start, &switched)
+}
+
+// Rollback brings back the previous color, whose containers were kept stopped.
+func (d *Deployer) Rollback(ctx context.Context) (err error) {
+	s := d.Stack
+	start := time.Now()
+	if d.state == nil || d.state.Previous == nil {
+		return fmt.Errorf("%w on %s: no previous color is recorded (the first push, or a failed push replaced it)", ErrNoRollback, d.Host.Name())
+	}
+	prev := *d.state.Previous
+	var old []Container
+	for _, c := range d.cs {
+		if c.Project == s.ColorProject(prev.Color) {
+			old = append(old, c)
+		}
+	}
+	if got := services(old); !slices.Equal(got, sorted(s.Stateless)) {
+		return fmt.Errorf("%w on %s: the containers of %s are gone (have %v); push instead", ErrNoRollback, d.Host.Name(), s.ColorProject(prev.Color), got)
+	}
+	switched := false
+	defer func() {
+		if err != nil && !switched {
+			// Put the previous color back to sleep: it was stopped before we began.
+			_, _ = d.Host.Run(context.WithoutCancel(ctx), remote.Cmd{Argv: append([]string{"docker", "stop"}, ids(old)...)})
+		}
+		d.history(context.WithoutCancel(ctx), "rollback", prev.Release, prev.Color, start, err)
+	}()
+	if err := d.step("start", func() (string, error) {
+		_, err := d.Host.Run(ctx, remote.Cmd{Argv: append([]string{"docker", "start"}, ids(old)...)})
+		return fmt.Sprintf("%s (release %s)", s.ColorProject(prev.Color), prev.Release), err
+	}); err != nil {
+		return err
+	}
+	return d.finish(ctx, "rollback", prev.Color, prev.Release, start, &switched)
+}
+
+// finish verifies the new color, switches traffic to it, drains and stops the old
+// color, and records the result: the part push and rollback share.
+func (d *Deployer) finish(ctx context.Context, action, newColor, release string, start time.Time, switched *bool) error {
+	s := d.Stack
+	if err := d.step("verify", func() (string, error) { return d.verify(ctx, newColor) }); err != nil {
+		return err
+	}
+	var oldCaddyfile []byte
+	if err := d.step("switch", func() (string, error) {
+		var err error
+		oldCaddyfile, err = d.switchTo(ctx, newColor)
+		return "traffic to " + newColor, err
+	}); err != nil {
+		if oldCaddyfile != nil {
+			_ = d.Host.WriteFile(context.WithoutCancel(ctx), s.remote(s.Caddyfile), oldCaddyfile, 0o644)
+		}
+		return err
+	}
+	*switched = true
+	old := Other(newColor)
+	if d.live != "" {
+		// From here on the new color serves; a failure still records it as live.
+		_ = d.step("drain", func() (string, error) { return d.drain(ctx, old) })
+		_ = d.step("stop", func() (string, error) {
+			var olds []Container
+			for _, c := range d.cs {
+				if c.Project == s.ColorProject(old) && c.Running() {
+					olds = append(olds, c)
+				}
+			}
+			if len(olds) == 0 {
+				return "nothing running", nil
+			}
+			// docker stop honours each container's stop_grace_period; they are kept for rollback.
+			_, err := d.Host.Run(context.WithoutCancel(ctx), remote.Cmd{Argv: append([]string{"docker", "stop"}, ids(olds)...)})
+			return fmt.Sprintf("%s stopped and kept for rollback", s.ColorProject(old)), err
+		})
+	}
+	return d.step("record", func() (string, error) {
+		cs, err := inspect(ctx, d.Host, s.Project, s.ColorProject(newColor))
+		if err != nil {
+			return "", err
+		}
+		st := &State{Project: s.Project, Active: newColor, Release: release, Images: map[string]string{},
+			DeployedBy: d.Opts.Who, DeployedAt: time.Now().UTC(), GitRevision: d.Opts.GitRevision}
+		if action == "rollback" && d.state != nil {
+			st.GitRevision = ""
+		}
+		for _, c := range cs {
+			if c.Project == s.ColorProject(newColor) {
+				st.Images[c.Service] = c.Image
+			}
+		}
+		if d.live != "" && d.state != nil {
+			st.Previous = &Slot{Color: d.live, Release: d.state.Release}
+		}
+		if err := writeState(ctx, d.Host, s, st); err != nil {
+			return "", err
+		}
+		d.state, d.live = st, newColor
+		return fmt.Sprintf("%s live with release %s in %.1fs", newColor, release, time.Since(start).Seconds()), nil
+	})
+}
+
+func (d *Deployer) history(ctx context.Context, action, release, color string, start time.Time, err error) {
+	e := HistoryEntry{Time: time.Now().UTC(), Action: action, Release: release, Color: color, From: d.live,
+		By: d.Opts.Who, GitRevision: d.Opts.GitRevision, Result: "ok", Seconds: time.Since(start).Seconds()}
+	if err != nil {
+		e.Result, e.Error = "failed", err.Error()
+	}
+	if action == "rollback" && err == nil {
+		e.From = Other(color)
+	}
+	_ = appendHistory(ctx, d.Host, d.Stack, e)
+}
+
+// NewRelease makes a release id from the time and the git revision.
+func NewRelease(t time.Time, rev string) string {
+	id := t.UTC().Format("20060102-150405")
+	if rev != "" {
+		id += "-" + rev
+	}
+	return id
+}
+
+func (d *Deployer) composeEnv(color, release string) []string {
+	return []string{"TALEDEPLOY_PROJECT=" + d.Stack.Project, "TALEDEPLOY_COLOR=" + color, "TALEDEPLOY_RELEASE=" + release}
+}
+
+// compose runs docker compose for the stateful project (color "") or a color.
+func (d *Deployer) compose(ctx context.Context, color string, env []string, args ...string) ([]byte, error) {
+	s := d.Stack
+	project := s.Project
+	argv := []string{"docker", "compose", "--project-directory", s.RemoteDir, "--env-file", s.envPath(),
+		"-f", s.remote(s.ComposeFile)}
+	if color != "" {
+		project = s.ColorProject(color)
+		argv = append(argv, "-f", s.remote(s.OverlayFile(color)))
+	}
+	argv = append(argv, "-p", project)
+	return d.Host.Run(ctx, remote.Cmd{Argv: append(argv, args...), Env: env})
+}
+
+// upload sends the release's files, skipping those the host already has.
+func (d *Deployer) upload(ctx context.Context) (string, error) {
+	s := d.Stack
+	files, err := s.releaseFiles()
+	if err != nil {
+		return "", err
+	}
+	for _, dir := range []string{s.metaDir(), s.metaDir() + "/env", s.adminDir()} {
+		if err := d.Host.Mkdir(ctx, dir, 0o700, false); err != nil {
+			return "", fmt.Errorf("create %s: %w", dir, err)
+		}
+	}
+	var paths []string
+	for _, f := range files {
+		paths = append(paths, s.remote(f.rel))
+	}
+	have := map[string]string{}
+	out, _ := d.Host.Run(ctx, remote.Cmd{Argv: append([]string{"sha256sum", "--"}, paths...)})
+	for _, line := range strings.Split(string(out), "\n") {
+		if sum, p, ok := strings.Cut(line, "  "); ok {
+			have[p] = sum
+		}
+	}
+	sent, bytesSent := 0, 0
+	for _, f := range files {
+		p := s.remote(f.rel)
+		if have[p] == f.sum {
+			continue
+		}
+		if err := d.Host.WriteFile(ctx, p, f.data, f.mode); err != nil {
+			return "", err
+		}
+		sent++
+		bytesSent += len(f.data)
+	}
+	return fmt.Sprintf("%d of %d files changed (%s)", sent, len(files), humanBytes(bytesSent)), nil
+}
+
+type releaseFile struct {
+	rel  string // slash path below remote_dir
+	data []byte
+	mode os.FileMode
+	sum  string
+}
+
+// releaseFiles lists what a push uploads: the compose file, both overlays, the
+// env file, and every service's build context. The Caddyfile is not among them:
+// it changes only at the switch.
+func (s *Stack) releaseFiles() ([]releaseFile, error) {
+	var files []releaseFile
+	add := func(rel string, data []byte, mode os.FileMode) {
+		sum := sha256.Sum256(data)
+		files = append(files, releaseFile{rel: rel, data: data, mode: mode, sum: hex.EncodeToString(sum[:])})
+	}
+	compose, err := os.ReadFile(filepath.Join(s.Root, s.ComposeFile))
+	if err != nil {
+		return nil, err
+	}
+	add(filepath.ToSlash(s.ComposeFile), compose, 0o644)
+	add(s.OverlayFile(Blue), s.Overlay(Blue), 0o644)
+	add(s.OverlayFile(Green), s.Overlay(Green), 0o644)
+	add(strings.TrimPrefix(s.envPath(), s.RemoteDir+"/"), s.envFile(), 0o600)
+	seen := map[string]bool{}
+	composeDir := filepath.Dir(s.ComposeFile)
+	for _, name := range s.Compose.ServiceNames() {
+		svc := s.Compose.Services[name]
+		if svc.BuildContext == "" {
+			continue
+		}
+		ctxDir := filepath.Join(composeDir, svc.BuildContext)
+		if seen[ctxDir] {
+			continue
+		}
+		seen[ctxDir] = true
+		err := filepath.WalkDir(filepath.Join(s.Root, ctxDir), func(p string, e fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if e.IsDir() {
+				if e.Name() == ".git" {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			if !e.Type().IsRegular() {
+				return nil
+			}
+			rel, _ := filepath.Rel(s.Root, p)
+			if filepath.ToSlash(rel) == filepath.ToSlash(s.Caddyfile) {
+				return nil
+			}
+			info, err := e.Info()
+			if err != nil {
+				return err
+			}
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			add(filepath.ToSlash(rel), data, info.Mode().Perm())
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("build context of %s: %w", name, err)
+		}
+	}
+	return files, nil
+}
+
+// envFile renders stack.env; values never leave this file.
+func (s *Stack) envFile() []byte {
+	var keys []string
+	for k := range s.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b bytes.Buffer
+	b.WriteString("# Written by taledeploy from the inventory; mode 0600.\n")
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s=%s\n", k, s.Env[k])
+	}
+	return b.Bytes()
+}
+
+// stateful makes sure the network and the stateful services run. Compose leaves a
+// service alone when its definition did not change; a changed one is refused
+// unless allowed, since recreating it interrupts what it serves.
+func (d *Deployer) stateful(ctx context.Context, newColor, release string) (string, error) {
+	s := d.Stack
+	if _, err := d.Host.Run(ctx, remote.Cmd{Argv: []string{"docker", "network", "inspect", s.Project}}); err != nil {
+		if _, err := d.Host.Run(ctx, remote.Cmd{Argv: []string{"docker", "network", "create", "--label", "taledeploy.project=" + s.Project, s.Project}}); err != nil {
+			return "", fmt.Errorf("create network %s: %w", s.Project, err)
+		}
+	}
+	env := d.composeEnv("", release)
+	out, err := d.compose(ctx, "", env, append([]string{"config", "--hash"}, strings.Join(s.Stateful, ","))...)
+	if err != nil {
+		return "", fmt.Errorf("compose config: %w", err)
+	}
+	want := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if f := strings.Fields(line); len(f) == 2 {
+			want[f[0]] = f[1]
+		}
+	}
+	var changed, missing []string
+	for _, svc := range s.Stateful {
+		i := slices.IndexFunc(d.cs, func(c Container) bool { return c.Project == s.Project && c.Service == svc })
+		switch {
+		case i < 0:
+			missing = append(missing, svc)
+		case d.cs[i].ConfigHash != want[svc]:
+			changed = append(changed, svc)
+		case !d.cs[i].Running():
+			missing = append(missing, svc)
+		}
+	}
+	if len(changed) > 0 && !d.Opts.RecreateStateful {
+		return "", fmt.Errorf("%w: %s; a push does not recreate stateful services on its own. Pass --recreate-stateful to allow it (recreating %s interrupts it briefly)",
+			ErrStateful, strings.Join(changed, ", "), strings.Join(changed, ", "))
+	}
+	proxyRunning := slices.ContainsFunc(d.cs, func(c Container) bool {
+		return c.Project == s.Project && c.Service == s.Proxy && c.Running()
+	})
+	if !proxyRunning {
+		// The proxy starts with a Caddyfile that routes to the color being pushed.
+		if err := d.Host.WriteFile(ctx, s.remote(s.Caddyfile), s.CaddyfileFor(newColor), 0o644); err != nil {
+			return "", err
+		}
+	}
+	if len(changed)+len(missing) == 0 {
+		return "unchanged: " + strings.Join(s.Stateful, ", "), nil
+	}
+	if _, err := d.compose(ctx, "", env, append([]string{"up", "-d", "--no-deps", "--wait"}, append(changed, missing...)...)...); err != nil {
+		return "", err
+	}
+	cs, err := inspect(ctx, d.Host, s.Project, s.Project, s.ColorProject(Blue), s.ColorProject(Green))
+	if err != nil {
+		return "", err
+	}
+	d.cs = cs
+	return "started " + strings.Join(append(changed, missing...), ", "), nil
+}
+
+// verify waits until every container of the color is healthy and every routed
+// service answers its health path, probed from the host through the SSH connection.
+func (d *Deployer) verify(ctx context.Context, color string) (string, error) {
+	s := d.Stack
+	ctx, cancel := context.WithTimeout(ctx, s.HealthTimeout.Duration)
+	defer cancel()
+	client := &http.Client{
+		Timeout: 3 * time.Second,
+		Transport: &http.Transport{
+			DialContext:       func(ctx context.Context, _, addr string) (net.Conn, error) { return d.Host.Dial(ctx, "tcp", addr) },
+			DisableKeepAlives: true,
+		},
+	}
+	project := s.ColorProject(color)
+	var why string
+	for {
+		cs, err := inspect(ctx, d.Host, s.Project, project)
+		if err == nil {
+			why = d.notReady(ctx, client, cs)
+			if why == "" {
+				return fmt.Sprintf("%d containers healthy, %d routes answer", len(cs), len(s.Routes)), nil
+			}
+			if strings.HasPrefix(why, "failed:") {
+				d.showLogs(ctx, color)
+				return "", fmt.Errorf("%w: %s", ErrUnhealthy, strings.TrimPrefix(why, "failed: "))
+			}
+		} else {
+			why = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			d.showLogs(context.WithoutCancel(ctx), color)
+			return "", fmt.Errorf("%w within %s: %s", ErrUnhealthy, s.HealthTimeout.Duration, why)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// notReady says what is not ready yet ("" when all is), prefixed "failed:" when
+// waiting longer cannot help.
+func (d *Deployer) notReady(ctx context.Context, client *http.Client, cs []Container) string {
+	s := d.Stack
+	for _, svc := range s.Stateless {
+		i := slices.IndexFunc(cs, func(c Container) bool { return c.Service == svc })
+		if i < 0 {
+			return svc + " has no container"
+		}
+		c := cs[i]
+		switch {
+		case c.State == "exited" || c.State == "dead":
+			return fmt.Sprintf("failed: %s exited", c.Name)
+		case c.Health == "unhealthy":
+			return fmt.Sprintf("failed: %s is unhealthy", c.Name)
+		case !c.Ready():
+			return fmt.Sprintf("%s is %s %s", c.Name, c.State, c.Health)
+		}
+	}
+	for _, r := range s.Routes {
+		i := slices.IndexFunc(cs, func(c Container) bool { return c.Service == r.Service })
+		c := cs[i]
+		if c.IP == "" {
+			return c.Name + " has no address on network " + s.Project
+		}
+		url := fmt.Sprintf("http://%s%s", net.JoinHostPort(c.IP, fmt.Sprint(r.Port)), r.HealthPath)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			return fmt.Sprintf("%s%s: %v", c.Name, r.HealthPath, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			return fmt.Sprintf("%s%s answers %d", c.Name, r.HealthPath, resp.StatusCode)
+		}
+	}
+	return ""
+}
+
+func (d *Deployer) showLogs(ctx context.Context, color string) {
+	out, _ := d.compose(ctx, color, d.composeEnv(color, ""), "logs", "--no-color", "--tail", "20")
+	if len(out) > 0 {
+		d.logf("%s: last log lines of %s:\n%s", d.Host.Name(), d.Stack.ColorProject(color), out)
+	}
+}
+
+// switchTo validates a Caddyfile that puts color first and loads it into Caddy.
+// It returns the Caddyfile it replaced, so a caller can restore it.
+func (d *Deployer) switchTo(ctx context.Context, color string) ([]byte, error) {
+	s := d.Stack
+	proxy, err := d.proxy(ctx)
+	if err != nil {
+		return nil, err
+	}
+	hostDir := path.Dir(s.remote(s.Caddyfile))
+	inDir := ""
+	for _, m := range proxy.Mounts {
+		if m.Source == hostDir {
+			inDir = m.Destination
+		}
+	}
+	if inDir == "" {
+		return nil, fmt.Errorf("the proxy container does not mount %s; mount the Caddyfile's folder (not the file) into %s", hostDir, s.Proxy)
+	}
+	next := s.CaddyfileFor(color)
+	nextName := path.Base(s.Caddyfile) + ".next"
+	if err := d.Host.WriteFile(ctx, hostDir+"/"+nextName, next, 0o644); err != nil {
+		return nil, err
+	}
+	defer d.Host.Remove(context.WithoutCancel(ctx), hostDir+"/"+nextName)
+	if _, err := d.Host.Run(ctx, remote.Cmd{Argv: []string{"docker", "exec", proxy.ID, "caddy", "validate",
+		"--config", inDir + "/" + nextName, "--adapter", "caddyfile"}}); err != nil {
+		var ee *remote.ExitError
+		if errors.As(err, &ee) {
+			d.logf("%s: caddy validate:\n%s", d.Host.Name(), ee.Stderr)
+		}
+		return nil, fmt.Errorf("the new Caddyfile does not validate, traffic untouched: %w", err)
+	}
+	old, _ := d.Host.ReadFile(ctx, s.remote(s.Caddyfile))
+	if err := d.Host.WriteFile(ctx, s.remote(s.Caddyfile), next, 0o644); err != nil {
+		return old, err
+	}
+	// Load the exact bytes through the admin socket, so what Caddy runs is what we
+	// validated, whatever the container sees of the file.
+	resp, err := d.admin(ctx, http.MethodPost, "/load", "text/caddyfile", next)
+	if err != nil {
+		return old, fmt.Errorf("caddy reload: %w", err)
+	}
+	_ = resp
+	return old, nil
+}
+
+// proxy returns the running proxy container.
+func (d *Deployer) proxy(ctx context.Context) (Container, error) {
+	s := d.Stack
+	cs, err := inspect(ctx, d.Host, s.Project, s.Project)
+	if err != nil {
+		return Container{}, err
+	}
+	for _, c := range cs {
+		if c.Service == s.Proxy && c.Running() {
+			return c, nil
+		}
+	}
+	return Container{}, fmt.Errorf("the proxy service %s is not running in project %s", s.Proxy, s.Project)
+}
+
+// admin calls Caddy's admin API on its unix socket, through the SSH connection.
+func (d *Deployer) admin(ctx context.Context, method, urlPath, contentType string, body []byte) ([]byte, error) {
+	sock := d.Stack.adminDir() + "/admin.sock"
+	client := &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var err error
+				// The socket appears a moment after Caddy starts.
+				for range 50 {
+					var c net.Conn
+					if c, err = d.Host.Dial(ctx, "unix", sock); err == nil {
+						return c, nil
+					}
+					select {
+					case <-ctx.Done():
+						return nil, ctx.Err()
+					case <-time.After(100 * time.Millisecond):
+					}
+				}
+				return nil, err
+			},
+			DisableKeepAlives: true,
+		},
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://caddy-admin"+urlPath, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return data, fmt.Errorf("caddy admin %s %s: %s: %s", method, urlPath, resp.Status, strings.TrimSpace(string(data)))
+	}
+	return data, nil
+}
+
+// drain waits until Caddy has no request in flight to the old color, bounded by
+// the drain timeout.
+func (d *Deployer) drain(ctx context.Context, old string) (string, error) {
+	s := d.Stack
+	deadline := time.Now().Add(s.DrainTimeout.Duration)
+	var olds []string
+	for _, r := range s.Routes {
+		olds = append(olds, fmt.Sprintf("%s-%s:%d", r.Service, old, r.Port))
+	}
+	for {
+		data, err := d.admin(ctx, http.MethodGet, "/reverse_proxy/upstreams", "", nil)
+		if err != nil {
+			return "", err
+		}
+		var ups []struct {
+			Address     string `json:"address"`
+			NumRequests int    `json:"num_requests"`
+		}
+		if err := json.Unmarshal(data, &ups); err != nil {
+			return "", fmt.Errorf("caddy upstreams: %w", err)
+		}
+		inflight := 0
+		for _, u := range ups {
+			if slices.Contains(olds, u.Address) {
+				inflight += u.NumRequests
+			}
+		}
+		if inflight == 0 {
+			return "no request in flight on " + old, nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Sprintf("drain timeout %s reached with %d requests in flight on %s; stopping it gracefully anyway", s.DrainTimeout.Duration, inflight, old), nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func humanBytes(n int) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func sorted(in []string) []string {
+	out := slices.Clone(in)
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,166 @@
+package plan
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+
+	"taledeploy/remote"
+)
+
+// Conn is what the deploy logic needs of a connection to one host. remote.Client
+// implements it; tests may use anything else that does.
+type Conn interface {
+	Name() string
+	Run(ctx context.Context, cmd remote.Cmd) ([]byte, error)
+	ReadFile(ctx context.Context, path string) ([]byte, error)
+	WriteFile(ctx context.Context, path string, data []byte, mode os.FileMode) error
+	AppendFile(ctx context.Context, path string, data []byte, mode os.FileMode) error
+	Mkdir(ctx context.Context, path string, mode os.FileMode, exclusive bool) error
+	Remove(ctx context.Context, path string) error
+	Dial(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// Container is one container of the stack as Docker reports it.
+type Container struct {
+	ID      string  `json:"id"`
+	Name    string  `json:"name"`
+	Project string  `json:"project"`
+	Service string  `json:"service"`
+	Color   string  `json:"color,omitempty"`
+	State   string  `json:"state"`            // running, exited, created, ...
+	Health  string  `json:"health,omitempty"` // healthy, unhealthy, starting; empty without a healthcheck
+	Release string  `json:"release,omitempty"`
+	Image   string  `json:"image"`
+	IP      string  `json:"-"` // on the stack's network
+	Mounts  []Mount `json:"-"`
+	// ConfigHash is Compose's hash of the service definition the container was made from.
+	ConfigHash string `json:"-"`
+}
+
+// Mount is a bind mount of a container.
+type Mount struct{ Source, Destination string }
+
+// Running tells whether the container runs.
+func (c Container) Running() bool { return c.State == "running" }
+
+// Ready tells whether the container runs and, when it has a healthcheck, passes it.
+func (c Container) Ready() bool {
+	return c.Running() && (c.Health == "" || c.Health == "healthy")
+}
+
+// inspect lists the containers of the given compose projects.
+func inspect(ctx context.Context, h Conn, network string, projects ...string) ([]Container, error) {
+	// Several label filters are ANDed by Docker, so list every compose container
+	// with its project and keep ours.
+	out, err := h.Run(ctx, remote.Cmd{Argv: []string{"docker", "ps", "-a", "--no-trunc",
+		"--filter", "label=com.docker.compose.project", "--format", `{{.ID}} {{.Label "com.docker.compose.project"}}`}})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	var ids []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if id, project, ok := strings.Cut(strings.TrimSpace(line), " "); ok && slices.Contains(projects, project) {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	return inspectIDs(ctx, h, network, ids)
+}
+
+func inspectIDs(ctx context.Context, h Conn, network string, ids []string) ([]Container, error) {
+	out, err := h.Run(ctx, remote.Cmd{Argv: append([]string{"docker", "inspect"}, ids...)})
+	if err != nil {
+		var ee *remote.ExitError
+		// A container removed between ps and inspect is gone: inspect reports the rest.
+		if !errors.As(err, &ee) || len(out) == 0 {
+			return nil, fmt.Errorf("inspect containers: %w", err)
+		}
+	}
+	var raw []struct {
+		ID    string
+		Name  string
+		Image string
+		State struct {
+			Status string
+			Health *struct{ Status string }
+		}
+		Config struct {
+			Labels map[string]string
+			Env    []string
+		}
+		NetworkSettings struct {
+			Networks map[string]struct{ IPAddress string }
+		}
+		Mounts []struct {
+			Type, Source, Destination string
+		}
+	}
+	if err := json.Unmarshal(out, &raw); err != nil {
+		return nil, fmt.Errorf("inspect containers: %w", err)
+	}
+	var cs []Container
+	for _, r := range raw {
+		c := Container{
+			ID:         r.ID,
+			Name:       strings.TrimPrefix(r.Name, "/"),
+			Image:      r.Image,
+			State:      r.State.Status,
+			Project:    r.Config.Labels["com.docker.compose.project"],
+			Service:    r.Config.Labels["com.docker.compose.service"],
+			Color:      r.Config.Labels["taledeploy.color"],
+			ConfigHash: r.Config.Labels["com.docker.compose.config-hash"],
+			IP:         r.NetworkSettings.Networks[network].IPAddress,
+		}
+		if r.State.Health != nil && c.State == "running" {
+			c.Health = r.State.Health.Status
+		}
+		for _, e := range r.Config.Env {
+			if v, ok := strings.CutPrefix(e, "TALEDEPLOY_RELEASE="); ok {
+				c.Release = v
+			}
+		}
+		for _, m := range r.Mounts {
+			if m.Type == "bind" {
+				c.Mounts = append(c.Mounts, Mount{m.Source, m.Destination})
+			}
+		}
+		cs = append(cs, c)
+	}
+	sort.Slice(cs, func(i, j int) bool {
+		if cs[i].Project != cs[j].Project {
+			return cs[i].Project < cs[j].Project
+		}
+		return cs[i].Service < cs[j].Service
+	})
+	return cs, nil
+}
+
+// ids returns the container IDs of cs.
+func ids(cs []Container) []string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.ID)
+	}
+	return out
+}
+
+// services returns the distinct service names of cs, sorted.
+func services(cs []Container) []string {
+	var out []string
+	for _, c := range cs {
+		if !slices.Contains(out, c.Service) {
+			out = append(out, c.Service)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,429 @@
+// Package plan holds the inventory model, observes a host's state, decides the
+// steps of a push or rollback and carries them out, reporting events.
+package plan
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// ErrBadInput marks an error in the inventory, compose file or flags.
+var ErrBadInput = errors.New("bad input")
+
+// Inventory is inventory.yaml: environments, each with hosts and a stack.
+type Inventory struct {
+	Environments map[string]*Environment `yaml:"environments"`
+
+	file string // path it was read from
+	dir  string // folder that relative paths start from
+}
+
+// Environment is one named target, such as demo or prod.
+type Environment struct {
+	Hosts []*Host `yaml:"hosts"`
+	Stack Stack   `yaml:"stack"`
+
+	Name string `yaml:"-"`
+	line int
+}
+
+// Host is one VPS reachable over SSH.
+type Host struct {
+	Name         string `yaml:"name"`
+	Address      string `yaml:"address"`
+	Port         int    `yaml:"port"`
+	User         string `yaml:"user"`
+	IdentityFile string `yaml:"identity_file"`
+	KnownHosts   string `yaml:"known_hosts"`
+
+	line int
+}
+
+// Stack says how the compose stack is deployed.
+type Stack struct {
+	Project       string            `yaml:"project"`
+	RemoteDir     string            `yaml:"remote_dir"`
+	ComposeFile   string            `yaml:"compose_file"`
+	Caddyfile     string            `yaml:"caddyfile"`
+	Proxy         string            `yaml:"proxy"`
+	Stateless     []string          `yaml:"stateless"`
+	Stateful      []string          `yaml:"stateful"`
+	Routes        []*Route          `yaml:"routes"`
+	HealthTimeout Duration          `yaml:"health_timeout"`
+	DrainTimeout  Duration          `yaml:"drain_timeout"`
+	Env           map[string]string `yaml:"env"`
+
+	// Compose is compose_file, read and checked against the settings above.
+	Compose *Compose `yaml:"-"`
+	// Root is the local folder that compose_file and the build contexts are in.
+	Root string `yaml:"-"`
+	line int
+}
+
+// Route is one path Caddy serves from a stateless service.
+type Route struct {
+	Site       string `yaml:"site"`
+	Path       string `yaml:"path"`
+	Service    string `yaml:"service"`
+	Port       int    `yaml:"port"`
+	HealthPath string `yaml:"health_path"`
+
+	line int
+}
+
+// Duration is a time.Duration written as "90s" or "2m".
+type Duration struct{ time.Duration }
+
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil || v <= 0 {
+		return fmt.Errorf("line %d: %q is not a duration; write it like 90s or 2m", n.Line, n.Value)
+	}
+	d.Duration = v
+	return nil
+}
+
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+func (e *Environment) UnmarshalYAML(n *yaml.Node) error {
+	type plain Environment
+	if err := decodeStrict(n, (*plain)(e)); err != nil {
+		return err
+	}
+	e.line = n.Line
+	return nil
+}
+
+func (h *Host) UnmarshalYAML(n *yaml.Node) error {
+	type plain Host
+	if err := decodeStrict(n, (*plain)(h)); err != nil {
+		return err
+	}
+	h.line = n.Line
+	return nil
+}
+
+func (s *Stack) UnmarshalYAML(n *yaml.Node) error {
+	type plain Stack
+	if err := decodeStrict(n, (*plain)(s)); err != nil {
+		return err
+	}
+	s.line = n.Line
+	return nil
+}
+
+func (r *Route) UnmarshalYAML(n *yaml.Node) error {
+	type plain Route
+	if err := decodeStrict(n, (*plain)(r)); err != nil {
+		return err
+	}
+	r.line = n.Line
+	return nil
+}
+
+// decodeStrict decodes a node refusing unknown keys (yaml.v3 applies KnownFields
+// only at the top level when a type has its own UnmarshalYAML).
+func decodeStrict(n *yaml.Node, v any) error {
+	if n.Kind == yaml.MappingNode {
+		known := yamlKeys(v)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if k.Value != "<<" && !slices.Contains(known, k.Value) {
+				hint := ""
+				if s := closest(k.Value, known); s != "" {
+					hint = fmt.Sprintf(" (did you mean %q?)", s)
+				}
+				return fmt.Errorf("line %d: unknown key %q%s; known keys: %s", k.Line, k.Value, hint, strings.Join(known, ", "))
+			}
+		}
+	}
+	return n.Decode(v)
+}
+
+// Load reads and validates an inventory file. Every error names the file and line.
+func Load(file string) (*Inventory, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v; pass --inventory FILE or run from the folder that has inventory.yaml", ErrBadInput, err)
+	}
+	inv, err := Parse(file, data)
+	if err != nil {
+		return nil, err
+	}
+	return inv, nil
+}
+
+// Parse validates inventory text; file names it in errors and anchors relative paths.
+func Parse(file string, data []byte) (inv *Inventory, err error) {
+	defer func() {
+		// yaml.v3 can panic on some malformed documents; an inventory loader never should.
+		if r := recover(); r != nil {
+			inv, err = nil, fmt.Errorf("%w: %s: unreadable YAML (%v)", ErrBadInput, file, r)
+		}
+	}()
+	inv = &Inventory{file: file, dir: filepath.Dir(file)}
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil {
+		return nil, fmt.Errorf("%w: %s: %s", ErrBadInput, file, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if len(root.Content) == 0 {
+		return nil, fmt.Errorf("%w: %s: empty; it needs an environments: map (see the README)", ErrBadInput, file)
+	}
+	if err := decodeStrict(root.Content[0], inv); err != nil {
+		return nil, fmt.Errorf("%w: %s:%s", ErrBadInput, file, strings.TrimPrefix(strings.TrimPrefix(err.Error(), "yaml: "), "line "))
+	}
+	if len(inv.Environments) == 0 {
+		return nil, fmt.Errorf("%w: %s: no environments; add one under environments:", ErrBadInput, file)
+	}
+	for name, env := range inv.Environments {
+		if env == nil {
+			return nil, fmt.Errorf("%w: %s: environment %q is empty; give it hosts: and stack:", ErrBadInput, file, name)
+		}
+		env.Name = name
+		if err := inv.check(env); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadInput, err)
+		}
+	}
+	return inv, nil
+}
+
+// Env returns an environment by name.
+func (inv *Inventory) Env(name string) (*Environment, error) {
+	if e, ok := inv.Environments[name]; ok {
+		return e, nil
+	}
+	names := inv.EnvNames()
+	hint := ""
+	if s := closest(name, names); s != "" {
+		hint = fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	return nil, fmt.Errorf("%w: %s has no environment %q%s; it has: %s", ErrBadInput, inv.file, name, hint, strings.Join(names, ", "))
+}
+
+// EnvNames lists the environments, sorted.
+func (inv *Inventory) EnvNames() []string {
+	var names []string
+	for n := range inv.Environments {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+var (
+	nameRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+	envKeyRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	addressRE = regexp.MustCompile(`^[A-Za-z0-9.:-]+$`)
+)
+
+func (inv *Inventory) check(e *Environment) error {
+	at := func(line int, format string, a ...any) error {
+		return fmt.Errorf("%s:%d: environment %s: %s", inv.file, line, e.Name, fmt.Sprintf(format, a...))
+	}
+	if len(e.Hosts) == 0 {
+		return at(e.line, "no hosts; add at least one under hosts: with name and address")
+	}
+	seen := map[string]bool{}
+	for _, h := range e.Hosts {
+		switch {
+		case h.Name == "":
+			return at(h.line, "host without name; add name: (it prefixes every line of output)")
+		case !nameRE.MatchString(h.Name):
+			return at(h.line, "host name %q: use lower-case letters, digits, - and _", h.Name)
+		case seen[h.Name]:
+			return at(h.line, "host name %q used twice; names must be unique", h.Name)
+		case h.Address == "":
+			return at(h.line, "host %s has no address; add address: (IP or DNS name)", h.Name)
+		case !addressRE.MatchString(h.Address):
+			return at(h.line, "host %s: address %q is not an IP or DNS name", h.Name, h.Address)
+		case h.Port < 0 || h.Port > 65535:
+			return at(h.line, "host %s: port %d is out of range 1-65535", h.Name, h.Port)
+		case h.User == "":
+			return at(h.line, "host %s has no user; add user: (the SSH login, in the docker group)", h.Name)
+		case h.KnownHosts == "":
+			return at(h.line, "host %s has no known_hosts; host keys are always verified, so add known_hosts: FILE", h.Name)
+		}
+		seen[h.Name] = true
+		if h.Port == 0 {
+			h.Port = 22
+		}
+		h.IdentityFile = inv.localPath(h.IdentityFile)
+		h.KnownHosts = inv.localPath(h.KnownHosts)
+	}
+	s := &e.Stack
+	if s.line == 0 {
+		return at(e.line, "no stack:; add project, remote_dir, stateless, stateful and routes")
+	}
+	sat := func(format string, a ...any) error { return at(s.line, format, a...) }
+	switch {
+	case !nameRE.MatchString(s.Project):
+		return sat("stack.project %q: set a compose project name (lower-case letters, digits, - and _)", s.Project)
+	case s.RemoteDir == "" || !path.IsAbs(s.RemoteDir):
+		return sat("stack.remote_dir %q must be an absolute path on the host, such as /srv/%s", s.RemoteDir, s.Project)
+	case path.Clean(s.RemoteDir) == "/" || strings.Contains(s.RemoteDir, ".."):
+		return sat("stack.remote_dir %q: use a folder of its own, without ..", s.RemoteDir)
+	case len(s.Stateless) == 0:
+		return sat("stack.stateless is empty; list the services that run once per color (blue/green)")
+	}
+	s.RemoteDir = path.Clean(s.RemoteDir)
+	if s.ComposeFile == "" {
+		s.ComposeFile = "compose.yml"
+	}
+	if s.Caddyfile == "" {
+		s.Caddyfile = "services/proxy/Caddyfile"
+	}
+	if s.Proxy == "" {
+		s.Proxy = "proxy"
+	}
+	if s.HealthTimeout.Duration == 0 {
+		s.HealthTimeout.Duration = 90 * time.Second
+	}
+	if s.DrainTimeout.Duration == 0 {
+		s.DrainTimeout.Duration = 30 * time.Second
+	}
+	for _, p := range []string{s.ComposeFile, s.Caddyfile} {
+		if filepath.IsAbs(p) || !filepath.IsLocal(p) {
+			return sat("%q must be a path inside the project folder, without .. (it is uploaded below remote_dir)", p)
+		}
+	}
+	both := map[string]string{}
+	for _, n := range s.Stateless {
+		both[n] = "stateless"
+	}
+	for _, n := range s.Stateful {
+		if both[n] != "" {
+			return sat("service %q is listed as both stateless and stateful; keep one", n)
+		}
+		both[n] = "stateful"
+	}
+	if both[s.Proxy] != "stateful" {
+		return sat("the proxy service %q must be listed under stateful (it runs once and is never doubled)", s.Proxy)
+	}
+	for k := range s.Env {
+		if !envKeyRE.MatchString(k) {
+			return sat("env key %q is not a valid variable name", k)
+		}
+	}
+	if len(s.Routes) == 0 {
+		return sat("no routes; add one (site, path, service, port, health_path) so Caddy knows what to serve")
+	}
+	for _, r := range s.Routes {
+		rat := func(format string, a ...any) error { return at(r.line, format, a...) }
+		if r.Site == "" {
+			r.Site = ":80"
+		}
+		if r.Path == "" {
+			r.Path = "/*"
+		}
+		switch {
+		case both[r.Service] != "stateless":
+			return rat("route to unknown service %q; routes go to a stateless service, one of: %s", r.Service, strings.Join(s.Stateless, ", "))
+		case r.Port <= 0 || r.Port > 65535:
+			return rat("route to %s: port %d; set the port the service listens on inside its container", r.Service, r.Port)
+		case !strings.HasPrefix(r.HealthPath, "/"):
+			return rat("route to %s: health_path %q must start with / (it is probed before traffic moves)", r.Service, r.HealthPath)
+		case !strings.HasPrefix(r.Path, "/"):
+			return rat("route to %s: path %q must start with /", r.Service, r.Path)
+		case strings.ContainsAny(r.Site+r.Path+r.HealthPath, " \t\n{}\"#"):
+			return rat("route to %s: site, path and health_path may not hold spaces, braces, quotes or #", r.Service)
+		}
+	}
+	s.Root = inv.dir
+	c, err := LoadCompose(filepath.Join(inv.dir, s.ComposeFile))
+	if err != nil {
+		return err
+	}
+	if err := c.check(s); err != nil {
+		return err
+	}
+	s.Compose = c
+	return nil
+}
+
+func (inv *Inventory) localPath(p string) string {
+	if p == "" {
+		return ""
+	}
+	if strings.HasPrefix(p, "~/") {
+		if home, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(home, p[2:])
+		}
+	}
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(inv.dir, p)
+}
+
+// Colors are the two slots of stateless services.
+const (
+	Blue  = "blue"
+	Green = "green"
+)
+
+// Other returns the color that is not c.
+func Other(c string) string {
+	if c == Blue {
+		return Green
+	}
+	return Blue
+}
+
+// ColorProject is the compose project of one color.
+func (s *Stack) ColorProject(color string) string { return s.Project + "-" + color }
+
+func yamlKeys(v any) []string {
+	var keys []string
+	t := reflectType(v)
+	for i := 0; i < t.NumField(); i++ {
+		tag := t.Field(i).Tag.Get("yaml")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		keys = append(keys, strings.Split(tag, ",")[0])
+	}
+	return keys
+}
+
+// closest returns the candidate within edit distance 2 of s, for "did you mean".
+func closest(s string, candidates []string) string {
+	best, bestD := "", 3
+	for _, c := range candidates {
+		if d := distance(s, c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}

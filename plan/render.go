@@ -1,0 +1,63 @@
+package plan
+
+import (
+	"os"
+	"path/filepath"
+
+	"taledeploy/templates"
+)
+
+// Overlay renders the compose overlay of one color.
+func (s *Stack) Overlay(color string) []byte {
+	return templates.Overlay{
+		Project:     s.Project,
+		Color:       color,
+		ComposeFile: s.ComposeFile,
+		Stateless:   s.Stateless,
+		Volumes:     s.Compose.Volumes,
+	}.Render()
+}
+
+// OverlayFile is where a color's overlay lives, next to the compose file.
+func (s *Stack) OverlayFile(color string) string {
+	return filepath.ToSlash(filepath.Join(filepath.Dir(s.ComposeFile), "compose."+color+".yml"))
+}
+
+// CaddyfileFor renders the Caddyfile that sends traffic to live first.
+func (s *Stack) CaddyfileFor(live string) []byte {
+	c := templates.Caddyfile{Live: live, Other: Other(live), StreamCloseDelay: s.DrainTimeout.Duration}
+	index := map[string]int{}
+	for _, r := range s.Routes {
+		i, ok := index[r.Site]
+		if !ok {
+			i = len(c.Sites)
+			index[r.Site] = i
+			c.Sites = append(c.Sites, templates.Site{Address: r.Site})
+		}
+		c.Sites[i].Routes = append(c.Sites[i].Routes, templates.Route{
+			Path: r.Path, Service: r.Service, HealthPath: r.HealthPath, Port: r.Port})
+	}
+	return c.Render()
+}
+
+// RenderTo writes both overlays and the Caddyfile (blue live, as on a first push)
+// below dir, at the paths the stack uses.
+func (s *Stack) RenderTo(dir string) ([]string, error) {
+	files := map[string][]byte{
+		s.OverlayFile(Blue):  s.Overlay(Blue),
+		s.OverlayFile(Green): s.Overlay(Green),
+		s.Caddyfile:          s.CaddyfileFor(Blue),
+	}
+	var written []string
+	for _, rel := range []string{s.OverlayFile(Blue), s.OverlayFile(Green), s.Caddyfile} {
+		p := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return written, err
+		}
+		if err := os.WriteFile(p, files[rel], 0o644); err != nil {
+			return written, err
+		}
+		written = append(written, p)
+	}
+	return written, nil
+}

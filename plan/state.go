@@ -1,0 +1,125 @@
+package plan
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+)
+
+// State is what a host records of its stack after each push or rollback.
+type State struct {
+	Project     string            `json:"project"`
+	Active      string            `json:"active"`  // live color
+	Release     string            `json:"release"` // live release
+	Images      map[string]string `json:"images,omitempty"`
+	Previous    *Slot             `json:"previous,omitempty"` // stopped color kept for rollback
+	DeployedBy  string            `json:"deployed_by"`
+	DeployedAt  time.Time         `json:"deployed_at"`
+	GitRevision string            `json:"git_revision,omitempty"`
+}
+
+// Slot is a color and the release it holds.
+type Slot struct {
+	Color   string `json:"color"`
+	Release string `json:"release"`
+}
+
+// HistoryEntry is one line of the host's deploy history.
+type HistoryEntry struct {
+	Time        time.Time `json:"time"`
+	Action      string    `json:"action"` // push, rollback
+	Release     string    `json:"release"`
+	Color       string    `json:"color"`
+	From        string    `json:"from,omitempty"` // color that was live before
+	By          string    `json:"by"`
+	GitRevision string    `json:"git_revision,omitempty"`
+	Result      string    `json:"result"` // ok, failed
+	Error       string    `json:"error,omitempty"`
+	Seconds     float64   `json:"seconds"`
+}
+
+// Lock is the owner record of a host lock.
+type Lock struct {
+	Who     string    `json:"who"`
+	PID     int       `json:"pid"`
+	Since   time.Time `json:"since"`
+	Command string    `json:"command"`
+}
+
+// Paths on the host, below the stack's remote_dir.
+func (s *Stack) metaDir() string     { return s.RemoteDir + "/.taledeploy" }
+func (s *Stack) statePath() string   { return s.metaDir() + "/state.json" }
+func (s *Stack) historyPath() string { return s.metaDir() + "/history.jsonl" }
+func (s *Stack) lockPath() string    { return s.metaDir() + "/lock" }
+func (s *Stack) envPath() string     { return s.metaDir() + "/env/stack.env" }
+func (s *Stack) adminDir() string    { return s.RemoteDir + "/run/caddy" }
+func (s *Stack) remote(rel string) string {
+	return s.RemoteDir + "/" + rel
+}
+
+// ReadState returns the recorded state, or nil when the host has none.
+func ReadState(ctx context.Context, h Conn, s *Stack) (*State, error) {
+	data, err := h.ReadFile(ctx, s.statePath())
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", s.statePath(), err)
+	}
+	var st State
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("%s is corrupt (%v); run `taledeploy status` to see what runs", s.statePath(), err)
+	}
+	return &st, nil
+}
+
+func writeState(ctx context.Context, h Conn, s *Stack, st *State) error {
+	data, _ := json.MarshalIndent(st, "", "  ")
+	return h.WriteFile(ctx, s.statePath(), append(data, '\n'), 0o600)
+}
+
+func appendHistory(ctx context.Context, h Conn, s *Stack, e HistoryEntry) error {
+	data, _ := json.Marshal(e)
+	return h.AppendFile(ctx, s.historyPath(), append(data, '\n'), 0o600)
+}
+
+// ReadHistory returns the host's deploy history, oldest first.
+func ReadHistory(ctx context.Context, h Conn, s *Stack) ([]HistoryEntry, error) {
+	data, err := h.ReadFile(ctx, s.historyPath())
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []HistoryEntry
+	for _, line := range splitLines(data) {
+		var e HistoryEntry
+		if json.Unmarshal(line, &e) == nil {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+func splitLines(b []byte) [][]byte {
+	var out [][]byte
+	for len(b) > 0 {
+		i := 0
+		for i < len(b) && b[i] != '\n' {
+			i++
+		}
+		if i > 0 {
+			out = append(out, b[:i])
+		}
+		if i == len(b) {
+			break
+		}
+		b = b[i+1:]
+	}
+	return out
+}

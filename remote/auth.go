@@ -1,0 +1,147 @@
+package remote
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+	"golang.org/x/crypto/ssh/knownhosts"
+)
+
+// hostKeyError is a refused host key, with what the user needs to decide.
+type hostKeyError struct {
+	kind        error
+	host        string
+	file        string
+	fingerprint string
+	keyType     string
+	known       []string // fingerprints on file for a changed key
+}
+
+func (e *hostKeyError) Unwrap() error { return e.kind }
+
+func (e *hostKeyError) Error() string {
+	if e.kind == ErrHostKeyMismatch {
+		return fmt.Sprintf("%v for %s: WARNING: the host now shows %s key %s but %s has %s. "+
+			"Someone may be intercepting the connection, or the host was reinstalled. "+
+			"Check the new fingerprint with the host's owner, then remove the old line (ssh-keygen -R %q -f %s) and connect again",
+			e.kind, e.host, e.keyType, e.fingerprint, e.file, strings.Join(e.known, ", "), e.host, e.file)
+	}
+	return fmt.Sprintf("%v for %s: %s key %s is not in %s. Check the fingerprint with the host's owner, then add it: ssh-keyscan -p PORT ADDRESS >> %s",
+		e.kind, e.host, e.keyType, e.fingerprint, e.file, e.file)
+}
+
+// hostKeyCheck returns a callback that accepts only keys listed in the known_hosts
+// file, and the key algorithms on file for the host so the server is asked for a
+// key we can check (otherwise a host with several keys may offer one we lack).
+func hostKeyCheck(cfg Config) (ssh.HostKeyCallback, []string, error) {
+	if cfg.KnownHostsFile == "" {
+		return nil, nil, fmt.Errorf("%s: no known_hosts file set; host keys are always verified, so set known_hosts for the host in the inventory", cfg.Name)
+	}
+	check, err := knownhosts.New(cfg.KnownHostsFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: read known_hosts: %w", cfg.Name, err)
+	}
+	cb := func(hostname string, remote net.Addr, key ssh.PublicKey) error {
+		err := check(hostname, remote, key)
+		var ke *knownhosts.KeyError
+		if errors.As(err, &ke) {
+			he := &hostKeyError{kind: ErrHostKeyUnknown, host: knownhosts.Normalize(cfg.addr()), file: cfg.KnownHostsFile,
+				fingerprint: ssh.FingerprintSHA256(key), keyType: key.Type()}
+			if len(ke.Want) > 0 {
+				he.kind = ErrHostKeyMismatch
+				for _, w := range ke.Want {
+					he.known = append(he.known, w.Key.Type()+" "+ssh.FingerprintSHA256(w.Key))
+				}
+			}
+			return he
+		}
+		return err
+	}
+	// Ask the file which key types it holds for this host by checking a throwaway key.
+	_, probe, _ := ed25519.GenerateKey(nil)
+	pk, _ := ssh.NewSignerFromKey(probe)
+	var algos []string
+	var ke *knownhosts.KeyError
+	if err := check(cfg.addr(), &net.TCPAddr{IP: net.ParseIP(cfg.Address)}, pk.PublicKey()); errors.As(err, &ke) {
+		for _, w := range ke.Want {
+			algos = append(algos, algorithmsFor(w.Key.Type())...)
+		}
+	}
+	return cb, algos, nil
+}
+
+func algorithmsFor(keyType string) []string {
+	if keyType == ssh.KeyAlgoRSA {
+		return []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA}
+	}
+	return []string{keyType}
+}
+
+// authMethods offers the identity file's key and the ssh-agent's keys.
+func authMethods(cfg Config) ([]ssh.AuthMethod, func(), error) {
+	var signers []ssh.Signer
+	closeFn := func() {}
+	if cfg.IdentityFile != "" {
+		s, err := loadKey(cfg)
+		if err != nil {
+			return nil, closeFn, err
+		}
+		signers = append(signers, s)
+	}
+	var agentSigners func() ([]ssh.Signer, error)
+	if sock := os.Getenv("SSH_AUTH_SOCK"); sock != "" {
+		if conn, err := net.Dial("unix", sock); err == nil {
+			closeFn = func() { conn.Close() }
+			agentSigners = agent.NewClient(conn).Signers
+		}
+	}
+	if len(signers) == 0 && agentSigners == nil {
+		return nil, closeFn, fmt.Errorf("%w: %s: no identity_file in the inventory and no ssh-agent (SSH_AUTH_SOCK); set one", ErrAuth, cfg.Name)
+	}
+	return []ssh.AuthMethod{ssh.PublicKeysCallback(func() ([]ssh.Signer, error) {
+		all := signers
+		if agentSigners != nil {
+			if more, err := agentSigners(); err == nil {
+				all = append(append([]ssh.Signer{}, signers...), more...)
+			}
+		}
+		return all, nil
+	})}, closeFn, nil
+}
+
+func loadKey(cfg Config) (ssh.Signer, error) {
+	pem, err := os.ReadFile(cfg.IdentityFile)
+	if err != nil {
+		return nil, fmt.Errorf("%s: read identity_file: %w", cfg.Name, err)
+	}
+	s, err := ssh.ParsePrivateKey(pem)
+	var missing *ssh.PassphraseMissingError
+	if !errors.As(err, &missing) {
+		if err != nil {
+			return nil, fmt.Errorf("%s: parse identity_file %s: %w", cfg.Name, cfg.IdentityFile, err)
+		}
+		return s, nil
+	}
+	var pass []byte
+	if p, ok := os.LookupEnv("TALEDEPLOY_SSH_PASSPHRASE"); ok {
+		pass = []byte(p)
+	} else if cfg.Passphrase != nil {
+		if pass, err = cfg.Passphrase(cfg.IdentityFile); err != nil {
+			return nil, fmt.Errorf("%w for %s: %v", ErrPassphrase, cfg.IdentityFile, err)
+		}
+	} else {
+		return nil, fmt.Errorf("%w: %s is encrypted; set TALEDEPLOY_SSH_PASSPHRASE or load it into ssh-agent", ErrPassphrase, cfg.IdentityFile)
+	}
+	s, err = ssh.ParsePrivateKeyWithPassphrase(pem, pass)
+	if err != nil {
+		// The passphrase itself is never part of the message.
+		return nil, fmt.Errorf("%w: %s: wrong passphrase or unreadable key", ErrPassphrase, cfg.IdentityFile)
+	}
+	return s, nil
+}

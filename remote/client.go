@@ -1,0 +1,350 @@
+// Package remote is the one SSH connection taledeploy keeps to a host: it runs
+// commands given as argv, moves files over SFTP (atomically) and opens tunnels
+// (TCP or unix socket) through the host. Host keys are always verified.
+package remote
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+)
+
+// Errors a caller can act on. They are wrapped with the host and the fix.
+var (
+	ErrHostKeyUnknown  = errors.New("host key unknown")
+	ErrHostKeyMismatch = errors.New("host key changed")
+	ErrAuth            = errors.New("ssh authentication failed")
+	ErrUnreachable     = errors.New("host unreachable")
+	ErrPassphrase      = errors.New("ssh key passphrase needed")
+)
+
+// Config says how to reach one host.
+type Config struct {
+	Name           string // for messages
+	Address        string
+	Port           int
+	User           string
+	IdentityFile   string // private key; may be empty when an agent is used
+	KnownHostsFile string
+	// Passphrase is asked for an encrypted key. Nil means no way to ask.
+	Passphrase func(keyFile string) ([]byte, error)
+	Timeout    time.Duration
+}
+
+func (c Config) addr() string {
+	port := c.Port
+	if port == 0 {
+		port = 22
+	}
+	return net.JoinHostPort(c.Address, strconv.Itoa(port))
+}
+
+// Client is one SSH connection to a host. It is safe for concurrent use.
+type Client struct {
+	cfg  Config
+	ssh  *ssh.Client
+	mu   sync.Mutex
+	sftp *sftp.Client
+}
+
+// Dial connects and authenticates, verifying the host key against cfg.KnownHostsFile.
+func Dial(ctx context.Context, cfg Config) (*Client, error) {
+	hostKey, algos, err := hostKeyCheck(cfg)
+	if err != nil {
+		return nil, err
+	}
+	auth, closeAgent, err := authMethods(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer closeAgent()
+	timeout := cfg.Timeout
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	sc := &ssh.ClientConfig{
+		User:              cfg.User,
+		Auth:              auth,
+		HostKeyCallback:   hostKey,
+		HostKeyAlgorithms: algos,
+		Timeout:           timeout,
+	}
+	d := net.Dialer{Timeout: timeout}
+	conn, err := d.DialContext(ctx, "tcp", cfg.addr())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s (%s): %v; check the address and port in the inventory and that sshd runs", ErrUnreachable, cfg.Name, cfg.addr(), err)
+	}
+	cc, chans, reqs, err := ssh.NewClientConn(conn, cfg.addr(), sc)
+	if err != nil {
+		conn.Close()
+		var hk *hostKeyError
+		if errors.As(err, &hk) {
+			return nil, hk
+		}
+		if strings.Contains(err.Error(), "unable to authenticate") {
+			return nil, fmt.Errorf("%w: %s as %q: the host accepted none of the offered keys; check the host's identity_file (or ssh-agent) and the host's authorized_keys", ErrAuth, cfg.Name, cfg.User)
+		}
+		return nil, fmt.Errorf("%w: %s (%s): ssh handshake: %v", ErrUnreachable, cfg.Name, cfg.addr(), err)
+	}
+	return &Client{cfg: cfg, ssh: ssh.NewClient(cc, chans, reqs)}, nil
+}
+
+// Close ends the connection.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.sftp != nil {
+		c.sftp.Close()
+	}
+	c.mu.Unlock()
+	return c.ssh.Close()
+}
+
+// Name is the host's name in the inventory.
+func (c *Client) Name() string { return c.cfg.Name }
+
+// ExitError is a command that ran and failed. Stderr is kept whole; the message
+// carries its last line only.
+type ExitError struct {
+	Argv   []string
+	Code   int
+	Stderr string
+}
+
+func (e *ExitError) Error() string {
+	last := strings.TrimSpace(e.Stderr)
+	if i := strings.LastIndexByte(last, '\n'); i >= 0 {
+		last = last[i+1:]
+	}
+	name := strings.Join(e.Argv[:min(len(e.Argv), 3)], " ")
+	if last == "" {
+		return fmt.Sprintf("%s: exit status %d", name, e.Code)
+	}
+	return fmt.Sprintf("%s: exit status %d: %s", name, e.Code, last)
+}
+
+// Cmd is one command to run on the host.
+type Cmd struct {
+	Argv   []string
+	Env    []string  // KEY=VALUE, passed through env(1) since sshd rarely accepts SetEnv
+	Stdin  io.Reader // optional
+	Stdout io.Writer // optional: stream output here instead of returning it
+	Stderr io.Writer // optional: stream stderr here as well as keeping it
+}
+
+// Run runs cmd and returns its standard output. A command that exits non-zero
+// returns *ExitError. Cancelling ctx closes the session.
+func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
+	s, err := c.ssh.NewSession()
+	if err != nil {
+		return nil, fmt.Errorf("%s: new ssh session: %w", c.cfg.Name, err)
+	}
+	defer s.Close()
+	var out, errb bytes.Buffer
+	s.Stdin = cmd.Stdin
+	s.Stdout = &out
+	if cmd.Stdout != nil {
+		s.Stdout = cmd.Stdout
+	}
+	s.Stderr = &errb
+	if cmd.Stderr != nil {
+		s.Stderr = io.MultiWriter(&errb, cmd.Stderr)
+	}
+	argv := cmd.Argv
+	if len(cmd.Env) > 0 {
+		argv = append(append([]string{"env"}, cmd.Env...), cmd.Argv...)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(Quote(argv)) }()
+	select {
+	case <-ctx.Done():
+		s.Signal(ssh.SIGTERM)
+		s.Close()
+		return nil, ctx.Err()
+	case err = <-done:
+	}
+	if err != nil {
+		var ee *ssh.ExitError
+		if errors.As(err, &ee) {
+			return out.Bytes(), &ExitError{Argv: cmd.Argv, Code: ee.ExitStatus(), Stderr: errb.String()}
+		}
+		return out.Bytes(), fmt.Errorf("%s: %s: %w", c.cfg.Name, strings.Join(cmd.Argv[:min(len(cmd.Argv), 3)], " "), err)
+	}
+	return out.Bytes(), nil
+}
+
+// Dial opens a connection from the host to addr: network "tcp" (host:port as the
+// host resolves it) or "unix" (a socket path on the host).
+func (c *Client) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	type res struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		conn, err := c.ssh.Dial(network, addr)
+		ch <- res{conn, err}
+	}()
+	select {
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.c != nil {
+				r.c.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	case r := <-ch:
+		if r.err != nil {
+			return nil, fmt.Errorf("%s: tunnel to %s %s: %w", c.cfg.Name, network, addr, r.err)
+		}
+		return r.c, nil
+	}
+}
+
+func (c *Client) files() (*sftp.Client, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sftp != nil {
+		return c.sftp, nil
+	}
+	s, err := sftp.NewClient(c.ssh)
+	if err != nil {
+		return nil, fmt.Errorf("%s: start sftp: %w", c.cfg.Name, err)
+	}
+	c.sftp = s
+	return s, nil
+}
+
+// ReadFile reads a file on the host. A missing file gives an error matching
+// os.ErrNotExist.
+func (c *Client) ReadFile(_ context.Context, path string) ([]byte, error) {
+	s, err := c.files()
+	if err != nil {
+		return nil, err
+	}
+	f, err := s.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
+}
+
+// WriteFile writes data to path atomically: a temp file in the same folder is
+// written, given its mode and renamed over path, so readers see the old or the new
+// content, never a mix. Missing folders are created (mode 0755).
+func (c *Client) WriteFile(_ context.Context, path string, data []byte, mode os.FileMode) error {
+	s, err := c.files()
+	if err != nil {
+		return err
+	}
+	dir := parentDir(path)
+	if err := s.MkdirAll(dir); err != nil {
+		return fmt.Errorf("%s: mkdir %s: %w", c.cfg.Name, dir, err)
+	}
+	tmp := fmt.Sprintf("%s/.%s.taledeploy-%d", dir, baseName(path), time.Now().UnixNano())
+	f, err := s.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	if err != nil {
+		return fmt.Errorf("%s: create %s: %w", c.cfg.Name, tmp, err)
+	}
+	// Set the mode before any byte lands, so a secret is never readable by others.
+	if err := f.Chmod(mode.Perm()); err != nil {
+		f.Close()
+		s.Remove(tmp)
+		return fmt.Errorf("%s: chmod %s: %w", c.cfg.Name, tmp, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		s.Remove(tmp)
+		return fmt.Errorf("%s: write %s: %w", c.cfg.Name, path, err)
+	}
+	if err := f.Close(); err != nil {
+		s.Remove(tmp)
+		return fmt.Errorf("%s: write %s: %w", c.cfg.Name, path, err)
+	}
+	if err := s.PosixRename(tmp, path); err != nil {
+		s.Remove(tmp)
+		return fmt.Errorf("%s: rename into %s: %w", c.cfg.Name, path, err)
+	}
+	return nil
+}
+
+// AppendFile appends data to path, creating it with mode when missing.
+func (c *Client) AppendFile(_ context.Context, path string, data []byte, mode os.FileMode) error {
+	s, err := c.files()
+	if err != nil {
+		return err
+	}
+	if err := s.MkdirAll(parentDir(path)); err != nil {
+		return err
+	}
+	f, err := s.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND)
+	if err != nil {
+		return fmt.Errorf("%s: open %s: %w", c.cfg.Name, path, err)
+	}
+	defer f.Close()
+	if err := f.Chmod(mode.Perm()); err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	return err
+}
+
+// Mkdir creates path (and its parents) with mode. It reports os.ErrExist when
+// exclusive is set and path already exists, which makes it a lock primitive.
+func (c *Client) Mkdir(_ context.Context, path string, mode os.FileMode, exclusive bool) error {
+	s, err := c.files()
+	if err != nil {
+		return err
+	}
+	if err := s.MkdirAll(parentDir(path)); err != nil {
+		return err
+	}
+	if exclusive {
+		if err := s.Mkdir(path); err != nil {
+			if _, serr := s.Stat(path); serr == nil {
+				return fmt.Errorf("%s: %w", path, os.ErrExist)
+			}
+			return err
+		}
+	} else if err := s.MkdirAll(path); err != nil {
+		return err
+	}
+	return s.Chmod(path, mode.Perm())
+}
+
+// Remove deletes a file or a folder tree on the host; a missing one is not an error.
+func (c *Client) Remove(_ context.Context, path string) error {
+	s, err := c.files()
+	if err != nil {
+		return err
+	}
+	err = s.RemoveAll(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+func parentDir(p string) string {
+	i := strings.LastIndexByte(p, '/')
+	switch {
+	case i < 0:
+		return "."
+	case i == 0:
+		return "/"
+	}
+	return p[:i]
+}
+
+func baseName(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }

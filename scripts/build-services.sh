@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds the example stack's static binaries into services/*/bin/, where their
+# Dockerfiles (FROM scratch) pick them up: no container registry is needed.
+#   scripts/build-services.sh [DIR]   DIR is a copy of the repository (default: this one)
+#   PLATFORM_LDFLAGS='-X main.build=2' changes the platform build (used by tests).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=${1:-$root}
+# Debian's busybox-static puts a static busybox here; the images have no libc.
+busybox=/bin/busybox
+if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "install ok installed"; then
+	echo "build-services: install busybox-static (scripts/sandbox.sh up does)" >&2
+	exit 1
+fi
+for svc in platform rag db; do
+	mkdir -p "$out/services/$svc/bin"
+	flags=""
+	[ "$svc" = platform ] && flags=${PLATFORM_LDFLAGS:-}
+	(cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $flags" -o "$out/services/$svc/bin/$svc" "./services/$svc")
+	cp "$busybox" "$out/services/$svc/bin/busybox"
+done

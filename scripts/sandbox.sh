@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# Local sandbox for taledeploy: a "VPS" on this machine.
+#
+#   scripts/sandbox.sh up     install what is missing, start dockerd and an sshd on
+#                             127.0.0.1:2222, write .sandbox/ (key, known_hosts)
+#   scripts/sandbox.sh down   remove the demo stack (containers, networks, volumes)
+#                             and stop that sshd
+#   scripts/sandbox.sh tools  only install/build Docker, Compose v2, Caddy, busybox
+#
+# Slow builds (Compose, Caddy) are cached under $TALEDEPLOY_CACHE
+# (default /var/cache/taledeploy) and in the Docker image store, so a second run
+# skips them. Everything is idempotent.
+set -euo pipefail
+
+COMPOSE_VERSION=v2.40.3
+CADDY_VERSION=v2.11.9
+CADDY_IMAGE=taledeploy/caddy:${CADDY_VERSION#v}
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cache=${TALEDEPLOY_CACHE:-/var/cache/taledeploy}
+sandbox=$root/.sandbox
+plugin=/usr/local/lib/docker/cli-plugins/docker-compose
+
+log() { echo "sandbox: $*" >&2; }
+
+need_root() {
+	if [ "$(id -u)" != 0 ]; then
+		log "run as root (it installs packages and starts dockerd and sshd)"
+		exit 1
+	fi
+}
+
+apt_install() {
+	local missing=()
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	log "installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# go_tool builds one Go command at a pinned version into $2 through a throwaway module.
+go_tool() {
+	local pkg=$1 out=$2 version=$3 ldflags=${4:-}
+	[ -x "$out" ] && return 0
+	command -v go >/dev/null || { log "go is needed to build $pkg"; exit 1; }
+	log "building $pkg@$version (first time only, several minutes)"
+	local tmp
+	tmp=$(mktemp -d)
+	(
+		cd "$tmp"
+		go mod init tmp >/dev/null 2>&1
+		GOFLAGS=-mod=mod go get -tool "$pkg@$version" >/dev/null
+		CGO_ENABLED=0 go build -trimpath -ldflags="-s -w $ldflags" -o "$out.tmp" "$pkg"
+	)
+	mv "$out.tmp" "$out"
+	rm -rf "$tmp"
+}
+
+start_dockerd() {
+	if docker info >/dev/null 2>&1; then return 0; fi
+	log "starting dockerd"
+	mkdir -p /var/log
+	nohup dockerd >/var/log/taledeploy-dockerd.log 2>&1 &
+	for _ in $(seq 1 60); do
+		docker info >/dev/null 2>&1 && return 0
+		sleep 0.5
+	done
+	log "dockerd did not start; see /var/log/taledeploy-dockerd.log"
+	exit 1
+}
+
+tools() {
+	need_root
+	apt_install docker.io openssh-server busybox-static ca-certificates
+	mkdir -p "$cache" "$(dirname "$plugin")"
+	go_tool github.com/docker/compose/v2/cmd "$cache/docker-compose-$COMPOSE_VERSION" "$COMPOSE_VERSION" \
+		"-X github.com/docker/compose/v2/internal.Version=$COMPOSE_VERSION"
+	install -m 0755 "$cache/docker-compose-$COMPOSE_VERSION" "$plugin"
+	go_tool github.com/caddyserver/caddy/v2/cmd/caddy "$cache/caddy-$CADDY_VERSION" "$CADDY_VERSION"
+	start_dockerd
+	if ! docker image inspect "$CADDY_IMAGE" >/dev/null 2>&1; then
+		log "building image $CADDY_IMAGE"
+		local ctx
+		ctx=$(mktemp -d)
+		cp "$cache/caddy-$CADDY_VERSION" "$ctx/caddy"
+		cat >"$ctx/Dockerfile" <<-'EOF'
+			FROM scratch
+			COPY caddy /usr/bin/caddy
+			ENV XDG_CONFIG_HOME=/config XDG_DATA_HOME=/data
+			ENTRYPOINT ["/usr/bin/caddy"]
+			CMD ["run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]
+		EOF
+		DOCKER_BUILDKIT=0 docker build -q -t "$CADDY_IMAGE" "$ctx" >/dev/null
+		rm -rf "$ctx"
+	fi
+}
+
+# start_sshd NAME ADDR PORT starts one OpenSSH sshd for a sandbox host, with its own
+# host key and authorized key, and writes its known_hosts line.
+start_sshd() {
+	local name=$1 addr=$2 port=$3 dir=$sandbox/$1
+	mkdir -p "$dir"
+	chmod 700 "$sandbox" "$dir"
+	[ -f "$dir/host_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "$name-host" -f "$dir/host_ed25519"
+	[ -f "$sandbox/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C taledeploy-sandbox -f "$sandbox/id_ed25519"
+	cp "$sandbox/id_ed25519.pub" "$dir/authorized_keys"
+	chmod 600 "$dir/authorized_keys"
+	cat >"$dir/sshd_config" <<-EOF
+		ListenAddress $addr:$port
+		HostKey $dir/host_ed25519
+		AuthorizedKeysFile $dir/authorized_keys
+		PidFile $dir/sshd.pid
+		PermitRootLogin prohibit-password
+		PasswordAuthentication no
+		KbdInteractiveAuthentication no
+		UsePAM no
+		StrictModes no
+		AllowTcpForwarding yes
+		AllowStreamLocalForwarding yes
+		MaxSessions 64
+		MaxStartups 64:30:128
+		Subsystem sftp internal-sftp
+		LogLevel ERROR
+	EOF
+	local hostkey
+	hostkey=$(cut -d' ' -f1,2 "$dir/host_ed25519.pub")
+	echo "[$addr]:$port $hostkey" >"$dir/known_hosts"
+	if [ -f "$dir/sshd.pid" ] && kill -0 "$(cat "$dir/sshd.pid")" 2>/dev/null; then
+		return 0
+	fi
+	mkdir -p /run/sshd
+	/usr/sbin/sshd -f "$dir/sshd_config" -E "$dir/sshd.log"
+	for _ in $(seq 1 40); do
+		[ -f "$dir/sshd.pid" ] && return 0
+		sleep 0.1
+	done
+	log "sshd for $name did not start; see $dir/sshd.log"
+	exit 1
+}
+
+stop_sshd() {
+	local dir=$sandbox/$1
+	if [ -f "$dir/sshd.pid" ]; then
+		kill "$(cat "$dir/sshd.pid")" 2>/dev/null || true
+		rm -f "$dir/sshd.pid"
+	fi
+}
+
+# remove_project deletes every container, network and volume of compose projects
+# whose name starts with $1 (the demo's, or a test's).
+remove_project() {
+	local prefix=$1
+	local ids
+	ids=$(docker ps -aq --filter "label=com.docker.compose.project" --format '{{.ID}} {{.Label "com.docker.compose.project"}}' |
+		awk -v p="$prefix" '$2 == p || index($2, p "-") == 1 {print $1}')
+	[ -n "$ids" ] && docker rm -f $ids >/dev/null
+	docker network ls -q --filter "name=^$prefix\$" | xargs -r docker network rm >/dev/null
+	docker volume ls -q --filter "label=com.docker.compose.project=$prefix" | xargs -r docker volume rm >/dev/null
+	return 0
+}
+
+case "${1:-}" in
+tools)
+	tools
+	;;
+up)
+	tools
+	"$root/scripts/build-services.sh"
+	start_sshd host1 127.0.0.1 2222
+	log "ready: ssh root@127.0.0.1 -p 2222 -i .sandbox/id_ed25519; try: go run ./cmd/taledeploy push demo"
+	;;
+down)
+	if docker info >/dev/null 2>&1; then
+		remove_project tale-demo
+	fi
+	rm -rf /var/lib/taledeploy-demo
+	stop_sshd host1
+	log "down"
+	;;
+*)
+	echo "usage: scripts/sandbox.sh up|down|tools" >&2
+	exit 2
+	;;
+esac

@@ -1,0 +1,115 @@
+// Command platform is the example stack's web app: it answers with the release and
+// color it runs as, calls rag of its own color and counts visits in db.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// build is set at link time (-X main.build=...) to tell builds apart; broken=true
+// makes the health check fail, for testing a bad release.
+var (
+	build  = "1"
+	broken = "false"
+)
+
+func main() {
+	release, color := os.Getenv("TALEDEPLOY_RELEASE"), os.Getenv("TALEDEPLOY_COLOR")
+	ragURL, dbURL := env("RAG_URL", "http://rag:8000"), env("DB_URL", "http://db:7000")
+	marker := env("SHUTDOWN_MARKER", "/tmp/shutdown")
+	client := &http.Client{Timeout: 5 * time.Second}
+
+	mux := http.NewServeMux()
+	stamp := func(w http.ResponseWriter) {
+		w.Header().Set("X-Release", release)
+		w.Header().Set("X-Color", color)
+		w.Header().Set("X-Build", build)
+	}
+	mux.HandleFunc("/api/health", func(w http.ResponseWriter, r *http.Request) {
+		stamp(w)
+		if _, err := os.Stat(marker); err == nil {
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		if broken == "true" {
+			http.Error(w, "this build is broken on purpose", http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+		select {
+		case <-time.After(time.Duration(ms) * time.Millisecond):
+		case <-r.Context().Done():
+			return
+		}
+		stamp(w)
+		fmt.Fprintf(w, "slept %d ms on %s\n", ms, color)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		stamp(w)
+		ragColor, err := call(r.Context(), client, ragURL+"/whoami", "X-Color")
+		if err != nil {
+			http.Error(w, "rag: "+err.Error(), http.StatusBadGateway)
+			return
+		}
+		visits, err := call(r.Context(), client, dbURL+"/incr", "X-Count")
+		if err != nil {
+			http.Error(w, "db: "+err.Error(), http.StatusBadGateway)
+			return
+		}
+		w.Header().Set("X-Rag-Color", ragColor)
+		w.Header().Set("X-Visits", visits)
+		fmt.Fprintf(w, "Tale platform, build %s, release %s on %s (rag: %s). Visits: %s\n", build, release, color, ragColor, visits)
+	})
+
+	srv := &http.Server{Addr: ":" + env("PORT", "8080"), Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.ListenAndServe(); err != http.ErrServerClosed {
+			log.Fatal(err)
+		}
+	}()
+	log.Printf("platform build %s release %s color %s listening on %s", build, release, color, srv.Addr)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
+	<-sig
+	// In-flight requests finish; the entrypoint has already made health answer 503.
+	log.Printf("draining")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Printf("shutdown: %v", err)
+	}
+	log.Printf("stopped")
+}
+
+func call(ctx context.Context, c *http.Client, url, header string) (string, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%s answered %s", url, resp.Status)
+	}
+	return resp.Header.Get(header), nil
+}
+
+func env(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
