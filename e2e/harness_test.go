@@ -1,0 +1,225 @@
+// Package e2e runs taledeploy against the real things: OpenSSH's sshd, Docker
+// Engine, Compose v2 and Caddy, under load from vegeta. Set up with
+// `scripts/sandbox.sh up` (scripts/test.sh does it).
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// stack is one sandbox project the tests deploy to: its own compose project,
+// remote folder and proxy port, on the sandbox sshd.
+type stack struct {
+	t       *testing.T
+	repo    string // the repository
+	work    string // a copy of the stack the tests may change
+	bin     string // the taledeploy binary
+	project string
+	remote  string
+	port    int
+}
+
+func repoRoot(t testing.TB) string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(file))
+}
+
+// requireSandbox fails under CI and skips elsewhere when the sandbox is not up.
+func requireSandbox(t *testing.T) {
+	t.Helper()
+	root := repoRoot(t)
+	var missing []string
+	if _, err := os.Stat(filepath.Join(root, ".sandbox/id_ed25519")); err != nil {
+		missing = append(missing, "sandbox key .sandbox/id_ed25519")
+	}
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:2222", time.Second); err != nil {
+		missing = append(missing, "sshd on 127.0.0.1:2222")
+	} else {
+		c.Close()
+	}
+	if err := exec.Command("docker", "compose", "version").Run(); err != nil {
+		missing = append(missing, "docker compose v2")
+	}
+	if err := exec.Command("docker", "image", "inspect", "taledeploy/caddy:2.11.9").Run(); err != nil {
+		missing = append(missing, "image taledeploy/caddy:2.11.9")
+	}
+	if len(missing) == 0 {
+		return
+	}
+	msg := fmt.Sprintf("end-to-end prerequisites missing: %s; run scripts/sandbox.sh up (or scripts/test.sh)", strings.Join(missing, ", "))
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// newStack builds taledeploy and the example services into a fresh copy of the
+// example stack, with an inventory for project name on the given proxy port.
+func newStack(t *testing.T, name string, port int) *stack {
+	requireSandbox(t)
+	root := repoRoot(t)
+	s := &stack{t: t, repo: root, work: t.TempDir(), project: name, remote: "/var/lib/taledeploy-" + name, port: port}
+	s.bin = filepath.Join(s.work, "taledeploy")
+	run(t, root, nil, "go", "build", "-o", s.bin, "./cmd/taledeploy")
+	for _, p := range []string{"compose.yml", "services/platform/Dockerfile", "services/platform/docker-entrypoint.sh",
+		"services/rag/Dockerfile", "services/db/Dockerfile", "services/proxy/Caddyfile"} {
+		copyFile(t, filepath.Join(root, p), filepath.Join(s.work, p))
+	}
+	s.buildServices("")
+	inv := fmt.Sprintf(`environments:
+  e2e:
+    hosts:
+      - name: sandbox
+        address: 127.0.0.1
+        port: 2222
+        user: root
+        identity_file: %[1]s/.sandbox/id_ed25519
+        known_hosts: %[1]s/.sandbox/host1/known_hosts
+    stack:
+      project: %[2]s
+      remote_dir: %[3]s
+      stateless: [platform, rag]
+      stateful: [proxy, db]
+      routes:
+        - {site: ":80", path: /*, service: platform, port: 8080, health_path: /api/health}
+      health_timeout: 40s
+      drain_timeout: 20s
+      env:
+        HTTP_PORT: "%[4]d"
+        APP_SECRET: e2e-planted-secret-value
+`, root, s.project, s.remote, s.port)
+	if err := os.WriteFile(filepath.Join(s.work, "inventory.yaml"), []byte(inv), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.clean()
+	t.Cleanup(s.clean)
+	return s
+}
+
+// buildServices rebuilds the example binaries; ldflags change the platform build.
+func (s *stack) buildServices(ldflags string) {
+	run(s.t, s.repo, []string{"PLATFORM_LDFLAGS=" + ldflags}, "bash", filepath.Join(s.repo, "scripts/build-services.sh"), s.work)
+}
+
+// clean removes everything of the project from the sandbox.
+func (s *stack) clean() {
+	out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=com.docker.compose.project", "--format",
+		`{{.ID}} {{.Label "com.docker.compose.project"}}`).Output()
+	var ids []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if id, p, ok := strings.Cut(line, " "); ok && (p == s.project || strings.HasPrefix(p, s.project+"-")) {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) > 0 {
+		exec.Command("docker", append([]string{"rm", "-f"}, ids...)...).Run()
+	}
+	exec.Command("docker", "network", "rm", s.project).Run()
+	exec.Command("docker", "volume", "rm", s.project+"_db_data", s.project+"_caddy_data").Run()
+	os.RemoveAll(s.remote)
+}
+
+// result is one run of taledeploy.
+type result struct {
+	out  string
+	err  error
+	took time.Duration
+}
+
+func (r result) failed() bool { return r.err != nil }
+
+// steps returns the step names in the output, in order.
+func (r result) steps() []string {
+	var names []string
+	for _, m := range stepLine.FindAllStringSubmatch(r.out, -1) {
+		names = append(names, m[1])
+	}
+	return names
+}
+
+// stepSeconds returns the duration of each step in the output.
+func (r result) stepSeconds() map[string]float64 {
+	d := map[string]float64{}
+	for _, m := range stepLine.FindAllStringSubmatch(r.out, -1) {
+		var f float64
+		fmt.Sscanf(m[3], "%f", &f)
+		d[m[1]] += f
+	}
+	return d
+}
+
+var stepLine = regexp.MustCompile(`(?m)^sandbox\s+(\S+)\s+(ok|failed)\s+([0-9.]+)s`)
+
+func (s *stack) taledeploy(args ...string) result {
+	s.t.Helper()
+	cmd := exec.Command(s.bin, append([]string{"--inventory", filepath.Join(s.work, "inventory.yaml")}, args...)...)
+	cmd.Dir = s.work
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	start := time.Now()
+	err := cmd.Run()
+	r := result{out: buf.String(), err: err, took: time.Since(start)}
+	s.t.Logf("taledeploy %s (%.1fs, err=%v):\n%s", strings.Join(args, " "), r.took.Seconds(), err, r.out)
+	return r
+}
+
+// hostStatus is the part of `status --json` the tests read.
+type hostStatus struct {
+	Host       string
+	Active     string
+	Release    string
+	Previous   *struct{ Color, Release string }
+	Problems   []string
+	Containers []struct {
+		ID, Name, Project, Service, Color, State, Health, Release string
+	}
+}
+
+func (s *stack) status() hostStatus {
+	s.t.Helper()
+	r := s.taledeploy("status", "e2e", "--json")
+	if r.failed() {
+		s.t.Fatalf("status failed: %v", r.err)
+	}
+	var doc struct{ Hosts []hostStatus }
+	if err := json.Unmarshal([]byte(r.out), &doc); err != nil || len(doc.Hosts) != 1 {
+		s.t.Fatalf("status --json: %v: %s", err, r.out)
+	}
+	return doc.Hosts[0]
+}
+
+func run(t *testing.T, dir string, env []string, name string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := os.Stat(from)
+	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, data, info.Mode().Perm()); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,230 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// get asks the proxy directly and returns "color/release/build".
+func get(t *testing.T, port int) string {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+	if err != nil {
+		t.Fatalf("GET /: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET / answered %s: %s", resp.Status, body)
+	}
+	if c, r := resp.Header.Get("X-Color"), resp.Header.Get("X-Rag-Color"); c != r {
+		t.Errorf("platform %s called rag %s: a call crossed colors", c, r)
+	}
+	return resp.Header.Get("X-Color") + "/" + resp.Header.Get("X-Release") + "/build " + resp.Header.Get("X-Build")
+}
+
+// expectServing checks that fresh requests all reach want.
+func expectServing(t *testing.T, port int, want string) {
+	t.Helper()
+	for range 10 {
+		if got := get(t, port); got != want {
+			t.Fatalf("served %s, want %s", got, want)
+		}
+	}
+}
+
+// expectStatus checks what `status --json` says against what should be live.
+func expectStatus(t *testing.T, s *stack, color, release string) hostStatus {
+	t.Helper()
+	st := s.status()
+	if st.Active != color || st.Release != release {
+		t.Errorf("status says %s %s live, want %s %s", st.Active, st.Release, color, release)
+	}
+	if len(st.Problems) > 0 {
+		t.Errorf("status reports problems: %v", st.Problems)
+	}
+	for _, c := range st.Containers {
+		if c.Color == color && (c.State != "running" || c.Health != "healthy" || c.Release != release) {
+			t.Errorf("live container %s: %s %s release %s", c.Name, c.State, c.Health, c.Release)
+		}
+		if c.Color == otherColor(color) && c.State == "running" {
+			t.Errorf("old color container %s still runs", c.Name)
+		}
+	}
+	return st
+}
+
+func otherColor(c string) string {
+	if c == "blue" {
+		return "green"
+	}
+	return "blue"
+}
+
+func containerID(st hostStatus, service string) string {
+	for _, c := range st.Containers {
+		if c.Service == service && c.Color == "" {
+			return c.ID
+		}
+	}
+	return ""
+}
+
+// TestPushRollbackUnderLoad is the product's promise, issue 2's scenario: a stack
+// switched blue -> green -> blue, rolled back, and a broken release refused, while
+// vegeta counts zero failed requests.
+func TestPushRollbackUnderLoad(t *testing.T) {
+	s := newStack(t, "tale-e2e", 18088)
+	var outputs []string
+	push := func(args ...string) result {
+		r := s.taledeploy(args...)
+		outputs = append(outputs, r.out)
+		return r
+	}
+
+	// 1. First push to an empty host: stateful project, network, blue.
+	r := push("push", "e2e", "--release", "r1")
+	if r.failed() {
+		t.Fatalf("first push failed: %v", r.err)
+	}
+	expectServing(t, s.port, "blue/r1/build 1")
+	st := expectStatus(t, s, "blue", "r1")
+	dbID, proxyID := containerID(st, "db"), containerID(st, "proxy")
+	if dbID == "" || proxyID == "" {
+		t.Fatalf("no db or proxy container after the first push: %+v", st.Containers)
+	}
+	firstVisits := visits(t, s.port)
+
+	l := startLoad(t, s.port, 100, 25)
+	stopped := false
+	defer func() {
+		if !stopped {
+			l.stop()
+		}
+	}()
+	time.Sleep(3 * time.Second)
+
+	// 2. Change the platform code and push: green.
+	l.phase("2-push-green")
+	s.buildServices("-X main.build=2")
+	if r := push("push", "e2e", "--release", "r2"); r.failed() {
+		t.Fatalf("push 2 failed: %v", r.err)
+	}
+	expectServing(t, s.port, "green/r2/build 2")
+	expectStatus(t, s, "green", "r2")
+
+	// 3. Push again: back to blue.
+	l.phase("3-push-blue")
+	s.buildServices("-X main.build=3")
+	if r := push("push", "e2e", "--release", "r3"); r.failed() {
+		t.Fatalf("push 3 failed: %v", r.err)
+	}
+	expectServing(t, s.port, "blue/r3/build 3")
+	st = expectStatus(t, s, "blue", "r3")
+	if st.Previous == nil || st.Previous.Color != "green" || st.Previous.Release != "r2" {
+		t.Errorf("status offers rollback to %+v, want green r2", st.Previous)
+	}
+
+	// 4. Rollback: green r2 again, started from its kept containers, no build.
+	l.phase("4-rollback")
+	r = push("rollback", "e2e")
+	if r.failed() {
+		t.Fatalf("rollback failed: %v", r.err)
+	}
+	if slices.Contains(r.steps(), "build") || slices.Contains(r.steps(), "upload") {
+		t.Errorf("rollback built or uploaded: steps %v", r.steps())
+	}
+	t.Logf("rollback took %.1fs (steps %v)", r.took.Seconds(), r.stepSeconds())
+	expectServing(t, s.port, "green/r2/build 2")
+	expectStatus(t, s, "green", "r2")
+
+	// 5. A release whose platform fails its health check: refused, nothing moves.
+	l.phase("5-broken-push")
+	s.buildServices("-X main.build=5 -X main.broken=true")
+	r = push("push", "e2e", "--release", "r5")
+	if !r.failed() {
+		t.Fatalf("a push whose platform is unhealthy succeeded")
+	}
+	if !strings.Contains(r.out, "failed its health checks") || !strings.Contains(r.out, "last log lines") {
+		t.Errorf("failed push does not say why or show the new containers' logs:\n%s", r.out)
+	}
+	if slices.Contains(r.steps(), "switch") {
+		t.Errorf("a failed push reached the switch: %v", r.steps())
+	}
+	expectServing(t, s.port, "green/r2/build 2")
+	st = expectStatus(t, s, "green", "r2")
+	for _, c := range st.Containers {
+		if c.Color == "blue" {
+			t.Errorf("the failed color's container %s is still there (%s)", c.Name, c.State)
+		}
+	}
+	l.phase("6-after")
+	time.Sleep(3 * time.Second)
+	l.stop()
+	stopped = true
+
+	sent, failed := l.totals()
+	t.Logf("load: %d requests sent, %d failed\n%s", sent, failed, l.report())
+	if sent < 1000 {
+		t.Errorf("only %d requests were sent; the load did not run", sent)
+	}
+	if failed > 0 {
+		t.Errorf("%d of %d requests failed:\n%s", failed, sent, l.report())
+	}
+	// Each phase saw only the releases it moves between.
+	allowed := map[string][]string{
+		"2-push-green":  {"blue/r1/build 1", "green/r2/build 2"},
+		"3-push-blue":   {"green/r2/build 2", "blue/r3/build 3"},
+		"4-rollback":    {"blue/r3/build 3", "green/r2/build 2"},
+		"5-broken-push": {"green/r2/build 2"},
+		"6-after":       {"green/r2/build 2"},
+	}
+	for phase, want := range allowed {
+		for got := range l.served(phase) {
+			if !slices.Contains(want, got) {
+				t.Errorf("phase %s served %s, want only %v", phase, got, want)
+			}
+		}
+	}
+	// 7. platform -> rag never crossed colors.
+	if len(l.crossed) > 0 {
+		t.Errorf("%d calls crossed colors, first: %s", len(l.crossed), l.crossed[0])
+	}
+	// 8. db and proxy were never recreated and the data survived.
+	st = s.status()
+	if containerID(st, "db") != dbID || containerID(st, "proxy") != proxyID {
+		t.Errorf("db or proxy was recreated: db %s -> %s, proxy %s -> %s", dbID, containerID(st, "db"), proxyID, containerID(st, "proxy"))
+	}
+	if v := visits(t, s.port); v <= l.maxVisit || l.maxVisit <= firstVisits {
+		t.Errorf("visit counter went %d (first push) -> %d (under load) -> %d (end): data lost", firstVisits, l.maxVisit, v)
+	}
+
+	// Secrets: the env file is 0600 and its values are never printed.
+	info, err := os.Stat(s.remote + "/.taledeploy/env/stack.env")
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf("env file on the host: %v, mode %v; want 0600", err, info.Mode().Perm())
+	}
+	for _, out := range outputs {
+		if strings.Contains(out, "e2e-planted-secret-value") {
+			t.Errorf("a secret from the inventory's env appeared in the output")
+		}
+	}
+}
+
+func visits(t *testing.T, port int) int {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var v int
+	fmt.Sscanf(resp.Header.Get("X-Visits"), "%d", &v)
+	return v
+}
