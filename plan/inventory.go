@@ -311,9 +311,13 @@ func (inv *Inventory) check(e *Environment) error {
 	if both[s.Proxy] != "stateful" {
 		return sat("the proxy service %q must be listed under stateful (it runs once and is never doubled)", s.Proxy)
 	}
-	for k := range s.Env {
+	for k, v := range s.Env {
 		if !envKeyRE.MatchString(k) {
 			return sat("env key %q is not a valid variable name", k)
+		}
+		if strings.ContainsAny(v, "\n\r\x00") {
+			// The value itself is never printed: it may be a secret.
+			return sat("env %s: the value holds a line break, which an env file cannot carry; keep it on one line", k)
 		}
 	}
 	if len(s.Routes) == 0 {

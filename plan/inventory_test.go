@@ -1,0 +1,157 @@
+package plan
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const goodCompose = `services:
+  proxy:
+    image: caddy
+    container_name: proxy
+    ports: ["80:80"]
+  db:
+    build: services/db
+  platform:
+    build: services/platform
+  rag:
+    build: services/rag
+volumes:
+  db_data:
+`
+
+const goodInventory = `environments:
+  demo:
+    hosts:
+      - name: one
+        address: 127.0.0.1
+        port: 2222
+        user: root
+        identity_file: id
+        known_hosts: known_hosts
+    stack:
+      project: tale
+      remote_dir: /srv/tale
+      stateless: [platform, rag]
+      stateful: [proxy, db]
+      routes:
+        - site: ":80"
+          path: /*
+          service: platform
+          port: 8080
+          health_path: /api/health
+      env:
+        SECRET: s3cret
+`
+
+func writeStack(t testing.TB, inventory, compose string) string {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "compose.yml"), []byte(compose), 0o644)
+	p := filepath.Join(dir, "inventory.yaml")
+	os.WriteFile(p, []byte(inventory), 0o644)
+	return p
+}
+
+func TestLoadGood(t *testing.T) {
+	inv, err := Load(writeStack(t, goodInventory, goodCompose))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := inv.Env("demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := env.Stack
+	if s.HealthTimeout.Seconds() != 90 || s.DrainTimeout.Seconds() != 30 || s.Proxy != "proxy" || env.Hosts[0].Port != 2222 {
+		t.Errorf("defaults not applied: %+v", s)
+	}
+	if !filepath.IsAbs(env.Hosts[0].KnownHosts) {
+		t.Errorf("known_hosts not resolved against the inventory's folder: %s", env.Hosts[0].KnownHosts)
+	}
+	if _, err := inv.Env("prdo"); err == nil || !strings.Contains(err.Error(), "no environment") {
+		t.Errorf("unknown environment: %v", err)
+	}
+}
+
+func TestLoadRejects(t *testing.T) {
+	for _, tc := range []struct {
+		name, inventory, compose string
+		want                     []string // all must appear in the error
+	}{
+		{"unknown key", strings.Replace(goodInventory, "        port: 2222", "        prot: 2222", 1), goodCompose,
+			[]string{"inventory.yaml:6:", `unknown key "prot"`, `did you mean "port"`}},
+		{"unknown stack key", strings.Replace(goodInventory, "      project: tale", "      project: tale\n      colour: blue", 1), goodCompose,
+			[]string{"inventory.yaml:12:", `unknown key "colour"`}},
+		{"missing address", strings.Replace(goodInventory, "        address: 127.0.0.1\n", "", 1), goodCompose,
+			[]string{"inventory.yaml:4:", "no address", "add address:"}},
+		{"missing known_hosts", strings.Replace(goodInventory, "        known_hosts: known_hosts\n", "", 1), goodCompose,
+			[]string{"inventory.yaml:4:", "known_hosts"}},
+		{"route to unknown service", strings.Replace(goodInventory, "service: platform", "service: platfrom", 1), goodCompose,
+			[]string{"inventory.yaml:16:", `unknown service "platfrom"`, "platform, rag"}},
+		{"stateless with container_name", goodInventory, strings.Replace(goodCompose, "    build: services/platform", "    build: services/platform\n    container_name: platform", 1),
+			[]string{"compose.yml:10:", "container_name", "remove it"}},
+		{"stateless with ports", goodInventory, strings.Replace(goodCompose, "    build: services/rag", "    build: services/rag\n    ports: [\"8000:8000\"]", 1),
+			[]string{"compose.yml:12:", "publishes ports", "remove ports:"}},
+		{"service not in compose", strings.Replace(goodInventory, "[platform, rag]", "[platform, rag, crawler]", 1), goodCompose,
+			[]string{`service "crawler"`, "compose file has no such service"}},
+		{"relative remote_dir", strings.Replace(goodInventory, "/srv/tale", "srv/tale", 1), goodCompose,
+			[]string{"inventory.yaml:11:", "absolute path"}},
+		{"remote_dir escaping", strings.Replace(goodInventory, "/srv/tale", "/srv/../etc", 1), goodCompose,
+			[]string{"remote_dir", "without .."}},
+		{"bad duration", strings.Replace(goodInventory, "      env:", "      drain_timeout: soon\n      env:", 1), goodCompose,
+			[]string{"inventory.yaml:", `"soon" is not a duration`}},
+		{"proxy not stateful", strings.Replace(goodInventory, "[proxy, db]", "[db]", 1), goodCompose,
+			[]string{"proxy service", "stateful"}},
+		{"hostile path in route", strings.Replace(goodInventory, "path: /*", "path: \"/x {\\n}\"", 1), goodCompose,
+			[]string{"inventory.yaml:16:", "braces"}},
+		{"not yaml", "environments: [", goodCompose, []string{"inventory.yaml"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(writeStack(t, tc.inventory, tc.compose))
+			if err == nil {
+				t.Fatalf("accepted")
+			}
+			if !errors.Is(err, ErrBadInput) {
+				t.Errorf("error is not ErrBadInput: %v", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q: %v", w, err)
+				}
+			}
+		})
+	}
+}
+
+// FuzzParse: the loader never panics, and what it accepts is complete.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(goodInventory))
+	f.Add([]byte("environments: {a: {hosts: [{name: x}]}}"))
+	f.Add([]byte("environments:\n  a: &x\n    hosts: *x\n"))
+	dir := f.TempDir()
+	os.WriteFile(filepath.Join(dir, "compose.yml"), []byte(goodCompose), 0o644)
+	file := filepath.Join(dir, "inventory.yaml")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		inv, err := Parse(file, data)
+		if err != nil {
+			if inv != nil || !errors.Is(err, ErrBadInput) {
+				t.Fatalf("error %v with inventory %v", err, inv)
+			}
+			return
+		}
+		for _, e := range inv.Environments {
+			if len(e.Hosts) == 0 || e.Stack.Compose == nil || len(e.Stack.Routes) == 0 || e.Stack.RemoteDir == "" {
+				t.Fatalf("accepted an incomplete environment: %+v", e)
+			}
+			for _, h := range e.Hosts {
+				if h.Address == "" || h.KnownHosts == "" || bytes.ContainsAny([]byte(h.Address), " ;$`") {
+					t.Fatalf("accepted host %+v", h)
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,218 @@
+package remote
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/binary"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+)
+
+// testServer is an in-process SSH server with a pinned host key: exec runs the
+// command through /bin/sh like a login shell would, and sftp serves the local disk.
+type testServer struct {
+	addr    string
+	hostKey ssh.Signer
+}
+
+func newKey(t *testing.T) ssh.Signer {
+	_, priv, _ := ed25519.GenerateKey(nil)
+	s, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func startServer(t *testing.T, clientKey ssh.PublicKey) *testServer {
+	ts := &testServer{hostKey: newKey(t)}
+	cfg := &ssh.ServerConfig{PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
+		if string(k.Marshal()) == string(clientKey.Marshal()) {
+			return nil, nil
+		}
+		return nil, errors.New("unknown key")
+	}}
+	cfg.AddHostKey(ts.hostKey)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	ts.addr = ln.Addr().String()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serveConn(c, cfg)
+		}
+	}()
+	return ts
+}
+
+func serveConn(c net.Conn, cfg *ssh.ServerConfig) {
+	_, chans, reqs, err := ssh.NewServerConn(c, cfg)
+	if err != nil {
+		return
+	}
+	go ssh.DiscardRequests(reqs)
+	for nc := range chans {
+		if nc.ChannelType() != "session" {
+			nc.Reject(ssh.UnknownChannelType, "only sessions")
+			continue
+		}
+		ch, in, _ := nc.Accept()
+		go func() {
+			defer ch.Close()
+			for req := range in {
+				switch req.Type {
+				case "exec":
+					cmd := string(req.Payload[4:])
+					req.Reply(true, nil)
+					sh := exec.Command("/bin/sh", "-c", cmd)
+					sh.Stdout, sh.Stderr = ch, ch.Stderr()
+					code := 0
+					if err := sh.Run(); err != nil {
+						code = 1
+						var ee *exec.ExitError
+						if errors.As(err, &ee) {
+							code = ee.ExitCode()
+						}
+					}
+					ch.SendRequest("exit-status", false, binary.BigEndian.AppendUint32(nil, uint32(code)))
+					return
+				case "subsystem":
+					req.Reply(true, nil)
+					srv, _ := sftp.NewServer(ch)
+					srv.Serve()
+					return
+				default:
+					req.Reply(false, nil)
+				}
+			}
+		}()
+	}
+}
+
+// setup writes a client key and a known_hosts file that holds knownKey for the server.
+func setup(t *testing.T, knownKey func(ts *testServer) ssh.PublicKey) (Config, *testServer) {
+	dir := t.TempDir()
+	_, priv, _ := ed25519.GenerateKey(nil)
+	pemBlock, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "id")
+	os.WriteFile(keyFile, pemEncode(pemBlock), 0o600)
+	signer, _ := ssh.NewSignerFromKey(priv)
+	ts := startServer(t, signer.PublicKey())
+	host, port, _ := net.SplitHostPort(ts.addr)
+	var p int
+	fmt.Sscan(port, &p)
+	kh := filepath.Join(dir, "known_hosts")
+	if k := knownKey(ts); k != nil {
+		os.WriteFile(kh, []byte(fmt.Sprintf("[%s]:%d %s", host, p, ssh.MarshalAuthorizedKey(k))), 0o600)
+	} else {
+		os.WriteFile(kh, nil, 0o600)
+	}
+	t.Setenv("SSH_AUTH_SOCK", "")
+	return Config{Name: "test", Address: host, Port: p, User: "deploy", IdentityFile: keyFile, KnownHostsFile: kh}, ts
+}
+
+func TestHostKeyUnknownIsRefused(t *testing.T) {
+	cfg, ts := setup(t, func(*testServer) ssh.PublicKey { return nil })
+	_, err := Dial(context.Background(), cfg)
+	if !errors.Is(err, ErrHostKeyUnknown) {
+		t.Fatalf("Dial to an unknown host: %v, want ErrHostKeyUnknown", err)
+	}
+	if fp := ssh.FingerprintSHA256(ts.hostKey.PublicKey()); !strings.Contains(err.Error(), fp) || !strings.Contains(err.Error(), "ssh-keyscan") {
+		t.Errorf("error does not show the fingerprint %s and how to trust it: %v", fp, err)
+	}
+}
+
+func TestHostKeyChangedIsRefused(t *testing.T) {
+	old := newKey(t)
+	cfg, ts := setup(t, func(*testServer) ssh.PublicKey { return old.PublicKey() })
+	_, err := Dial(context.Background(), cfg)
+	if !errors.Is(err, ErrHostKeyMismatch) {
+		t.Fatalf("Dial to a host whose key changed: %v, want ErrHostKeyMismatch", err)
+	}
+	for _, want := range []string{ssh.FingerprintSHA256(ts.hostKey.PublicKey()), ssh.FingerprintSHA256(old.PublicKey()), "WARNING"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+}
+
+func connect(t *testing.T) *Client {
+	cfg, _ := setup(t, func(ts *testServer) ssh.PublicKey { return ts.hostKey.PublicKey() })
+	c, err := Dial(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestRunKeepsArgvAndReportsExit(t *testing.T) {
+	c := connect(t)
+	ctx := context.Background()
+	out, err := c.Run(ctx, Cmd{Argv: []string{"printf", "%s|", "a b", "$(echo pwned)", "it's"}, Env: []string{"X=1 2"}})
+	if err != nil || string(out) != "a b|$(echo pwned)|it's|" {
+		t.Fatalf("Run = %q, %v", out, err)
+	}
+	_, err = c.Run(ctx, Cmd{Argv: []string{"sh", "-c", "echo boom >&2; exit 3"}})
+	var ee *ExitError
+	if !errors.As(err, &ee) || ee.Code != 3 || !strings.Contains(ee.Stderr, "boom") {
+		t.Fatalf("failing command: %v", err)
+	}
+}
+
+func TestWriteFileIsAtomicWithMode(t *testing.T) {
+	c := connect(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "sub", "stack.env")
+	if err := c.WriteFile(ctx, p, []byte("SECRET=1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.Stat(p)
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("written file: %v mode %v, want 0600", err, info.Mode().Perm())
+	}
+	before, _ := os.Stat(p)
+	if err := c.WriteFile(ctx, p, []byte("SECRET=2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.Stat(p)
+	if os.SameFile(before, after) {
+		t.Errorf("the file was rewritten in place, not replaced by rename")
+	}
+	got, _ := c.ReadFile(ctx, p)
+	if string(got) != "SECRET=2\n" {
+		t.Errorf("read back %q", got)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(p))
+	if len(entries) != 1 {
+		t.Errorf("temp files left behind: %v", entries)
+	}
+	if err := c.Mkdir(ctx, filepath.Join(dir, "lock"), 0o700, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mkdir(ctx, filepath.Join(dir, "lock"), 0o700, true); !errors.Is(err, os.ErrExist) {
+		t.Errorf("second exclusive Mkdir: %v, want os.ErrExist", err)
+	}
+}
+
+func pemEncode(b *pem.Block) []byte { return pem.EncodeToMemory(b) }
