@@ -114,7 +114,7 @@ func (s *stack) buildServices(ldflags string) {
 
 // clean removes everything of the project from the sandbox.
 func (s *stack) clean() {
-	out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=com.docker.compose.project", "--format",
+	out, _ := exec.Command("docker", "ps", "-a", "--filter", "label=com.docker.compose.project", "--format",
 		`{{.ID}} {{.Label "com.docker.compose.project"}}`).Output()
 	var ids []string
 	for _, line := range strings.Split(string(out), "\n") {

@@ -155,10 +155,10 @@ stop_sshd() {
 remove_project() {
 	local prefix=$1
 	local ids
-	ids=$(docker ps -aq --filter "label=com.docker.compose.project" --format '{{.ID}} {{.Label "com.docker.compose.project"}}' |
+	ids=$(docker ps -a --filter "label=com.docker.compose.project" --format '{{.ID}} {{.Label "com.docker.compose.project"}}' |
 		awk -v p="$prefix" '$2 == p || index($2, p "-") == 1 {print $1}')
 	[ -n "$ids" ] && docker rm -f $ids >/dev/null
-	docker network ls -q --filter "name=^$prefix\$" | xargs -r docker network rm >/dev/null
+	docker network rm "$prefix" >/dev/null 2>&1 || true
 	docker volume ls -q --filter "label=com.docker.compose.project=$prefix" | xargs -r docker volume rm >/dev/null
 	return 0
 }

@@ -1,0 +1,87 @@
+// Command loadgen sends steady load to a stack on loopback with vegeta and prints
+// how many requests were sent and how many failed. Used by scripts/demo.sh.
+//
+//	go run ./scripts/loadgen -url http://127.0.0.1:8088/ -rate 100 -stop-file /tmp/stop
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+)
+
+func main() {
+	target := flag.String("url", "http://127.0.0.1:8088/", "URL to load (loopback only)")
+	rate := flag.Int("rate", 100, "requests per second")
+	stopFile := flag.String("stop-file", "", "stop when this file appears")
+	maxDur := flag.Duration("max", 15*time.Minute, "stop after this long in any case")
+	flag.Parse()
+	u, err := url.Parse(*target)
+	if err != nil || (u.Hostname() != "127.0.0.1" && u.Hostname() != "localhost") {
+		fmt.Fprintln(os.Stderr, "loadgen: only loopback targets are allowed")
+		os.Exit(2)
+	}
+	var n atomic.Uint64
+	tr := func(t *vegeta.Target) error {
+		t.Method, t.URL = http.MethodGet, *target
+		if n.Add(1)%50 == 0 {
+			t.URL = strings.TrimSuffix(*target, "/") + "/slow?ms=2000"
+		}
+		return nil
+	}
+	var mu sync.Mutex
+	sent, failed := 0, 0
+	served := map[string]int{}
+	var wg sync.WaitGroup
+	var attackers []*vegeta.Attacker
+	for i, r := range []int{*rate * 4 / 5, *rate / 5} {
+		a := vegeta.NewAttacker(vegeta.KeepAlive(i == 0), vegeta.Timeout(30*time.Second))
+		attackers = append(attackers, a)
+		res := a.Attack(tr, vegeta.Rate{Freq: r, Per: time.Second}, *maxDur, "demo")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range res {
+				mu.Lock()
+				sent++
+				if r.Code != http.StatusOK || r.Error != "" {
+					failed++
+				} else {
+					served[r.Headers.Get("X-Color")+" "+r.Headers.Get("X-Release")]++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for *stopFile != "" {
+		if _, err := os.Stat(*stopFile); err == nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, a := range attackers {
+		a.Stop()
+	}
+	wg.Wait()
+	var keys []string
+	for k := range served {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Printf("loadgen: served by %-32s %6d\n", k, served[k])
+	}
+	fmt.Printf("loadgen: %d requests sent, %d failed\n", sent, failed)
+	if failed > 0 {
+		os.Exit(1)
+	}
+}
