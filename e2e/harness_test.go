@@ -21,7 +21,7 @@ import (
 // stack is one sandbox project the tests deploy to: its own compose project,
 // remote folder and proxy port, on the sandbox sshd.
 type stack struct {
-	t       *testing.T
+	t       testing.TB
 	repo    string // the repository
 	work    string // a copy of the stack the tests may change
 	bin     string // the taledeploy binary
@@ -36,7 +36,7 @@ func repoRoot(t testing.TB) string {
 }
 
 // requireSandbox fails under CI and skips elsewhere when the sandbox is not up.
-func requireSandbox(t *testing.T) {
+func requireSandbox(t testing.TB) {
 	t.Helper()
 	root := repoRoot(t)
 	var missing []string
@@ -66,7 +66,7 @@ func requireSandbox(t *testing.T) {
 
 // newStack builds taledeploy and the example services into a fresh copy of the
 // example stack, with an inventory for project name on the given proxy port.
-func newStack(t *testing.T, name string, port int) *stack {
+func newStack(t testing.TB, name string, port int) *stack {
 	requireSandbox(t)
 	root := repoRoot(t)
 	s := &stack{t: t, repo: root, work: t.TempDir(), project: name, remote: "/var/lib/taledeploy-" + name, port: port}
@@ -199,7 +199,7 @@ func (s *stack) status() hostStatus {
 	return doc.Hosts[0]
 }
 
-func run(t *testing.T, dir string, env []string, name string, args ...string) {
+func run(t testing.TB, dir string, env []string, name string, args ...string) {
 	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Dir = dir
@@ -209,7 +209,7 @@ func run(t *testing.T, dir string, env []string, name string, args ...string) {
 	}
 }
 
-func copyFile(t *testing.T, from, to string) {
+func copyFile(t testing.TB, from, to string) {
 	t.Helper()
 	data, err := os.ReadFile(from)
 	if err != nil {

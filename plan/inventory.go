@@ -185,11 +185,11 @@ func Parse(file string, data []byte) (inv *Inventory, err error) {
 		return nil, fmt.Errorf("%w: %s:%s", ErrBadInput, file, strings.TrimPrefix(strings.TrimPrefix(err.Error(), "yaml: "), "line "))
 	}
 	if len(inv.Environments) == 0 {
-		return nil, fmt.Errorf("%w: %s: no environments; add one under environments:", ErrBadInput, file)
+		return nil, fmt.Errorf("%w: %s: no environments; add one under the environments key", ErrBadInput, file)
 	}
 	for name, env := range inv.Environments {
 		if env == nil {
-			return nil, fmt.Errorf("%w: %s: environment %q is empty; give it hosts: and stack:", ErrBadInput, file, name)
+			return nil, fmt.Errorf("%w: %s: environment %q is empty; give it hosts and a stack", ErrBadInput, file, name)
 		}
 		env.Name = name
 		if err := inv.check(env); err != nil {
