@@ -132,6 +132,8 @@ start_sshd() {
 	if [ -f "$dir/sshd.pid" ] && kill -0 "$(cat "$dir/sshd.pid")" 2>/dev/null; then
 		return 0
 	fi
+	# A sandbox sshd of another checkout may hold the port: the port is the sandbox's.
+	pkill -f "sshd -f .*/.sandbox/$name/sshd_config" 2>/dev/null && sleep 0.3 || true
 	mkdir -p /run/sshd
 	/usr/sbin/sshd -f "$dir/sshd_config" -E "$dir/sshd.log"
 	for _ in $(seq 1 40); do
