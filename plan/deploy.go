@@ -672,11 +672,9 @@ func (d *Deployer) switchTo(ctx context.Context, color string) ([]byte, error) {
 	}
 	// Load the exact bytes through the admin socket, so what Caddy runs is what we
 	// validated, whatever the container sees of the file.
-	resp, err := d.admin(ctx, http.MethodPost, "/load", "text/caddyfile", next)
-	if err != nil {
+	if _, err := d.admin(ctx, http.MethodPost, "/load", "text/caddyfile", next); err != nil {
 		return old, fmt.Errorf("caddy reload: %w", err)
 	}
-	_ = resp
 	return old, nil
 }
 

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -212,5 +211,3 @@ func gitRevision(dir string) string {
 	}
 	return rev
 }
-
-var _ = filepath.Join
