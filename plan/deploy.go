@@ -140,7 +140,7 @@ func (d *Deployer) Check(ctx context.Context) error {
 		if err != nil {
 			return "", fmt.Errorf("%w: %v", ErrInconsistent, err)
 		}
-		cs, err := inspect(ctx, d.Host, s.Project, s.Project, s.ColorProject(Blue), s.ColorProject(Green))
+		cs, err := inspectStack(ctx, d.Host, s)
 		if err != nil {
 			return "", err
 		}
@@ -541,7 +541,7 @@ func (d *Deployer) stateful(ctx context.Context, newColor, release string) (stri
 	if _, err := d.compose(ctx, "", env, append([]string{"up", "-d", "--no-deps", "--wait"}, append(changed, missing...)...)...); err != nil {
 		return "", err
 	}
-	cs, err := inspect(ctx, d.Host, s.Project, s.Project, s.ColorProject(Blue), s.ColorProject(Green))
+	cs, err := inspectStack(ctx, d.Host, s)
 	if err != nil {
 		return "", err
 	}

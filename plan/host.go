@@ -55,6 +55,11 @@ func (c Container) Ready() bool {
 	return c.Running() && (c.Health == "" || c.Health == "healthy")
 }
 
+// inspectStack lists the containers of the stack's three projects.
+func inspectStack(ctx context.Context, h Conn, s *Stack) ([]Container, error) {
+	return inspect(ctx, h, s.Project, s.Project, s.ColorProject(Blue), s.ColorProject(Green))
+}
+
 // inspect lists the containers of the given compose projects.
 func inspect(ctx context.Context, h Conn, network string, projects ...string) ([]Container, error) {
 	// Several label filters are ANDed by Docker, so list every compose container

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"sort"
@@ -390,7 +391,10 @@ func (s *Stack) ColorProject(color string) string { return s.Project + "-" + col
 
 func yamlKeys(v any) []string {
 	var keys []string
-	t := reflectType(v)
+	t := reflect.TypeOf(v)
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
 	for i := 0; i < t.NumField(); i++ {
 		tag := t.Field(i).Tag.Get("yaml")
 		if tag == "" || tag == "-" {

@@ -35,7 +35,7 @@ func Status(ctx context.Context, h Conn, s *Stack) HostStatus {
 			hs.Lock = &l
 		}
 	}
-	cs, err := inspect(ctx, h, s.Project, s.Project, s.ColorProject(Blue), s.ColorProject(Green))
+	cs, err := inspectStack(ctx, h, s)
 	if err != nil {
 		hs.Error = err.Error()
 		return hs
