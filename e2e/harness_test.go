@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -28,6 +29,10 @@ type stack struct {
 	project string
 	remote  string
 	port    int
+	// outputs holds everything taledeploy printed, for the secrets check and
+	// for the log written when a test fails.
+	outMu   sync.Mutex
+	outputs []string
 }
 
 func repoRoot(t testing.TB) string {
@@ -95,6 +100,7 @@ func newStack(t testing.TB, name string, port int) *stack {
         - {site: ":80", path: /*, service: platform, port: 8080, health_path: /api/health}
       health_timeout: 40s
       drain_timeout: 20s
+      verify_window: 2s
       env:
         HTTP_PORT: "%[4]d"
         APP_SECRET: e2e-planted-secret-value
@@ -103,7 +109,12 @@ func newStack(t testing.TB, name string, port int) *stack {
 		t.Fatal(err)
 	}
 	s.clean()
-	t.Cleanup(s.clean)
+	t.Cleanup(func() {
+		if t.Failed() {
+			s.dumpOutputs()
+		}
+		s.clean()
+	})
 	return s
 }
 
@@ -163,15 +174,46 @@ var stepLine = regexp.MustCompile(`(?m)^sandbox\s+(\S+)\s+(ok|failed)\s+([0-9.]+
 
 func (s *stack) taledeploy(args ...string) result {
 	s.t.Helper()
+	return s.taledeployEnv(nil, args...)
+}
+
+// taledeployEnv runs taledeploy with extra environment variables. The output is
+// logged when the command fails; all of it is kept for dumpOutputs.
+func (s *stack) taledeployEnv(env []string, args ...string) result {
+	s.t.Helper()
 	cmd := exec.Command(s.bin, append([]string{"--inventory", filepath.Join(s.work, "inventory.yaml")}, args...)...)
 	cmd.Dir = s.work
+	cmd.Env = append(os.Environ(), env...)
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	start := time.Now()
 	err := cmd.Run()
 	r := result{out: buf.String(), err: err, took: time.Since(start)}
-	s.t.Logf("taledeploy %s (%.1fs, err=%v):\n%s", strings.Join(args, " "), r.took.Seconds(), err, r.out)
+	line := fmt.Sprintf("taledeploy %s %s(%.1fs, err=%v)", strings.Join(args, " "), strings.Join(env, " "), r.took.Seconds(), err)
+	s.addOutput(line + ":\n" + r.out)
+	if err != nil {
+		s.t.Logf("%s:\n%s", line, r.out)
+	} else {
+		s.t.Log(line)
+	}
 	return r
+}
+
+func (s *stack) addOutput(out string) {
+	s.outMu.Lock()
+	defer s.outMu.Unlock()
+	s.outputs = append(s.outputs, out)
+}
+
+// dumpOutputs writes every command's output to a file and logs where it is.
+func (s *stack) dumpOutputs() {
+	f, err := os.CreateTemp("", "taledeploy-e2e-*.log")
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	fmt.Fprintln(f, strings.Join(s.outputs, "\n"))
+	s.t.Logf("all taledeploy output: %s", f.Name())
 }
 
 // hostStatus is the part of `status --json` the tests read.
@@ -180,6 +222,8 @@ type hostStatus struct {
 	Active     string
 	Release    string
 	Previous   *struct{ Color, Release string }
+	Serving    string
+	Lock       *struct{ Command, Step, Stale string }
 	Problems   []string
 	Containers []struct {
 		ID, Name, Project, Service, Color, State, Health, Release string

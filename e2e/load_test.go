@@ -18,11 +18,15 @@ import (
 type load struct {
 	attackers []*vegeta.Attacker
 	wg        sync.WaitGroup
+	stopped   sync.Once
 
 	mu       sync.Mutex
 	mark     string // label of the current phase
 	sent     map[string]int
 	failed   map[string]int
+	// appFailed counts failed answers that came from the app (they carry
+	// X-Build), by build; every other failure happened at the proxy or below.
+	appFailed map[string]int
 	colors   map[string]map[string]int // phase -> "color/release/build" -> count
 	failures []string
 	crossed  []string // platform called rag of the other color
@@ -30,7 +34,7 @@ type load struct {
 }
 
 func startLoad(t *testing.T, port int, keepAliveRate, freshRate int) *load {
-	l := &load{sent: map[string]int{}, failed: map[string]int{}, colors: map[string]map[string]int{}, mark: "start"}
+	l := &load{sent: map[string]int{}, failed: map[string]int{}, appFailed: map[string]int{}, colors: map[string]map[string]int{}, mark: "start"}
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	var n atomic.Uint64
 	targeter := func(tg *vegeta.Target) error {
@@ -63,6 +67,9 @@ func (l *load) record(r *vegeta.Result) {
 	l.sent[l.mark]++
 	if r.Code != http.StatusOK || r.Error != "" {
 		l.failed[l.mark]++
+		if b := r.Headers.Get("X-Build"); b != "" {
+			l.appFailed[b]++
+		}
 		if len(l.failures) < 20 {
 			l.failures = append(l.failures, fmt.Sprintf("%s %s %d %s %q", r.Timestamp.Format("15:04:05.000"), r.URL, r.Code, r.Error, strings.TrimSpace(string(r.Body))))
 		}
@@ -88,6 +95,9 @@ func (l *load) phase(name string) {
 	l.mark = name
 	l.mu.Unlock()
 }
+
+// stopOnce stops the load the first time it is called.
+func (l *load) stopOnce() { l.stopped.Do(l.stop) }
 
 func (l *load) stop() {
 	for _, a := range l.attackers {
@@ -119,6 +129,20 @@ func (l *load) totals() (sent, failed int) {
 	return sent, failed
 }
 
+// proxyFailures counts failures that no app answered.
+func (l *load) proxyFailures() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, v := range l.failed {
+		n += v
+	}
+	for _, v := range l.appFailed {
+		n -= v
+	}
+	return n
+}
+
 func (l *load) report() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -130,6 +154,9 @@ func (l *load) report() string {
 	var b strings.Builder
 	for _, p := range phases {
 		fmt.Fprintf(&b, "  %-28s sent %5d failed %d served %v\n", p, l.sent[p], l.failed[p], l.colors[p])
+	}
+	if len(l.appFailed) > 0 {
+		fmt.Fprintf(&b, "  failed answers from the app, by build: %v\n", l.appFailed)
 	}
 	for _, f := range l.failures {
 		fmt.Fprintf(&b, "  failure: %s\n", f)

@@ -81,12 +81,7 @@ func containerID(st hostStatus, service string) string {
 // vegeta counts zero failed requests.
 func TestPushRollbackUnderLoad(t *testing.T) {
 	s := newStack(t, "tale-e2e", 18088)
-	var outputs []string
-	push := func(args ...string) result {
-		r := s.taledeploy(args...)
-		outputs = append(outputs, r.out)
-		return r
-	}
+	push := s.taledeploy
 
 	// 1. First push to an empty host: stateful project, network, blue.
 	r := push("push", "e2e", "--release", "r1")
@@ -210,7 +205,7 @@ func TestPushRollbackUnderLoad(t *testing.T) {
 	if err != nil || info.Mode().Perm() != 0o600 {
 		t.Errorf("env file on the host: %v, mode %v; want 0600", err, info.Mode().Perm())
 	}
-	for _, out := range outputs {
+	for _, out := range s.outputs {
 		if strings.Contains(out, "e2e-planted-secret-value") {
 			t.Errorf("a secret from the inventory's env appeared in the output")
 		}

@@ -13,11 +13,11 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"taledeploy/remote"
@@ -30,6 +30,9 @@ var (
 	ErrUnhealthy    = errors.New("new color failed its health checks")
 	ErrNoRollback   = errors.New("nothing to roll back to")
 	ErrStateful     = errors.New("stateful service definition changed")
+	ErrCaddyfile    = errors.New("caddy rejects the new Caddyfile")
+	ErrPreflight    = errors.New("not enough room for a second color")
+	ErrWindow       = errors.New("new release failed after the switch")
 )
 
 // Event reports one finished step on one host.
@@ -47,6 +50,11 @@ type Options struct {
 	GitRevision      string
 	Release          string // release id; made from the time when empty
 	RecreateStateful bool   // allow a changed stateful service to be recreated
+	Repair           bool   // rebuild a record that disagrees with the host
+	SkipPreflight    bool   // start the new color even if memory or disk look short
+	// KillAfter names a step after which the process kills itself (SIGKILL): a
+	// test hook for proving that an interrupted deploy converges.
+	KillAfter string
 }
 
 // Deployer carries out pushes and rollbacks on one host.
@@ -58,14 +66,21 @@ type Deployer struct {
 	// Log receives detail worth showing on failure (container logs).
 	Log io.Writer
 
-	locked bool
-	state  *State
-	live   string // color serving traffic now, "" on an empty host
-	cs     []Container
+	lock  *lockHolder
+	stale *Lock // a dead command's lock this deployer took over
+	state *State
+	live  string // color serving traffic now, "" on an empty host
+	cs    []Container
+
+	changed, missing []string // stateful services to recreate or start
+	validated        string   // color whose Caddyfile the running Caddy accepted
 }
 
 func (d *Deployer) step(name string, fn func() (string, error)) error {
 	start := time.Now()
+	if d.lock != nil {
+		d.lock.setStep(name)
+	}
 	msg, err := fn()
 	ev := Event{Host: d.Host.Name(), Step: name, Status: "ok", Duration: time.Since(start), Message: msg}
 	if err != nil {
@@ -73,6 +88,9 @@ func (d *Deployer) step(name string, fn func() (string, error)) error {
 	}
 	if d.Report != nil {
 		d.Report(ev)
+	}
+	if d.Opts.KillAfter == name {
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	}
 	return err
 }
@@ -83,42 +101,31 @@ func (d *Deployer) logf(format string, a ...any) {
 	}
 }
 
-// Lock takes the host lock: a folder created atomically, with an owner record.
+// Lock takes the host lock. A lock left by a command that died is taken over, and
+// Check then brings the host's record back in line with what runs.
 func (d *Deployer) Lock(ctx context.Context, command string) error {
 	return d.step("lock", func() (string, error) {
-		s := d.Stack
-		if err := d.Host.Mkdir(ctx, s.metaDir(), 0o700, false); err != nil {
-			return "", fmt.Errorf("create %s: %w", s.metaDir(), err)
-		}
-		err := d.Host.Mkdir(ctx, s.lockPath(), 0o700, true)
-		if errors.Is(err, os.ErrExist) {
-			var l Lock
-			data, _ := d.Host.ReadFile(ctx, s.lockPath()+"/owner.json")
-			_ = json.Unmarshal(data, &l)
-			return "", fmt.Errorf("%w: %s holds it since %s (%s, pid %d); wait for it, or if no deploy is running remove %s:%s",
-				ErrLocked, orUnknown(l.Who), l.Since.Local().Format(time.DateTime), orUnknown(l.Command), l.PID, d.Host.Name(), s.lockPath())
-		}
-		if err != nil {
-			return "", fmt.Errorf("take lock %s: %w", s.lockPath(), err)
-		}
-		d.locked = true
 		host, _ := os.Hostname()
-		owner, _ := json.Marshal(Lock{Who: d.Opts.Who, PID: os.Getpid(), Since: time.Now().UTC(), Command: command + " from " + host})
-		return "", d.Host.WriteFile(ctx, s.lockPath()+"/owner.json", owner, 0o600)
+		l, stale, err := acquireLock(ctx, d.Host, d.Stack, Lock{Who: d.Opts.Who, Machine: host, PID: os.Getpid(), Command: command})
+		if err != nil {
+			return "", err
+		}
+		d.lock, d.stale = l, stale
+		if stale != nil {
+			return fmt.Sprintf("took over the lock of an interrupted %s (%s)", stale.Command, stale.Stale(time.Now())), nil
+		}
+		return "", nil
 	})
 }
 
 // Unlock releases the lock if this deployer holds it.
 func (d *Deployer) Unlock(ctx context.Context) error {
-	if !d.locked {
+	if d.lock == nil {
 		return nil
 	}
 	// Unlock must happen even when the command's context was cancelled.
-	ctx = context.WithoutCancel(ctx)
-	err := d.Host.Remove(ctx, d.Stack.lockPath())
-	if err == nil {
-		d.locked = false
-	}
+	err := d.lock.release(context.WithoutCancel(ctx))
+	d.lock = nil
 	return err
 }
 
@@ -129,44 +136,65 @@ func orUnknown(s string) string {
 	return s
 }
 
-// Check reads the recorded state and compares it with what runs.
+// Check reads the recorded state and compares it with what runs. Where they
+// disagree it refuses, unless a deploy was interrupted here (its stale lock was
+// taken over) or Repair is set: then the record is rebuilt from what runs.
 func (d *Deployer) Check(ctx context.Context) error {
 	return d.step("check", func() (string, error) {
 		s := d.Stack
 		if _, err := d.Host.Run(ctx, remote.Cmd{Argv: []string{"docker", "compose", "version", "--short"}}); err != nil {
 			return "", fmt.Errorf("docker compose v2 is not usable on the host (%v); install Docker Engine and the Compose v2 plugin", err)
 		}
-		st, err := ReadState(ctx, d.Host, s)
-		if err != nil {
-			return "", fmt.Errorf("%w: %v", ErrInconsistent, err)
-		}
-		cs, err := inspectStack(ctx, d.Host, s)
+		st, stErr := ReadState(ctx, d.Host, s)
+		o, err := d.observe(ctx)
 		if err != nil {
 			return "", err
 		}
-		d.state, d.cs = st, cs
-		if st == nil {
-			for _, c := range cs {
-				if c.Color != "" && c.Running() {
-					return "", fmt.Errorf("%w: %s has no record but container %s runs; someone deployed it by hand or the record was lost", ErrInconsistent, s.statePath(), c.Name)
+		d.cs = o.cs
+		probs := o.disagreements(s, st, stErr)
+		if len(probs) == 0 {
+			d.state, d.live = st, o.live
+			if st == nil {
+				return "empty host: first push", nil
+			}
+			return fmt.Sprintf("live: %s, release %s", st.Active, st.Release), nil
+		}
+		if d.stale == nil && !d.Opts.Repair {
+			return "", fmt.Errorf("%w on %s: %s. Run `taledeploy status ENV` to see what runs; `taledeploy push ENV --repair` rebuilds the record from what runs, then pushes",
+				ErrInconsistent, d.Host.Name(), strings.Join(probs, "; "))
+		}
+		if stErr != nil {
+			st = nil
+		}
+		nst := o.rebuild(s, st, d.Opts.Who)
+		if nst == nil {
+			if err := d.Host.Remove(ctx, s.statePath()); err != nil {
+				return "", err
+			}
+		} else {
+			if err := writeState(ctx, d.Host, s, nst); err != nil {
+				return "", err
+			}
+			// A proxy restart must come back to the color that serves.
+			if cur, _ := d.Host.ReadFile(ctx, s.remote(s.Caddyfile)); !bytes.Equal(cur, s.CaddyfileFor(nst.Active)) {
+				if err := d.Host.WriteFile(ctx, s.remote(s.Caddyfile), s.CaddyfileFor(nst.Active), 0o644); err != nil {
+					return "", err
 				}
 			}
-			return "empty host: first push", nil
 		}
-		var missing []string
-		for _, svc := range s.Stateless {
-			if !slices.ContainsFunc(cs, func(c Container) bool {
-				return c.Project == s.ColorProject(st.Active) && c.Service == svc && c.Running()
-			}) {
-				missing = append(missing, svc)
+		d.state, d.live = nst, o.live
+		why := "repaired the record"
+		if d.stale != nil {
+			why = fmt.Sprintf("a %s was interrupted (at step %s); converged", d.stale.Command, orUnknown(d.stale.Step))
+		}
+		now := "nothing serves"
+		if nst != nil {
+			now = fmt.Sprintf("%s serves release %s", nst.Active, nst.Release)
+			if nst.Previous != nil {
+				now += fmt.Sprintf(", rollback to %s release %s", nst.Previous.Color, nst.Previous.Release)
 			}
 		}
-		if len(missing) > 0 {
-			return "", fmt.Errorf("%w: the record says %s is live but %s of %s is not running; run `taledeploy status` to see what runs",
-				ErrInconsistent, st.Active, strings.Join(missing, ", "), s.ColorProject(st.Active))
-		}
-		d.live = st.Active
-		return fmt.Sprintf("live: %s, release %s", st.Active, st.Release), nil
+		return fmt.Sprintf("%s: %s (was: %s)", why, now, strings.Join(probs, "; ")), nil
 	})
 }
 
@@ -184,6 +212,9 @@ func (d *Deployer) Push(ctx context.Context) (err error) {
 		release = NewRelease(start, d.Opts.GitRevision)
 	}
 	env := d.composeEnv(newColor, release)
+	if d.lock != nil {
+		d.lock.setTarget(newColor, release)
+	}
 	started := false
 	switched := false
 	defer func() {
@@ -197,16 +228,14 @@ func (d *Deployer) Push(ctx context.Context) (err error) {
 				_, rerr := d.compose(cctx, newColor, env, "down", "--remove-orphans")
 				return "traffic never moved; " + s.ColorProject(newColor) + " removed", rerr
 			})
-			if d.state != nil && d.state.Previous != nil && d.state.Previous.Color == newColor {
-				// The kept rollback color was replaced by the failed one.
-				d.state.Previous = nil
-				_ = writeState(cctx, d.Host, s, d.state)
-			}
 		}
 		d.history(context.WithoutCancel(ctx), "push", release, newColor, start, err)
 	}()
 
 	if err := d.step("upload", func() (string, error) { return d.upload(ctx) }); err != nil {
+		return err
+	}
+	if err := d.step("preflight", func() (string, error) { return d.preflight(ctx, newColor, release) }); err != nil {
 		return err
 	}
 	if err := d.step("build", func() (string, error) {
@@ -220,6 +249,14 @@ func (d *Deployer) Push(ctx context.Context) (err error) {
 	}
 	started = true
 	if err := d.step("start", func() (string, error) {
+		if d.state != nil && d.state.Previous != nil && d.state.Previous.Color == newColor {
+			// The color kept for rollback is about to be replaced: the record must
+			// not offer it any more, even if this push never finishes.
+			d.state.Previous = nil
+			if err := writeState(ctx, d.Host, s, d.state); err != nil {
+				return "", err
+			}
+		}
 		_, err := d.compose(ctx, newColor, env, append([]string{"up", "-d", "--no-deps", "--remove-orphans"}, s.Stateless...)...)
 		return s.ColorProject(newColor), err
 	}); err != nil {
@@ -282,6 +319,21 @@ func (d *Deployer) finish(ctx context.Context, action, newColor, release string,
 	}
 	*switched = true
 	old := Other(newColor)
+	if d.live != "" && s.VerifyWindow.Duration > 0 {
+		if err := d.step("window", func() (string, error) { return d.watch(ctx, newColor) }); err != nil {
+			// The old color still runs: give it the traffic back.
+			cctx := context.WithoutCancel(ctx)
+			if berr := d.step("switch-back", func() (string, error) {
+				_, err := d.switchTo(cctx, old)
+				return "traffic back to " + old, err
+			}); berr != nil {
+				return errors.Join(err, berr)
+			}
+			*switched = false
+			d.showLogs(cctx, newColor)
+			return fmt.Errorf("%w; traffic is back on %s (release %s)", err, old, d.state.Release)
+		}
+	}
 	if d.live != "" {
 		// From here on the new color serves; a failure still records it as live.
 		_ = d.step("drain", func() (string, error) { return d.drain(ctx, old) })
@@ -500,32 +552,7 @@ func (d *Deployer) stateful(ctx context.Context, newColor, release string) (stri
 		}
 	}
 	env := d.composeEnv("", release)
-	out, err := d.compose(ctx, "", env, append([]string{"config", "--hash"}, strings.Join(s.Stateful, ","))...)
-	if err != nil {
-		return "", fmt.Errorf("compose config: %w", err)
-	}
-	want := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if f := strings.Fields(line); len(f) == 2 {
-			want[f[0]] = f[1]
-		}
-	}
-	var changed, missing []string
-	for _, svc := range s.Stateful {
-		i := slices.IndexFunc(d.cs, func(c Container) bool { return c.Project == s.Project && c.Service == svc })
-		switch {
-		case i < 0:
-			missing = append(missing, svc)
-		case d.cs[i].ConfigHash != want[svc]:
-			changed = append(changed, svc)
-		case !d.cs[i].Running():
-			missing = append(missing, svc)
-		}
-	}
-	if len(changed) > 0 && !d.Opts.RecreateStateful {
-		return "", fmt.Errorf("%w: %s; a push does not recreate stateful services on its own. Pass --recreate-stateful to allow it (recreating %s interrupts it briefly)",
-			ErrStateful, strings.Join(changed, ", "), strings.Join(changed, ", "))
-	}
+	changed, missing := d.changed, d.missing
 	proxyRunning := slices.ContainsFunc(d.cs, func(c Container) bool {
 		return c.Project == s.Project && c.Service == s.Proxy && c.Running()
 	})
@@ -591,20 +618,8 @@ func (d *Deployer) verify(ctx context.Context, color string) (string, error) {
 // waiting longer cannot help.
 func (d *Deployer) notReady(ctx context.Context, client *http.Client, cs []Container) string {
 	s := d.Stack
-	for _, svc := range s.Stateless {
-		i := slices.IndexFunc(cs, func(c Container) bool { return c.Service == svc })
-		if i < 0 {
-			return svc + " has no container"
-		}
-		c := cs[i]
-		switch {
-		case c.State == "exited" || c.State == "dead":
-			return fmt.Sprintf("failed: %s exited", c.Name)
-		case c.Health == "unhealthy":
-			return fmt.Sprintf("failed: %s is unhealthy", c.Name)
-		case !c.Ready():
-			return fmt.Sprintf("%s is %s %s", c.Name, c.State, c.Health)
-		}
+	if why := d.containersNotReady(cs); why != "" {
+		return why
 	}
 	for _, r := range s.Routes {
 		i := slices.IndexFunc(cs, func(c Container) bool { return c.Service == r.Service })
@@ -627,6 +642,27 @@ func (d *Deployer) notReady(ctx context.Context, client *http.Client, cs []Conta
 	return ""
 }
 
+// containersNotReady says which stateless container is not ready ("" when all
+// are), prefixed "failed:" when waiting longer cannot help.
+func (d *Deployer) containersNotReady(cs []Container) string {
+	for _, svc := range d.Stack.Stateless {
+		i := slices.IndexFunc(cs, func(c Container) bool { return c.Service == svc })
+		if i < 0 {
+			return svc + " has no container"
+		}
+		c := cs[i]
+		switch {
+		case c.State == "exited" || c.State == "dead":
+			return fmt.Sprintf("failed: %s exited", c.Name)
+		case c.Health == "unhealthy":
+			return fmt.Sprintf("failed: %s is unhealthy", c.Name)
+		case !c.Ready():
+			return fmt.Sprintf("%s is %s %s", c.Name, c.State, c.Health)
+		}
+	}
+	return ""
+}
+
 func (d *Deployer) showLogs(ctx context.Context, color string) {
 	out, _ := d.compose(ctx, color, d.composeEnv(color, ""), "logs", "--no-color", "--tail", "20")
 	if len(out) > 0 {
@@ -638,34 +674,16 @@ func (d *Deployer) showLogs(ctx context.Context, color string) {
 // It returns the Caddyfile it replaced, so a caller can restore it.
 func (d *Deployer) switchTo(ctx context.Context, color string) ([]byte, error) {
 	s := d.Stack
-	proxy, err := d.proxy(ctx)
-	if err != nil {
-		return nil, err
-	}
-	hostDir := path.Dir(s.remote(s.Caddyfile))
-	inDir := ""
-	for _, m := range proxy.Mounts {
-		if m.Source == hostDir {
-			inDir = m.Destination
+	if d.validated != color && color != d.live {
+		// Rollback, or a first push whose proxy started in this push.
+		if _, err := d.validateCaddyfile(ctx, color); err != nil {
+			return nil, err
 		}
-	}
-	if inDir == "" {
-		return nil, fmt.Errorf("the proxy container does not mount %s; mount the Caddyfile's folder (not the file) into %s", hostDir, s.Proxy)
+		if d.validated != color && color != d.live {
+			return nil, fmt.Errorf("the proxy service %s is not running in project %s; push again to start it", s.Proxy, s.Project)
+		}
 	}
 	next := s.CaddyfileFor(color)
-	nextName := path.Base(s.Caddyfile) + ".next"
-	if err := d.Host.WriteFile(ctx, hostDir+"/"+nextName, next, 0o644); err != nil {
-		return nil, err
-	}
-	defer d.Host.Remove(context.WithoutCancel(ctx), hostDir+"/"+nextName)
-	if _, err := d.Host.Run(ctx, remote.Cmd{Argv: []string{"docker", "exec", proxy.ID, "caddy", "validate",
-		"--config", inDir + "/" + nextName, "--adapter", "caddyfile"}}); err != nil {
-		var ee *remote.ExitError
-		if errors.As(err, &ee) {
-			d.logf("%s: caddy validate:\n%s", d.Host.Name(), ee.Stderr)
-		}
-		return nil, fmt.Errorf("the new Caddyfile does not validate, traffic untouched: %w", err)
-	}
 	old, _ := d.Host.ReadFile(ctx, s.remote(s.Caddyfile))
 	if err := d.Host.WriteFile(ctx, s.remote(s.Caddyfile), next, 0o644); err != nil {
 		return old, err
@@ -676,21 +694,6 @@ func (d *Deployer) switchTo(ctx context.Context, color string) ([]byte, error) {
 		return old, fmt.Errorf("caddy reload: %w", err)
 	}
 	return old, nil
-}
-
-// proxy returns the running proxy container.
-func (d *Deployer) proxy(ctx context.Context) (Container, error) {
-	s := d.Stack
-	cs, err := inspect(ctx, d.Host, s.Project, s.Project)
-	if err != nil {
-		return Container{}, err
-	}
-	for _, c := range cs {
-		if c.Service == s.Proxy && c.Running() {
-			return c, nil
-		}
-	}
-	return Container{}, fmt.Errorf("the proxy service %s is not running in project %s", s.Proxy, s.Project)
 }
 
 // admin calls Caddy's admin API on its unix socket, through the SSH connection.

@@ -24,6 +24,7 @@ type Conn interface {
 	AppendFile(ctx context.Context, path string, data []byte, mode os.FileMode) error
 	Mkdir(ctx context.Context, path string, mode os.FileMode, exclusive bool) error
 	Remove(ctx context.Context, path string) error
+	Rename(ctx context.Context, oldpath, newpath string) error
 	Dial(ctx context.Context, network, addr string) (net.Conn, error)
 }
 

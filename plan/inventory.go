@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -53,16 +54,23 @@ type Host struct {
 
 // Stack says how the compose stack is deployed.
 type Stack struct {
-	Project       string            `yaml:"project"`
-	RemoteDir     string            `yaml:"remote_dir"`
-	ComposeFile   string            `yaml:"compose_file"`
-	Caddyfile     string            `yaml:"caddyfile"`
-	Proxy         string            `yaml:"proxy"`
-	Stateless     []string          `yaml:"stateless"`
-	Stateful      []string          `yaml:"stateful"`
-	Routes        []*Route          `yaml:"routes"`
-	HealthTimeout Duration          `yaml:"health_timeout"`
-	DrainTimeout  Duration          `yaml:"drain_timeout"`
+	Project       string   `yaml:"project"`
+	RemoteDir     string   `yaml:"remote_dir"`
+	ComposeFile   string   `yaml:"compose_file"`
+	Caddyfile     string   `yaml:"caddyfile"`
+	Proxy         string   `yaml:"proxy"`
+	Stateless     []string `yaml:"stateless"`
+	Stateful      []string `yaml:"stateful"`
+	Routes        []*Route `yaml:"routes"`
+	HealthTimeout Duration `yaml:"health_timeout"`
+	DrainTimeout  Duration `yaml:"drain_timeout"`
+	// VerifyWindow is how long the new release is watched through Caddy after
+	// the switch, while the old color still runs; a failure switches back.
+	VerifyWindow Duration `yaml:"verify_window"`
+	// ReserveMemory and ReserveDisk are kept free on the host when a push
+	// starts a second color.
+	ReserveMemory Size              `yaml:"reserve_memory"`
+	ReserveDisk   Size              `yaml:"reserve_disk"`
 	Env           map[string]string `yaml:"env"`
 
 	// Compose is compose_file, read and checked against the settings above.
@@ -85,6 +93,48 @@ type Route struct {
 
 // Duration is a time.Duration written as "90s" or "2m".
 type Duration struct{ time.Duration }
+
+// Size is a number of bytes written as "512MiB", "2GB" or "1048576".
+type Size struct{ Bytes int64 }
+
+var sizeUnits = map[string]int64{"": 1, "B": 1, "kB": 1e3, "KB": 1e3, "KiB": 1 << 10, "MB": 1e6, "MiB": 1 << 20,
+	"GB": 1e9, "GiB": 1 << 30, "TB": 1e12, "TiB": 1 << 40}
+
+// ParseSize reads a size such as "512MiB", "1.5GB" or "12.3MiB" (docker stats' form).
+func ParseSize(v string) (int64, error) {
+	v = strings.TrimSpace(v)
+	i := strings.IndexFunc(v, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	if i < 0 {
+		i = len(v)
+	}
+	n, err := strconv.ParseFloat(v[:i], 64)
+	unit, ok := sizeUnits[strings.TrimSpace(v[i:])]
+	if err != nil || !ok || n < 0 || n*float64(unit) > 1<<62 {
+		return 0, fmt.Errorf("size %q: write a number with a unit such as 512MiB or 2GB", v)
+	}
+	return int64(n * float64(unit)), nil
+}
+
+func (z *Size) UnmarshalYAML(n *yaml.Node) error {
+	b, err := ParseSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	z.Bytes = b
+	return nil
+}
+
+func (z Size) MarshalYAML() (any, error) { return z.String(), nil }
+
+func (z Size) String() string {
+	b := float64(z.Bytes)
+	for _, u := range []string{"TiB", "GiB", "MiB", "KiB"} {
+		if b >= float64(sizeUnits[u]) {
+			return strconv.FormatFloat(b/float64(sizeUnits[u]), 'f', 1, 64) + " " + u
+		}
+	}
+	return fmt.Sprintf("%d B", z.Bytes)
+}
 
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := time.ParseDuration(n.Value)
@@ -293,6 +343,12 @@ func (inv *Inventory) check(e *Environment) error {
 	}
 	if s.DrainTimeout.Duration == 0 {
 		s.DrainTimeout.Duration = 30 * time.Second
+	}
+	if s.ReserveMemory.Bytes == 0 {
+		s.ReserveMemory.Bytes = 256 << 20
+	}
+	if s.ReserveDisk.Bytes == 0 {
+		s.ReserveDisk.Bytes = 1 << 30
 	}
 	for _, p := range []string{s.ComposeFile, s.Caddyfile} {
 		if filepath.IsAbs(p) || !filepath.IsLocal(p) {

@@ -42,14 +42,6 @@ type HistoryEntry struct {
 	Seconds     float64   `json:"seconds"`
 }
 
-// Lock is the owner record of a host lock.
-type Lock struct {
-	Who     string    `json:"who"`
-	PID     int       `json:"pid"`
-	Since   time.Time `json:"since"`
-	Command string    `json:"command"`
-}
-
 // Paths on the host, below the stack's remote_dir.
 func (s *Stack) metaDir() string     { return s.RemoteDir + "/.taledeploy" }
 func (s *Stack) statePath() string   { return s.metaDir() + "/state.json" }

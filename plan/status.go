@@ -2,9 +2,9 @@ package plan
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
+	"time"
 )
 
 // HostStatus is what `taledeploy status` reports for one host.
@@ -17,56 +17,62 @@ type HostStatus struct {
 	DeployedAt  string      `json:"deployed_at,omitempty"`
 	GitRevision string      `json:"git_revision,omitempty"`
 	Previous    *Slot       `json:"previous,omitempty"`
-	Lock        *Lock       `json:"lock,omitempty"`
+	Serving     string      `json:"serving,omitempty"` // the color traffic goes to, as Caddy says
+	Lock        *LockStatus `json:"lock,omitempty"`
 	Containers  []Container `json:"containers"`
 	Problems    []string    `json:"problems,omitempty"`
+}
+
+// LockStatus is a held lock and whether its holder still seems to run.
+type LockStatus struct {
+	Lock
+	// Stale says why the holder is gone; empty while it may still run.
+	Stale string `json:"stale,omitempty"`
 }
 
 // Status reads the record and what runs on a host, and says where they disagree.
 func Status(ctx context.Context, h Conn, s *Stack) HostStatus {
 	hs := HostStatus{Host: h.Name(), Containers: []Container{}}
-	st, err := ReadState(ctx, h, s)
+	st, stErr := ReadState(ctx, h, s)
+	l, err := ReadLock(ctx, h, s)
 	if err != nil {
 		hs.Problems = append(hs.Problems, err.Error())
 	}
-	if data, err := h.ReadFile(ctx, s.lockPath()+"/owner.json"); err == nil {
-		var l Lock
-		if json.Unmarshal(data, &l) == nil {
-			hs.Lock = &l
+	if l != nil {
+		hs.Lock = &LockStatus{Lock: *l, Stale: l.Stale(time.Now())}
+		if hs.Lock.Stale != "" {
+			hs.Problems = append(hs.Problems, fmt.Sprintf("a %s was interrupted at step %s (%s); the next push or rollback converges, or `taledeploy lock release ENV` clears the lock",
+				l.Command, orUnknown(l.Step), hs.Lock.Stale))
 		}
 	}
-	cs, err := inspectStack(ctx, h, s)
+	d := &Deployer{Host: h, Stack: s}
+	o, err := d.observe(ctx)
 	if err != nil {
 		hs.Error = err.Error()
 		return hs
 	}
-	if cs != nil {
-		hs.Containers = cs
+	if o.cs != nil {
+		hs.Containers = o.cs
 	}
-	if st == nil {
-		for _, c := range cs {
-			if c.Color != "" && c.Running() {
-				hs.Problems = append(hs.Problems, fmt.Sprintf("no record, but %s runs", c.Name))
+	hs.Serving = o.live
+	hs.Problems = append(hs.Problems, o.disagreements(s, st, stErr)...)
+	if st != nil {
+		hs.Active, hs.Release, hs.DeployedBy, hs.GitRevision, hs.Previous = st.Active, st.Release, st.DeployedBy, st.GitRevision, st.Previous
+		hs.DeployedAt = st.DeployedAt.Format("2006-01-02 15:04:05 UTC")
+	}
+	if o.live != "" {
+		for _, c := range o.color(s, o.live) {
+			if !c.Ready() {
+				hs.Problems = append(hs.Problems, fmt.Sprintf("live container %s is %s %s", c.Name, c.State, c.Health))
 			}
 		}
-		return hs
-	}
-	hs.Active, hs.Release, hs.DeployedBy, hs.GitRevision, hs.Previous = st.Active, st.Release, st.DeployedBy, st.GitRevision, st.Previous
-	hs.DeployedAt = st.DeployedAt.Format("2006-01-02 15:04:05 UTC")
-	for _, svc := range s.Stateless {
-		i := slices.IndexFunc(cs, func(c Container) bool { return c.Project == s.ColorProject(st.Active) && c.Service == svc })
-		switch {
-		case i < 0:
-			hs.Problems = append(hs.Problems, fmt.Sprintf("record says %s is live, but %s has no %s container", st.Active, s.ColorProject(st.Active), svc))
-		case !cs[i].Ready():
-			hs.Problems = append(hs.Problems, fmt.Sprintf("live container %s is %s %s", cs[i].Name, cs[i].State, cs[i].Health))
-		case cs[i].Release != st.Release:
-			hs.Problems = append(hs.Problems, fmt.Sprintf("live container %s runs release %s, record says %s", cs[i].Name, cs[i].Release, st.Release))
+		if o.runs(s, Other(o.live)) && hs.Lock == nil {
+			hs.Problems = append(hs.Problems, fmt.Sprintf("%s runs but serves nothing (left by an interrupted deploy?); the next push replaces it", s.ColorProject(Other(o.live))))
 		}
 	}
 	for _, svc := range s.Stateful {
-		i := slices.IndexFunc(cs, func(c Container) bool { return c.Project == s.Project && c.Service == svc })
-		if i < 0 || !cs[i].Running() {
+		i := slices.IndexFunc(o.cs, func(c Container) bool { return c.Project == s.Project && c.Service == svc })
+		if i < 0 || !o.cs[i].Running() {
 			hs.Problems = append(hs.Problems, fmt.Sprintf("stateful service %s is not running", svc))
 		}
 	}

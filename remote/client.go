@@ -323,6 +323,17 @@ func (c *Client) Mkdir(_ context.Context, path string, mode os.FileMode, exclusi
 	return s.Chmod(path, mode.Perm())
 }
 
+// Rename moves oldpath to newpath with rename(2), so it is atomic and fails when
+// newpath is a folder that is not empty: with folders that always hold a file,
+// that makes it a lock primitive.
+func (c *Client) Rename(_ context.Context, oldpath, newpath string) error {
+	s, err := c.files()
+	if err != nil {
+		return err
+	}
+	return s.PosixRename(oldpath, newpath)
+}
+
 // Remove deletes a file or a folder tree on the host; a missing one is not an error.
 func (c *Client) Remove(_ context.Context, path string) error {
 	s, err := c.files()

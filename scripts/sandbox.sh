@@ -100,16 +100,20 @@ tools() {
 }
 
 # start_sshd NAME ADDR PORT starts one OpenSSH sshd for a sandbox host, with its own
-# host key and authorized key, and writes its known_hosts line.
+# host key and authorized key, and copies the client key and the host's
+# known_hosts line into .sandbox/. The sshd and its keys live in $cache/sandbox,
+# shared by every checkout on the machine (a CI clone and the main one), so
+# whichever checkout started it, every checkout's known_hosts matches it.
 start_sshd() {
-	local name=$1 addr=$2 port=$3 dir=$sandbox/$1
-	mkdir -p "$dir"
-	chmod 700 "$sandbox" "$dir"
+	local name=$1 addr=$2 port=$3 state=$cache/sandbox dir=$cache/sandbox/$1
+	mkdir -p "$dir" "$sandbox/$name"
+	chmod 700 "$state" "$dir" "$sandbox" "$sandbox/$name"
 	[ -f "$dir/host_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "$name-host" -f "$dir/host_ed25519"
-	[ -f "$sandbox/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C taledeploy-sandbox -f "$sandbox/id_ed25519"
-	cp "$sandbox/id_ed25519.pub" "$dir/authorized_keys"
-	chmod 600 "$dir/authorized_keys"
-	cat >"$dir/sshd_config" <<-EOF
+	[ -f "$state/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C taledeploy-sandbox -f "$state/id_ed25519"
+	install -m 600 "$state/id_ed25519" "$sandbox/id_ed25519"
+	install -m 644 "$state/id_ed25519.pub" "$sandbox/id_ed25519.pub"
+	install -m 600 "$state/id_ed25519.pub" "$dir/authorized_keys"
+	cat >"$dir/sshd_config.new" <<-EOF
 		ListenAddress $addr:$port
 		HostKey $dir/host_ed25519
 		AuthorizedKeysFile $dir/authorized_keys
@@ -128,12 +132,14 @@ start_sshd() {
 	EOF
 	local hostkey
 	hostkey=$(cut -d' ' -f1,2 "$dir/host_ed25519.pub")
-	echo "[$addr]:$port $hostkey" >"$dir/known_hosts"
-	if [ -f "$dir/sshd.pid" ] && kill -0 "$(cat "$dir/sshd.pid")" 2>/dev/null; then
+	echo "[$addr]:$port $hostkey" >"$sandbox/$name/known_hosts"
+	if [ -f "$dir/sshd.pid" ] && kill -0 "$(cat "$dir/sshd.pid")" 2>/dev/null && cmp -s "$dir/sshd_config" "$dir/sshd_config.new"; then
+		rm -f "$dir/sshd_config.new"
 		return 0
 	fi
-	# A sandbox sshd of another checkout may hold the port: the port is the sandbox's.
-	pkill -f "sshd -f .*/.sandbox/$name/sshd_config" 2>/dev/null && sleep 0.3 || true
+	mv "$dir/sshd_config.new" "$dir/sshd_config"
+	# An older sandbox sshd (another checkout's, or an older layout) may hold the port.
+	pkill -f "sshd -f .*/(\.sandbox|sandbox)/$name/sshd_config" 2>/dev/null && sleep 0.3 || true
 	mkdir -p /run/sshd
 	/usr/sbin/sshd -f "$dir/sshd_config" -E "$dir/sshd.log"
 	for _ in $(seq 1 40); do
@@ -145,7 +151,7 @@ start_sshd() {
 }
 
 stop_sshd() {
-	local dir=$sandbox/$1
+	local dir=$cache/sandbox/$1
 	if [ -f "$dir/sshd.pid" ]; then
 		kill "$(cat "$dir/sshd.pid")" 2>/dev/null || true
 		rm -f "$dir/sshd.pid"

@@ -19,6 +19,8 @@ type PushCmd struct {
 	Env              string `arg:"" help:"Environment from the inventory."`
 	RecreateStateful bool   `help:"Allow recreating a stateful service (db, proxy) whose definition changed; it is interrupted briefly."`
 	Release          string `help:"Release id to record (default: time and git revision)."`
+	Repair           bool   `help:"When the host's record disagrees with what runs (a hand-made change, a lost or corrupt state file), rebuild the record from what runs, then push."`
+	SkipPreflight    bool   `help:"Start the new color even when the host's free memory or disk looks too small for two colors."`
 }
 
 // RollbackCmd is `taledeploy rollback ENV`.
@@ -43,7 +45,8 @@ func (c *PushCmd) Run(cli *CLI, ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	opts := plan.Options{Who: who(), GitRevision: gitRevision(env.Stack.Root), Release: c.Release, RecreateStateful: c.RecreateStateful}
+	opts := plan.Options{Who: who(), GitRevision: gitRevision(env.Stack.Root), Release: c.Release, RecreateStateful: c.RecreateStateful,
+		Repair: c.Repair, SkipPreflight: c.SkipPreflight, KillAfter: os.Getenv("TALEDEPLOY_KILL_AFTER")}
 	return deploy(ctx, env, opts, "push")
 }
 
@@ -52,7 +55,7 @@ func (c *RollbackCmd) Run(cli *CLI, ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return deploy(ctx, env, plan.Options{Who: who()}, "rollback")
+	return deploy(ctx, env, plan.Options{Who: who(), KillAfter: os.Getenv("TALEDEPLOY_KILL_AFTER")}, "rollback")
 }
 
 // deploy runs a push or rollback: connect to every host, lock and check them all,
@@ -144,8 +147,15 @@ func printStatus(hs plan.HostStatus) {
 			fmt.Printf("  rollback: %s, release %s (stopped, kept)\n", hs.Previous.Color, hs.Previous.Release)
 		}
 	}
+	if hs.Serving != "" && hs.Serving != hs.Active {
+		fmt.Printf("  serving:  %s (as Caddy says)\n", hs.Serving)
+	}
 	if hs.Lock != nil {
-		fmt.Printf("  locked:   by %s since %s (%s)\n", hs.Lock.Who, hs.Lock.Since.Local().Format(time.DateTime), hs.Lock.Command)
+		state := "running"
+		if hs.Lock.Stale != "" {
+			state = "stale: " + hs.Lock.Stale
+		}
+		fmt.Printf("  locked:   %s (%s)\n", hs.Lock.Describe(time.Now()), state)
 	}
 	if len(hs.Containers) > 0 {
 		tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)

@@ -26,6 +26,7 @@ type CLI struct {
 	Rollback RollbackCmd `cmd:"" help:"Switch ENV back to the previous color (kept stopped after each push): start, verify, switch, drain."`
 	Status   StatusCmd   `cmd:"" help:"Show per host the live color, release, containers and health, and where the record and the host disagree."`
 	Render   RenderCmd   `cmd:"" help:"Write the rendered compose overlays and Caddyfile for ENV locally."`
+	Lock     LockCmd     `cmd:"" help:"Show or clear the deploy lock of ENV's hosts."`
 }
 
 func main() {

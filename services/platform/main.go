@@ -11,15 +11,19 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
 
 // build is set at link time (-X main.build=...) to tell builds apart; broken=true
-// makes the health check fail, for testing a bad release.
+// makes the health check fail, for testing a bad release; failAfter=N makes
+// every answer a 500 once N pages were served, for testing a release that
+// passes its checks and breaks under real traffic.
 var (
-	build  = "1"
-	broken = "false"
+	build     = "1"
+	broken    = "false"
+	failAfter = ""
 )
 
 func main() {
@@ -27,6 +31,10 @@ func main() {
 	ragURL, dbURL := env("RAG_URL", "http://rag:8000"), env("DB_URL", "http://db:7000")
 	marker := env("SHUTDOWN_MARKER", "/tmp/shutdown")
 	client := &http.Client{Timeout: 5 * time.Second}
+
+	limit, _ := strconv.Atoi(failAfter)
+	var served atomic.Int64
+	failing := func() bool { return limit > 0 && served.Load() >= int64(limit) }
 
 	mux := http.NewServeMux()
 	stamp := func(w http.ResponseWriter) {
@@ -40,7 +48,7 @@ func main() {
 			http.Error(w, "shutting down", http.StatusServiceUnavailable)
 			return
 		}
-		if broken == "true" {
+		if broken == "true" || failing() {
 			http.Error(w, "this build is broken on purpose", http.StatusInternalServerError)
 			return
 		}
@@ -58,6 +66,10 @@ func main() {
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		stamp(w)
+		if served.Add(1); failing() {
+			http.Error(w, "this build breaks under traffic on purpose", http.StatusInternalServerError)
+			return
+		}
 		ragColor, err := call(r.Context(), client, ragURL+"/whoami", "X-Color")
 		if err != nil {
 			http.Error(w, "rag: "+err.Error(), http.StatusBadGateway)

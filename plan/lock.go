@@ -1,0 +1,259 @@
+package plan
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// A held lock is refreshed every heartbeatEvery; one not refreshed for
+// lockStaleAfter belongs to a command that died (or lost its connection).
+const (
+	heartbeatEvery = 3 * time.Second
+	lockStaleAfter = 20 * time.Second
+)
+
+// Lock is the owner record of a host lock, lock/owner.json.
+type Lock struct {
+	Token     string    `json:"token"`
+	Who       string    `json:"who"`
+	Machine   string    `json:"machine"`
+	PID       int       `json:"pid"`
+	Command   string    `json:"command"`
+	Since     time.Time `json:"since"`
+	Heartbeat time.Time `json:"heartbeat"`
+	Step      string    `json:"step,omitempty"`    // the step running or last finished
+	Color     string    `json:"color,omitempty"`   // the color being started
+	Release   string    `json:"release,omitempty"` // the release being deployed
+}
+
+// Stale says why the lock's holder is gone, or "" when it may still run.
+func (l *Lock) Stale(now time.Time) string {
+	if host, _ := os.Hostname(); l.Machine == host && l.PID > 0 && !processAlive(l.PID) {
+		return fmt.Sprintf("its process (pid %d on this machine) is gone", l.PID)
+	}
+	if age := now.Sub(l.Heartbeat); age > lockStaleAfter {
+		return fmt.Sprintf("its holder has not been seen for %s", age.Round(time.Second))
+	}
+	return ""
+}
+
+// Describe says who holds the lock and what it was doing, for messages.
+func (l *Lock) Describe(now time.Time) string {
+	s := fmt.Sprintf("%q by %s (pid %d on %s) since %s", l.Command, orUnknown(l.Who), l.PID, orUnknown(l.Machine),
+		l.Since.Local().Format(time.DateTime))
+	if l.Step != "" {
+		s += ", at step " + l.Step
+	}
+	return s + fmt.Sprintf(", last seen %s ago", now.Sub(l.Heartbeat).Round(time.Second))
+}
+
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// ReadLock returns the host's lock, or nil when the stack is not locked.
+func ReadLock(ctx context.Context, h Conn, s *Stack) (*Lock, error) {
+	return readLockAt(ctx, h, s.lockPath())
+}
+
+func readLockAt(ctx context.Context, h Conn, dir string) (*Lock, error) {
+	data, err := h.ReadFile(ctx, dir+"/owner.json")
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var l Lock
+	if err := json.Unmarshal(data, &l); err != nil {
+		return nil, fmt.Errorf("lock record %s/owner.json is corrupt: %v", dir, err)
+	}
+	return &l, nil
+}
+
+// lockHolder is a lock this process holds, kept alive by a heartbeat.
+type lockHolder struct {
+	h    Conn
+	path string
+
+	mu   sync.Mutex
+	rec  Lock
+	wake chan struct{}
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+// acquireLock takes the stack's lock. A lock whose holder is gone is taken over
+// and returned as stale, so the caller can clean up after it.
+func acquireLock(ctx context.Context, h Conn, s *Stack, rec Lock) (held *lockHolder, stale *Lock, err error) {
+	if err := h.Mkdir(ctx, s.metaDir(), 0o700, false); err != nil {
+		return nil, nil, fmt.Errorf("create %s: %w", s.metaDir(), err)
+	}
+	for range 3 {
+		rec.Token = newToken()
+		rec.Since, rec.Heartbeat = time.Now().UTC(), time.Now().UTC()
+		ok, err := tryLock(ctx, h, s.lockPath(), rec)
+		if err != nil {
+			return nil, nil, err
+		}
+		if ok {
+			l := &lockHolder{h: h, path: s.lockPath(), rec: rec, wake: make(chan struct{}, 1), done: make(chan struct{})}
+			l.wg.Add(1)
+			go l.heartbeat()
+			return l, stale, nil
+		}
+		cur, err := ReadLock(ctx, h, s)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %v; if no deploy is running, clear it with `taledeploy lock release ENV --force`", ErrLocked, err)
+		}
+		if cur == nil {
+			continue // released meanwhile
+		}
+		why := cur.Stale(time.Now())
+		if why == "" {
+			return nil, nil, fmt.Errorf("%w: %s holds it: %s. Wait for it to finish; if it is not running any more, `taledeploy lock release ENV` clears it (add --force if it still looks alive)",
+				ErrLocked, h.Name(), cur.Describe(time.Now()))
+		}
+		if err := breakLock(ctx, h, s.lockPath(), cur.Token); err != nil {
+			return nil, nil, err
+		}
+		stale = cur
+	}
+	return nil, nil, fmt.Errorf("%w: %s: the lock changed hands several times while taking it; try again", ErrLocked, h.Name())
+}
+
+// tryLock creates the lock folder with its owner record in one rename, so no
+// one ever sees a lock without an owner. It reports false when the lock is held.
+func tryLock(ctx context.Context, h Conn, lockPath string, rec Lock) (bool, error) {
+	tmp := lockPath + ".new-" + rec.Token
+	if err := h.Mkdir(ctx, tmp, 0o700, true); err != nil {
+		return false, fmt.Errorf("take lock: %w", err)
+	}
+	data, _ := json.Marshal(rec)
+	if err := h.WriteFile(ctx, tmp+"/owner.json", data, 0o600); err != nil {
+		h.Remove(context.WithoutCancel(ctx), tmp)
+		return false, fmt.Errorf("take lock: %w", err)
+	}
+	// rename(2) onto a folder that is not empty fails: someone holds the lock.
+	if err := h.Rename(ctx, tmp, lockPath); err != nil {
+		h.Remove(context.WithoutCancel(ctx), tmp)
+		if l, rerr := readLockAt(ctx, h, lockPath); l != nil || rerr != nil {
+			return false, nil
+		}
+		return false, fmt.Errorf("take lock %s: %w", lockPath, err)
+	}
+	return true, nil
+}
+
+// breakLock removes the lock with the given token. It moves the lock aside first
+// and puts it back if it turns out to be someone else's, newer one.
+func breakLock(ctx context.Context, h Conn, lockPath, token string) error {
+	aside := lockPath + ".stale-" + newToken()
+	if err := h.Rename(ctx, lockPath, aside); err != nil {
+		if l, _ := readLockAt(ctx, h, lockPath); l == nil {
+			return nil // gone already
+		}
+		return fmt.Errorf("clear stale lock %s: %w", lockPath, err)
+	}
+	if l, _ := readLockAt(ctx, h, aside); l != nil && l.Token != token {
+		_ = h.Rename(ctx, aside, lockPath)
+		return nil
+	}
+	return h.Remove(ctx, aside)
+}
+
+// ReleaseLock removes the stack's lock. A lock whose holder may still run is
+// removed only with force.
+func ReleaseLock(ctx context.Context, h Conn, s *Stack, force bool) (string, error) {
+	l, err := ReadLock(ctx, h, s)
+	if err != nil {
+		if !force {
+			return "", fmt.Errorf("%v; pass --force to remove it", err)
+		}
+		return "removed a corrupt lock", h.Remove(ctx, s.lockPath())
+	}
+	if l == nil {
+		return "not locked", nil
+	}
+	why := l.Stale(time.Now())
+	if why == "" && !force {
+		return "", fmt.Errorf("%w: %s holds it and may still be running: %s. Pass --force only if you are sure it is not",
+			ErrLocked, h.Name(), l.Describe(time.Now()))
+	}
+	if err := breakLock(ctx, h, s.lockPath(), l.Token); err != nil {
+		return "", err
+	}
+	if why == "" {
+		why = "forced"
+	}
+	return fmt.Sprintf("released the lock of %s (%s)", l.Command, why), nil
+}
+
+func newToken() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// setStep records the step in the lock, written by the heartbeat at once.
+func (l *lockHolder) setStep(step string) {
+	l.mu.Lock()
+	l.rec.Step = step
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (l *lockHolder) setTarget(color, release string) {
+	l.mu.Lock()
+	l.rec.Color, l.rec.Release = color, release
+	l.mu.Unlock()
+}
+
+// heartbeat rewrites the owner record until release, so others can tell a live
+// lock from one left by a dead process.
+func (l *lockHolder) heartbeat() {
+	defer l.wg.Done()
+	t := time.NewTicker(heartbeatEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.done:
+			return
+		case <-t.C:
+		case <-l.wake:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// Never recreate a lock someone removed with --force.
+		if cur, err := readLockAt(ctx, l.h, l.path); err == nil && cur != nil && cur.Token == l.rec.Token {
+			l.mu.Lock()
+			l.rec.Heartbeat = time.Now().UTC()
+			data, _ := json.Marshal(l.rec)
+			l.mu.Unlock()
+			_ = l.h.WriteFile(ctx, l.path+"/owner.json", data, 0o600)
+		}
+		cancel()
+	}
+}
+
+// release stops the heartbeat and removes the lock if it is still ours.
+func (l *lockHolder) release(ctx context.Context) error {
+	close(l.done)
+	l.wg.Wait()
+	cur, err := readLockAt(ctx, l.h, l.path)
+	if err != nil || cur == nil || cur.Token != l.rec.Token {
+		return err
+	}
+	return l.h.Remove(ctx, l.path)
+}

@@ -1,0 +1,161 @@
+package plan
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// The verification window probes this often, and gives up on a release after
+// this many failed probes in a row (one slow answer is not a broken release).
+const (
+	windowProbeEvery = 200 * time.Millisecond
+	windowFailures   = 2
+)
+
+// watch probes the new color through Caddy for the stack's verify_window, while
+// the old color still runs. It returns an error as soon as the release fails.
+func (d *Deployer) watch(ctx context.Context, color string) (string, error) {
+	s := d.Stack
+	proxy, err := d.runningProxy()
+	if err != nil {
+		return "", err
+	}
+	var probes []*probeTarget
+	for _, r := range s.Routes {
+		if !caddyPathMatches(r.Path, r.HealthPath) {
+			continue // the health path is not reachable through this route
+		}
+		p, err := d.probeTarget(ctx, proxy.IP, r)
+		if err != nil {
+			return "", err
+		}
+		probes = append(probes, p)
+	}
+	end := time.Now().Add(s.VerifyWindow.Duration)
+	n, failures, lastInspect := 0, 0, time.Time{}
+	for time.Now().Before(end) {
+		why := ""
+		for _, req := range probes {
+			if why = req.probe(); why != "" {
+				break
+			}
+		}
+		if why == "" && time.Since(lastInspect) > time.Second {
+			// Containers that exit or turn unhealthy fail the window even when
+			// Caddy's fallback hides it.
+			lastInspect = time.Now()
+			cs, err := inspect(ctx, d.Host, s.Project, s.ColorProject(color))
+			if err != nil {
+				return "", err
+			}
+			if w := d.containersNotReady(cs); strings.HasPrefix(w, "failed:") {
+				return "", fmt.Errorf("%w: %s", ErrWindow, strings.TrimPrefix(w, "failed: "))
+			}
+		}
+		n++
+		if why != "" {
+			failures++
+			if failures >= windowFailures {
+				return "", fmt.Errorf("%w: %s", ErrWindow, why)
+			}
+		} else {
+			failures = 0
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(windowProbeEvery):
+		}
+	}
+	return fmt.Sprintf("%d probes through caddy in %s, all answered", n*len(probes), s.VerifyWindow.Duration), nil
+}
+
+func (d *Deployer) runningProxy() (Container, error) {
+	s := d.Stack
+	for _, c := range d.cs {
+		if c.Project == s.Project && c.Service == s.Proxy && c.Running() && c.IP != "" {
+			return c, nil
+		}
+	}
+	return Container{}, fmt.Errorf("the proxy service %s is not running on network %s", s.Proxy, s.Project)
+}
+
+// probeTarget is a GET of a route's health path sent to the proxy container the
+// way a visitor's request reaches it: same site name and scheme.
+type probeTarget struct {
+	client *http.Client
+	req    *http.Request
+}
+
+func (d *Deployer) probeTarget(ctx context.Context, proxyIP string, r *Route) (*probeTarget, error) {
+	site := r.Site
+	scheme := "http"
+	if rest, ok := strings.CutPrefix(site, "https://"); ok {
+		scheme, site = "https", rest
+	} else {
+		site = strings.TrimPrefix(site, "http://")
+	}
+	host, port, err := net.SplitHostPort(site)
+	if err != nil {
+		host, port = site, ""
+	}
+	if port == "" {
+		port = "80"
+		if scheme == "https" || (host != "" && host != "localhost" && net.ParseIP(host) == nil) {
+			// Caddy serves a named site over HTTPS unless told http://.
+			scheme, port = "https", "443"
+		}
+	}
+	if host == "" {
+		host = "localhost"
+	}
+	u := url.URL{Scheme: scheme, Host: net.JoinHostPort(proxyIP, port), Path: r.HealthPath}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Host = host
+	return &probeTarget{req: req, client: &http.Client{
+		Timeout: 2 * time.Second,
+		Transport: &http.Transport{
+			DialContext:       func(ctx context.Context, _, addr string) (net.Conn, error) { return d.Host.Dial(ctx, "tcp", addr) },
+			DisableKeepAlives: true,
+			// The certificate is checked against the site's name, not the address dialled.
+			TLSClientConfig: &tls.Config{ServerName: host},
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}, nil
+}
+
+// probe returns why the probe failed, or "".
+func (p *probeTarget) probe() string {
+	resp, err := p.client.Do(p.req.Clone(p.req.Context()))
+	if err != nil {
+		return fmt.Sprintf("%s through caddy: %v", p.req.URL.Path, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Sprintf("%s through caddy answers %d", p.req.URL.Path, resp.StatusCode)
+	}
+	return ""
+}
+
+// caddyPathMatches tells whether Caddy's path matcher pattern (as in `handle
+// /api/*`) matches p: an exact path, or a prefix ending in *.
+func caddyPathMatches(pattern, p string) bool {
+	if pattern == "" || pattern == "*" || pattern == "/*" {
+		return true
+	}
+	if prefix, ok := strings.CutSuffix(pattern, "*"); ok {
+		return strings.HasPrefix(p, prefix)
+	}
+	return pattern == p
+}
