@@ -20,17 +20,17 @@ type load struct {
 	wg        sync.WaitGroup
 	stopped   sync.Once
 
-	mu       sync.Mutex
-	mark     string // label of the current phase
-	sent     map[string]int
-	failed   map[string]int
+	mu     sync.Mutex
+	mark   string // label of the current phase
+	sent   map[string]int
+	failed map[string]int
 	// appFailed counts failed answers that came from the app (they carry
 	// X-Build), by build; every other failure happened at the proxy or below.
 	appFailed map[string]int
-	colors   map[string]map[string]int // phase -> "color/release/build" -> count
-	failures []string
-	crossed  []string // platform called rag of the other color
-	maxVisit int
+	colors    map[string]map[string]int // phase -> "color/release/build" -> count
+	failures  []string
+	crossed   []string // platform called rag of the other color
+	maxVisit  int
 }
 
 func startLoad(t *testing.T, port int, keepAliveRate, freshRate int) *load {
