@@ -86,7 +86,12 @@ func TestInterruptedPush(t *testing.T) {
 			t.Fatalf("%s: the push never reached %s:\n%s", fault, after, bg.output())
 		}
 		cutSSH(t)
+		cut := time.Now()
 		err := bg.wait()
+		t.Logf("%s: taledeploy exited %s after the cut:\n%s", fault, time.Since(cut).Round(time.Millisecond), bg.output())
+		if !strings.Contains(bg.output(), "ssh connection lost") {
+			t.Errorf("%s: taledeploy does not say its connection was lost", fault)
+		}
 		if err == nil || killed(err) {
 			t.Errorf("%s: want a failed push, got %v:\n%s", fault, err, bg.output())
 		}
@@ -341,7 +346,12 @@ func TestRefusedPushes(t *testing.T) {
 	t.Run("admin API unreachable from containers", func(t *testing.T) {
 		st := s.status()
 		image := fmt.Sprintf("%s/platform:%s", s.project, st.Active)
-		proxy := s.project + "-proxy"
+		// By address: a static busybox cannot resolve names.
+		out, err := exec.Command("docker", "inspect", "--format", fmt.Sprintf(`{{(index .NetworkSettings.Networks %q).IPAddress}}`, s.project), s.project+"-proxy").Output()
+		proxy := strings.TrimSpace(string(out))
+		if err != nil || proxy == "" {
+			t.Fatalf("the proxy's address on %s: %v", s.project, err)
+		}
 		try := func(url string) error {
 			return exec.Command("docker", "run", "--rm", "--network", s.project, "--entrypoint", "/bin/busybox", image,
 				"wget", "-q", "-T", "3", "-O", "-", url).Run()

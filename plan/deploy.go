@@ -226,7 +226,7 @@ func (d *Deployer) Push(ctx context.Context) (err error) {
 			cctx := context.WithoutCancel(ctx)
 			_ = d.step("remove-new", func() (string, error) {
 				_, rerr := d.compose(cctx, newColor, env, "down", "--remove-orphans")
-				return "traffic never moved; " + s.ColorProject(newColor) + " removed", rerr
+				return s.ColorProject(newColor) + " serves nothing and was removed", rerr
 			})
 		}
 		d.history(context.WithoutCancel(ctx), "push", release, newColor, start, err)
@@ -593,6 +593,9 @@ func (d *Deployer) verify(ctx context.Context, color string) (string, error) {
 	var why string
 	for {
 		cs, err := inspect(ctx, d.Host, s.Project, project)
+		if errors.Is(err, remote.ErrDisconnected) {
+			return "", err
+		}
 		if err == nil {
 			why = d.notReady(ctx, client, cs)
 			if why == "" {

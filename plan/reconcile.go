@@ -16,9 +16,7 @@ type observed struct {
 	// caddy is the color Caddy's running config sends traffic to first, "" when the
 	// proxy does not run or routes to no color.
 	caddy string
-	// live is the color that serves: Caddy's when it runs, else the only color
-	// that runs, else "".
-	live string
+	live  string // see serving
 }
 
 // observe lists the stack's containers and asks Caddy where traffic goes.
@@ -35,15 +33,22 @@ func (d *Deployer) observe(ctx context.Context) (*observed, error) {
 			return nil, fmt.Errorf("ask caddy where traffic goes: %w", err)
 		}
 	}
+	o.live = o.serving(s)
+	return o, nil
+}
+
+// serving is the color that serves: Caddy's when it runs, else the only color
+// that runs, else "".
+func (o *observed) serving(s *Stack) string {
 	switch {
 	case o.caddy != "" && o.runs(s, o.caddy):
-		o.live = o.caddy
+		return o.caddy
 	case o.runs(s, Blue) && !o.runs(s, Green):
-		o.live = Blue
+		return Blue
 	case o.runs(s, Green) && !o.runs(s, Blue):
-		o.live = Green
+		return Green
 	}
-	return o, nil
+	return ""
 }
 
 // color returns the containers of one color.

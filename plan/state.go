@@ -64,7 +64,7 @@ func ReadState(ctx context.Context, h Conn, s *Stack) (*State, error) {
 	}
 	var st State
 	if err := json.Unmarshal(data, &st); err != nil {
-		return nil, fmt.Errorf("%s is corrupt (%v); run `taledeploy status` to see what runs", s.statePath(), err)
+		return nil, fmt.Errorf("%s is corrupt (%v)", s.statePath(), err)
 	}
 	return &st, nil
 }

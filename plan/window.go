@@ -3,6 +3,7 @@ package plan
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"taledeploy/remote"
 )
 
 // The verification window probes this often, and gives up on a release after
@@ -42,8 +45,12 @@ func (d *Deployer) watch(ctx context.Context, color string) (string, error) {
 	n, failures, lastInspect := 0, 0, time.Time{}
 	for time.Now().Before(end) {
 		why := ""
-		for _, req := range probes {
-			if why = req.probe(); why != "" {
+		for _, p := range probes {
+			if err := p.probe(); err != nil {
+				if errors.Is(err, remote.ErrDisconnected) {
+					return "", err
+				}
+				why = err.Error()
 				break
 			}
 		}
@@ -134,18 +141,18 @@ func (d *Deployer) probeTarget(ctx context.Context, proxyIP string, r *Route) (*
 	}}, nil
 }
 
-// probe returns why the probe failed, or "".
-func (p *probeTarget) probe() string {
+// probe returns why the probe failed, or nil.
+func (p *probeTarget) probe() error {
 	resp, err := p.client.Do(p.req.Clone(p.req.Context()))
 	if err != nil {
-		return fmt.Sprintf("%s through caddy: %v", p.req.URL.Path, err)
+		return fmt.Errorf("%s through caddy: %w", p.req.URL.Path, err)
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return fmt.Sprintf("%s through caddy answers %d", p.req.URL.Path, resp.StatusCode)
+		return fmt.Errorf("%s through caddy answers %d", p.req.URL.Path, resp.StatusCode)
 	}
-	return ""
+	return nil
 }
 
 // caddyPathMatches tells whether Caddy's path matcher pattern (as in `handle

@@ -27,6 +27,7 @@ var (
 	ErrAuth            = errors.New("ssh authentication failed")
 	ErrUnreachable     = errors.New("host unreachable")
 	ErrPassphrase      = errors.New("ssh key passphrase needed")
+	ErrDisconnected    = errors.New("ssh connection lost")
 )
 
 // Config says how to reach one host.
@@ -56,6 +57,7 @@ type Client struct {
 	ssh  *ssh.Client
 	mu   sync.Mutex
 	sftp *sftp.Client
+	lost chan struct{} // closed when the connection ends
 }
 
 // Dial connects and authenticates, verifying the host key against cfg.KnownHostsFile.
@@ -97,7 +99,23 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		}
 		return nil, fmt.Errorf("%w: %s (%s): ssh handshake: %v", ErrUnreachable, cfg.Name, cfg.addr(), err)
 	}
-	return &Client{cfg: cfg, ssh: ssh.NewClient(cc, chans, reqs)}, nil
+	c := &Client{cfg: cfg, ssh: ssh.NewClient(cc, chans, reqs), lost: make(chan struct{})}
+	go func() {
+		c.ssh.Wait()
+		close(c.lost)
+	}()
+	return c, nil
+}
+
+// lostErr marks err as ErrDisconnected when the connection is gone, so callers
+// stop at once instead of retrying until a timeout.
+func (c *Client) lostErr(err error) error {
+	select {
+	case <-c.lost:
+		return fmt.Errorf("%s: %w (%v); nothing more was done on the host: run the same command again, it picks up from what runs", c.cfg.Name, ErrDisconnected, err)
+	default:
+		return err
+	}
 }
 
 // Close ends the connection.
@@ -147,7 +165,7 @@ type Cmd struct {
 func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
 	s, err := c.ssh.NewSession()
 	if err != nil {
-		return nil, fmt.Errorf("%s: new ssh session: %w", c.cfg.Name, err)
+		return nil, c.lostErr(fmt.Errorf("%s: new ssh session: %w", c.cfg.Name, err))
 	}
 	defer s.Close()
 	var out, errb bytes.Buffer
@@ -178,7 +196,7 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
 		if errors.As(err, &ee) {
 			return out.Bytes(), &ExitError{Argv: cmd.Argv, Code: ee.ExitStatus(), Stderr: errb.String()}
 		}
-		return out.Bytes(), fmt.Errorf("%s: %s: %w", c.cfg.Name, strings.Join(cmd.Argv[:min(len(cmd.Argv), 3)], " "), err)
+		return out.Bytes(), c.lostErr(fmt.Errorf("%s: %s: %w", c.cfg.Name, strings.Join(cmd.Argv[:min(len(cmd.Argv), 3)], " "), err))
 	}
 	return out.Bytes(), nil
 }
@@ -205,7 +223,7 @@ func (c *Client) Dial(ctx context.Context, network, addr string) (net.Conn, erro
 		return nil, ctx.Err()
 	case r := <-ch:
 		if r.err != nil {
-			return nil, fmt.Errorf("%s: tunnel to %s %s: %w", c.cfg.Name, network, addr, r.err)
+			return nil, c.lostErr(fmt.Errorf("%s: tunnel to %s %s: %w", c.cfg.Name, network, addr, r.err))
 		}
 		return r.c, nil
 	}
