@@ -321,6 +321,9 @@ func (d *Deployer) finish(ctx context.Context, action, newColor, release string,
 	old := Other(newColor)
 	if d.live != "" && s.VerifyWindow.Duration > 0 {
 		if err := d.step("window", func() (string, error) { return d.watch(ctx, newColor) }); err != nil {
+			if errors.Is(err, remote.ErrDisconnected) {
+				return err
+			}
 			// The old color still runs: give it the traffic back.
 			cctx := context.WithoutCancel(ctx)
 			if berr := d.step("switch-back", func() (string, error) {
