@@ -48,10 +48,12 @@ func requireSandbox(t testing.TB) {
 	if _, err := os.Stat(filepath.Join(root, ".sandbox/id_ed25519")); err != nil {
 		missing = append(missing, "sandbox key .sandbox/id_ed25519")
 	}
-	if c, err := net.DialTimeout("tcp", "127.0.0.1:2222", time.Second); err != nil {
-		missing = append(missing, "sshd on 127.0.0.1:2222")
-	} else {
-		c.Close()
+	for _, addr := range []string{"127.0.0.1:2222", "127.0.0.2:2222", "127.0.0.3:2222"} {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err != nil {
+			missing = append(missing, "sshd on "+addr)
+		} else {
+			c.Close()
+		}
 	}
 	if err := exec.Command("docker", "compose", "version").Run(); err != nil {
 		missing = append(missing, "docker compose v2")
@@ -123,22 +125,35 @@ func (s *stack) buildServices(ldflags string) {
 	run(s.t, s.repo, []string{"PLATFORM_LDFLAGS=" + ldflags}, "bash", filepath.Join(s.repo, "scripts/build-services.sh"), s.work)
 }
 
-// clean removes everything of the project from the sandbox.
+// clean removes everything of the project from the sandbox: every compose
+// project, network, volume and remote folder whose name starts with it.
 func (s *stack) clean() {
+	mine := func(name string) bool { return name == s.project || strings.HasPrefix(name, s.project+"-") || strings.HasPrefix(name, s.project+"_") }
 	out, _ := exec.Command("docker", "ps", "-a", "--filter", "label=com.docker.compose.project", "--format",
 		`{{.ID}} {{.Label "com.docker.compose.project"}}`).Output()
 	var ids []string
 	for _, line := range strings.Split(string(out), "\n") {
-		if id, p, ok := strings.Cut(line, " "); ok && (p == s.project || strings.HasPrefix(p, s.project+"-")) {
+		if id, p, ok := strings.Cut(line, " "); ok && mine(p) {
 			ids = append(ids, id)
 		}
 	}
 	if len(ids) > 0 {
 		exec.Command("docker", append([]string{"rm", "-f"}, ids...)...).Run()
 	}
-	exec.Command("docker", "network", "rm", s.project).Run()
-	exec.Command("docker", "volume", "rm", s.project+"_db_data", s.project+"_caddy_data").Run()
-	os.RemoveAll(s.remote)
+	for _, kind := range []string{"network", "volume"} {
+		out, _ := exec.Command("docker", kind, "ls", "-q", "--format", "{{.Name}}").Output()
+		for _, name := range strings.Fields(string(out)) {
+			if mine(name) {
+				exec.Command("docker", kind, "rm", name).Run()
+			}
+		}
+	}
+	dirs, _ := filepath.Glob("/var/lib/taledeploy-" + s.project + "*")
+	for _, d := range dirs {
+		if mine(strings.TrimPrefix(d, "/var/lib/taledeploy-")) {
+			os.RemoveAll(d)
+		}
+	}
 }
 
 // result is one run of taledeploy.

@@ -39,7 +39,7 @@ var (
 type Event struct {
 	Host     string        `json:"host"`
 	Step     string        `json:"step"`
-	Status   string        `json:"status"` // ok, failed, skipped
+	Status   string        `json:"status"` // running, ok, failed
 	Duration time.Duration `json:"duration_ns"`
 	Message  string        `json:"message,omitempty"`
 }
@@ -66,12 +66,14 @@ type Deployer struct {
 	// Log receives detail worth showing on failure (container logs).
 	Log io.Writer
 
-	lock  *lockHolder
-	stale *Lock // a dead command's lock this deployer took over
-	state *State
-	live  string // color serving traffic now, "" on an empty host
-	cs    []Container
+	lock   *lockHolder
+	stale  *Lock // a dead command's lock this deployer took over
+	state  *State
+	live   string // color serving traffic now, "" on an empty host
+	before string // color that served when the command began
+	cs     []Container
 
+	target           *pushTarget
 	changed, missing []string // stateful services to recreate or start
 	validated        string   // color whose Caddyfile the running Caddy accepted
 }
@@ -80,6 +82,9 @@ func (d *Deployer) step(name string, fn func() (string, error)) error {
 	start := time.Now()
 	if d.lock != nil {
 		d.lock.setStep(name)
+	}
+	if d.Report != nil {
+		d.Report(Event{Host: d.Host.Name(), Step: name, Status: "running"})
 	}
 	msg, err := fn()
 	ev := Event{Host: d.Host.Name(), Step: name, Status: "ok", Duration: time.Since(start), Message: msg}
@@ -153,7 +158,7 @@ func (d *Deployer) Check(ctx context.Context) error {
 		d.cs = o.cs
 		probs := o.disagreements(s, st, stErr)
 		if len(probs) == 0 {
-			d.state, d.live = st, o.live
+			d.state, d.live, d.before = st, o.live, o.live
 			if st == nil {
 				return "empty host: first push", nil
 			}
@@ -182,7 +187,7 @@ func (d *Deployer) Check(ctx context.Context) error {
 				}
 			}
 		}
-		d.state, d.live = nst, o.live
+		d.state, d.live, d.before = nst, o.live, o.live
 		why := "repaired the record"
 		if d.stale != nil {
 			why = fmt.Sprintf("a %s was interrupted (at step %s); converged", d.stale.Command, orUnknown(d.stale.Step))
@@ -198,30 +203,57 @@ func (d *Deployer) Check(ctx context.Context) error {
 	})
 }
 
-// Push deploys the stack's working tree as a new release on the idle color.
-// Lock and Check must have succeeded.
-func (d *Deployer) Push(ctx context.Context) (err error) {
-	s := d.Stack
-	start := time.Now()
-	newColor := Blue
+// pushTarget is what a push deploys: decided by Prepare, carried out by Push.
+type pushTarget struct {
+	color, release string
+	start          time.Time
+}
+
+// Prepare gets a push ready without touching what serves: it uploads the
+// release's files and runs the preflight checks. A fleet push prepares every
+// host before it deploys the first. Lock and Check must have succeeded.
+func (d *Deployer) Prepare(ctx context.Context) (err error) {
+	t := &pushTarget{color: Blue, release: d.Opts.Release, start: time.Now()}
 	if d.live != "" {
-		newColor = Other(d.live)
+		t.color = Other(d.live)
 	}
-	release := d.Opts.Release
-	if release == "" {
-		release = NewRelease(start, d.Opts.GitRevision)
+	if t.release == "" {
+		t.release = NewRelease(t.start, d.Opts.GitRevision)
 	}
-	env := d.composeEnv(newColor, release)
 	if d.lock != nil {
-		d.lock.setTarget(newColor, release)
+		d.lock.setTarget(t.color, t.release)
 	}
+	defer func() {
+		if err != nil {
+			d.history(context.WithoutCancel(ctx), "push", t.release, t.color, t.start, err)
+		}
+	}()
+	if err := d.step("upload", func() (string, error) { return d.upload(ctx) }); err != nil {
+		return err
+	}
+	if err := d.step("preflight", func() (string, error) { return d.preflight(ctx, t.color, t.release) }); err != nil {
+		return err
+	}
+	d.target = t
+	return nil
+}
+
+// Push deploys the stack's working tree as a new release on the idle color:
+// build, start, verify, switch, drain, stop, record. It prepares first unless
+// Prepare already ran.
+func (d *Deployer) Push(ctx context.Context) (err error) {
+	if d.target == nil {
+		if err := d.Prepare(ctx); err != nil {
+			return err
+		}
+	}
+	s := d.Stack
+	newColor, release, start := d.target.color, d.target.release, d.target.start
+	env := d.composeEnv(newColor, release)
 	started := false
 	switched := false
 	defer func() {
-		if err == nil {
-			return
-		}
-		if !switched && started {
+		if err != nil && !switched && started {
 			// Traffic never moved: remove the new color, so the host is as it was.
 			cctx := context.WithoutCancel(ctx)
 			_ = d.step("remove-new", func() (string, error) {
@@ -232,12 +264,6 @@ func (d *Deployer) Push(ctx context.Context) (err error) {
 		d.history(context.WithoutCancel(ctx), "push", release, newColor, start, err)
 	}()
 
-	if err := d.step("upload", func() (string, error) { return d.upload(ctx) }); err != nil {
-		return err
-	}
-	if err := d.step("preflight", func() (string, error) { return d.preflight(ctx, newColor, release) }); err != nil {
-		return err
-	}
 	if err := d.step("build", func() (string, error) {
 		_, err := d.compose(ctx, newColor, env, append([]string{"build"}, s.Stateless...)...)
 		return s.ColorProject(newColor), err
@@ -382,13 +408,10 @@ func (d *Deployer) finish(ctx context.Context, action, newColor, release string,
 }
 
 func (d *Deployer) history(ctx context.Context, action, release, color string, start time.Time, err error) {
-	e := HistoryEntry{Time: time.Now().UTC(), Action: action, Release: release, Color: color, From: d.live,
+	e := HistoryEntry{Time: time.Now().UTC(), Action: action, Release: release, Color: color, From: d.before,
 		By: d.Opts.Who, GitRevision: d.Opts.GitRevision, Result: "ok", Seconds: time.Since(start).Seconds()}
 	if err != nil {
 		e.Result, e.Error = "failed", err.Error()
-	}
-	if action == "rollback" && err == nil {
-		e.From = Other(color)
 	}
 	_ = appendHistory(ctx, d.Host, d.Stack, e)
 }
@@ -408,6 +431,12 @@ func (d *Deployer) composeEnv(color, release string) []string {
 
 // compose runs docker compose for the stateful project (color "") or a color.
 func (d *Deployer) compose(ctx context.Context, color string, env []string, args ...string) ([]byte, error) {
+	return d.Host.Run(ctx, remote.Cmd{Argv: append(d.composeArgv(color), args...), Env: env})
+}
+
+// composeArgv is docker compose with the files and project of the stateful
+// project (color "") or a color.
+func (d *Deployer) composeArgv(color string) []string {
 	s := d.Stack
 	project := s.Project
 	argv := []string{"docker", "compose", "--project-directory", s.RemoteDir, "--env-file", s.envPath(),
@@ -416,8 +445,7 @@ func (d *Deployer) compose(ctx context.Context, color string, env []string, args
 		project = s.ColorProject(color)
 		argv = append(argv, "-f", s.remote(s.OverlayFile(color)))
 	}
-	argv = append(argv, "-p", project)
-	return d.Host.Run(ctx, remote.Cmd{Argv: append(argv, args...), Env: env})
+	return append(argv, "-p", project)
 }
 
 // upload sends the release's files, skipping those the host already has.

@@ -36,8 +36,43 @@ type Environment struct {
 	Hosts []*Host `yaml:"hosts"`
 	Stack Stack   `yaml:"stack"`
 
-	Name string `yaml:"-"`
-	line int
+	Name   string `yaml:"-"`
+	line   int
+	stacks map[string]*Stack
+}
+
+// StackFor returns the stack as deployed on the named host: the environment's,
+// with the host's project, remote_dir and env over it.
+func (e *Environment) StackFor(host string) *Stack {
+	if s, ok := e.stacks[host]; ok {
+		return s
+	}
+	s := e.Stack
+	for _, h := range e.Hosts {
+		if h.Name != host {
+			continue
+		}
+		if h.Project != "" {
+			s.Project = h.Project
+		}
+		if h.RemoteDir != "" {
+			s.RemoteDir = path.Clean(h.RemoteDir)
+		}
+		if len(h.Env) > 0 {
+			s.Env = map[string]string{}
+			for k, v := range e.Stack.Env {
+				s.Env[k] = v
+			}
+			for k, v := range h.Env {
+				s.Env[k] = v
+			}
+		}
+	}
+	if e.stacks == nil {
+		e.stacks = map[string]*Stack{}
+	}
+	e.stacks[host] = &s
+	return &s
 }
 
 // Host is one VPS reachable over SSH.
@@ -48,6 +83,12 @@ type Host struct {
 	User         string `yaml:"user"`
 	IdentityFile string `yaml:"identity_file"`
 	KnownHosts   string `yaml:"known_hosts"`
+	// Project, RemoteDir and Env override the stack's for this host, so one
+	// machine can hold several hosts' stacks (the sandbox does) or a host can
+	// differ from the others.
+	Project   string            `yaml:"project"`
+	RemoteDir string            `yaml:"remote_dir"`
+	Env       map[string]string `yaml:"env"`
 
 	line int
 }
@@ -375,6 +416,22 @@ func (inv *Inventory) check(e *Environment) error {
 		if strings.ContainsAny(v, "\n\r\x00") {
 			// The value itself is never printed: it may be a secret.
 			return sat("env %s: the value holds a line break, which an env file cannot carry; keep it on one line", k)
+		}
+	}
+	for _, h := range e.Hosts {
+		switch {
+		case h.Project != "" && !nameRE.MatchString(h.Project):
+			return at(h.line, "host %s: project %q: use lower-case letters, digits, - and _", h.Name, h.Project)
+		case h.RemoteDir != "" && (!path.IsAbs(h.RemoteDir) || path.Clean(h.RemoteDir) == "/" || strings.Contains(h.RemoteDir, "..")):
+			return at(h.line, "host %s: remote_dir %q must be an absolute folder of its own, without ..", h.Name, h.RemoteDir)
+		}
+		for k, v := range h.Env {
+			if !envKeyRE.MatchString(k) {
+				return at(h.line, "host %s: env key %q is not a valid variable name", h.Name, k)
+			}
+			if strings.ContainsAny(v, "\n\r\x00") {
+				return at(h.line, "host %s: env %s: the value holds a line break, which an env file cannot carry; keep it on one line", h.Name, k)
+			}
 		}
 	}
 	if len(s.Routes) == 0 {

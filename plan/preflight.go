@@ -62,23 +62,9 @@ func (d *Deployer) checkStateful(ctx context.Context, release string) (string, e
 	if err != nil {
 		return "", fmt.Errorf("compose config: %w", err)
 	}
-	want := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if f := strings.Fields(line); len(f) == 2 {
-			want[f[0]] = f[1]
-		}
-	}
-	d.changed, d.missing = nil, nil
-	for _, svc := range s.Stateful {
-		i := slices.IndexFunc(d.cs, func(c Container) bool { return c.Project == s.Project && c.Service == svc })
-		switch {
-		case i < 0:
-			d.missing = append(d.missing, svc)
-		case d.cs[i].ConfigHash != want[svc]:
-			d.changed = append(d.changed, svc)
-		case !d.cs[i].Running():
-			d.missing = append(d.missing, svc)
-		}
+	d.changed, d.missing, err = d.compareStateful(out)
+	if err != nil {
+		return "", err
 	}
 	if len(d.changed) > 0 && !d.Opts.RecreateStateful {
 		var costs []string
@@ -97,6 +83,33 @@ func (d *Deployer) checkStateful(ctx context.Context, release string) (string, e
 		return "will recreate " + strings.Join(d.changed, ", "), nil
 	}
 	return "", nil
+}
+
+// compareStateful reads `compose config --hash` output and says which stateful
+// services changed since their container was made, and which do not run.
+func (d *Deployer) compareStateful(out []byte) (changed, missing []string, err error) {
+	s := d.Stack
+	want := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if f := strings.Fields(line); len(f) == 2 {
+			want[f[0]] = f[1]
+		}
+	}
+	for _, svc := range s.Stateful {
+		if want[svc] == "" {
+			return nil, nil, fmt.Errorf("compose config printed no hash for %s", svc)
+		}
+		i := slices.IndexFunc(d.cs, func(c Container) bool { return c.Project == s.Project && c.Service == svc })
+		switch {
+		case i < 0:
+			missing = append(missing, svc)
+		case d.cs[i].ConfigHash != want[svc]:
+			changed = append(changed, svc)
+		case !d.cs[i].Running():
+			missing = append(missing, svc)
+		}
+	}
+	return changed, missing, nil
 }
 
 // validateCaddyfile has the running Caddy validate the Caddyfile that will send

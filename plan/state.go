@@ -53,6 +53,10 @@ func (s *Stack) remote(rel string) string {
 	return s.RemoteDir + "/" + rel
 }
 
+func isNotExist(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, os.ErrNotExist)
+}
+
 // ReadState returns the recorded state, or nil when the host has none.
 func ReadState(ctx context.Context, h Conn, s *Stack) (*State, error) {
 	data, err := h.ReadFile(ctx, s.statePath())

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Local sandbox for taledeploy: a "VPS" on this machine.
 #
-#   scripts/sandbox.sh up     install what is missing, start dockerd and an sshd on
-#                             127.0.0.1:2222, write .sandbox/ (key, known_hosts)
+#   scripts/sandbox.sh up     install what is missing, start dockerd and one sshd
+#                             per sandbox host (127.0.0.1, .2, .3, port 2222),
+#                             write .sandbox/ (key, known_hosts per host)
 #   scripts/sandbox.sh down   remove the demo stack (containers, networks, volumes)
 #                             and stop that sshd
 #   scripts/sandbox.sh tools  only install/build Docker, Compose v2, Caddy, busybox
@@ -178,7 +179,10 @@ tools)
 up)
 	tools
 	"$root/scripts/build-services.sh"
+	# Three "VPS" hosts for fleet tests, one sshd each on its own loopback address.
 	start_sshd host1 127.0.0.1 2222
+	start_sshd host2 127.0.0.2 2222
+	start_sshd host3 127.0.0.3 2222
 	log "ready: ssh root@127.0.0.1 -p 2222 -i .sandbox/id_ed25519; try: go run ./cmd/taledeploy push demo"
 	;;
 down)
@@ -186,7 +190,7 @@ down)
 		remove_project tale-demo
 	fi
 	rm -rf /var/lib/taledeploy-demo
-	stop_sshd host1
+	for h in host1 host2 host3; do stop_sshd "$h"; done
 	log "down"
 	;;
 *)

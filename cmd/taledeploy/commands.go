@@ -3,35 +3,42 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/user"
+	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
 	"taledeploy/plan"
+	"taledeploy/remote"
 )
 
 // PushCmd is `taledeploy push ENV`.
 type PushCmd struct {
-	Env              string `arg:"" help:"Environment from the inventory."`
-	RecreateStateful bool   `help:"Allow recreating a stateful service (db, proxy) whose definition changed; it is interrupted briefly."`
-	Release          string `help:"Release id to record (default: time and git revision)."`
-	Repair           bool   `help:"When the host's record disagrees with what runs (a hand-made change, a lost or corrupt state file), rebuild the record from what runs, then push."`
-	SkipPreflight    bool   `help:"Start the new color even when the host's free memory or disk looks too small for two colors."`
+	Env               string   `arg:"" help:"Environment from the inventory."`
+	Hosts             []string `help:"Only these hosts of ENV (names, comma-separated), in inventory order."`
+	RollbackOnFailure bool     `help:"When a host fails, roll back the hosts that already run the new release."`
+	RecreateStateful  bool     `help:"Allow recreating a stateful service (db, proxy) whose definition changed; it is interrupted briefly."`
+	Release           string   `help:"Release id to record (default: time and git revision)."`
+	Repair            bool     `help:"When the host's record disagrees with what runs (a hand-made change, a lost or corrupt state file), rebuild the record from what runs, then push."`
+	SkipPreflight     bool     `help:"Start the new color even when the host's free memory or disk looks too small for two colors."`
 }
 
 // RollbackCmd is `taledeploy rollback ENV`.
 type RollbackCmd struct {
-	Env string `arg:"" help:"Environment from the inventory."`
+	Env   string   `arg:"" help:"Environment from the inventory."`
+	Hosts []string `help:"Only these hosts of ENV (names, comma-separated)."`
 }
 
 // StatusCmd is `taledeploy status ENV`.
 type StatusCmd struct {
-	Env  string `arg:"" help:"Environment from the inventory."`
-	JSON bool   `name:"json" help:"Print one JSON document instead of text."`
+	Env   string   `arg:"" help:"Environment from the inventory."`
+	Hosts []string `help:"Only these hosts of ENV (names, comma-separated)."`
 }
 
 // RenderCmd is `taledeploy render ENV`.
@@ -41,84 +48,133 @@ type RenderCmd struct {
 }
 
 func (c *PushCmd) Run(cli *CLI, ctx context.Context) error {
-	env, err := loadEnv(cli.Inventory, c.Env)
+	env, err := loadEnv(cli.Inventory, c.Env, c.Hosts)
 	if err != nil {
 		return err
 	}
 	opts := plan.Options{Who: who(), GitRevision: gitRevision(env.Stack.Root), Release: c.Release, RecreateStateful: c.RecreateStateful,
 		Repair: c.Repair, SkipPreflight: c.SkipPreflight, KillAfter: os.Getenv("TALEDEPLOY_KILL_AFTER")}
-	return deploy(ctx, env, opts, "push")
+	return deploy(ctx, cli, env, opts, "push", c.RollbackOnFailure)
 }
 
 func (c *RollbackCmd) Run(cli *CLI, ctx context.Context) error {
-	env, err := loadEnv(cli.Inventory, c.Env)
+	env, err := loadEnv(cli.Inventory, c.Env, c.Hosts)
 	if err != nil {
 		return err
 	}
-	return deploy(ctx, env, plan.Options{Who: who(), KillAfter: os.Getenv("TALEDEPLOY_KILL_AFTER")}, "rollback")
+	return deploy(ctx, cli, env, plan.Options{Who: who(), KillAfter: os.Getenv("TALEDEPLOY_KILL_AFTER")}, "rollback", false)
 }
 
-// deploy runs a push or rollback: connect to every host, lock and check them all,
-// then act on one host after another, stopping at the first failure.
-func deploy(ctx context.Context, env *plan.Environment, opts plan.Options, action string) error {
-	out := newPrinter(os.Stdout, env)
-	conns, err := connectAll(ctx, env)
+// errPartial marks a failure after some hosts already changed.
+var errPartial = errors.New("some hosts changed")
+
+// deploy runs a push or rollback on a fleet: connect to every host, lock, check
+// and prepare them all in parallel, and only then act on one host after
+// another, in inventory order, stopping at the first failure.
+func deploy(ctx context.Context, cli *CLI, env *plan.Environment, opts plan.Options, action string, rollbackOnFailure bool) (err error) {
+	start := time.Now()
+	out := newPrinter(os.Stdout, env.Hosts, cli.JSON)
+	defer out.close()
+	conns, err := connectAll(ctx, cli, env)
 	defer closeAll(conns)
 	if err != nil {
 		return err
 	}
+	hosts := asConns(conns)
 	ds := make([]*plan.Deployer, len(conns))
+	for i, c := range conns {
+		ds[i] = &plan.Deployer{Host: c, Stack: env.StackFor(c.Name()), Opts: opts, Report: out.event, Log: os.Stderr}
+	}
 	defer func() {
 		for _, d := range ds {
-			if d != nil {
-				d.Unlock(ctx)
-			}
+			d.Unlock(ctx)
 		}
 	}()
-	for i, c := range conns {
-		ds[i] = &plan.Deployer{Host: c, Stack: &env.Stack, Opts: opts, Report: out.event, Log: os.Stderr}
-		if err := ds[i].Lock(ctx, "taledeploy "+action+" "+env.Name); err != nil {
-			return err
-		}
-		if err := ds[i].Check(ctx); err != nil {
-			return err
-		}
-	}
-	start := time.Now()
+	defer func() { out.summary(ctx, hosts, env, start, err) }()
+
+	// Before any host changes: every lock, every check, every preflight.
+	errs := make([]error, len(ds))
+	var wg sync.WaitGroup
 	for i, d := range ds {
-		var err error
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = d.Lock(ctx, "taledeploy "+action+" "+env.Name); errs[i] != nil {
+				return
+			}
+			if errs[i] = d.Check(ctx); errs[i] != nil {
+				return
+			}
+			if action == "push" {
+				errs[i] = d.Prepare(ctx)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%s stopped before any host changed: %w", action, err)
+	}
+	out.note(fmt.Sprintf("all %d host(s) connected, locked, checked and prepared in %.2fs", len(ds), time.Since(start).Seconds()))
+
+	for i, d := range ds {
 		if action == "rollback" {
 			err = d.Rollback(ctx)
 		} else {
 			err = d.Push(ctx)
 		}
-		if err != nil {
-			out.summary(ctx, conns, env, start)
-			if i > 0 {
-				return fmt.Errorf("%s failed on %s after %d host(s) changed; see the summary above for which host runs which release: %w", action, d.Host.Name(), i, err)
-			}
-			return fmt.Errorf("%s failed on %s: %w", action, d.Host.Name(), err)
+		if err == nil {
+			continue
 		}
+		err = fmt.Errorf("%s failed on %s: %w", action, d.Host.Name(), err)
+		if i == 0 {
+			return err
+		}
+		done := ds[:i]
+		if !rollbackOnFailure {
+			names := make([]string, len(done))
+			for j, d := range done {
+				names[j] = d.Host.Name()
+			}
+			return fmt.Errorf("%w; %s already run the new release and %s and later hosts were not touched (see the summary); `taledeploy rollback %s --hosts %s` brings them back: %w",
+				errPartial, strings.Join(names, ", "), d.Host.Name(), env.Name, strings.Join(names, ","), err)
+		}
+		var rerrs []error
+		for _, d := range done {
+			if rerr := d.Rollback(ctx); rerr != nil {
+				rerrs = append(rerrs, fmt.Errorf("rollback of %s: %w", d.Host.Name(), rerr))
+			}
+		}
+		if len(rerrs) > 0 {
+			return fmt.Errorf("%w: %w; rolling back the hosts before it failed too: %w", errPartial, err, errors.Join(rerrs...))
+		}
+		return fmt.Errorf("%w; the %d host(s) before it were rolled back, so every host runs what it ran before", err, len(done))
 	}
-	out.summary(ctx, conns, env, start)
 	return nil
 }
 
+func asConns(cs []*remote.Client) []plan.Conn {
+	out := make([]plan.Conn, len(cs))
+	for i, c := range cs {
+		out[i] = c
+	}
+	return out
+}
+
 func (c *StatusCmd) Run(cli *CLI, ctx context.Context) error {
-	env, err := loadEnv(cli.Inventory, c.Env)
+	env, err := loadEnv(cli.Inventory, c.Env, c.Hosts)
 	if err != nil {
 		return err
 	}
-	conns, err := connectAll(ctx, env)
+	conns, err := connectAll(ctx, cli, env)
 	defer closeAll(conns)
 	if err != nil {
 		return err
 	}
 	var all []plan.HostStatus
 	for _, h := range conns {
-		all = append(all, plan.Status(ctx, h, &env.Stack))
+		all = append(all, plan.Status(ctx, h, env.StackFor(h.Name())))
 	}
-	if c.JSON {
+	if cli.JSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(map[string]any{"environment": env.Name, "hosts": all})
@@ -178,7 +234,7 @@ func dash(s string) string {
 }
 
 func (c *RenderCmd) Run(cli *CLI, ctx context.Context) error {
-	env, err := loadEnv(cli.Inventory, c.Env)
+	env, err := loadEnv(cli.Inventory, c.Env, nil)
 	if err != nil {
 		return err
 	}
@@ -193,12 +249,32 @@ func (c *RenderCmd) Run(cli *CLI, ctx context.Context) error {
 	return err
 }
 
-func loadEnv(file, name string) (*plan.Environment, error) {
+// loadEnv reads the inventory and returns environment name, limited to the
+// named hosts when there are any.
+func loadEnv(file, name string, hosts []string) (*plan.Environment, error) {
 	inv, err := plan.Load(file)
 	if err != nil {
 		return nil, err
 	}
-	return inv.Env(name)
+	env, err := inv.Env(name)
+	if err != nil || len(hosts) == 0 {
+		return env, err
+	}
+	var keep []*plan.Host
+	var known []string
+	for _, h := range env.Hosts {
+		known = append(known, h.Name)
+		if slices.Contains(hosts, h.Name) {
+			keep = append(keep, h)
+		}
+	}
+	for _, n := range hosts {
+		if !slices.Contains(known, n) {
+			return nil, fmt.Errorf("%w: --hosts: environment %s has no host %q; its hosts are %s", plan.ErrBadInput, name, n, strings.Join(known, ", "))
+		}
+	}
+	env.Hosts = keep
+	return env, nil
 }
 
 func who() string {

@@ -12,8 +12,26 @@ import (
 	"taledeploy/remote"
 )
 
-// connectAll opens one SSH connection per host, in parallel.
-func connectAll(ctx context.Context, env *plan.Environment) ([]*remote.Client, error) {
+// connectAll opens one SSH connection per host, in parallel. On an error it
+// returns the connections it made, to be closed, and the first error.
+func connectAll(ctx context.Context, cli *CLI, env *plan.Environment) ([]*remote.Client, error) {
+	conns, errs := connectEach(ctx, cli, env)
+	var live []*remote.Client
+	for _, c := range conns {
+		if c != nil {
+			live = append(live, c)
+		}
+	}
+	for _, err := range errs {
+		if err != nil {
+			return live, err
+		}
+	}
+	return live, nil
+}
+
+// connectEach dials every host in parallel: conns[i] or errs[i] is set for host i.
+func connectEach(ctx context.Context, cli *CLI, env *plan.Environment) ([]*remote.Client, []error) {
 	conns := make([]*remote.Client, len(env.Hosts))
 	errs := make([]error, len(env.Hosts))
 	var wg sync.WaitGroup
@@ -34,18 +52,7 @@ func connectAll(ctx context.Context, env *plan.Environment) ([]*remote.Client, e
 		}()
 	}
 	wg.Wait()
-	var live []*remote.Client
-	for _, c := range conns {
-		if c != nil {
-			live = append(live, c)
-		}
-	}
-	for _, err := range errs {
-		if err != nil {
-			return live, err
-		}
-	}
-	return live, nil
+	return conns, errs
 }
 
 func closeAll(conns []*remote.Client) {

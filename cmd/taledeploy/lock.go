@@ -27,18 +27,18 @@ type LockReleaseCmd struct {
 }
 
 func (c *LockStatusCmd) Run(cli *CLI, ctx context.Context) error {
-	env, err := loadEnv(cli.Inventory, c.Env)
+	env, err := loadEnv(cli.Inventory, c.Env, nil)
 	if err != nil {
 		return err
 	}
-	conns, err := connectAll(ctx, env)
+	conns, err := connectAll(ctx, cli, env)
 	defer closeAll(conns)
 	if err != nil {
 		return err
 	}
 	var errs []error
 	for _, h := range conns {
-		l, err := plan.ReadLock(ctx, h, &env.Stack)
+		l, err := plan.ReadLock(ctx, h, env.StackFor(h.Name()))
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("%s: %w", h.Name(), err))
@@ -57,18 +57,18 @@ func (c *LockStatusCmd) Run(cli *CLI, ctx context.Context) error {
 }
 
 func (c *LockReleaseCmd) Run(cli *CLI, ctx context.Context) error {
-	env, err := loadEnv(cli.Inventory, c.Env)
+	env, err := loadEnv(cli.Inventory, c.Env, nil)
 	if err != nil {
 		return err
 	}
-	conns, err := connectAll(ctx, env)
+	conns, err := connectAll(ctx, cli, env)
 	defer closeAll(conns)
 	if err != nil {
 		return err
 	}
 	var errs []error
 	for _, h := range conns {
-		msg, err := plan.ReleaseLock(ctx, h, &env.Stack, c.Force)
+		msg, err := plan.ReleaseLock(ctx, h, env.StackFor(h.Name()), c.Force)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -21,12 +21,17 @@ var version = "dev"
 type CLI struct {
 	Inventory string           `short:"i" default:"inventory.yaml" type:"path" help:"Inventory file (environments, hosts, stack settings)."`
 	Version   kong.VersionFlag `help:"Print the version and exit."`
+	JSON      bool             `name:"json" help:"Machine-readable output: push and rollback print one JSON event per line and a summary last; status prints one JSON document."`
 
+	Plan     PlanCmd     `cmd:"" help:"Show what a push to ENV would do on each host, step by step, with a diff of every file it would change (env values masked). Changes nothing."`
 	Push     PushCmd     `cmd:"" help:"Deploy the working tree to every host of ENV: start the idle color, verify, switch, drain, stop the old one."`
 	Rollback RollbackCmd `cmd:"" help:"Switch ENV back to the previous color (kept stopped after each push): start, verify, switch, drain."`
 	Status   StatusCmd   `cmd:"" help:"Show per host the live color, release, containers and health, and where the record and the host disagree."`
 	Render   RenderCmd   `cmd:"" help:"Write the rendered compose overlays and Caddyfile for ENV locally."`
 	Lock     LockCmd     `cmd:"" help:"Show or clear the deploy lock of ENV's hosts."`
+	History  HistoryCmd  `cmd:"" help:"Show the deploys recorded on each host: release, color, who, when, git revision, result, duration."`
+	Doctor   DoctorCmd   `cmd:"" help:"Check each host of ENV: SSH, Docker Engine and Compose versions, free memory and disk, the proxy and its admin socket, the lock and the record; each problem with its fix."`
+	Logs     LogsCmd     `cmd:"" help:"Stream a service's logs from every host (the live color's for a stateless service), prefixed by host."`
 }
 
 func main() {
@@ -57,13 +62,18 @@ func main() {
 
 // Exit codes, distinct so scripts can tell them apart.
 const (
-	exitFailed   = 1 // the command failed
+	exitFailed   = 1 // the command failed and no host changed (or all were rolled back)
 	exitBadInput = 2 // inventory, compose file or flags are wrong
 	exitLocked   = 3 // another deploy holds a host's lock
+	exitPartial  = 4 // the command failed after some hosts changed: the fleet is mixed
 )
 
 func exitCode(err error) int {
 	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errPartial):
+		return exitPartial
 	case errors.Is(err, plan.ErrBadInput):
 		return exitBadInput
 	case errors.Is(err, plan.ErrLocked):

@@ -2,57 +2,191 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"sort"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/term"
+
 	"taledeploy/plan"
-	"taledeploy/remote"
 )
 
-// printer writes one line per finished step, prefixed by the host's name.
+// printer reports steps as they finish: a line per step prefixed by the host's
+// name, or one JSON object per line with --json. On a terminal a live line
+// shows the steps running now and for how long.
 type printer struct {
 	mu    sync.Mutex
 	w     io.Writer
 	width int
+	json  bool
+
+	live    bool                 // draw the live line
+	running map[string]time.Time // "host step" -> start
+	drawn   bool                 // the live line is on screen
+	stop    chan struct{}
 }
 
-func newPrinter(w io.Writer, env *plan.Environment) *printer {
-	p := &printer{w: w}
-	for _, h := range env.Hosts {
+func newPrinter(w io.Writer, hosts []*plan.Host, jsonLines bool) *printer {
+	p := &printer{w: w, json: jsonLines, running: map[string]time.Time{}, stop: make(chan struct{})}
+	for _, h := range hosts {
 		p.width = max(p.width, len(h.Name))
 	}
+	if f, ok := w.(*os.File); ok && !jsonLines && term.IsTerminal(int(f.Fd())) && os.Getenv("TERM") != "dumb" {
+		p.live = true
+		go p.tick()
+	}
 	return p
+}
+
+// jsonEvent is one line of --json output.
+type jsonEvent struct {
+	Type     string  `json:"type"` // step
+	Host     string  `json:"host"`
+	Step     string  `json:"step"`
+	Status   string  `json:"status"` // running, ok, failed
+	Duration float64 `json:"duration_s"`
+	Message  string  `json:"message,omitempty"`
 }
 
 func (p *printer) event(e plan.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	key := e.Host + " " + e.Step
+	if e.Status == "running" {
+		p.running[key] = time.Now()
+	} else {
+		delete(p.running, key)
+	}
+	if p.json {
+		p.writeJSON(jsonEvent{Type: "step", Host: e.Host, Step: e.Step, Status: e.Status, Duration: e.Duration.Seconds(), Message: e.Message})
+		return
+	}
+	if e.Status == "running" {
+		return
+	}
+	p.clearLive()
 	fmt.Fprintf(p.w, "%-*s  %-10s %-6s %6.2fs  %s\n", p.width, e.Host, e.Step, e.Status, e.Duration.Seconds(), e.Message)
 }
 
-// summary prints which host runs which release, read back from each host.
-func (p *printer) summary(ctx context.Context, conns []*remote.Client, env *plan.Environment, start time.Time) {
+func (p *printer) writeJSON(v any) {
+	data, _ := json.Marshal(v)
+	fmt.Fprintf(p.w, "%s\n", data)
+}
+
+// tick redraws the live line while steps run.
+func (p *printer) tick() {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		if len(p.running) > 0 {
+			var parts []string
+			for k, since := range p.running {
+				parts = append(parts, fmt.Sprintf("%s %.1fs", k, time.Since(since).Seconds()))
+			}
+			sort.Strings(parts)
+			line := "… " + strings.Join(parts, " | ")
+			if w, _, err := term.GetSize(int(p.w.(*os.File).Fd())); err == nil && w > 4 && len(line) > w-1 {
+				line = line[:w-1]
+			}
+			fmt.Fprintf(p.w, "\r\033[K%s", line)
+			p.drawn = true
+		}
+		p.mu.Unlock()
+	}
+}
+
+func (p *printer) clearLive() {
+	if p.drawn {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.drawn = false
+	}
+}
+
+// note prints a line that belongs to no host and step.
+func (p *printer) note(msg string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.json {
+		p.writeJSON(map[string]string{"type": "note", "message": msg})
+		return
+	}
+	p.clearLive()
+	fmt.Fprintln(p.w, msg)
+}
+
+// close stops the live line.
+func (p *printer) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.stop:
+	default:
+		close(p.stop)
+	}
+	p.clearLive()
+}
+
+// hostSummary is one host's end state, read back from the host.
+type hostSummary struct {
+	Host     string `json:"host"`
+	Live     string `json:"live,omitempty"`
+	Release  string `json:"release,omitempty"`
+	Rollback string `json:"rollback,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+// summary prints which host runs which release, read back from each host, and
+// the command's result; with --json it is the last line.
+func (p *printer) summary(ctx context.Context, conns []plan.Conn, env *plan.Environment, start time.Time, err error) {
+	var hosts []hostSummary
+	for _, c := range conns {
+		h := hostSummary{Host: c.Name()}
+		st, rerr := plan.ReadState(context.WithoutCancel(ctx), c, env.StackFor(c.Name()))
+		switch {
+		case rerr != nil:
+			h.Error = rerr.Error()
+		case st != nil:
+			h.Live, h.Release = st.Active, st.Release
+			if st.Previous != nil {
+				h.Rollback = st.Previous.Color + " " + st.Previous.Release
+			}
+		}
+		hosts = append(hosts, h)
+	}
+	p.close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.json {
+		doc := map[string]any{"type": "summary", "ok": err == nil, "duration_s": time.Since(start).Seconds(), "hosts": hosts, "exit_code": exitCode(err)}
+		if err != nil {
+			doc["error"] = err.Error()
+		}
+		p.writeJSON(doc)
+		return
+	}
 	fmt.Fprintf(p.w, "\nsummary (%.1fs):\n", time.Since(start).Seconds())
 	tw := tabwriter.NewWriter(p.w, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "  HOST\tLIVE\tRELEASE\tROLLBACK TO\n")
-	for _, c := range conns {
-		st, err := plan.ReadState(context.WithoutCancel(ctx), c, &env.Stack)
+	for _, h := range hosts {
 		switch {
-		case err != nil:
-			fmt.Fprintf(tw, "  %s\t?\t%v\t\n", c.Name(), err)
-		case st == nil:
-			fmt.Fprintf(tw, "  %s\t-\tnothing deployed\t-\n", c.Name())
+		case h.Error != "":
+			fmt.Fprintf(tw, "  %s\t?\t%s\t\n", h.Host, h.Error)
+		case h.Live == "":
+			fmt.Fprintf(tw, "  %s\t-\tnothing deployed\t-\n", h.Host)
 		default:
-			prev := "-"
-			if st.Previous != nil {
-				prev = st.Previous.Color + " " + st.Previous.Release
-			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", c.Name(), st.Active, st.Release, prev)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", h.Host, h.Live, h.Release, dash(h.Rollback))
 		}
 	}
 	tw.Flush()

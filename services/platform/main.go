@@ -17,7 +17,8 @@ import (
 )
 
 // build is set at link time (-X main.build=...) to tell builds apart; broken=true
-// makes the health check fail, for testing a bad release; failAfter=N makes
+// (or BROKEN=true in the environment) makes the health check fail, for testing
+// a bad release; failAfter=N makes
 // every answer a 500 once N pages were served, for testing a release that
 // passes its checks and breaks under real traffic.
 var (
@@ -48,7 +49,7 @@ func main() {
 			http.Error(w, "shutting down", http.StatusServiceUnavailable)
 			return
 		}
-		if broken == "true" || failing() {
+		if broken == "true" || os.Getenv("BROKEN") == "true" || failing() {
 			http.Error(w, "this build is broken on purpose", http.StatusInternalServerError)
 			return
 		}

@@ -1,0 +1,326 @@
+package e2e
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fleet is a stack deployed to the three sandbox hosts (sshd on 127.0.0.1, .2
+// and .3), each with its own project, remote folder and proxy port, and a
+// staging environment that shares the first host with prod.
+type fleet struct {
+	*stack
+	hosts []fleetHost
+}
+
+type fleetHost struct {
+	name, project, remote string
+	port                  int
+}
+
+func newFleet(t *testing.T, name string, basePort int) *fleet {
+	s := newStack(t, name, basePort)
+	f := &fleet{stack: s}
+	host := func(i int, override string) string {
+		return fmt.Sprintf(`      - name: h%[1]d
+        address: 127.0.0.%[1]d
+        port: 2222
+        user: root
+        identity_file: %[2]s/.sandbox/id_ed25519
+        known_hosts: %[2]s/.sandbox/host%[1]d/known_hosts
+%[3]s`, i, s.repo, override)
+	}
+	stack := func(project string, port int) string {
+		env := ""
+		if port > 0 {
+			env = fmt.Sprintf("\n        HTTP_PORT: \"%d\"", port)
+		}
+		return fmt.Sprintf(`    stack:
+      project: %s
+      remote_dir: /var/lib/taledeploy-%[1]s
+      stateless: [platform, rag]
+      stateful: [proxy, db]
+      routes:
+        - {site: ":80", path: /*, service: platform, port: 8080, health_path: /api/health}
+      health_timeout: 40s
+      drain_timeout: 20s
+      verify_window: 1s
+      env:
+        APP_SECRET: e2e-planted-secret-value%[2]s
+`, project, env)
+	}
+	inv := "environments:\n  e2e:\n    hosts:\n"
+	for i := range 3 {
+		h := fleetHost{name: fmt.Sprintf("h%d", i+1), project: fmt.Sprintf("%s-h%d", name, i+1), port: basePort + i}
+		h.remote = "/var/lib/taledeploy-" + h.project
+		f.hosts = append(f.hosts, h)
+		inv += host(i+1, fmt.Sprintf("        project: %s\n        remote_dir: %s\n        env: {HTTP_PORT: \"%d\"}\n", h.project, h.remote, h.port))
+	}
+	inv += stack(name+"-prod", 0)
+	inv += "  staging:\n    hosts:\n" + host(1, "") + stack(name+"-stg", basePort+3)
+	if err := os.WriteFile(filepath.Join(s.work, "inventory.yaml"), []byte(inv), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// statuses returns `status --json` per host name.
+func (f *fleet) statuses(env string) map[string]hostStatus {
+	f.t.Helper()
+	r := f.taledeploy("status", env, "--json")
+	if r.failed() {
+		f.t.Fatalf("status failed: %v\n%s", r.err, r.out)
+	}
+	var doc struct{ Hosts []hostStatus }
+	if err := json.Unmarshal([]byte(r.out), &doc); err != nil {
+		f.t.Fatalf("status --json: %v: %s", err, r.out)
+	}
+	out := map[string]hostStatus{}
+	for _, h := range doc.Hosts {
+		out[h.Host] = h
+	}
+	return out
+}
+
+// releases says which release each host's record has live, "h1=r1 h2=r1 ...".
+func (f *fleet) releases() string {
+	st := f.statuses("e2e")
+	var parts []string
+	for _, h := range f.hosts {
+		parts = append(parts, h.name+"="+st[h.name].Release)
+		if len(st[h.name].Problems) > 0 {
+			f.t.Errorf("%s has problems: %q", h.name, st[h.name].Problems)
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+var prepared = regexp.MustCompile(`all 3 host\(s\) connected, locked, checked and prepared in ([0-9.]+)s`)
+
+// TestFleet pushes to three hosts under load on every host: a good push, a push
+// that fails on the second host with and without --rollback-on-failure, a push
+// limited by --hosts, plan (which changes nothing), --json events, and a
+// staging environment on the same host as prod that never touches it.
+func TestFleet(t *testing.T) {
+	f := newFleet(t, "tale-fleet", 18100)
+	if r := f.taledeploy("push", "e2e", "--release", "f1"); r.failed() {
+		t.Fatalf("first push failed: %v", r.err)
+	}
+	if got := f.releases(); got != "h1=f1 h2=f1 h3=f1" {
+		t.Fatalf("after the first push: %s", got)
+	}
+	var loads []*load
+	for _, h := range f.hosts {
+		loads = append(loads, startLoad(t, h.port, 40, 10))
+	}
+	defer func() {
+		for _, l := range loads {
+			l.stopOnce()
+		}
+	}()
+	phase := func(name string) {
+		for _, l := range loads {
+			l.phase(name)
+		}
+	}
+
+	// A good push: every host, in order, after all were prepared.
+	phase("good push")
+	f.buildServices("-X main.build=2")
+	r := f.taledeploy("push", "e2e", "--release", "f2")
+	if r.failed() {
+		t.Fatalf("push to three hosts failed: %v", r.err)
+	}
+	if m := prepared.FindStringSubmatch(r.out); m == nil {
+		t.Errorf("push does not say when all hosts were prepared:\n%s", r.out)
+	} else {
+		t.Logf("three hosts: prepared in %ss, whole push %.1fs", m[1], r.took.Seconds())
+	}
+	if got := f.releases(); got != "h1=f2 h2=f2 h3=f2" {
+		t.Errorf("after a good push: %s", got)
+	}
+	for _, h := range f.hosts {
+		expectServingAt(t, h.port, "f2")
+	}
+
+	// The second host fails: h1 runs the new release, h3 is not touched.
+	phase("fail on h2")
+	restore := f.editInventory(`env: {HTTP_PORT: "18101"}`, `env: {HTTP_PORT: "18101", BROKEN: "true"}`)
+	r = f.taledeploy("push", "e2e", "--release", "f3")
+	if exitCode(r.err) != 4 || !strings.Contains(r.out, "h1 already run the new release") || !strings.Contains(r.out, "rollback e2e --hosts h1") {
+		t.Errorf("a push that fails on h2: exit %d, want 4 with what to do:\n%s", exitCode(r.err), r.out)
+	}
+	if got := f.releases(); got != "h1=f3 h2=f2 h3=f2" {
+		t.Errorf("after a push that failed on h2: %s", got)
+	}
+	if r := f.taledeploy("rollback", "e2e", "--hosts", "h1"); r.failed() {
+		t.Errorf("rollback of h1: %v", r.err)
+	}
+	if got := f.releases(); got != "h1=f2 h2=f2 h3=f2" {
+		t.Errorf("after rolling h1 back: %s", got)
+	}
+
+	// The same with --rollback-on-failure: h1 goes back by itself.
+	phase("fail on h2, roll back")
+	r = f.taledeploy("push", "e2e", "--release", "f4", "--rollback-on-failure")
+	restore()
+	if exitCode(r.err) != 1 || !strings.Contains(r.out, "were rolled back") {
+		t.Errorf("a push that fails on h2 with --rollback-on-failure: exit %d, want 1:\n%s", exitCode(r.err), r.out)
+	}
+	if got := f.releases(); got != "h1=f2 h2=f2 h3=f2" {
+		t.Errorf("after --rollback-on-failure: %s", got)
+	}
+
+	// --hosts limits a push; a name not in the inventory is bad input.
+	phase("only h2 and h3")
+	if r := f.taledeploy("push", "e2e", "--hosts", "h2,h3", "--release", "f5"); r.failed() {
+		t.Errorf("push --hosts h2,h3: %v", r.err)
+	}
+	if got := f.releases(); got != "h1=f2 h2=f5 h3=f5" {
+		t.Errorf("after push --hosts h2,h3: %s", got)
+	}
+	if r := f.taledeploy("push", "e2e", "--hosts", "h9"); exitCode(r.err) != 2 || !strings.Contains(r.out, "h1, h2, h3") {
+		t.Errorf("push --hosts h9: exit %d, want 2 naming the hosts:\n%s", exitCode(r.err), r.out)
+	}
+
+	// plan changes nothing on any host, and masks env values in its diff.
+	phase("plan")
+	f.buildServices("-X main.build=6")
+	restore = f.editInventory("APP_SECRET: e2e-planted-secret-value", "APP_SECRET: e2e-planted-secret-changed")
+	before := f.snapshot()
+	r = f.taledeploy("plan", "e2e")
+	restore()
+	if r.failed() || !strings.Contains(r.out, "APP_SECRET=••• (value changed)") || !strings.Contains(r.out, "+++ services/proxy/Caddyfile") ||
+		!strings.Contains(r.out, "switch: Caddy sends traffic to") {
+		t.Errorf("plan: %v:\n%s", r.err, r.out)
+	}
+	if strings.Contains(r.out, "e2e-planted-secret") {
+		t.Errorf("plan printed an env value")
+	}
+	if after := f.snapshot(); after != before {
+		t.Errorf("plan changed the hosts:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+
+	// --json: one event per line, a summary last.
+	phase("json")
+	r = f.taledeploy("--json", "push", "e2e", "--release", "f7")
+	if r.failed() {
+		t.Errorf("push --json: %v", r.err)
+	}
+	checkJSONEvents(t, r.out)
+
+	// staging shares h1's machine: pushing it leaves prod alone.
+	phase("staging")
+	prodBefore := f.snapshot()
+	for _, rel := range []string{"s1", "s2"} {
+		if r := f.taledeploy("push", "staging", "--release", rel); r.failed() {
+			t.Fatalf("push staging: %v", r.err)
+		}
+	}
+	expectServingAt(t, 18103, "s2")
+	if after := f.snapshot(); after != prodBefore {
+		t.Errorf("pushing staging changed prod:\nbefore:\n%s\nafter:\n%s", prodBefore, after)
+	}
+
+	phase("after")
+	time.Sleep(2 * time.Second)
+	for i, l := range loads {
+		l.stopOnce()
+		sent, failed := l.totals()
+		t.Logf("%s: %d requests sent, %d failed\n%s", f.hosts[i].name, sent, failed, l.report())
+		if failed > 0 || sent < 500 {
+			t.Errorf("%s: %d of %d requests failed", f.hosts[i].name, failed, sent)
+		}
+	}
+}
+
+// expectServingAt checks that the proxy on port serves release.
+func expectServingAt(t *testing.T, port int, release string) {
+	t.Helper()
+	for range 5 {
+		if got := get(t, port); !strings.Contains(got, "/"+release+"/") {
+			t.Errorf("port %d serves %s, want release %s", port, got, release)
+			return
+		}
+	}
+}
+
+// snapshot lists every file of the prod hosts' remote folders (path, mode,
+// content hash) and every container of their projects (id, state): what plan
+// and a staging push must leave as they were.
+func (f *fleet) snapshot() string {
+	f.t.Helper()
+	var lines []string
+	for _, h := range f.hosts {
+		filepath.WalkDir(h.remote, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return nil
+			}
+			info, _ := d.Info()
+			line := fmt.Sprintf("%s %v", p, info.Mode())
+			if d.Type().IsRegular() {
+				data, _ := os.ReadFile(p)
+				sum := sha256.Sum256(data)
+				line += " " + hex.EncodeToString(sum[:8])
+			}
+			lines = append(lines, line)
+			return nil
+		})
+	}
+	out, err := exec.Command("docker", "ps", "-a", "--no-trunc", "--format", `{{.ID}} {{.State}} {{.Label "com.docker.compose.project"}}`).Output()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		for _, h := range f.hosts {
+			if strings.HasSuffix(line, " "+h.project) || strings.Contains(line, " "+h.project+"-") {
+				lines = append(lines, line)
+			}
+		}
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+// checkJSONEvents checks --json output: every line an object, step events with
+// host, step, status and duration, and a summary last.
+func checkJSONEvents(t *testing.T, out string) {
+	t.Helper()
+	var last map[string]any
+	steps := 0
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		var ev map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			t.Errorf("--json printed a line that is not JSON: %q", sc.Text())
+			continue
+		}
+		if ev["type"] == "step" {
+			steps++
+			for _, k := range []string{"host", "step", "status", "duration_s"} {
+				if _, ok := ev[k]; !ok {
+					t.Errorf("event without %s: %s", k, sc.Text())
+				}
+			}
+		}
+		last = ev
+	}
+	if steps < 30 {
+		t.Errorf("only %d step events for three hosts", steps)
+	}
+	if last == nil || last["type"] != "summary" || last["ok"] != true || len(last["hosts"].([]any)) != 3 {
+		t.Errorf("the last line is not a successful summary of three hosts: %v", last)
+	}
+}

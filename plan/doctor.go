@@ -1,0 +1,133 @@
+package plan
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"taledeploy/remote"
+)
+
+// Finding is one thing `taledeploy doctor` checked on a host.
+type Finding struct {
+	Check  string `json:"check"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+	Fix    string `json:"fix,omitempty"`
+}
+
+// Oldest versions taledeploy is tested against (compose --wait, config --hash).
+const (
+	minDocker  = "20.10"
+	minCompose = "2.20"
+)
+
+// Doctor checks what a push needs of a host: Docker Engine and Compose v2,
+// room for a second color, the proxy and its admin socket, the lock and the
+// record. It changes nothing.
+func Doctor(ctx context.Context, h Conn, s *Stack) []Finding {
+	var out []Finding
+	add := func(check string, ok bool, detail, fix string) {
+		f := Finding{Check: check, OK: ok, Detail: detail}
+		if !ok {
+			f.Fix = fix
+		}
+		out = append(out, f)
+	}
+	add("ssh", true, "connected, host key verified", "")
+
+	v, err := h.Run(ctx, remote.Cmd{Argv: []string{"docker", "version", "--format", "{{.Server.Version}}"}})
+	engine := strings.TrimSpace(string(v))
+	switch {
+	case err != nil:
+		add("docker", false, err.Error(), "install Docker Engine and add the SSH user to the docker group (or deploy as root)")
+	case !atLeast(engine, minDocker):
+		add("docker", false, "Docker Engine "+engine, "upgrade Docker Engine to "+minDocker+" or newer")
+	default:
+		add("docker", true, "Docker Engine "+engine, "")
+	}
+	v, err = h.Run(ctx, remote.Cmd{Argv: []string{"docker", "compose", "version", "--short"}})
+	compose := strings.TrimPrefix(strings.TrimSpace(string(v)), "v")
+	switch {
+	case err != nil:
+		add("compose", false, err.Error(), "install the Compose v2 plugin (docker compose), "+minCompose+" or newer")
+	case !atLeast(compose, minCompose):
+		add("compose", false, "Compose "+compose, "upgrade the Compose plugin to "+minCompose+" or newer")
+	default:
+		add("compose", true, "Compose "+compose, "")
+	}
+	if err != nil && engine == "" {
+		return out // nothing below works without Docker
+	}
+
+	d := &Deployer{Host: h, Stack: s}
+	o, err := d.observe(ctx)
+	if err != nil {
+		add("proxy", false, err.Error(), fmt.Sprintf("check that %s runs and mounts %s", s.Proxy, s.adminDir()))
+		return out
+	}
+	d.cs, d.live = o.cs, o.live
+	proxyRuns := slices.ContainsFunc(o.cs, func(c Container) bool { return c.Project == s.Project && c.Service == s.Proxy && c.Running() })
+	switch {
+	case !proxyRuns && o.cs == nil:
+		add("proxy", true, "nothing deployed yet; the first push starts it", "")
+	case !proxyRuns:
+		add("proxy", false, s.Proxy+" is not running", "run `taledeploy push` to start it, or look at `docker logs "+s.Project+"-"+s.Proxy+"`")
+	default:
+		if _, err := d.admin(ctx, http.MethodGet, "/config/", "", nil); err != nil {
+			add("proxy", false, "admin socket "+s.adminDir()+"/admin.sock: "+err.Error(),
+				"the proxy must serve its admin API on that socket (`admin unix//run/caddy/admin.sock` in the Caddyfile) and mount "+s.adminDir()+"; a non-root SSH user needs write access to the socket")
+		} else {
+			add("proxy", true, fmt.Sprintf("%s runs, admin socket answers, traffic goes to %s", s.Proxy, orNone(o.caddy)), "")
+		}
+	}
+
+	if msg, err := d.checkResources(ctx); err != nil {
+		add("room", false, err.Error(), "free memory or disk on the host, or lower reserve_memory / reserve_disk")
+	} else {
+		add("room", true, msg, "")
+	}
+
+	if l, err := ReadLock(ctx, h, s); err != nil {
+		add("lock", false, err.Error(), "`taledeploy lock release ENV --force` removes it")
+	} else if l == nil {
+		add("lock", true, "not locked", "")
+	} else if why := l.Stale(time.Now()); why != "" {
+		add("lock", false, "stale lock: "+l.Describe(time.Now())+" ("+why+")", "the next push takes it over, or `taledeploy lock release ENV` clears it")
+	} else {
+		add("lock", true, "a deploy runs: "+l.Describe(time.Now()), "")
+	}
+
+	st, stErr := ReadState(ctx, h, s)
+	if probs := o.disagreements(s, st, stErr); len(probs) > 0 {
+		add("record", false, strings.Join(probs, "; "), "`taledeploy push ENV --repair` rebuilds the record from what runs")
+	} else if st == nil {
+		add("record", true, "no record: nothing deployed yet", "")
+	} else {
+		add("record", true, fmt.Sprintf("%s live with release %s, matching what runs", st.Active, st.Release), "")
+	}
+	return out
+}
+
+// atLeast compares dotted version numbers: "28.2.2" is at least "20.10".
+func atLeast(have, want string) bool {
+	h, w := strings.Split(have, "."), strings.Split(want, ".")
+	for i := range w {
+		if i >= len(h) {
+			return false
+		}
+		hn, err1 := strconv.Atoi(strings.TrimLeft(h[i], "v"))
+		wn, err2 := strconv.Atoi(w[i])
+		if err1 != nil || err2 != nil {
+			return false
+		}
+		if hn != wn {
+			return hn > wn
+		}
+	}
+	return true
+}
