@@ -128,7 +128,9 @@ func (s *stack) buildServices(ldflags string) {
 // clean removes everything of the project from the sandbox: every compose
 // project, network, volume and remote folder whose name starts with it.
 func (s *stack) clean() {
-	mine := func(name string) bool { return name == s.project || strings.HasPrefix(name, s.project+"-") || strings.HasPrefix(name, s.project+"_") }
+	mine := func(name string) bool {
+		return name == s.project || strings.HasPrefix(name, s.project+"-") || strings.HasPrefix(name, s.project+"_")
+	}
 	out, _ := exec.Command("docker", "ps", "-a", "--filter", "label=com.docker.compose.project", "--format",
 		`{{.ID}} {{.Label "com.docker.compose.project"}}`).Output()
 	var ids []string
