@@ -367,9 +367,15 @@ func (d *Deployer) finish(ctx context.Context, action, newColor, release string,
 		// From here on the new color serves; a failure still records it as live.
 		_ = d.step("drain", func() (string, error) { return d.drain(ctx, old) })
 		_ = d.step("stop", func() (string, error) {
+			// Ask again: this command may have started the old color's containers
+			// (a rollback right after a push).
+			cs, err := inspect(context.WithoutCancel(ctx), d.Host, s.Project, s.ColorProject(old))
+			if err != nil {
+				return "", err
+			}
 			var olds []Container
-			for _, c := range d.cs {
-				if c.Project == s.ColorProject(old) && c.Running() {
+			for _, c := range cs {
+				if c.Running() {
 					olds = append(olds, c)
 				}
 			}
@@ -377,15 +383,16 @@ func (d *Deployer) finish(ctx context.Context, action, newColor, release string,
 				return "nothing running", nil
 			}
 			// docker stop honours each container's stop_grace_period; they are kept for rollback.
-			_, err := d.Host.Run(context.WithoutCancel(ctx), remote.Cmd{Argv: append([]string{"docker", "stop"}, ids(olds)...)})
+			_, err = d.Host.Run(context.WithoutCancel(ctx), remote.Cmd{Argv: append([]string{"docker", "stop"}, ids(olds)...)})
 			return fmt.Sprintf("%s stopped and kept for rollback", s.ColorProject(old)), err
 		})
 	}
 	return d.step("record", func() (string, error) {
-		cs, err := inspect(ctx, d.Host, s.Project, s.ColorProject(newColor))
+		cs, err := inspectStack(ctx, d.Host, s)
 		if err != nil {
 			return "", err
 		}
+		d.cs = cs
 		st := &State{Project: s.Project, Active: newColor, Release: release, Images: map[string]string{},
 			DeployedBy: d.Opts.Who, DeployedAt: time.Now().UTC(), GitRevision: d.Opts.GitRevision}
 		if action == "rollback" && d.state != nil {
