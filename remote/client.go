@@ -37,18 +37,25 @@ type Config struct {
 	User           string
 	IdentityFile   string // private key; may be empty when an agent is used
 	KnownHostsFile string
+	// AcceptNewHostKey trusts the key of a host KnownHostsFile does not list yet
+	// and adds it there, like OpenSSH's StrictHostKeyChecking=accept-new. A changed
+	// key is refused all the same.
+	AcceptNewHostKey bool
 	// Passphrase is asked for an encrypted key. Nil means no way to ask.
 	Passphrase func(keyFile string) ([]byte, error)
 	Timeout    time.Duration
+	// Log receives notices, such as a host key newly added; os.Stderr when nil.
+	Log io.Writer
 }
 
-func (c Config) addr() string {
-	port := c.Port
-	if port == 0 {
-		port = 22
+func (c Config) port() int {
+	if c.Port == 0 {
+		return 22
 	}
-	return net.JoinHostPort(c.Address, strconv.Itoa(port))
+	return c.Port
 }
+
+func (c Config) addr() string { return net.JoinHostPort(c.Address, strconv.Itoa(c.port())) }
 
 // Client is one SSH connection to a host. It is safe for concurrent use.
 type Client struct {

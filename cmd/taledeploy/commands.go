@@ -44,7 +44,7 @@ func (c *PushCmd) Run(cli *CLI, ctx context.Context) error {
 		return err
 	}
 	opts := plan.Options{Who: who(), GitRevision: gitRevision(env.Stack.Root), Release: c.Release, RecreateStateful: c.RecreateStateful}
-	return deploy(ctx, env, opts, "push")
+	return deploy(ctx, env, cli.dialOptions(), opts, "push")
 }
 
 func (c *RollbackCmd) Run(cli *CLI, ctx context.Context) error {
@@ -52,14 +52,14 @@ func (c *RollbackCmd) Run(cli *CLI, ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return deploy(ctx, env, plan.Options{Who: who()}, "rollback")
+	return deploy(ctx, env, cli.dialOptions(), plan.Options{Who: who()}, "rollback")
 }
 
 // deploy runs a push or rollback: connect to every host, lock and check them all,
 // then act on one host after another, stopping at the first failure.
-func deploy(ctx context.Context, env *plan.Environment, opts plan.Options, action string) error {
+func deploy(ctx context.Context, env *plan.Environment, dial dialOptions, opts plan.Options, action string) error {
 	out := newPrinter(os.Stdout, env)
-	conns, err := connectAll(ctx, env)
+	conns, err := connectAll(ctx, env, dial)
 	defer closeAll(conns)
 	if err != nil {
 		return err
@@ -106,7 +106,7 @@ func (c *StatusCmd) Run(cli *CLI, ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	conns, err := connectAll(ctx, env)
+	conns, err := connectAll(ctx, env, cli.dialOptions())
 	defer closeAll(conns)
 	if err != nil {
 		return err

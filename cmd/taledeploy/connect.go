@@ -12,8 +12,26 @@ import (
 	"taledeploy/remote"
 )
 
+// dialOptions are the command line's settings for every SSH connection.
+type dialOptions struct {
+	acceptNewHostKey bool
+}
+
+func (cli *CLI) dialOptions() dialOptions {
+	return dialOptions{acceptNewHostKey: cli.AcceptNewHostKey}
+}
+
+// hostConfig says how to reach one host of the inventory.
+func hostConfig(h *plan.Host, o dialOptions) remote.Config {
+	return remote.Config{
+		Name: h.Name, Address: h.Address, Port: h.Port, User: h.User,
+		IdentityFile: h.IdentityFile, KnownHostsFile: h.KnownHosts,
+		AcceptNewHostKey: o.acceptNewHostKey,
+	}
+}
+
 // connectAll opens one SSH connection per host, in parallel.
-func connectAll(ctx context.Context, env *plan.Environment) ([]*remote.Client, error) {
+func connectAll(ctx context.Context, env *plan.Environment, o dialOptions) ([]*remote.Client, error) {
 	conns := make([]*remote.Client, len(env.Hosts))
 	errs := make([]error, len(env.Hosts))
 	var wg sync.WaitGroup
@@ -22,15 +40,13 @@ func connectAll(ctx context.Context, env *plan.Environment) ([]*remote.Client, e
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			conns[i], errs[i] = remote.Dial(ctx, remote.Config{
-				Name: h.Name, Address: h.Address, Port: h.Port, User: h.User,
-				IdentityFile: h.IdentityFile, KnownHostsFile: h.KnownHosts,
-				Passphrase: func(file string) ([]byte, error) {
-					askMu.Lock()
-					defer askMu.Unlock()
-					return askPassphrase(file)
-				},
-			})
+			cfg := hostConfig(h, o)
+			cfg.Passphrase = func(file string) ([]byte, error) {
+				askMu.Lock()
+				defer askMu.Unlock()
+				return askPassphrase(file)
+			}
+			conns[i], errs[i] = remote.Dial(ctx, cfg)
 		}()
 	}
 	wg.Wait()

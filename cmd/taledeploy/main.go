@@ -22,6 +22,8 @@ type CLI struct {
 	Inventory string           `short:"i" default:"inventory.yaml" type:"path" help:"Inventory file (environments, hosts, stack settings)."`
 	Version   kong.VersionFlag `help:"Print the version and exit."`
 
+	AcceptNewHostKey bool `name:"accept-new-host-key" help:"Trust the key of a host its known_hosts file does not list yet, and add it there (like ssh -o StrictHostKeyChecking=accept-new). A changed key is refused all the same."`
+
 	Push     PushCmd     `cmd:"" help:"Deploy the working tree to every host of ENV: start the idle color, verify, switch, drain, stop the old one."`
 	Rollback RollbackCmd `cmd:"" help:"Switch ENV back to the previous color (kept stopped after each push): start, verify, switch, drain."`
 	Status   StatusCmd   `cmd:"" help:"Show per host the live color, release, containers and health, and where the record and the host disagree."`
@@ -30,12 +32,9 @@ type CLI struct {
 
 func main() {
 	var cli CLI
-	k := kong.Parse(&cli,
-		kong.Name("taledeploy"),
-		kong.Description("Zero-downtime blue/green deploys of a Docker Compose stack to VPS hosts over SSH."),
-		kong.UsageOnError(),
-		kong.Vars{"version": version},
-	)
+	parser := newParser(&cli)
+	k, err := parser.Parse(os.Args[1:])
+	parser.FatalIfErrorf(err)
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	go func() {
 		// A second Ctrl-C exits at once.
@@ -46,12 +45,22 @@ func main() {
 		os.Exit(130)
 	}()
 	k.BindTo(ctx, (*context.Context)(nil))
-	err := k.Run(&cli)
+	err = k.Run(&cli)
 	cancel()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "taledeploy: %v\n", err)
 		os.Exit(exitCode(err))
 	}
+}
+
+// newParser reads the command line into cli.
+func newParser(cli *CLI) *kong.Kong {
+	return kong.Must(cli,
+		kong.Name("taledeploy"),
+		kong.Description("Zero-downtime blue/green deploys of a Docker Compose stack to VPS hosts over SSH."),
+		kong.UsageOnError(),
+		kong.Vars{"version": version},
+	)
 }
 
 // Exit codes, distinct so scripts can tell them apart.
