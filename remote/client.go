@@ -143,7 +143,7 @@ func (e *ExitError) Error() string {
 // Cmd is one command to run on the host.
 type Cmd struct {
 	Argv   []string
-	Env    []string  // KEY=VALUE, passed through env(1) since sshd rarely accepts SetEnv
+	Env    []string  // NAME=VALUE, passed through env(1) since sshd rarely accepts SetEnv
 	Stdin  io.Reader // optional
 	Stdout io.Writer // optional: stream output here instead of returning it
 	Stderr io.Writer // optional: stream stderr here as well as keeping it
@@ -152,6 +152,10 @@ type Cmd struct {
 // Run runs cmd and returns its standard output. A command that exits non-zero
 // returns *ExitError. Cancelling ctx closes the session.
 func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
+	line, err := CommandLine(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", c.cfg.Name, err)
+	}
 	s, err := c.ssh.NewSession()
 	if err != nil {
 		return nil, fmt.Errorf("%s: new ssh session: %w", c.cfg.Name, err)
@@ -167,12 +171,8 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
 	if cmd.Stderr != nil {
 		s.Stderr = io.MultiWriter(&errb, cmd.Stderr)
 	}
-	argv := cmd.Argv
-	if len(cmd.Env) > 0 {
-		argv = append(append([]string{"env"}, cmd.Env...), cmd.Argv...)
-	}
 	done := make(chan error, 1)
-	go func() { done <- s.Run(Quote(argv)) }()
+	go func() { done <- s.Run(line) }()
 	select {
 	case <-ctx.Done():
 		s.Signal(ssh.SIGTERM)
