@@ -24,6 +24,7 @@ go test -count=1 $(go list ./... | grep -v /e2e)
 
 echo "== fuzz (bounded)"
 go test -run '^$' -fuzz '^FuzzRunArgv$' -fuzztime 20s ./remote
+go test -run '^$' -fuzz '^FuzzCommands$' -fuzztime 20s ./plan
 go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 20s ./plan
 
 echo "== end-to-end (real sshd, Docker, Compose v2, Caddy, vegeta load)"
