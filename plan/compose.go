@@ -3,7 +3,6 @@ package plan
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -26,6 +25,7 @@ type ComposeService struct {
 	ContainerName int    // line of container_name, 0 when absent
 	Ports         int    // line of ports, 0 when absent
 	BuildContext  string // local folder, relative to the compose file; "" when the image is not built
+	BuildLine     int    // line of the build context
 }
 
 // LoadCompose reads a compose file.
@@ -63,12 +63,13 @@ func LoadCompose(file string) (*Compose, error) {
 			s.Ports = n.Line
 		}
 		if b := mapValue(v, "build"); b != nil {
+			s.BuildLine = b.Line
 			switch b.Kind {
 			case yaml.ScalarNode:
 				s.BuildContext = b.Value
 			case yaml.MappingNode:
 				if ctx := mapValue(b, "context"); ctx != nil {
-					s.BuildContext = ctx.Value
+					s.BuildContext, s.BuildLine = ctx.Value, ctx.Line
 				} else {
 					s.BuildContext = "."
 				}
@@ -98,12 +99,13 @@ func (c *Compose) check(s *Stack) error {
 			return at(svc.Ports, "stateless service %q publishes ports; remove ports: (two colors cannot bind the same host port) and route it through the proxy instead", name)
 		}
 	}
-	for _, svc := range c.Services {
+	for _, name := range c.ServiceNames() {
+		svc := c.Services[name]
 		if svc.BuildContext == "" {
 			continue
 		}
-		if filepath.IsAbs(svc.BuildContext) || !filepath.IsLocal(filepath.Clean(svc.BuildContext)) {
-			return at(svc.Line, "service %q builds from %q; keep build contexts inside the project folder (they are uploaded below remote_dir)", svc.Name, svc.BuildContext)
+		if err := checkStackPath(svc.BuildContext); err != nil {
+			return at(svc.BuildLine, "service %q: build context %v", name, err)
 		}
 	}
 	return nil

@@ -68,8 +68,9 @@ type Stack struct {
 	// Compose is compose_file, read and checked against the settings above.
 	Compose *Compose `yaml:"-"`
 	// Root is the local folder that compose_file and the build contexts are in.
-	Root string `yaml:"-"`
-	line int
+	Root  string `yaml:"-"`
+	line  int
+	lines map[string]int // line of each key, for errors about its value
 }
 
 // Route is one path Caddy serves from a stateless service.
@@ -120,8 +121,52 @@ func (s *Stack) UnmarshalYAML(n *yaml.Node) error {
 	if err := decodeStrict(n, (*plain)(s)); err != nil {
 		return err
 	}
-	s.line = n.Line
+	s.line, s.lines = n.Line, keyLines(n)
 	return nil
+}
+
+// lineOf is the line of key, or of the stack when the key is not written.
+func (s *Stack) lineOf(key string) int {
+	if l := s.lines[key]; l > 0 {
+		return l
+	}
+	return s.line
+}
+
+// keyLines maps each key of a mapping to its line, keys merged in with << too
+// (a key written in the mapping itself wins, as it does in YAML).
+func keyLines(n *yaml.Node) map[string]int {
+	lines := map[string]int{}
+	seen := map[*yaml.Node]bool{}
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		for n.Kind == yaml.AliasNode && n.Alias != nil {
+			n = n.Alias
+		}
+		if seen[n] {
+			return
+		}
+		seen[n] = true
+		if n.Kind == yaml.SequenceNode { // <<: [*a, *b]
+			for _, c := range n.Content {
+				walk(c)
+			}
+			return
+		}
+		var merged []*yaml.Node
+		for i := 0; n.Kind == yaml.MappingNode && i+1 < len(n.Content); i += 2 {
+			if k := n.Content[i]; k.Value == "<<" {
+				merged = append(merged, n.Content[i+1])
+			} else if lines[k.Value] == 0 {
+				lines[k.Value] = k.Line
+			}
+		}
+		for _, m := range merged {
+			walk(m)
+		}
+	}
+	walk(n)
+	return lines
 }
 
 func (r *Route) UnmarshalYAML(n *yaml.Node) error {
@@ -268,17 +313,16 @@ func (inv *Inventory) check(e *Environment) error {
 		return at(e.line, "no stack:; add project, remote_dir, stateless, stateful and routes")
 	}
 	sat := func(format string, a ...any) error { return at(s.line, format, a...) }
+	kat := func(key, format string, a ...any) error { return at(s.lineOf(key), format, a...) }
 	switch {
 	case !nameRE.MatchString(s.Project):
-		return sat("stack.project %q: set a compose project name (lower-case letters, digits, - and _)", s.Project)
-	case s.RemoteDir == "" || !path.IsAbs(s.RemoteDir):
-		return sat("stack.remote_dir %q must be an absolute path on the host, such as /srv/%s", s.RemoteDir, s.Project)
-	case path.Clean(s.RemoteDir) == "/" || strings.Contains(s.RemoteDir, ".."):
-		return sat("stack.remote_dir %q: use a folder of its own, without ..", s.RemoteDir)
+		return kat("project", "stack.project %q: set a compose project name (lower-case letters, digits, - and _)", s.Project)
 	case len(s.Stateless) == 0:
-		return sat("stack.stateless is empty; list the services that run once per color (blue/green)")
+		return kat("stateless", "stack.stateless is empty; list the services that run once per color (blue/green)")
 	}
-	s.RemoteDir = path.Clean(s.RemoteDir)
+	if err := checkRemoteDir(s.RemoteDir, s.Project); err != nil {
+		return kat("remote_dir", "stack.remote_dir %v", err)
+	}
 	if s.ComposeFile == "" {
 		s.ComposeFile = "compose.yml"
 	}
@@ -294,10 +338,14 @@ func (inv *Inventory) check(e *Environment) error {
 	if s.DrainTimeout.Duration == 0 {
 		s.DrainTimeout.Duration = 30 * time.Second
 	}
-	for _, p := range []string{s.ComposeFile, s.Caddyfile} {
-		if filepath.IsAbs(p) || !filepath.IsLocal(p) {
-			return sat("%q must be a path inside the project folder, without .. (it is uploaded below remote_dir)", p)
+	for _, f := range []struct {
+		key string
+		p   *string
+	}{{"compose_file", &s.ComposeFile}, {"caddyfile", &s.Caddyfile}} {
+		if err := checkStackPath(*f.p); err != nil {
+			return kat(f.key, "stack.%s %v", f.key, err)
 		}
+		*f.p = path.Clean(*f.p)
 	}
 	both := map[string]string{}
 	for _, n := range s.Stateless {
@@ -355,6 +403,44 @@ func (inv *Inventory) check(e *Environment) error {
 	}
 	s.Compose = c
 	return nil
+}
+
+// checkRemoteDir refuses a remote_dir that is not one folder of its own: every
+// upload and the deploy's own records go below it.
+func checkRemoteDir(dir, project string) error {
+	switch {
+	case dir == "":
+		return fmt.Errorf("is missing; set the stack's folder on the host, such as /srv/%s", project)
+	case hasControl(dir):
+		return fmt.Errorf("%q holds a control character; use a plain path such as /srv/%s", dir, project)
+	case !path.IsAbs(dir):
+		return fmt.Errorf("%q must be an absolute path on the host, such as /srv/%s", dir, project)
+	case slices.Contains(strings.Split(dir, "/"), ".."):
+		return fmt.Errorf("%q holds ..; use a folder of its own, such as /srv/%s", dir, project)
+	case path.Clean(dir) == "/":
+		return fmt.Errorf("%q is the root folder; use a folder of its own, such as /srv/%s", dir, project)
+	case path.Clean(dir) != dir:
+		return fmt.Errorf("%q is not a clean path; write it as %q", dir, path.Clean(dir))
+	}
+	return nil
+}
+
+// checkStackPath refuses a path of the stack (compose_file, caddyfile, a build
+// context) that could point outside the stack's folder, here or on the host.
+func checkStackPath(p string) error {
+	switch {
+	case hasControl(p):
+		return fmt.Errorf("%q holds a control character; use a plain relative path", p)
+	case filepath.IsAbs(p) || path.IsAbs(p):
+		return fmt.Errorf("%q is absolute; write it relative to the stack folder (the inventory's), since it is uploaded below remote_dir", p)
+	case slices.Contains(strings.Split(filepath.ToSlash(p), "/"), ".."):
+		return fmt.Errorf("%q holds ..; keep it inside the stack folder (the inventory's), since it is uploaded below remote_dir", p)
+	}
+	return nil
+}
+
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }
 
 func (inv *Inventory) localPath(p string) string {

@@ -99,9 +99,9 @@ func TestLoadRejects(t *testing.T) {
 		{"service not in compose", strings.Replace(goodInventory, "[platform, rag]", "[platform, rag, crawler]", 1), goodCompose,
 			[]string{`service "crawler"`, "compose file has no such service"}},
 		{"relative remote_dir", strings.Replace(goodInventory, "/srv/tale", "srv/tale", 1), goodCompose,
-			[]string{"inventory.yaml:11:", "absolute path"}},
+			[]string{"inventory.yaml:12:", "absolute path"}},
 		{"remote_dir escaping", strings.Replace(goodInventory, "/srv/tale", "/srv/../etc", 1), goodCompose,
-			[]string{"remote_dir", "without .."}},
+			[]string{"remote_dir", "holds .."}},
 		{"bad duration", strings.Replace(goodInventory, "      env:", "      drain_timeout: soon\n      env:", 1), goodCompose,
 			[]string{"inventory.yaml:", `"soon" is not a duration`}},
 		{"proxy not stateful", strings.Replace(goodInventory, "[proxy, db]", "[db]", 1), goodCompose,
@@ -124,6 +124,88 @@ func TestLoadRejects(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Nothing may point outside the stack folder here, or outside remote_dir on the
+// host, whatever the inventory or the compose file says.
+func TestLoadRejectsPathsOutsideTheStack(t *testing.T) {
+	stackKey := func(key, value string) string {
+		return strings.Replace(goodInventory, "      remote_dir: /srv/tale\n", "      remote_dir: /srv/tale\n      "+key+": "+value+"\n", 1)
+	}
+	remoteDir := func(v string) string {
+		return strings.Replace(goodInventory, "remote_dir: /srv/tale", "remote_dir: "+v, 1)
+	}
+	build := func(v string) string { return strings.Replace(goodCompose, "build: services/db", "build: "+v, 1) }
+	for _, tc := range []struct {
+		name, inventory, compose string
+		want                     []string // all must appear in the error
+	}{
+		{"compose_file above", stackKey("compose_file", "../compose.yml"), goodCompose,
+			[]string{"inventory.yaml:13:", "stack.compose_file", `"../compose.yml" holds ..`, "keep it inside the stack folder"}},
+		{"compose_file through ..", stackKey("compose_file", "sub/../../compose.yml"), goodCompose,
+			[]string{"inventory.yaml:13:", "holds .."}},
+		{"compose_file inside but with ..", stackKey("compose_file", "sub/../compose.yml"), goodCompose,
+			[]string{"inventory.yaml:13:", "holds .."}},
+		{"compose_file absolute", stackKey("compose_file", "/etc/compose.yml"), goodCompose,
+			[]string{"inventory.yaml:13:", `"/etc/compose.yml" is absolute`, "write it relative"}},
+		{"caddyfile above", stackKey("caddyfile", "../Caddyfile"), goodCompose,
+			[]string{"inventory.yaml:13:", "stack.caddyfile", "holds .."}},
+		{"caddyfile absolute", stackKey("caddyfile", "/etc/caddy/Caddyfile"), goodCompose,
+			[]string{"inventory.yaml:13:", "stack.caddyfile", "is absolute"}},
+		{"caddyfile with a line break", stackKey("caddyfile", `"Caddy\nfile"`), goodCompose,
+			[]string{"inventory.yaml:13:", "control character"}},
+		{"remote_dir root", remoteDir("/"), goodCompose,
+			[]string{"inventory.yaml:12:", "root folder", "/srv/tale"}},
+		{"remote_dir root in disguise", remoteDir("//"), goodCompose,
+			[]string{"inventory.yaml:12:", "root folder"}},
+		{"remote_dir relative", remoteDir("srv/tale"), goodCompose,
+			[]string{"inventory.yaml:12:", "must be an absolute path", "/srv/tale"}},
+		{"remote_dir with ..", remoteDir("/srv/../etc"), goodCompose,
+			[]string{"inventory.yaml:12:", "holds .."}},
+		{"remote_dir ending in ..", remoteDir("/srv/tale/.."), goodCompose,
+			[]string{"inventory.yaml:12:", "holds .."}},
+		{"remote_dir not clean", remoteDir("/srv//tale/"), goodCompose,
+			[]string{"inventory.yaml:12:", `write it as "/srv/tale"`}},
+		{"remote_dir with .", remoteDir("/srv/./tale"), goodCompose,
+			[]string{"inventory.yaml:12:", `write it as "/srv/tale"`}},
+		{"remote_dir empty", remoteDir(`""`), goodCompose,
+			[]string{"inventory.yaml:12:", "is missing"}},
+		{"remote_dir missing", strings.Replace(goodInventory, "      remote_dir: /srv/tale\n", "", 1), goodCompose,
+			[]string{"inventory.yaml:11:", "remote_dir is missing"}},
+		{"remote_dir with NUL", remoteDir(`"/srv/t\0"`), goodCompose,
+			[]string{"inventory.yaml:12:", "control character"}},
+		{"build context above", goodInventory, build("../db"),
+			[]string{"compose.yml:7:", `service "db": build context "../db" holds ..`}},
+		{"build context through ..", goodInventory, build("services/../../db"),
+			[]string{"compose.yml:7:", "holds .."}},
+		{"build context absolute", goodInventory, build("/srv/db"),
+			[]string{"compose.yml:7:", `"/srv/db" is absolute`}},
+		{"build context in a mapping", goodInventory, strings.Replace(goodCompose, "build: services/db", "build:\n      context: ../../db", 1),
+			[]string{"compose.yml:8:", "holds .."}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(writeStack(t, tc.inventory, tc.compose))
+			if !errors.Is(err, ErrBadInput) {
+				t.Fatalf("Load = %v, want ErrBadInput", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q: %v", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadCleansStackPaths(t *testing.T) {
+	inv := strings.Replace(goodInventory, "      remote_dir: /srv/tale\n", "      remote_dir: /srv/tale\n      compose_file: ./compose.yml\n      caddyfile: proxy//Caddyfile\n", 1)
+	loaded, err := Load(writeStack(t, inv, goodCompose))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := loaded.Environments["demo"].Stack; s.ComposeFile != "compose.yml" || s.Caddyfile != "proxy/Caddyfile" {
+		t.Errorf("compose_file %q, caddyfile %q; want them cleaned", s.ComposeFile, s.Caddyfile)
 	}
 }
 
