@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"sort"
-	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -35,8 +34,8 @@ func LoadCompose(file string) (*Compose, error) {
 		return nil, fmt.Errorf("compose file: %v; set stack.compose_file to the stack's compose.yml", err)
 	}
 	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, fmt.Errorf("%s: %v", file, err)
+	if err := yamlSafely(func() error { return yaml.Unmarshal(data, &root) }); err != nil {
+		return nil, yamlError(file, data, err)
 	}
 	c := &Compose{File: file, Services: map[string]*ComposeService{}}
 	if len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
@@ -83,12 +82,6 @@ func LoadCompose(file string) (*Compose, error) {
 func (c *Compose) check(s *Stack) error {
 	at := func(line int, format string, a ...any) error {
 		return fmt.Errorf("%s:%d: %s", c.File, line, fmt.Sprintf(format, a...))
-	}
-	for _, name := range append(append([]string{}, s.Stateless...), s.Stateful...) {
-		if c.Services[name] == nil {
-			return fmt.Errorf("%s: the inventory lists service %q but the compose file has no such service; has: %s",
-				c.File, name, strings.Join(c.ServiceNames(), ", "))
-		}
 	}
 	for _, name := range s.Stateless {
 		svc := c.Services[name]

@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -35,8 +37,9 @@ type Environment struct {
 	Hosts []*Host `yaml:"hosts"`
 	Stack Stack   `yaml:"stack"`
 
-	Name string `yaml:"-"`
-	line int
+	Name  string `yaml:"-"`
+	line  int
+	lines map[string]int // line of each key
 }
 
 // Host is one VPS reachable over SSH.
@@ -103,7 +106,7 @@ func (e *Environment) UnmarshalYAML(n *yaml.Node) error {
 	if err := decodeStrict(n, (*plain)(e)); err != nil {
 		return err
 	}
-	e.line = n.Line
+	e.line, e.lines = n.Line, keyLines(n)
 	return nil
 }
 
@@ -125,50 +128,6 @@ func (s *Stack) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// lineOf is the line of key, or of the stack when the key is not written.
-func (s *Stack) lineOf(key string) int {
-	if l := s.lines[key]; l > 0 {
-		return l
-	}
-	return s.line
-}
-
-// keyLines maps each key of a mapping to its line, keys merged in with << too
-// (a key written in the mapping itself wins, as it does in YAML).
-func keyLines(n *yaml.Node) map[string]int {
-	lines := map[string]int{}
-	seen := map[*yaml.Node]bool{}
-	var walk func(n *yaml.Node)
-	walk = func(n *yaml.Node) {
-		for n.Kind == yaml.AliasNode && n.Alias != nil {
-			n = n.Alias
-		}
-		if seen[n] {
-			return
-		}
-		seen[n] = true
-		if n.Kind == yaml.SequenceNode { // <<: [*a, *b]
-			for _, c := range n.Content {
-				walk(c)
-			}
-			return
-		}
-		var merged []*yaml.Node
-		for i := 0; n.Kind == yaml.MappingNode && i+1 < len(n.Content); i += 2 {
-			if k := n.Content[i]; k.Value == "<<" {
-				merged = append(merged, n.Content[i+1])
-			} else if lines[k.Value] == 0 {
-				lines[k.Value] = k.Line
-			}
-		}
-		for _, m := range merged {
-			walk(m)
-		}
-	}
-	walk(n)
-	return lines
-}
-
 func (r *Route) UnmarshalYAML(n *yaml.Node) error {
 	type plain Route
 	if err := decodeStrict(n, (*plain)(r)); err != nil {
@@ -176,25 +135,6 @@ func (r *Route) UnmarshalYAML(n *yaml.Node) error {
 	}
 	r.line = n.Line
 	return nil
-}
-
-// decodeStrict decodes a node refusing unknown keys (yaml.v3 applies KnownFields
-// only at the top level when a type has its own UnmarshalYAML).
-func decodeStrict(n *yaml.Node, v any) error {
-	if n.Kind == yaml.MappingNode {
-		known := yamlKeys(v)
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k := n.Content[i]
-			if k.Value != "<<" && !slices.Contains(known, k.Value) {
-				hint := ""
-				if s := closest(k.Value, known); s != "" {
-					hint = fmt.Sprintf(" (did you mean %q?)", s)
-				}
-				return fmt.Errorf("line %d: unknown key %q%s; known keys: %s", k.Line, k.Value, hint, strings.Join(known, ", "))
-			}
-		}
-	}
-	return n.Decode(v)
 }
 
 // Load reads and validates an inventory file. Every error names the file and line.
@@ -210,32 +150,42 @@ func Load(file string) (*Inventory, error) {
 	return inv, nil
 }
 
-// Parse validates inventory text; file names it in errors and anchors relative paths.
-func Parse(file string, data []byte) (inv *Inventory, err error) {
-	defer func() {
-		// yaml.v3 can panic on some malformed documents; an inventory loader never should.
-		if r := recover(); r != nil {
-			inv, err = nil, fmt.Errorf("%w: %s: unreadable YAML (%v)", ErrBadInput, file, r)
-		}
-	}()
-	inv = &Inventory{file: file, dir: filepath.Dir(file)}
-	var root yaml.Node
+// Parse validates inventory text; file names it in errors and anchors relative
+// paths. Every error names the file and, but for an empty one, the line.
+func Parse(file string, data []byte) (*Inventory, error) {
+	inv := &Inventory{file: file, dir: filepath.Dir(file)}
+	var root, next yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&root); err != nil {
-		return nil, fmt.Errorf("%w: %s: %s", ErrBadInput, file, strings.TrimPrefix(err.Error(), "yaml: "))
+	err := yamlSafely(func() error { return dec.Decode(&root) })
+	if errors.Is(err, io.EOF) || err == nil && len(root.Content) == 0 {
+		return nil, fmt.Errorf("%w: %s: %w; it needs an environments: map (see the README)", ErrBadInput, file, errNoDocument)
 	}
-	if len(root.Content) == 0 {
-		return nil, fmt.Errorf("%w: %s: empty; it needs an environments: map (see the README)", ErrBadInput, file)
+	if err == nil {
+		// A second document would be ignored, and so would what the user wrote in it.
+		if err = yamlSafely(func() error { return dec.Decode(&next) }); err == nil {
+			return nil, fmt.Errorf("%w: %s:%d: a second YAML document; keep the whole inventory in one (remove the ---)", ErrBadInput, file, next.Line)
+		} else if errors.Is(err, io.EOF) {
+			err = nil
+		}
 	}
-	if err := decodeStrict(root.Content[0], inv); err != nil {
-		return nil, fmt.Errorf("%w: %s:%s", ErrBadInput, file, strings.TrimPrefix(strings.TrimPrefix(err.Error(), "yaml: "), "line "))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadInput, yamlError(file, data, err))
+	}
+	top := root.Content[0]
+	if err := yamlSafely(func() error { return decodeStrict(top, inv) }); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadInput, yamlError(file, data, err))
+	}
+	at := func(line int, format string, a ...any) error {
+		return fmt.Errorf("%w: %s:%d: %s", ErrBadInput, file, line, fmt.Sprintf(format, a...))
 	}
 	if len(inv.Environments) == 0 {
-		return nil, fmt.Errorf("%w: %s: no environments; add one under the environments key", ErrBadInput, file)
+		return nil, at(keyLine(keyLines(top), "environments", top.Line), "no environments; add one under the environments key")
 	}
-	for name, env := range inv.Environments {
+	envLines := keyLines(mapValue(top, "environments"))
+	for _, name := range inv.EnvNames() {
+		env := inv.Environments[name]
 		if env == nil {
-			return nil, fmt.Errorf("%w: %s: environment %q is empty; give it hosts and a stack", ErrBadInput, file, name)
+			return nil, at(keyLine(envLines, name, top.Line), "environment %q is empty; give it hosts and a stack", name)
 		}
 		env.Name = name
 		if err := inv.check(env); err != nil {
@@ -279,10 +229,13 @@ func (inv *Inventory) check(e *Environment) error {
 		return fmt.Errorf("%s:%d: environment %s: %s", inv.file, line, e.Name, fmt.Sprintf(format, a...))
 	}
 	if len(e.Hosts) == 0 {
-		return at(e.line, "no hosts; add at least one under hosts: with name and address")
+		return at(keyLine(e.lines, "hosts", e.line), "no hosts; add at least one under hosts: with name and address")
 	}
 	seen := map[string]bool{}
 	for _, h := range e.Hosts {
+		if h == nil {
+			return at(keyLine(e.lines, "hosts", e.line), "an empty entry under hosts:; give each host name, address, user and known_hosts")
+		}
 		switch {
 		case h.Name == "":
 			return at(h.line, "host without name; add name: (it prefixes every line of output)")
@@ -310,10 +263,9 @@ func (inv *Inventory) check(e *Environment) error {
 	}
 	s := &e.Stack
 	if s.line == 0 {
-		return at(e.line, "no stack:; add project, remote_dir, stateless, stateful and routes")
+		return at(keyLine(e.lines, "stack", e.line), "no stack:; add project, remote_dir, stateless, stateful and routes")
 	}
-	sat := func(format string, a ...any) error { return at(s.line, format, a...) }
-	kat := func(key, format string, a ...any) error { return at(s.lineOf(key), format, a...) }
+	kat := func(key, format string, a ...any) error { return at(keyLine(s.lines, key, s.line), format, a...) }
 	switch {
 	case !nameRE.MatchString(s.Project):
 		return kat("project", "stack.project %q: set a compose project name (lower-case letters, digits, - and _)", s.Project)
@@ -353,26 +305,29 @@ func (inv *Inventory) check(e *Environment) error {
 	}
 	for _, n := range s.Stateful {
 		if both[n] != "" {
-			return sat("service %q is listed as both stateless and stateful; keep one", n)
+			return kat("stateful", "service %q is listed as both stateless and stateful; keep one", n)
 		}
 		both[n] = "stateful"
 	}
 	if both[s.Proxy] != "stateful" {
-		return sat("the proxy service %q must be listed under stateful (it runs once and is never doubled)", s.Proxy)
+		return kat("stateful", "the proxy service %q must be listed under stateful (it runs once and is never doubled)", s.Proxy)
 	}
-	for k, v := range s.Env {
+	for _, k := range sorted(slices.Collect(maps.Keys(s.Env))) {
 		if !envKeyRE.MatchString(k) {
-			return sat("env key %q is not a valid variable name", k)
+			return kat("env", "env key %q is not a valid variable name", k)
 		}
-		if strings.ContainsAny(v, "\n\r\x00") {
+		if strings.ContainsAny(s.Env[k], "\n\r\x00") {
 			// The value itself is never printed: it may be a secret.
-			return sat("env %s: the value holds a line break, which an env file cannot carry; keep it on one line", k)
+			return kat("env", "env %s: the value holds a line break or NUL, which an env file cannot carry; keep it on one line", k)
 		}
 	}
 	if len(s.Routes) == 0 {
-		return sat("no routes; add one (site, path, service, port, health_path) so Caddy knows what to serve")
+		return kat("routes", "no routes; add one (site, path, service, port, health_path) so Caddy knows what to serve")
 	}
 	for _, r := range s.Routes {
+		if r == nil {
+			return kat("routes", "an empty entry under routes:; give each route site, path, service, port and health_path")
+		}
 		rat := func(format string, a ...any) error { return at(r.line, format, a...) }
 		if r.Site == "" {
 			r.Site = ":80"
@@ -396,10 +351,21 @@ func (inv *Inventory) check(e *Environment) error {
 	s.Root = inv.dir
 	c, err := LoadCompose(filepath.Join(inv.dir, s.ComposeFile))
 	if err != nil {
-		return err
+		return kat("compose_file", "%v", err)
+	}
+	for _, l := range []struct {
+		key   string
+		names []string
+	}{{"stateless", s.Stateless}, {"stateful", s.Stateful}} {
+		for _, name := range l.names {
+			if c.Services[name] == nil {
+				return kat(l.key, "stack.%s lists service %q but the compose file %s has no such service; it has: %s",
+					l.key, name, c.File, strings.Join(c.ServiceNames(), ", "))
+			}
+		}
 	}
 	if err := c.check(s); err != nil {
-		return err
+		return kat("compose_file", "%v", err)
 	}
 	s.Compose = c
 	return nil
