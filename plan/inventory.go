@@ -222,6 +222,9 @@ var (
 	nameRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 	envKeyRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	addressRE = regexp.MustCompile(`^[A-Za-z0-9.:-]+$`)
+	// Compose's rule for service names; image names take lower case only.
+	serviceRE   = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+	imageNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
 )
 
 func (inv *Inventory) check(e *Environment) error {
@@ -245,7 +248,7 @@ func (inv *Inventory) check(e *Environment) error {
 			return at(h.line, "host name %q used twice; names must be unique", h.Name)
 		case h.Address == "":
 			return at(h.line, "host %s has no address; add address: (IP or DNS name)", h.Name)
-		case !addressRE.MatchString(h.Address):
+		case !addressRE.MatchString(h.Address) || strings.HasPrefix(h.Address, "-"):
 			return at(h.line, "host %s: address %q is not an IP or DNS name", h.Name, h.Address)
 		case h.Port < 0 || h.Port > 65535:
 			return at(h.line, "host %s: port %d is out of range 1-65535", h.Name, h.Port)
@@ -298,6 +301,18 @@ func (inv *Inventory) check(e *Environment) error {
 			return kat(f.key, "stack.%s %v", f.key, err)
 		}
 		*f.p = path.Clean(*f.p)
+	}
+	// The names go into the rendered overlay and Caddyfile, and stateless ones
+	// into image names, so they keep to what Compose and Docker accept there.
+	for _, n := range s.Stateless {
+		if !imageNameRE.MatchString(n) {
+			return kat("stateless", "stateless service %q: use lower-case letters, digits, ., - and _ (it names the color's image)", n)
+		}
+	}
+	for _, n := range s.Stateful {
+		if !serviceRE.MatchString(n) {
+			return kat("stateful", "stateful service %q: use letters, digits, ., - and _, as Compose does", n)
+		}
 	}
 	both := map[string]string{}
 	for _, n := range s.Stateless {
