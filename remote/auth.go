@@ -104,6 +104,12 @@ func refusal(cfg Config, key ssh.PublicKey, err error) error {
 	return he
 }
 
+// knownHostsError is a known_hosts file that failed us during the handshake: it
+// is reported as it is, not as an unreachable host.
+type knownHostsError struct{ error }
+
+func (e *knownHostsError) Unwrap() error { return e.error }
+
 // acceptNew adds the key of a host known_hosts does not list, like OpenSSH's
 // StrictHostKeyChecking=accept-new. The file is read again under the lock, so a
 // parallel dial that added this host first is honoured: its key must match.
@@ -112,14 +118,14 @@ func acceptNew(cfg Config, hostname string, remote net.Addr, key ssh.PublicKey) 
 	defer knownHostsMu.Unlock()
 	check, err := readKnownHosts(cfg)
 	if err != nil {
-		return err
+		return &knownHostsError{err}
 	}
 	if err := refusal(cfg, key, check(hostname, remote, key)); !errors.Is(err, ErrHostKeyUnknown) {
 		return err
 	}
 	host := knownhosts.Normalize(hostname)
 	if err := appendLine(cfg.KnownHostsFile, knownhosts.Line([]string{host}, key)); err != nil {
-		return fmt.Errorf("%s: add the host key to %s: %w", cfg.Name, cfg.KnownHostsFile, err)
+		return &knownHostsError{fmt.Errorf("%s: add the host key to %s: %w; fix the file's permissions, or add the key yourself", cfg.Name, cfg.KnownHostsFile, err)}
 	}
 	log := cfg.Log
 	if log == nil {

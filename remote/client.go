@@ -99,6 +99,10 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		if errors.As(err, &hk) {
 			return nil, hk
 		}
+		var kh *knownHostsError
+		if errors.As(err, &kh) {
+			return nil, kh.error
+		}
 		if strings.Contains(err.Error(), "unable to authenticate") {
 			return nil, fmt.Errorf("%w: %s as %q: the host accepted none of the offered keys; check the host's identity_file (or ssh-agent) and the host's authorized_keys", ErrAuth, cfg.Name, cfg.User)
 		}

@@ -197,6 +197,19 @@ func TestAcceptNewHostKeyCreatesFile(t *testing.T) {
 	}
 }
 
+func TestAcceptNewHostKeyUnwritableFile(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root writes a read-only file all the same")
+	}
+	cfg, _ := setup(t, func(*testServer) ssh.PublicKey { return nil })
+	os.Chmod(cfg.KnownHostsFile, 0o400)
+	cfg.AcceptNewHostKey, cfg.Log = true, io.Discard
+	_, err := Dial(context.Background(), cfg)
+	if err == nil || errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), cfg.KnownHostsFile) {
+		t.Fatalf("Dial with a read-only known_hosts: %v; want an error that names the file, not an unreachable host", err)
+	}
+}
+
 func TestAcceptNewHostKeyKeepsLastLine(t *testing.T) {
 	cfg, ts := setup(t, func(*testServer) ssh.PublicKey { return nil })
 	other := "other.example " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(newKey(t).PublicKey())))
