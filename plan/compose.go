@@ -3,9 +3,7 @@ package plan
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
-	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -26,6 +24,7 @@ type ComposeService struct {
 	ContainerName int    // line of container_name, 0 when absent
 	Ports         int    // line of ports, 0 when absent
 	BuildContext  string // local folder, relative to the compose file; "" when the image is not built
+	BuildLine     int    // line of the build context
 }
 
 // LoadCompose reads a compose file.
@@ -35,8 +34,8 @@ func LoadCompose(file string) (*Compose, error) {
 		return nil, fmt.Errorf("compose file: %v; set stack.compose_file to the stack's compose.yml", err)
 	}
 	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, fmt.Errorf("%s: %v", file, err)
+	if err := yamlSafely(func() error { return yaml.Unmarshal(data, &root) }); err != nil {
+		return nil, yamlError(file, data, err)
 	}
 	c := &Compose{File: file, Services: map[string]*ComposeService{}}
 	if len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
@@ -63,12 +62,13 @@ func LoadCompose(file string) (*Compose, error) {
 			s.Ports = n.Line
 		}
 		if b := mapValue(v, "build"); b != nil {
+			s.BuildLine = b.Line
 			switch b.Kind {
 			case yaml.ScalarNode:
 				s.BuildContext = b.Value
 			case yaml.MappingNode:
 				if ctx := mapValue(b, "context"); ctx != nil {
-					s.BuildContext = ctx.Value
+					s.BuildContext, s.BuildLine = ctx.Value, ctx.Line
 				} else {
 					s.BuildContext = "."
 				}
@@ -83,12 +83,6 @@ func (c *Compose) check(s *Stack) error {
 	at := func(line int, format string, a ...any) error {
 		return fmt.Errorf("%s:%d: %s", c.File, line, fmt.Sprintf(format, a...))
 	}
-	for _, name := range append(append([]string{}, s.Stateless...), s.Stateful...) {
-		if c.Services[name] == nil {
-			return fmt.Errorf("%s: the inventory lists service %q but the compose file has no such service; has: %s",
-				c.File, name, strings.Join(c.ServiceNames(), ", "))
-		}
-	}
 	for _, name := range s.Stateless {
 		svc := c.Services[name]
 		if svc.ContainerName != 0 {
@@ -98,12 +92,13 @@ func (c *Compose) check(s *Stack) error {
 			return at(svc.Ports, "stateless service %q publishes ports; remove ports: (two colors cannot bind the same host port) and route it through the proxy instead", name)
 		}
 	}
-	for _, svc := range c.Services {
+	for _, name := range c.ServiceNames() {
+		svc := c.Services[name]
 		if svc.BuildContext == "" {
 			continue
 		}
-		if filepath.IsAbs(svc.BuildContext) || !filepath.IsLocal(filepath.Clean(svc.BuildContext)) {
-			return at(svc.Line, "service %q builds from %q; keep build contexts inside the project folder (they are uploaded below remote_dir)", svc.Name, svc.BuildContext)
+		if err := checkStackPath(svc.BuildContext); err != nil {
+			return at(svc.BuildLine, "service %q: build context %v", name, err)
 		}
 	}
 	return nil

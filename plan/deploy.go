@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -181,8 +182,12 @@ func (d *Deployer) Check(ctx context.Context) error {
 				return "", err
 			}
 			// A proxy restart must come back to the color that serves.
-			if cur, _ := d.Host.ReadFile(ctx, s.remote(s.Caddyfile)); !bytes.Equal(cur, s.CaddyfileFor(nst.Active)) {
-				if err := d.Host.WriteFile(ctx, s.remote(s.Caddyfile), s.CaddyfileFor(nst.Active), 0o644); err != nil {
+			caddyfile, err := s.remotePath(s.Caddyfile)
+			if err != nil {
+				return "", err
+			}
+			if cur, _ := d.Host.ReadFile(ctx, caddyfile); !bytes.Equal(cur, s.CaddyfileFor(nst.Active)) {
+				if err := d.Host.WriteFile(ctx, caddyfile, s.CaddyfileFor(nst.Active), 0o644); err != nil {
 					return "", err
 				}
 			}
@@ -339,7 +344,9 @@ func (d *Deployer) finish(ctx context.Context, action, newColor, release string,
 		return "traffic to " + newColor, err
 	}); err != nil {
 		if oldCaddyfile != nil {
-			_ = d.Host.WriteFile(context.WithoutCancel(ctx), s.remote(s.Caddyfile), oldCaddyfile, 0o644)
+			if caddyfile, err := s.remotePath(s.Caddyfile); err == nil {
+				_ = d.Host.WriteFile(context.WithoutCancel(ctx), caddyfile, oldCaddyfile, 0o644)
+			}
 		}
 		return err
 	}
@@ -462,14 +469,19 @@ func (d *Deployer) upload(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// Every path is checked before anything is written.
+	var paths []string
+	for _, f := range files {
+		p, err := s.remotePath(f.rel)
+		if err != nil {
+			return "", err
+		}
+		paths = append(paths, p)
+	}
 	for _, dir := range []string{s.metaDir(), s.metaDir() + "/env", s.adminDir()} {
 		if err := d.Host.Mkdir(ctx, dir, 0o700, false); err != nil {
 			return "", fmt.Errorf("create %s: %w", dir, err)
 		}
-	}
-	var paths []string
-	for _, f := range files {
-		paths = append(paths, s.remote(f.rel))
 	}
 	have := map[string]string{}
 	out, _ := d.Host.Run(ctx, remote.Cmd{Argv: append([]string{"sha256sum", "--"}, paths...)})
@@ -479,8 +491,8 @@ func (d *Deployer) upload(ctx context.Context) (string, error) {
 		}
 	}
 	sent, bytesSent := 0, 0
-	for _, f := range files {
-		p := s.remote(f.rel)
+	for i, f := range files {
+		p := paths[i]
 		if have[p] == f.sum {
 			continue
 		}
@@ -502,14 +514,23 @@ type releaseFile struct {
 
 // releaseFiles lists what a push uploads: the compose file, both overlays, the
 // env file, and every service's build context. The Caddyfile is not among them:
-// it changes only at the switch.
+// it changes only at the switch. Nothing is read from outside the stack folder,
+// whatever symlinks the tree holds.
 func (s *Stack) releaseFiles() ([]releaseFile, error) {
 	var files []releaseFile
 	add := func(rel string, data []byte, mode os.FileMode) {
 		sum := sha256.Sum256(data)
 		files = append(files, releaseFile{rel: rel, data: data, mode: mode, sum: hex.EncodeToString(sum[:])})
 	}
-	compose, err := os.ReadFile(filepath.Join(s.Root, s.ComposeFile))
+	root, err := realPath(s.Root)
+	if err != nil {
+		return nil, fmt.Errorf("stack folder: %w", err)
+	}
+	composePath, err := inside(root, filepath.Join(s.Root, s.ComposeFile))
+	if err != nil {
+		return nil, fmt.Errorf("compose file: %w", err)
+	}
+	compose, err := os.ReadFile(composePath)
 	if err != nil {
 		return nil, err
 	}
@@ -529,39 +550,87 @@ func (s *Stack) releaseFiles() ([]releaseFile, error) {
 			continue
 		}
 		seen[ctxDir] = true
-		err := filepath.WalkDir(filepath.Join(s.Root, ctxDir), func(p string, e fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if e.IsDir() {
-				if e.Name() == ".git" {
-					return filepath.SkipDir
-				}
-				return nil
-			}
-			if !e.Type().IsRegular() {
-				return nil
-			}
-			rel, _ := filepath.Rel(s.Root, p)
-			if filepath.ToSlash(rel) == filepath.ToSlash(s.Caddyfile) {
-				return nil
-			}
-			info, err := e.Info()
-			if err != nil {
-				return err
-			}
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			add(filepath.ToSlash(rel), data, info.Mode().Perm())
-			return nil
-		})
-		if err != nil {
+		if err := s.walkContext(root, ctxDir, add); err != nil {
 			return nil, fmt.Errorf("build context of %s: %w", name, err)
 		}
 	}
 	return files, nil
+}
+
+// walkContext adds the regular files of a build context. The context may be a
+// symlink to a folder in the stack; its files keep the context's path. A symlink
+// inside it is not uploaded, and one that points outside the stack is refused:
+// the build would otherwise miss a file without a word.
+func (s *Stack) walkContext(root, ctxDir string, add func(string, []byte, os.FileMode)) error {
+	real, err := inside(root, filepath.Join(s.Root, ctxDir))
+	if err != nil {
+		return err
+	}
+	return filepath.WalkDir(real, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		relCtx, _ := filepath.Rel(real, p)
+		rel := filepath.Join(ctxDir, relCtx)
+		switch {
+		case e.IsDir() && e.Name() == ".git":
+			return filepath.SkipDir
+		case e.IsDir():
+			return nil
+		case e.Type()&fs.ModeSymlink != 0:
+			if _, err := inside(root, p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("%s: %w; copy what it points to into the stack folder, or remove the link", rel, err)
+			}
+			return nil
+		case !e.Type().IsRegular() || filepath.ToSlash(rel) == filepath.ToSlash(s.Caddyfile):
+			return nil
+		}
+		info, err := e.Info()
+		if err != nil {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		add(filepath.ToSlash(rel), data, info.Mode().Perm())
+		return nil
+	})
+}
+
+// realPath is p, absolute, with every symlink resolved.
+func realPath(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	return filepath.EvalSymlinks(abs)
+}
+
+// inside resolves p's symlinks and returns the real path when it is root or
+// below it; root is a realPath.
+func inside(root, p string) (string, error) {
+	real, err := realPath(p)
+	if err != nil {
+		return "", err
+	}
+	if rel, err := filepath.Rel(root, real); err != nil || !filepath.IsLocal(rel) {
+		return "", fmt.Errorf("%s leads to %s, outside the stack folder %s; nothing is uploaded from there", p, real, root)
+	}
+	return real, nil
+}
+
+// remotePath is where rel goes on the host: below remote_dir, whatever rel holds.
+// It is the last guard before an upload; the inventory's checks come first.
+func (s *Stack) remotePath(rel string) (string, error) {
+	if !path.IsAbs(s.RemoteDir) || path.Clean(s.RemoteDir) != s.RemoteDir || s.RemoteDir == "/" {
+		return "", fmt.Errorf("%w: remote_dir %q is not an absolute clean folder; nothing is uploaded", ErrBadInput, s.RemoteDir)
+	}
+	p := path.Clean(s.RemoteDir + "/" + rel)
+	if path.IsAbs(rel) || !strings.HasPrefix(p, s.RemoteDir+"/") {
+		return "", fmt.Errorf("%w: %q would be uploaded to %s, outside remote_dir %s; keep the stack's files inside its folder", ErrBadInput, rel, p, s.RemoteDir)
+	}
+	return p, nil
 }
 
 // envFile renders stack.env; values never leave this file.
@@ -596,7 +665,11 @@ func (d *Deployer) stateful(ctx context.Context, newColor, release string) (stri
 	})
 	if !proxyRunning {
 		// The proxy starts with a Caddyfile that routes to the color being pushed.
-		if err := d.Host.WriteFile(ctx, s.remote(s.Caddyfile), s.CaddyfileFor(newColor), 0o644); err != nil {
+		p, err := s.remotePath(s.Caddyfile)
+		if err != nil {
+			return "", err
+		}
+		if err := d.Host.WriteFile(ctx, p, s.CaddyfileFor(newColor), 0o644); err != nil {
 			return "", err
 		}
 	}
@@ -725,8 +798,12 @@ func (d *Deployer) switchTo(ctx context.Context, color string) ([]byte, error) {
 		}
 	}
 	next := s.CaddyfileFor(color)
-	old, _ := d.Host.ReadFile(ctx, s.remote(s.Caddyfile))
-	if err := d.Host.WriteFile(ctx, s.remote(s.Caddyfile), next, 0o644); err != nil {
+	caddyfile, err := s.remotePath(s.Caddyfile)
+	if err != nil {
+		return nil, err
+	}
+	old, _ := d.Host.ReadFile(ctx, caddyfile)
+	if err := d.Host.WriteFile(ctx, caddyfile, next, 0o644); err != nil {
 		return old, err
 	}
 	// Load the exact bytes through the admin socket, so what Caddy runs is what we

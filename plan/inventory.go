@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -38,6 +40,7 @@ type Environment struct {
 
 	Name   string `yaml:"-"`
 	line   int
+	lines  map[string]int // line of each key
 	stacks map[string]*Stack
 }
 
@@ -117,8 +120,9 @@ type Stack struct {
 	// Compose is compose_file, read and checked against the settings above.
 	Compose *Compose `yaml:"-"`
 	// Root is the local folder that compose_file and the build contexts are in.
-	Root string `yaml:"-"`
-	line int
+	Root  string `yaml:"-"`
+	line  int
+	lines map[string]int // line of each key, for errors about its value
 }
 
 // Route is one path Caddy serves from a stateless service.
@@ -193,7 +197,7 @@ func (e *Environment) UnmarshalYAML(n *yaml.Node) error {
 	if err := decodeStrict(n, (*plain)(e)); err != nil {
 		return err
 	}
-	e.line = n.Line
+	e.line, e.lines = n.Line, keyLines(n)
 	return nil
 }
 
@@ -211,7 +215,7 @@ func (s *Stack) UnmarshalYAML(n *yaml.Node) error {
 	if err := decodeStrict(n, (*plain)(s)); err != nil {
 		return err
 	}
-	s.line = n.Line
+	s.line, s.lines = n.Line, keyLines(n)
 	return nil
 }
 
@@ -222,25 +226,6 @@ func (r *Route) UnmarshalYAML(n *yaml.Node) error {
 	}
 	r.line = n.Line
 	return nil
-}
-
-// decodeStrict decodes a node refusing unknown keys (yaml.v3 applies KnownFields
-// only at the top level when a type has its own UnmarshalYAML).
-func decodeStrict(n *yaml.Node, v any) error {
-	if n.Kind == yaml.MappingNode {
-		known := yamlKeys(v)
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k := n.Content[i]
-			if k.Value != "<<" && !slices.Contains(known, k.Value) {
-				hint := ""
-				if s := closest(k.Value, known); s != "" {
-					hint = fmt.Sprintf(" (did you mean %q?)", s)
-				}
-				return fmt.Errorf("line %d: unknown key %q%s; known keys: %s", k.Line, k.Value, hint, strings.Join(known, ", "))
-			}
-		}
-	}
-	return n.Decode(v)
 }
 
 // Load reads and validates an inventory file. Every error names the file and line.
@@ -256,32 +241,42 @@ func Load(file string) (*Inventory, error) {
 	return inv, nil
 }
 
-// Parse validates inventory text; file names it in errors and anchors relative paths.
-func Parse(file string, data []byte) (inv *Inventory, err error) {
-	defer func() {
-		// yaml.v3 can panic on some malformed documents; an inventory loader never should.
-		if r := recover(); r != nil {
-			inv, err = nil, fmt.Errorf("%w: %s: unreadable YAML (%v)", ErrBadInput, file, r)
-		}
-	}()
-	inv = &Inventory{file: file, dir: filepath.Dir(file)}
-	var root yaml.Node
+// Parse validates inventory text; file names it in errors and anchors relative
+// paths. Every error names the file and, but for an empty one, the line.
+func Parse(file string, data []byte) (*Inventory, error) {
+	inv := &Inventory{file: file, dir: filepath.Dir(file)}
+	var root, next yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&root); err != nil {
-		return nil, fmt.Errorf("%w: %s: %s", ErrBadInput, file, strings.TrimPrefix(err.Error(), "yaml: "))
+	err := yamlSafely(func() error { return dec.Decode(&root) })
+	if errors.Is(err, io.EOF) || err == nil && len(root.Content) == 0 {
+		return nil, fmt.Errorf("%w: %s: %w; it needs an environments: map (see the README)", ErrBadInput, file, errNoDocument)
 	}
-	if len(root.Content) == 0 {
-		return nil, fmt.Errorf("%w: %s: empty; it needs an environments: map (see the README)", ErrBadInput, file)
+	if err == nil {
+		// A second document would be ignored, and so would what the user wrote in it.
+		if err = yamlSafely(func() error { return dec.Decode(&next) }); err == nil {
+			return nil, fmt.Errorf("%w: %s:%d: a second YAML document; keep the whole inventory in one (remove the ---)", ErrBadInput, file, next.Line)
+		} else if errors.Is(err, io.EOF) {
+			err = nil
+		}
 	}
-	if err := decodeStrict(root.Content[0], inv); err != nil {
-		return nil, fmt.Errorf("%w: %s:%s", ErrBadInput, file, strings.TrimPrefix(strings.TrimPrefix(err.Error(), "yaml: "), "line "))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadInput, yamlError(file, data, err))
+	}
+	top := root.Content[0]
+	if err := yamlSafely(func() error { return decodeStrict(top, inv) }); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadInput, yamlError(file, data, err))
+	}
+	at := func(line int, format string, a ...any) error {
+		return fmt.Errorf("%w: %s:%d: %s", ErrBadInput, file, line, fmt.Sprintf(format, a...))
 	}
 	if len(inv.Environments) == 0 {
-		return nil, fmt.Errorf("%w: %s: no environments; add one under the environments key", ErrBadInput, file)
+		return nil, at(keyLine(keyLines(top), "environments", top.Line), "no environments; add one under the environments key")
 	}
-	for name, env := range inv.Environments {
+	envLines := keyLines(mapValue(top, "environments"))
+	for _, name := range inv.EnvNames() {
+		env := inv.Environments[name]
 		if env == nil {
-			return nil, fmt.Errorf("%w: %s: environment %q is empty; give it hosts and a stack", ErrBadInput, file, name)
+			return nil, at(keyLine(envLines, name, top.Line), "environment %q is empty; give it hosts and a stack", name)
 		}
 		env.Name = name
 		if err := inv.check(env); err != nil {
@@ -318,6 +313,9 @@ var (
 	nameRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 	envKeyRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	addressRE = regexp.MustCompile(`^[A-Za-z0-9.:-]+$`)
+	// Compose's rule for service names; image names take lower case only.
+	serviceRE   = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+	imageNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
 )
 
 func (inv *Inventory) check(e *Environment) error {
@@ -325,10 +323,13 @@ func (inv *Inventory) check(e *Environment) error {
 		return fmt.Errorf("%s:%d: environment %s: %s", inv.file, line, e.Name, fmt.Sprintf(format, a...))
 	}
 	if len(e.Hosts) == 0 {
-		return at(e.line, "no hosts; add at least one under hosts: with name and address")
+		return at(keyLine(e.lines, "hosts", e.line), "no hosts; add at least one under hosts: with name and address")
 	}
 	seen := map[string]bool{}
 	for _, h := range e.Hosts {
+		if h == nil {
+			return at(keyLine(e.lines, "hosts", e.line), "an empty entry under hosts:; give each host name, address, user and known_hosts")
+		}
 		switch {
 		case h.Name == "":
 			return at(h.line, "host without name; add name: (it prefixes every line of output)")
@@ -338,7 +339,7 @@ func (inv *Inventory) check(e *Environment) error {
 			return at(h.line, "host name %q used twice; names must be unique", h.Name)
 		case h.Address == "":
 			return at(h.line, "host %s has no address; add address: (IP or DNS name)", h.Name)
-		case !addressRE.MatchString(h.Address):
+		case !addressRE.MatchString(h.Address) || strings.HasPrefix(h.Address, "-"):
 			return at(h.line, "host %s: address %q is not an IP or DNS name", h.Name, h.Address)
 		case h.Port < 0 || h.Port > 65535:
 			return at(h.line, "host %s: port %d is out of range 1-65535", h.Name, h.Port)
@@ -356,20 +357,18 @@ func (inv *Inventory) check(e *Environment) error {
 	}
 	s := &e.Stack
 	if s.line == 0 {
-		return at(e.line, "no stack:; add project, remote_dir, stateless, stateful and routes")
+		return at(keyLine(e.lines, "stack", e.line), "no stack:; add project, remote_dir, stateless, stateful and routes")
 	}
-	sat := func(format string, a ...any) error { return at(s.line, format, a...) }
+	kat := func(key, format string, a ...any) error { return at(keyLine(s.lines, key, s.line), format, a...) }
 	switch {
 	case !nameRE.MatchString(s.Project):
-		return sat("stack.project %q: set a compose project name (lower-case letters, digits, - and _)", s.Project)
-	case s.RemoteDir == "" || !path.IsAbs(s.RemoteDir):
-		return sat("stack.remote_dir %q must be an absolute path on the host, such as /srv/%s", s.RemoteDir, s.Project)
-	case path.Clean(s.RemoteDir) == "/" || strings.Contains(s.RemoteDir, ".."):
-		return sat("stack.remote_dir %q: use a folder of its own, without ..", s.RemoteDir)
+		return kat("project", "stack.project %q: set a compose project name (lower-case letters, digits, - and _)", s.Project)
 	case len(s.Stateless) == 0:
-		return sat("stack.stateless is empty; list the services that run once per color (blue/green)")
+		return kat("stateless", "stack.stateless is empty; list the services that run once per color (blue/green)")
 	}
-	s.RemoteDir = path.Clean(s.RemoteDir)
+	if err := checkRemoteDir(s.RemoteDir, s.Project); err != nil {
+		return kat("remote_dir", "stack.remote_dir %v", err)
+	}
 	if s.ComposeFile == "" {
 		s.ComposeFile = "compose.yml"
 	}
@@ -391,9 +390,25 @@ func (inv *Inventory) check(e *Environment) error {
 	if s.ReserveDisk.Bytes == 0 {
 		s.ReserveDisk.Bytes = 1 << 30
 	}
-	for _, p := range []string{s.ComposeFile, s.Caddyfile} {
-		if filepath.IsAbs(p) || !filepath.IsLocal(p) {
-			return sat("%q must be a path inside the project folder, without .. (it is uploaded below remote_dir)", p)
+	for _, f := range []struct {
+		key string
+		p   *string
+	}{{"compose_file", &s.ComposeFile}, {"caddyfile", &s.Caddyfile}} {
+		if err := checkStackPath(*f.p); err != nil {
+			return kat(f.key, "stack.%s %v", f.key, err)
+		}
+		*f.p = path.Clean(*f.p)
+	}
+	// The names go into the rendered overlay and Caddyfile, and stateless ones
+	// into image names, so they keep to what Compose and Docker accept there.
+	for _, n := range s.Stateless {
+		if !imageNameRE.MatchString(n) {
+			return kat("stateless", "stateless service %q: use lower-case letters, digits, ., - and _ (it names the color's image)", n)
+		}
+	}
+	for _, n := range s.Stateful {
+		if !serviceRE.MatchString(n) {
+			return kat("stateful", "stateful service %q: use letters, digits, ., - and _, as Compose does", n)
 		}
 	}
 	both := map[string]string{}
@@ -402,20 +417,20 @@ func (inv *Inventory) check(e *Environment) error {
 	}
 	for _, n := range s.Stateful {
 		if both[n] != "" {
-			return sat("service %q is listed as both stateless and stateful; keep one", n)
+			return kat("stateful", "service %q is listed as both stateless and stateful; keep one", n)
 		}
 		both[n] = "stateful"
 	}
 	if both[s.Proxy] != "stateful" {
-		return sat("the proxy service %q must be listed under stateful (it runs once and is never doubled)", s.Proxy)
+		return kat("stateful", "the proxy service %q must be listed under stateful (it runs once and is never doubled)", s.Proxy)
 	}
-	for k, v := range s.Env {
+	for _, k := range sorted(slices.Collect(maps.Keys(s.Env))) {
 		if !envKeyRE.MatchString(k) {
-			return sat("env key %q is not a valid variable name", k)
+			return kat("env", "env key %q is not a valid variable name", k)
 		}
-		if strings.ContainsAny(v, "\n\r\x00") {
+		if strings.ContainsAny(s.Env[k], "\n\r\x00") {
 			// The value itself is never printed: it may be a secret.
-			return sat("env %s: the value holds a line break, which an env file cannot carry; keep it on one line", k)
+			return kat("env", "env %s: the value holds a line break or NUL, which an env file cannot carry; keep it on one line", k)
 		}
 	}
 	for _, h := range e.Hosts {
@@ -435,9 +450,12 @@ func (inv *Inventory) check(e *Environment) error {
 		}
 	}
 	if len(s.Routes) == 0 {
-		return sat("no routes; add one (site, path, service, port, health_path) so Caddy knows what to serve")
+		return kat("routes", "no routes; add one (site, path, service, port, health_path) so Caddy knows what to serve")
 	}
 	for _, r := range s.Routes {
+		if r == nil {
+			return kat("routes", "an empty entry under routes:; give each route site, path, service, port and health_path")
+		}
 		rat := func(format string, a ...any) error { return at(r.line, format, a...) }
 		if r.Site == "" {
 			r.Site = ":80"
@@ -461,13 +479,62 @@ func (inv *Inventory) check(e *Environment) error {
 	s.Root = inv.dir
 	c, err := LoadCompose(filepath.Join(inv.dir, s.ComposeFile))
 	if err != nil {
-		return err
+		return kat("compose_file", "%v", err)
+	}
+	for _, l := range []struct {
+		key   string
+		names []string
+	}{{"stateless", s.Stateless}, {"stateful", s.Stateful}} {
+		for _, name := range l.names {
+			if c.Services[name] == nil {
+				return kat(l.key, "stack.%s lists service %q but the compose file %s has no such service; it has: %s",
+					l.key, name, c.File, strings.Join(c.ServiceNames(), ", "))
+			}
+		}
 	}
 	if err := c.check(s); err != nil {
-		return err
+		return kat("compose_file", "%v", err)
 	}
 	s.Compose = c
 	return nil
+}
+
+// checkRemoteDir refuses a remote_dir that is not one folder of its own: every
+// upload and the deploy's own records go below it.
+func checkRemoteDir(dir, project string) error {
+	switch {
+	case dir == "":
+		return fmt.Errorf("is missing; set the stack's folder on the host, such as /srv/%s", project)
+	case hasControl(dir):
+		return fmt.Errorf("%q holds a control character; use a plain path such as /srv/%s", dir, project)
+	case !path.IsAbs(dir):
+		return fmt.Errorf("%q must be an absolute path on the host, such as /srv/%s", dir, project)
+	case slices.Contains(strings.Split(dir, "/"), ".."):
+		return fmt.Errorf("%q holds ..; use a folder of its own, such as /srv/%s", dir, project)
+	case path.Clean(dir) == "/":
+		return fmt.Errorf("%q is the root folder; use a folder of its own, such as /srv/%s", dir, project)
+	case path.Clean(dir) != dir:
+		return fmt.Errorf("%q is not a clean path; write it as %q", dir, path.Clean(dir))
+	}
+	return nil
+}
+
+// checkStackPath refuses a path of the stack (compose_file, caddyfile, a build
+// context) that could point outside the stack's folder, here or on the host.
+func checkStackPath(p string) error {
+	switch {
+	case hasControl(p):
+		return fmt.Errorf("%q holds a control character; use a plain relative path", p)
+	case filepath.IsAbs(p) || path.IsAbs(p):
+		return fmt.Errorf("%q is absolute; write it relative to the stack folder (the inventory's), since it is uploaded below remote_dir", p)
+	case slices.Contains(strings.Split(filepath.ToSlash(p), "/"), ".."):
+		return fmt.Errorf("%q holds ..; keep it inside the stack folder (the inventory's), since it is uploaded below remote_dir", p)
+	}
+	return nil
+}
+
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }
 
 func (inv *Inventory) localPath(p string) string {

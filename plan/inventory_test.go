@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -93,22 +94,63 @@ func TestLoadRejects(t *testing.T) {
 		{"route to unknown service", strings.Replace(goodInventory, "service: platform", "service: platfrom", 1), goodCompose,
 			[]string{"inventory.yaml:16:", `unknown service "platfrom"`, "platform, rag"}},
 		{"stateless with container_name", goodInventory, strings.Replace(goodCompose, "    build: services/platform", "    build: services/platform\n    container_name: platform", 1),
-			[]string{"compose.yml:10:", "container_name", "remove it"}},
+			[]string{"inventory.yaml:11:", "compose.yml:10:", "container_name", "remove it"}},
 		{"stateless with ports", goodInventory, strings.Replace(goodCompose, "    build: services/rag", "    build: services/rag\n    ports: [\"8000:8000\"]", 1),
 			[]string{"compose.yml:12:", "publishes ports", "remove ports:"}},
 		{"service not in compose", strings.Replace(goodInventory, "[platform, rag]", "[platform, rag, crawler]", 1), goodCompose,
-			[]string{`service "crawler"`, "compose file has no such service"}},
+			[]string{"inventory.yaml:13:", `stack.stateless lists service "crawler"`, "has no such service", "db, platform, proxy, rag"}},
 		{"relative remote_dir", strings.Replace(goodInventory, "/srv/tale", "srv/tale", 1), goodCompose,
-			[]string{"inventory.yaml:11:", "absolute path"}},
+			[]string{"inventory.yaml:12:", "absolute path"}},
 		{"remote_dir escaping", strings.Replace(goodInventory, "/srv/tale", "/srv/../etc", 1), goodCompose,
-			[]string{"remote_dir", "without .."}},
+			[]string{"remote_dir", "holds .."}},
 		{"bad duration", strings.Replace(goodInventory, "      env:", "      drain_timeout: soon\n      env:", 1), goodCompose,
 			[]string{"inventory.yaml:", `"soon" is not a duration`}},
 		{"proxy not stateful", strings.Replace(goodInventory, "[proxy, db]", "[db]", 1), goodCompose,
 			[]string{"proxy service", "stateful"}},
 		{"hostile path in route", strings.Replace(goodInventory, "path: /*", "path: \"/x {\\n}\"", 1), goodCompose,
 			[]string{"inventory.yaml:16:", "braces"}},
-		{"not yaml", "environments: [", goodCompose, []string{"inventory.yaml"}},
+		{"address like an option", strings.Replace(goodInventory, "address: 127.0.0.1", "address: -oProxyCommand", 1), goodCompose,
+			[]string{"inventory.yaml:4:", `address "-oProxyCommand" is not an IP or DNS name`}},
+		{"stateless name for an image", strings.Replace(goodInventory, "[platform, rag]", "[Platform, rag]", 1), goodCompose,
+			[]string{"inventory.yaml:13:", `stateless service "Platform"`, "lower-case"}},
+		{"stateless name that would inject YAML", strings.Replace(goodInventory, "[platform, rag]", `["rag:\n    privileged: true", platform]`, 1), goodCompose,
+			[]string{"inventory.yaml:13:", "stateless service", "lower-case"}},
+		{"stateful name with a space", strings.Replace(goodInventory, "[proxy, db]", `[proxy, "db x"]`, 1), goodCompose,
+			[]string{"inventory.yaml:14:", `stateful service "db x"`}},
+		{"not yaml", "environments: [", goodCompose, []string{"inventory.yaml:1:"}},
+		{"not yaml further down", strings.Replace(goodInventory, "      project: tale", "      project: tale\n\t  colour: blue", 1), goodCompose,
+			[]string{"inventory.yaml:11:", "tab"}},
+		{"not UTF-8", strings.Replace(goodInventory, "SECRET: s3cret", "SECRET: s3\xffcret", 1), goodCompose,
+			[]string{"inventory.yaml:22:", "UTF-8"}},
+		{"unknown anchor", strings.Replace(goodInventory, "stateful: [proxy, db]", "stateful: *services", 1), goodCompose,
+			[]string{"inventory.yaml:14:", "unknown anchor"}},
+		{"empty", "# nothing yet\n", goodCompose, []string{"inventory.yaml: empty", "environments:"}},
+		{"second document", goodInventory + "---\nenvironments: {}\n", goodCompose,
+			[]string{"inventory.yaml:23:", "second YAML document", "remove the ---"}},
+		{"port not a number", strings.Replace(goodInventory, "port: 2222", "port: [2222]", 1), goodCompose,
+			[]string{"inventory.yaml:6:", "cannot unmarshal"}},
+		{"port too big", strings.Replace(goodInventory, "port: 2222", "port: 99999999999999999999", 1), goodCompose,
+			[]string{"inventory.yaml:6:", "cannot unmarshal"}},
+		{"list where keys belong", "environments:\n  demo:\n    hosts: []\n    stack: [a]\n", goodCompose,
+			[]string{"inventory.yaml:4:", "found a list where keys belong", "project"}},
+		{"value where keys belong", "environments:\n  demo: prod\n", goodCompose,
+			[]string{"inventory.yaml:2:", `found the value "prod" where keys belong`, "hosts, stack"}},
+		{"empty host entry", strings.Replace(goodInventory, "    hosts:\n", "    hosts:\n      - ~\n", 1), goodCompose,
+			[]string{"inventory.yaml:3:", "empty entry under hosts"}},
+		{"empty route entry", strings.Replace(goodInventory, "      routes:\n", "      routes:\n        -\n", 1), goodCompose,
+			[]string{"inventory.yaml:15:", "empty entry under routes"}},
+		{"empty environment", "environments:\n  demo:\n  prod: ~\n", goodCompose,
+			[]string{"inventory.yaml:2:", `environment "demo" is empty`}},
+		{"no environments", "environments: {}\n", goodCompose,
+			[]string{"inventory.yaml:1:", "no environments"}},
+		{"unknown key merged in", strings.Replace(goodInventory, "    stack:\n", "    stack:\n      <<: {colour: blue}\n", 1), goodCompose,
+			[]string{"inventory.yaml:11:", `unknown key "colour"`}},
+		{"duplicate key", strings.Replace(goodInventory, "      project: tale\n", "      project: tale\n      project: tale2\n", 1), goodCompose,
+			[]string{"inventory.yaml:12:", `"project" already defined at line 11`}},
+		{"compose file missing", strings.Replace(goodInventory, "      project: tale\n", "      project: tale\n      compose_file: nope.yml\n", 1), goodCompose,
+			[]string{"inventory.yaml:12:", "nope.yml", "no such file", "set stack.compose_file"}},
+		{"compose file not yaml", goodInventory, "services:\n  a: [\n",
+			[]string{"inventory.yaml:11:", "compose.yml:2:", "did not find"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Load(writeStack(t, tc.inventory, tc.compose))
@@ -127,29 +169,128 @@ func TestLoadRejects(t *testing.T) {
 	}
 }
 
-// FuzzParse: the loader never panics, and what it accepts is complete.
+// Nothing may point outside the stack folder here, or outside remote_dir on the
+// host, whatever the inventory or the compose file says.
+func TestLoadRejectsPathsOutsideTheStack(t *testing.T) {
+	stackKey := func(key, value string) string {
+		return strings.Replace(goodInventory, "      remote_dir: /srv/tale\n", "      remote_dir: /srv/tale\n      "+key+": "+value+"\n", 1)
+	}
+	remoteDir := func(v string) string {
+		return strings.Replace(goodInventory, "remote_dir: /srv/tale", "remote_dir: "+v, 1)
+	}
+	build := func(v string) string { return strings.Replace(goodCompose, "build: services/db", "build: "+v, 1) }
+	for _, tc := range []struct {
+		name, inventory, compose string
+		want                     []string // all must appear in the error
+	}{
+		{"compose_file above", stackKey("compose_file", "../compose.yml"), goodCompose,
+			[]string{"inventory.yaml:13:", "stack.compose_file", `"../compose.yml" holds ..`, "keep it inside the stack folder"}},
+		{"compose_file through ..", stackKey("compose_file", "sub/../../compose.yml"), goodCompose,
+			[]string{"inventory.yaml:13:", "holds .."}},
+		{"compose_file inside but with ..", stackKey("compose_file", "sub/../compose.yml"), goodCompose,
+			[]string{"inventory.yaml:13:", "holds .."}},
+		{"compose_file absolute", stackKey("compose_file", "/etc/compose.yml"), goodCompose,
+			[]string{"inventory.yaml:13:", `"/etc/compose.yml" is absolute`, "write it relative"}},
+		{"caddyfile above", stackKey("caddyfile", "../Caddyfile"), goodCompose,
+			[]string{"inventory.yaml:13:", "stack.caddyfile", "holds .."}},
+		{"caddyfile absolute", stackKey("caddyfile", "/etc/caddy/Caddyfile"), goodCompose,
+			[]string{"inventory.yaml:13:", "stack.caddyfile", "is absolute"}},
+		{"caddyfile with a line break", stackKey("caddyfile", `"Caddy\nfile"`), goodCompose,
+			[]string{"inventory.yaml:13:", "control character"}},
+		{"remote_dir root", remoteDir("/"), goodCompose,
+			[]string{"inventory.yaml:12:", "root folder", "/srv/tale"}},
+		{"remote_dir root in disguise", remoteDir("//"), goodCompose,
+			[]string{"inventory.yaml:12:", "root folder"}},
+		{"remote_dir relative", remoteDir("srv/tale"), goodCompose,
+			[]string{"inventory.yaml:12:", "must be an absolute path", "/srv/tale"}},
+		{"remote_dir with ..", remoteDir("/srv/../etc"), goodCompose,
+			[]string{"inventory.yaml:12:", "holds .."}},
+		{"remote_dir ending in ..", remoteDir("/srv/tale/.."), goodCompose,
+			[]string{"inventory.yaml:12:", "holds .."}},
+		{"remote_dir not clean", remoteDir("/srv//tale/"), goodCompose,
+			[]string{"inventory.yaml:12:", `write it as "/srv/tale"`}},
+		{"remote_dir with .", remoteDir("/srv/./tale"), goodCompose,
+			[]string{"inventory.yaml:12:", `write it as "/srv/tale"`}},
+		{"remote_dir empty", remoteDir(`""`), goodCompose,
+			[]string{"inventory.yaml:12:", "is missing"}},
+		{"remote_dir missing", strings.Replace(goodInventory, "      remote_dir: /srv/tale\n", "", 1), goodCompose,
+			[]string{"inventory.yaml:11:", "remote_dir is missing"}},
+		{"remote_dir with NUL", remoteDir(`"/srv/t\0"`), goodCompose,
+			[]string{"inventory.yaml:12:", "control character"}},
+		{"build context above", goodInventory, build("../db"),
+			[]string{"compose.yml:7:", `service "db": build context "../db" holds ..`}},
+		{"build context through ..", goodInventory, build("services/../../db"),
+			[]string{"compose.yml:7:", "holds .."}},
+		{"build context absolute", goodInventory, build("/srv/db"),
+			[]string{"compose.yml:7:", `"/srv/db" is absolute`}},
+		{"build context in a mapping", goodInventory, strings.Replace(goodCompose, "build: services/db", "build:\n      context: ../../db", 1),
+			[]string{"compose.yml:8:", "holds .."}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(writeStack(t, tc.inventory, tc.compose))
+			if !errors.Is(err, ErrBadInput) {
+				t.Fatalf("Load = %v, want ErrBadInput", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q: %v", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadCleansStackPaths(t *testing.T) {
+	inv := strings.Replace(goodInventory, "      remote_dir: /srv/tale\n", "      remote_dir: /srv/tale\n      compose_file: ./compose.yml\n      caddyfile: proxy//Caddyfile\n", 1)
+	loaded, err := Load(writeStack(t, inv, goodCompose))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := loaded.Environments["demo"].Stack; s.ComposeFile != "compose.yml" || s.Caddyfile != "proxy/Caddyfile" {
+		t.Errorf("compose_file %q, caddyfile %q; want them cleaned", s.ComposeFile, s.Caddyfile)
+	}
+}
+
+// FuzzParse: the loader never panics, every refusal names the file and a line
+// (but for an empty file), and what it accepts is complete and stays inside its
+// folders. Seeds are in testdata/fuzz/FuzzParse.
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(goodInventory))
-	f.Add([]byte("environments: {a: {hosts: [{name: x}]}}"))
-	f.Add([]byte("environments:\n  a: &x\n    hosts: *x\n"))
 	dir := f.TempDir()
 	os.WriteFile(filepath.Join(dir, "compose.yml"), []byte(goodCompose), 0o644)
 	file := filepath.Join(dir, "inventory.yaml")
+	located := regexp.MustCompile("^" + regexp.QuoteMeta(ErrBadInput.Error()+": "+file) + `:[1-9][0-9]*: `)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		inv, err := Parse(file, data)
 		if err != nil {
 			if inv != nil || !errors.Is(err, ErrBadInput) {
 				t.Fatalf("error %v with inventory %v", err, inv)
 			}
+			if errors.Is(err, errYAMLPanic) {
+				// Parse survives it, but a panic while decoding is a bug to see.
+				t.Fatalf("decoding panicked: %v", err)
+			}
+			if !located.MatchString(err.Error()) && !errors.Is(err, errNoDocument) {
+				t.Fatalf("error does not start with %s:LINE: %v", file, err)
+			}
 			return
 		}
 		for _, e := range inv.Environments {
-			if len(e.Hosts) == 0 || e.Stack.Compose == nil || len(e.Stack.Routes) == 0 || e.Stack.RemoteDir == "" {
+			s := e.Stack
+			if len(e.Hosts) == 0 || s.Compose == nil || len(s.Routes) == 0 || s.RemoteDir == "" {
 				t.Fatalf("accepted an incomplete environment: %+v", e)
 			}
 			for _, h := range e.Hosts {
 				if h.Address == "" || h.KnownHosts == "" || bytes.ContainsAny([]byte(h.Address), " ;$`") {
 					t.Fatalf("accepted host %+v", h)
+				}
+			}
+			if err := checkRemoteDir(s.RemoteDir, s.Project); err != nil {
+				t.Fatalf("accepted remote_dir %q: %v", s.RemoteDir, err)
+			}
+			for _, p := range []string{s.ComposeFile, s.Caddyfile, s.OverlayFile(Blue), s.OverlayFile(Green)} {
+				if _, err := s.remotePath(p); err != nil {
+					t.Fatalf("accepted a path that leaves remote_dir: %v", err)
 				}
 			}
 		}

@@ -122,7 +122,11 @@ func (d *Deployer) validateCaddyfile(ctx context.Context, color string) (string,
 		return "", nil
 	}
 	proxy := d.cs[i]
-	hostDir := path.Dir(s.remote(s.Caddyfile))
+	caddyfile, err := s.remotePath(s.Caddyfile)
+	if err != nil {
+		return "", err
+	}
+	hostDir := path.Dir(caddyfile)
 	inDir := ""
 	for _, m := range proxy.Mounts {
 		if m.Source == hostDir {

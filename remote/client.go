@@ -38,18 +38,25 @@ type Config struct {
 	User           string
 	IdentityFile   string // private key; may be empty when an agent is used
 	KnownHostsFile string
+	// AcceptNewHostKey trusts the key of a host KnownHostsFile does not list yet
+	// and adds it there, like OpenSSH's StrictHostKeyChecking=accept-new. A changed
+	// key is refused all the same.
+	AcceptNewHostKey bool
 	// Passphrase is asked for an encrypted key. Nil means no way to ask.
 	Passphrase func(keyFile string) ([]byte, error)
 	Timeout    time.Duration
+	// Log receives notices, such as a host key newly added; os.Stderr when nil.
+	Log io.Writer
 }
 
-func (c Config) addr() string {
-	port := c.Port
-	if port == 0 {
-		port = 22
+func (c Config) port() int {
+	if c.Port == 0 {
+		return 22
 	}
-	return net.JoinHostPort(c.Address, strconv.Itoa(port))
+	return c.Port
 }
+
+func (c Config) addr() string { return net.JoinHostPort(c.Address, strconv.Itoa(c.port())) }
 
 // Client is one SSH connection to a host. It is safe for concurrent use.
 type Client struct {
@@ -93,6 +100,10 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		var hk *hostKeyError
 		if errors.As(err, &hk) {
 			return nil, hk
+		}
+		var kh *knownHostsError
+		if errors.As(err, &kh) {
+			return nil, kh.error
 		}
 		if strings.Contains(err.Error(), "unable to authenticate") {
 			return nil, fmt.Errorf("%w: %s as %q: the host accepted none of the offered keys; check the host's identity_file (or ssh-agent) and the host's authorized_keys", ErrAuth, cfg.Name, cfg.User)
@@ -154,7 +165,7 @@ func (e *ExitError) Error() string {
 // Cmd is one command to run on the host.
 type Cmd struct {
 	Argv   []string
-	Env    []string  // KEY=VALUE, passed through env(1) since sshd rarely accepts SetEnv
+	Env    []string  // NAME=VALUE, passed through env(1) since sshd rarely accepts SetEnv
 	Stdin  io.Reader // optional
 	Stdout io.Writer // optional: stream output here instead of returning it
 	Stderr io.Writer // optional: stream stderr here as well as keeping it
@@ -163,6 +174,10 @@ type Cmd struct {
 // Run runs cmd and returns its standard output. A command that exits non-zero
 // returns *ExitError. Cancelling ctx closes the session.
 func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
+	line, err := CommandLine(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", c.cfg.Name, err)
+	}
 	s, err := c.ssh.NewSession()
 	if err != nil {
 		return nil, c.lostErr(fmt.Errorf("%s: new ssh session: %w", c.cfg.Name, err))
@@ -178,12 +193,8 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
 	if cmd.Stderr != nil {
 		s.Stderr = io.MultiWriter(&errb, cmd.Stderr)
 	}
-	argv := cmd.Argv
-	if len(cmd.Env) > 0 {
-		argv = append(append([]string{"env"}, cmd.Env...), cmd.Argv...)
-	}
 	done := make(chan error, 1)
-	go func() { done <- s.Run(Quote(argv)) }()
+	go func() { done <- s.Run(line) }()
 	select {
 	case <-ctx.Done():
 		s.Signal(ssh.SIGTERM)

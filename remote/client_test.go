@@ -1,21 +1,25 @@
 package remote
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/binary"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 // testServer is an in-process SSH server with a pinned host key: exec runs the
@@ -136,8 +140,160 @@ func TestHostKeyUnknownIsRefused(t *testing.T) {
 	if !errors.Is(err, ErrHostKeyUnknown) {
 		t.Fatalf("Dial to an unknown host: %v, want ErrHostKeyUnknown", err)
 	}
-	if fp := ssh.FingerprintSHA256(ts.hostKey.PublicKey()); !strings.Contains(err.Error(), fp) || !strings.Contains(err.Error(), "ssh-keyscan") {
-		t.Errorf("error does not show the fingerprint %s and how to trust it: %v", fp, err)
+	fp := ssh.FingerprintSHA256(ts.hostKey.PublicKey())
+	for _, want := range []string{fp, fmt.Sprintf("ssh-keyscan -p %d %s >> %s", cfg.Port, cfg.Address, cfg.KnownHostsFile), "--accept-new-host-key"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not show %q (fingerprint and how to trust it): %v", want, err)
+		}
+	}
+}
+
+func TestAcceptNewHostKey(t *testing.T) {
+	cfg, ts := setup(t, func(*testServer) ssh.PublicKey { return nil })
+	var log strings.Builder
+	cfg.AcceptNewHostKey, cfg.Log = true, &log
+	c, err := Dial(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Dial with AcceptNewHostKey to an unknown host: %v", err)
+	}
+	c.Close()
+	key := ts.hostKey.PublicKey()
+	want := knownhosts.Line([]string{knownhosts.Normalize(ts.addr)}, key) + "\n"
+	if got, _ := os.ReadFile(cfg.KnownHostsFile); string(got) != want {
+		t.Errorf("known_hosts holds %q, want exactly %q", got, want)
+	}
+	for _, w := range []string{"[" + cfg.Address + "]:", key.Type(), ssh.FingerprintSHA256(key), cfg.KnownHostsFile} {
+		if !strings.Contains(log.String(), w) {
+			t.Errorf("notice lacks %q: %q", w, log.String())
+		}
+	}
+	if strings.Count(log.String(), "\n") != 1 {
+		t.Errorf("notice is not one line: %q", log.String())
+	}
+	cfg.AcceptNewHostKey = false
+	c, err = Dial(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("second Dial, without AcceptNewHostKey: %v", err)
+	}
+	c.Close()
+}
+
+func TestAcceptNewHostKeyCreatesFile(t *testing.T) {
+	cfg, _ := setup(t, func(*testServer) ssh.PublicKey { return nil })
+	cfg.KnownHostsFile = filepath.Join(t.TempDir(), "ssh", "known_hosts")
+	if _, err := Dial(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "--accept-new-host-key") {
+		t.Fatalf("Dial with a missing known_hosts: %v, want a refusal that names --accept-new-host-key", err)
+	}
+	cfg.AcceptNewHostKey, cfg.Log = true, io.Discard
+	c, err := Dial(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	c.Close()
+	for p, mode := range map[string]os.FileMode{cfg.KnownHostsFile: 0o600, filepath.Dir(cfg.KnownHostsFile): 0o700} {
+		if info, err := os.Stat(p); err != nil || info.Mode().Perm() != mode {
+			t.Errorf("%s: %v, want mode %v", p, err, mode)
+		}
+	}
+}
+
+func TestAcceptNewHostKeyUnwritableFile(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root writes a read-only file all the same")
+	}
+	cfg, _ := setup(t, func(*testServer) ssh.PublicKey { return nil })
+	os.Chmod(cfg.KnownHostsFile, 0o400)
+	cfg.AcceptNewHostKey, cfg.Log = true, io.Discard
+	_, err := Dial(context.Background(), cfg)
+	if err == nil || errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), cfg.KnownHostsFile) {
+		t.Fatalf("Dial with a read-only known_hosts: %v; want an error that names the file, not an unreachable host", err)
+	}
+}
+
+func TestAcceptNewHostKeyKeepsLastLine(t *testing.T) {
+	cfg, ts := setup(t, func(*testServer) ssh.PublicKey { return nil })
+	other := "other.example " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(newKey(t).PublicKey())))
+	os.WriteFile(cfg.KnownHostsFile, []byte(other), 0o600) // no final newline
+	cfg.AcceptNewHostKey, cfg.Log = true, io.Discard
+	c, err := Dial(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	want := other + "\n" + knownhosts.Line([]string{knownhosts.Normalize(ts.addr)}, ts.hostKey.PublicKey()) + "\n"
+	if got, _ := os.ReadFile(cfg.KnownHostsFile); string(got) != want {
+		t.Errorf("known_hosts holds %q, want %q", got, want)
+	}
+}
+
+func TestAcceptNewHostKeyNeverAcceptsAChangedKey(t *testing.T) {
+	old := newKey(t)
+	cfg, ts := setup(t, func(*testServer) ssh.PublicKey { return old.PublicKey() })
+	before, _ := os.ReadFile(cfg.KnownHostsFile)
+	var log strings.Builder
+	cfg.AcceptNewHostKey, cfg.Log = true, &log
+	_, err := Dial(context.Background(), cfg)
+	if !errors.Is(err, ErrHostKeyMismatch) {
+		t.Fatalf("Dial with AcceptNewHostKey to a host whose key changed: %v, want ErrHostKeyMismatch", err)
+	}
+	for _, want := range []string{ssh.FingerprintSHA256(ts.hostKey.PublicKey()), ssh.FingerprintSHA256(old.PublicKey()), "WARNING"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	if after, _ := os.ReadFile(cfg.KnownHostsFile); !bytes.Equal(after, before) {
+		t.Errorf("known_hosts changed from %q to %q", before, after)
+	}
+	if log.Len() > 0 {
+		t.Errorf("notice printed for a refused key: %q", log.String())
+	}
+}
+
+// Hosts dialled in parallel share one known_hosts file: each is added once, on
+// a line of its own, even when the same host is dialled twice at once.
+func TestAcceptNewHostKeyInParallel(t *testing.T) {
+	cfg, _ := setup(t, func(*testServer) ssh.PublicKey { return nil })
+	cfg.AcceptNewHostKey, cfg.Log = true, io.Discard
+	clientKey := func() ssh.PublicKey {
+		pem, _ := os.ReadFile(cfg.IdentityFile)
+		s, _ := ssh.ParsePrivateKey(pem)
+		return s.PublicKey()
+	}()
+	var cfgs []Config
+	for range 4 {
+		ts := startServer(t, clientKey)
+		c := cfg
+		host, port, _ := net.SplitHostPort(ts.addr)
+		c.Address = host
+		fmt.Sscan(port, &c.Port)
+		cfgs = append(cfgs, c, c)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(cfgs))
+	for i, c := range cfgs {
+		wg.Go(func() {
+			cl, err := Dial(context.Background(), c)
+			if err == nil {
+				cl.Close()
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Errorf("Dial: %v", err)
+		}
+	}
+	data, _ := os.ReadFile(cfg.KnownHostsFile)
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("known_hosts has %d lines, want 4 (one per host):\n%s", len(lines), data)
+	}
+	for _, l := range lines {
+		if _, _, _, _, _, err := ssh.ParseKnownHosts([]byte(l)); err != nil {
+			t.Errorf("line %q: %v", l, err)
+		}
 	}
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need (scripts/sandbox.sh up: Docker, Compose v2,
 # Caddy, an OpenSSH sshd) and runs the whole test suite: static checks, unit tests,
-# a bounded fuzz run, then each end-to-end package on its own.
+# bounded fuzz runs, then each end-to-end package on its own.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -23,7 +23,8 @@ echo "== unit tests"
 go test -count=1 $(go list ./... | grep -v /e2e)
 
 echo "== fuzz (bounded)"
-go test -run '^$' -fuzz '^FuzzQuote$' -fuzztime 20s ./remote
+go test -run '^$' -fuzz '^FuzzRunArgv$' -fuzztime 20s ./remote
+go test -run '^$' -fuzz '^FuzzCommands$' -fuzztime 20s ./plan
 go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 20s ./plan
 
 echo "== end-to-end (real sshd, Docker, Compose v2, Caddy, vegeta load)"

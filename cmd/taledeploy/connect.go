@@ -12,6 +12,24 @@ import (
 	"taledeploy/remote"
 )
 
+// dialOptions are the command line's settings for every SSH connection.
+type dialOptions struct {
+	acceptNewHostKey bool
+}
+
+func (cli *CLI) dialOptions() dialOptions {
+	return dialOptions{acceptNewHostKey: cli.AcceptNewHostKey}
+}
+
+// hostConfig says how to reach one host of the inventory.
+func hostConfig(h *plan.Host, o dialOptions) remote.Config {
+	return remote.Config{
+		Name: h.Name, Address: h.Address, Port: h.Port, User: h.User,
+		IdentityFile: h.IdentityFile, KnownHostsFile: h.KnownHosts,
+		AcceptNewHostKey: o.acceptNewHostKey,
+	}
+}
+
 // connectAll opens one SSH connection per host, in parallel. On an error it
 // returns the connections it made, to be closed, and the first error.
 func connectAll(ctx context.Context, cli *CLI, env *plan.Environment) ([]*remote.Client, error) {
@@ -40,15 +58,13 @@ func connectEach(ctx context.Context, cli *CLI, env *plan.Environment) ([]*remot
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			conns[i], errs[i] = remote.Dial(ctx, remote.Config{
-				Name: h.Name, Address: h.Address, Port: h.Port, User: h.User,
-				IdentityFile: h.IdentityFile, KnownHostsFile: h.KnownHosts,
-				Passphrase: func(file string) ([]byte, error) {
-					askMu.Lock()
-					defer askMu.Unlock()
-					return askPassphrase(file)
-				},
-			})
+			cfg := hostConfig(h, cli.dialOptions())
+			cfg.Passphrase = func(file string) ([]byte, error) {
+				askMu.Lock()
+				defer askMu.Unlock()
+				return askPassphrase(file)
+			}
+			conns[i], errs[i] = remote.Dial(ctx, cfg)
 		}()
 	}
 	wg.Wait()

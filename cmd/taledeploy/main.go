@@ -23,6 +23,8 @@ type CLI struct {
 	Version   kong.VersionFlag `help:"Print the version and exit."`
 	JSON      bool             `name:"json" help:"Machine-readable output: push and rollback print one JSON event per line and a summary last; status prints one JSON document."`
 
+	AcceptNewHostKey bool `name:"accept-new-host-key" help:"Trust the key of a host its known_hosts file does not list yet, and add it there (like ssh -o StrictHostKeyChecking=accept-new). A changed key is refused all the same."`
+
 	Plan     PlanCmd     `cmd:"" help:"Show what a push to ENV would do on each host, step by step, with a diff of every file it would change (env values masked). Changes nothing."`
 	Push     PushCmd     `cmd:"" help:"Deploy the working tree to every host of ENV: start the idle color, verify, switch, drain, stop the old one."`
 	Rollback RollbackCmd `cmd:"" help:"Switch ENV back to the previous color (kept stopped after each push): start, verify, switch, drain."`
@@ -36,12 +38,9 @@ type CLI struct {
 
 func main() {
 	var cli CLI
-	k := kong.Parse(&cli,
-		kong.Name("taledeploy"),
-		kong.Description("Zero-downtime blue/green deploys of a Docker Compose stack to VPS hosts over SSH."),
-		kong.UsageOnError(),
-		kong.Vars{"version": version},
-	)
+	parser := newParser(&cli)
+	k, err := parser.Parse(os.Args[1:])
+	parser.FatalIfErrorf(err)
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	go func() {
 		// A second Ctrl-C exits at once.
@@ -52,12 +51,22 @@ func main() {
 		os.Exit(130)
 	}()
 	k.BindTo(ctx, (*context.Context)(nil))
-	err := k.Run(&cli)
+	err = k.Run(&cli)
 	cancel()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "taledeploy: %v\n", err)
 		os.Exit(exitCode(err))
 	}
+}
+
+// newParser reads the command line into cli.
+func newParser(cli *CLI) *kong.Kong {
+	return kong.Must(cli,
+		kong.Name("taledeploy"),
+		kong.Description("Zero-downtime blue/green deploys of a Docker Compose stack to VPS hosts over SSH."),
+		kong.UsageOnError(),
+		kong.Vars{"version": version},
+	)
 }
 
 // Exit codes, distinct so scripts can tell them apart.

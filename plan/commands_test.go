@@ -1,0 +1,105 @@
+package plan
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"taledeploy/internal/shelltest"
+	"taledeploy/remote"
+)
+
+func TestMain(m *testing.M) { os.Exit(shelltest.Main(m)) }
+
+// fuzzStack is a stack made straight from the fuzzed strings, without the
+// inventory's checks, so the commands are tested with whatever reaches them.
+func fuzzStack(root, project, remoteDir, composeFile, stateless, stateful, envValue string) *Stack {
+	return &Stack{
+		Project: project, RemoteDir: remoteDir, ComposeFile: composeFile, Caddyfile: "services/proxy/Caddyfile",
+		Proxy: "proxy", Stateless: []string{stateless}, Stateful: []string{"proxy", stateful},
+		Routes:        []*Route{{Site: ":80", Path: "/*", Service: stateless, Port: 8080, HealthPath: "/health"}},
+		HealthTimeout: Duration{time.Millisecond}, DrainTimeout: Duration{time.Millisecond},
+		Env:  map[string]string{"SECRET": envValue},
+		Root: root,
+		Compose: &Compose{Services: map[string]*ComposeService{
+			"proxy": {Name: "proxy"}, stateless: {Name: stateless}, stateful: {Name: stateful},
+		}},
+	}
+}
+
+// deployCommands drives the deploy code that builds commands against a fake
+// host (check, the stateful services, a whole push: upload, build, start, verify
+// and removal of the failed color, the other color's logs, status), and returns
+// every command it ran.
+func deployCommands(s *Stack, release string) []remote.Cmd {
+	fc := &fakeConn{reply: func(argv []string) ([]byte, error) {
+		if slices.Contains(argv, "inspect") && slices.Contains(argv, "network") {
+			return nil, &remote.ExitError{Argv: argv, Code: 1} // so the network is created
+		}
+		return nil, nil
+	}}
+	ctx := context.Background()
+	d := &Deployer{Host: fc, Stack: s, Opts: Options{Who: "fuzz", Release: release}}
+	_ = d.Check(ctx)
+	_, _ = d.stateful(ctx, Blue, release)
+	_ = d.Push(ctx) // fails at verify: the fake host runs no container
+	d.showLogs(ctx, Green)
+	Status(ctx, fc, s)
+	return fc.cmds
+}
+
+// FuzzCommands proves that no project name, remote_dir, compose file path,
+// service name, release or env value can make the host's shell run anything but
+// the intended argv with the intended env: every command the deploy code builds
+// goes through remote.CommandLine and a real /bin/sh, with the printer in place
+// of the program. Strings no command line can carry intact are refused.
+func FuzzCommands(f *testing.F) {
+	// Hostile seeds are in testdata/fuzz/FuzzCommands.
+	f.Add("tale", "/srv/tale", "compose.yml", "platform", "db", "20261126-143500-abc123", "s3cret")
+	root := f.TempDir()
+	os.WriteFile(filepath.Join(root, "compose.yml"), []byte("services: {}\n"), 0o644)
+	printer := shelltest.Printer()
+	f.Fuzz(func(t *testing.T, project, remoteDir, composeFile, stateless, stateful, release, envValue string) {
+		if stateless == "proxy" || stateful == "proxy" || stateless == stateful {
+			t.Skip()
+		}
+		s := fuzzStack(root, project, remoteDir, composeFile, stateless, stateful, envValue)
+		seen := map[string]bool{}
+		for _, cmd := range deployCommands(s, release) {
+			cmd.Argv[0] = printer
+			line, err := remote.CommandLine(cmd)
+			if strings.ContainsRune(strings.Join(append(cmd.Argv, cmd.Env...), ""), 0) {
+				if !errors.Is(err, remote.ErrBadCommand) {
+					t.Fatalf("command with a NUL byte %q (env %q): %v, want ErrBadCommand", cmd.Argv, cmd.Env, err)
+				}
+				continue
+			}
+			if err != nil {
+				t.Fatalf("CommandLine(%q, env %q): %v", cmd.Argv, cmd.Env, err)
+			}
+			if seen[line] {
+				continue
+			}
+			seen[line] = true
+			got, err := shelltest.Run(line, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got.Argv, cmd.Argv[1:]) {
+				t.Fatalf("shell gave %q, want %q (line: %s)", got.Argv, cmd.Argv[1:], line)
+			}
+			want, err := shelltest.WantEnv("", cmd.Env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got.Env, want) {
+				t.Fatalf("shell gave env %q, want %q (line: %s)", got.Env, want, line)
+			}
+		}
+	})
+}

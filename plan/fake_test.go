@@ -1,0 +1,118 @@
+package plan
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+
+	"taledeploy/remote"
+)
+
+// fakeConn is a host that runs nothing: it records every command and file
+// operation, answers commands from reply, and keeps written files in memory.
+type fakeConn struct {
+	mu    sync.Mutex
+	cmds  []remote.Cmd
+	files map[string][]byte
+	dirs  []string
+	gone  []string // removed paths
+	// reply answers a command; nil answers every command with no output.
+	reply func(argv []string) ([]byte, error)
+}
+
+func (f *fakeConn) Name() string { return "fake" }
+
+func (f *fakeConn) Run(_ context.Context, cmd remote.Cmd) ([]byte, error) {
+	f.mu.Lock()
+	f.cmds = append(f.cmds, remote.Cmd{Argv: slices.Clone(cmd.Argv), Env: slices.Clone(cmd.Env)})
+	f.mu.Unlock()
+	if f.reply != nil {
+		return f.reply(cmd.Argv)
+	}
+	return nil, nil
+}
+
+func (f *fakeConn) ReadFile(_ context.Context, path string) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if data, ok := f.files[path]; ok {
+		return data, nil
+	}
+	return nil, &fs.PathError{Op: "open", Path: path, Err: fs.ErrNotExist}
+}
+
+func (f *fakeConn) WriteFile(_ context.Context, path string, data []byte, _ os.FileMode) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.files == nil {
+		f.files = map[string][]byte{}
+	}
+	f.files[path] = slices.Clone(data)
+	return nil
+}
+
+func (f *fakeConn) AppendFile(_ context.Context, path string, data []byte, _ os.FileMode) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.files == nil {
+		f.files = map[string][]byte{}
+	}
+	f.files[path] = append(f.files[path], data...)
+	return nil
+}
+
+func (f *fakeConn) Mkdir(_ context.Context, path string, _ os.FileMode, exclusive bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if exclusive && slices.Contains(f.dirs, path) {
+		return fs.ErrExist
+	}
+	f.dirs = append(f.dirs, path)
+	return nil
+}
+
+func (f *fakeConn) Remove(_ context.Context, path string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.gone = append(f.gone, path)
+	for p := range f.files {
+		if p == path || strings.HasPrefix(p, path+"/") {
+			delete(f.files, p)
+		}
+	}
+	f.dirs = slices.DeleteFunc(f.dirs, func(d string) bool { return d == path || strings.HasPrefix(d, path+"/") })
+	return nil
+}
+
+func (f *fakeConn) Rename(_ context.Context, oldpath, newpath string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.dirs = append(f.dirs, newpath)
+	for p, data := range f.files {
+		if p == oldpath || strings.HasPrefix(p, oldpath+"/") {
+			delete(f.files, p)
+			f.files[newpath+strings.TrimPrefix(p, oldpath)] = data
+		}
+	}
+	return nil
+}
+
+func (f *fakeConn) Dial(context.Context, string, string) (net.Conn, error) {
+	return nil, errors.New("fake host: no network")
+}
+
+// touched lists every path the deploy wrote, appended, created or removed.
+func (f *fakeConn) touched() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for p := range f.files {
+		out = append(out, p)
+	}
+	return append(append(out, f.dirs...), f.gone...)
+}

@@ -1,0 +1,190 @@
+package plan
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestRemotePathStaysInsideRemoteDir(t *testing.T) {
+	for _, tc := range []struct {
+		remoteDir, rel, want string // want "" means refused
+	}{
+		{"/srv/tale", "compose.yml", "/srv/tale/compose.yml"},
+		{"/srv/tale", "services/db/Dockerfile", "/srv/tale/services/db/Dockerfile"},
+		{"/srv/tale", "a/./b", "/srv/tale/a/b"},
+		{"/srv/tale", "a/../b", "/srv/tale/b"},
+		{"/srv/tale", "../x", ""},
+		{"/srv/tale", "a/../../x", ""},
+		{"/srv/tale", "../tale2/x", ""}, // a sibling that shares the prefix
+		{"/srv/tale", "..", ""},
+		{"/srv/tale", ".", ""},
+		{"/srv/tale", "", ""},
+		{"/srv/tale", "/etc/passwd", ""},
+		{"/", "etc/passwd", ""},
+		{"srv/tale", "compose.yml", ""},
+		{"/srv/../etc", "passwd", ""},
+		{"/srv/tale/", "compose.yml", ""},
+		{"", "compose.yml", ""},
+	} {
+		s := &Stack{RemoteDir: tc.remoteDir}
+		got, err := s.remotePath(tc.rel)
+		switch {
+		case tc.want == "" && !errors.Is(err, ErrBadInput):
+			t.Errorf("remote_dir %q, %q: got %q, %v; want it refused", tc.remoteDir, tc.rel, got, err)
+		case tc.want != "" && (got != tc.want || err != nil):
+			t.Errorf("remote_dir %q, %q: got %q, %v; want %q", tc.remoteDir, tc.rel, got, err, tc.want)
+		}
+	}
+}
+
+// stackDir makes a stack folder with a compose file and one build context,
+// services/app, and returns it with a folder outside it that holds a secret.
+func stackDir(t *testing.T) (root, outside string) {
+	root, outside = t.TempDir(), t.TempDir()
+	write := func(p, data string) {
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(root, "compose.yml"), "services:\n  app:\n    build: services/app\n")
+	write(filepath.Join(root, "services/app/Dockerfile"), "FROM scratch\n")
+	write(filepath.Join(outside, "app/Dockerfile"), "FROM scratch\n")
+	write(filepath.Join(outside, "id_ed25519"), "SECRET KEY\n")
+	return root, outside
+}
+
+func appStack(root, context string) *Stack {
+	return &Stack{Project: "tale", RemoteDir: "/srv/tale", ComposeFile: "compose.yml", Caddyfile: "services/proxy/Caddyfile",
+		Root: root, Stateless: []string{"app"},
+		Compose: &Compose{Services: map[string]*ComposeService{"app": {Name: "app", BuildContext: context}}}}
+}
+
+func TestReleaseFilesSymlinks(t *testing.T) {
+	link := func(t *testing.T, target, name string) {
+		os.MkdirAll(filepath.Dir(name), 0o755)
+		if err := os.Symlink(target, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		prepare func(t *testing.T, root, outside string) // may change the stack folder
+		context string
+		want    []string // files uploaded below the contexts; nil when refused
+		errWant string   // in the error when refused
+	}{
+		{"plain", func(*testing.T, string, string) {}, "services/app",
+			[]string{"services/app/Dockerfile"}, ""},
+		{"link to a file in the stack is not uploaded", func(t *testing.T, root, _ string) {
+			link(t, "Dockerfile", filepath.Join(root, "services/app/Dockerfile.link"))
+		}, "services/app", []string{"services/app/Dockerfile"}, ""},
+		{"dangling link is not uploaded", func(t *testing.T, root, _ string) {
+			link(t, "gone", filepath.Join(root, "services/app/.#lock"))
+		}, "services/app", []string{"services/app/Dockerfile"}, ""},
+		{"link to a file outside", func(t *testing.T, root, outside string) {
+			link(t, filepath.Join(outside, "id_ed25519"), filepath.Join(root, "services/app/key"))
+		}, "services/app", nil, "services/app/key: "},
+		{"relative link to a file outside", func(t *testing.T, root, outside string) {
+			rel, _ := filepath.Rel(filepath.Join(root, "services/app"), filepath.Join(outside, "id_ed25519"))
+			link(t, rel, filepath.Join(root, "services/app/key"))
+		}, "services/app", nil, "services/app/key: "},
+		{"link to a folder outside", func(t *testing.T, root, outside string) {
+			link(t, outside, filepath.Join(root, "services/app/vendor"))
+		}, "services/app", nil, "services/app/vendor: "},
+		{"context is a link to a folder in the stack", func(t *testing.T, root, _ string) {
+			link(t, "app", filepath.Join(root, "services/app2"))
+		}, "services/app2", []string{"services/app2/Dockerfile"}, ""},
+		{"context is a link to a folder outside", func(t *testing.T, root, outside string) {
+			link(t, filepath.Join(outside, "app"), filepath.Join(root, "services/app2"))
+		}, "services/app2", nil, "outside the stack folder"},
+		{"a folder on the way is a link outside", func(t *testing.T, root, outside string) {
+			link(t, outside, filepath.Join(root, "ext"))
+		}, "ext/app", nil, "outside the stack folder"},
+		{"compose file is a link outside", func(t *testing.T, root, outside string) {
+			os.Remove(filepath.Join(root, "compose.yml"))
+			link(t, filepath.Join(outside, "id_ed25519"), filepath.Join(root, "compose.yml"))
+		}, "services/app", nil, "compose file: "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root, outside := stackDir(t)
+			tc.prepare(t, root, outside)
+			files, err := appStack(root, tc.context).releaseFiles()
+			if tc.want == nil {
+				if err == nil || !strings.Contains(err.Error(), tc.errWant) || !strings.Contains(err.Error(), "outside the stack folder") {
+					t.Fatalf("releaseFiles = %d files, %v; want a refusal with %q", len(files), err, tc.errWant)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, f := range files {
+				if strings.HasPrefix(f.rel, "services/") || strings.HasPrefix(f.rel, "ext/") {
+					got = append(got, f.rel)
+				}
+				if strings.Contains(string(f.data), "SECRET") {
+					t.Errorf("uploads %s with the secret from outside", f.rel)
+				}
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("uploads %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// The last guard: whatever reaches the upload, nothing is written outside
+// remote_dir, and nothing at all when one path would be.
+func TestUploadWritesNothingOutsideRemoteDir(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(s *Stack, base string)
+	}{
+		{"remote_dir is the root", func(s *Stack, _ string) { s.RemoteDir = "/" }},
+		{"remote_dir is relative", func(s *Stack, _ string) { s.RemoteDir = "srv/tale" }},
+		{"remote_dir climbs", func(s *Stack, _ string) { s.RemoteDir = "/srv/tale/../../etc" }},
+		// Inside the stack folder here, but above remote_dir on the host.
+		{"compose file climbs back in", func(s *Stack, base string) { s.ComposeFile = "../" + base + "/compose.yml" }},
+		{"build context climbs back in", func(s *Stack, base string) {
+			s.Compose.Services["app"].BuildContext = "../" + base + "/services/app"
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root, _ := stackDir(t)
+			s := appStack(root, "services/app")
+			tc.change(s, filepath.Base(root))
+			fc := &fakeConn{}
+			d := &Deployer{Host: fc, Stack: s}
+			if _, err := d.upload(context.Background()); !errors.Is(err, ErrBadInput) {
+				t.Fatalf("upload: %v, want a refusal", err)
+			}
+			if got := fc.touched(); len(got) > 0 || len(fc.cmds) > 0 {
+				t.Errorf("the host was changed: %q, commands %d", got, len(fc.cmds))
+			}
+		})
+	}
+}
+
+func TestUploadWritesBelowRemoteDir(t *testing.T) {
+	root, _ := stackDir(t)
+	fc := &fakeConn{}
+	d := &Deployer{Host: fc, Stack: appStack(root, "services/app")}
+	if _, err := d.upload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range fc.touched() {
+		if !strings.HasPrefix(p, "/srv/tale/") {
+			t.Errorf("wrote %s, outside /srv/tale", p)
+		}
+	}
+	if fc.files["/srv/tale/services/app/Dockerfile"] == nil || fc.files["/srv/tale/.taledeploy/env/stack.env"] == nil {
+		t.Errorf("missing uploads: %q", fc.touched())
+	}
+}
