@@ -77,6 +77,7 @@ type Deployer struct {
 	target           *pushTarget
 	changed, missing []string // stateful services to recreate or start
 	validated        string   // color whose Caddyfile the running Caddy accepted
+	composeSum       string   // see Stack.composeSum
 }
 
 func (d *Deployer) step(name string, fn func() (string, error)) error {
@@ -148,9 +149,6 @@ func orUnknown(s string) string {
 func (d *Deployer) Check(ctx context.Context) error {
 	return d.step("check", func() (string, error) {
 		s := d.Stack
-		if _, err := d.Host.Run(ctx, remote.Cmd{Argv: []string{"docker", "compose", "version", "--short"}}); err != nil {
-			return "", fmt.Errorf("docker compose v2 is not usable on the host (%v); install Docker Engine and the Compose v2 plugin", err)
-		}
 		st, stErr := ReadState(ctx, d.Host, s)
 		o, err := d.observe(ctx)
 		if err != nil {
@@ -410,6 +408,17 @@ func (d *Deployer) finish(ctx context.Context, action, newColor, release string,
 				st.Images[c.Service] = c.Image
 			}
 		}
+		switch {
+		case d.composeSum != "":
+			st.ComposeSum, st.Stateful = d.composeSum, map[string]string{}
+			for _, c := range cs {
+				if c.Project == s.Project && slices.Contains(s.Stateful, c.Service) {
+					st.Stateful[c.Service] = c.ConfigHash
+				}
+			}
+		case d.state != nil:
+			st.ComposeSum, st.Stateful = d.state.ComposeSum, d.state.Stateful
+		}
 		if d.live != "" && d.state != nil {
 			st.Previous = &Slot{Color: d.live, Release: d.state.Release}
 		}
@@ -445,7 +454,12 @@ func (d *Deployer) composeEnv(color, release string) []string {
 
 // compose runs docker compose for the stateful project (color "") or a color.
 func (d *Deployer) compose(ctx context.Context, color string, env []string, args ...string) ([]byte, error) {
-	return d.Host.Run(ctx, remote.Cmd{Argv: append(d.composeArgv(color), args...), Env: env})
+	out, err := d.Host.Run(ctx, remote.Cmd{Argv: append(d.composeArgv(color), args...), Env: env})
+	var ee *remote.ExitError
+	if errors.As(err, &ee) && strings.Contains(ee.Stderr, "is not a docker command") {
+		return out, fmt.Errorf("docker compose v2 is not installed on %s; install the Compose plugin (`taledeploy doctor` checks it): %w", d.Host.Name(), err)
+	}
+	return out, err
 }
 
 // composeArgv is docker compose with the files and project of the stateful
@@ -653,10 +667,12 @@ func (s *Stack) envFile() []byte {
 // unless allowed, since recreating it interrupts what it serves.
 func (d *Deployer) stateful(ctx context.Context, newColor, release string) (string, error) {
 	s := d.Stack
-	if _, err := d.Host.Run(ctx, remote.Cmd{Argv: []string{"docker", "network", "inspect", s.Project}}); err != nil {
+	if code, err := dockerGet(ctx, d.Host, "/networks/"+s.Project, nil); code == http.StatusNotFound {
 		if _, err := d.Host.Run(ctx, remote.Cmd{Argv: []string{"docker", "network", "create", "--label", "taledeploy.project=" + s.Project, s.Project}}); err != nil {
 			return "", fmt.Errorf("create network %s: %w", s.Project, err)
 		}
+	} else if err != nil {
+		return "", err
 	}
 	env := d.composeEnv("", release)
 	changed, missing := d.changed, d.missing

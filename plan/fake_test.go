@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"net"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -102,9 +103,45 @@ func (f *fakeConn) Rename(_ context.Context, oldpath, newpath string) error {
 	return nil
 }
 
-func (f *fakeConn) Dial(context.Context, string, string) (net.Conn, error) {
-	return nil, errors.New("fake host: no network")
+// Dial serves a Docker API with no containers and no networks; anything else
+// is unreachable.
+func (f *fakeConn) Dial(_ context.Context, network, addr string) (net.Conn, error) {
+	if network != "unix" || addr != dockerSocket {
+		return nil, errors.New("fake host: no network")
+	}
+	client, server := net.Pipe()
+	go http.Serve(&oneConnListener{conn: server}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/containers/json":
+			w.Write([]byte("[]"))
+		case r.URL.Path == "/info":
+			w.Write([]byte(`{"DockerRootDir":"/var/lib/docker"}`))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	return client, nil
 }
+
+// oneConnListener hands out one connection, then reports itself closed.
+type oneConnListener struct {
+	mu   sync.Mutex
+	conn net.Conn
+}
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conn == nil {
+		return nil, net.ErrClosed
+	}
+	c := l.conn
+	l.conn = nil
+	return c, nil
+}
+
+func (l *oneConnListener) Close() error   { return nil }
+func (l *oneConnListener) Addr() net.Addr { return &net.UnixAddr{Name: dockerSocket, Net: "unix"} }
 
 // touched lists every path the deploy wrote, appended, created or removed.
 func (f *fakeConn) touched() []string {

@@ -2,8 +2,6 @@ package plan
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -61,78 +59,33 @@ func inspectStack(ctx context.Context, h Conn, s *Stack) ([]Container, error) {
 	return inspect(ctx, h, s.Project, s.Project, s.ColorProject(Blue), s.ColorProject(Green))
 }
 
-// inspect lists the containers of the given compose projects.
+// inspect lists the containers of the given compose projects, with their
+// addresses on network.
 func inspect(ctx context.Context, h Conn, network string, projects ...string) ([]Container, error) {
-	// Several label filters are ANDed by Docker, so list every compose container
-	// with its project and keep ours.
-	out, err := h.Run(ctx, remote.Cmd{Argv: []string{"docker", "ps", "-a", "--no-trunc",
-		"--filter", "label=com.docker.compose.project", "--format", `{{.ID}} {{.Label "com.docker.compose.project"}}`}})
+	raw, err := composeContainers(ctx, h)
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}
-	var ids []string
-	for _, line := range strings.Split(string(out), "\n") {
-		if id, project, ok := strings.Cut(strings.TrimSpace(line), " "); ok && slices.Contains(projects, project) {
-			ids = append(ids, id)
-		}
-	}
-	if len(ids) == 0 {
-		return nil, nil
-	}
-	return inspectIDs(ctx, h, network, ids)
-}
-
-func inspectIDs(ctx context.Context, h Conn, network string, ids []string) ([]Container, error) {
-	out, err := h.Run(ctx, remote.Cmd{Argv: append([]string{"docker", "inspect"}, ids...)})
-	if err != nil {
-		var ee *remote.ExitError
-		// A container removed between ps and inspect is gone: inspect reports the rest.
-		if !errors.As(err, &ee) || len(out) == 0 {
-			return nil, fmt.Errorf("inspect containers: %w", err)
-		}
-	}
-	var raw []struct {
-		ID    string
-		Name  string
-		Image string
-		State struct {
-			Status string
-			Health *struct{ Status string }
-		}
-		Config struct {
-			Labels map[string]string
-			Env    []string
-		}
-		NetworkSettings struct {
-			Networks map[string]struct{ IPAddress string }
-		}
-		Mounts []struct {
-			Type, Source, Destination string
-		}
-	}
-	if err := json.Unmarshal(out, &raw); err != nil {
-		return nil, fmt.Errorf("inspect containers: %w", err)
-	}
 	var cs []Container
 	for _, r := range raw {
+		project := r.Labels["com.docker.compose.project"]
+		if !slices.Contains(projects, project) {
+			continue
+		}
 		c := Container{
 			ID:         r.ID,
-			Name:       strings.TrimPrefix(r.Name, "/"),
-			Image:      r.Image,
-			State:      r.State.Status,
-			Project:    r.Config.Labels["com.docker.compose.project"],
-			Service:    r.Config.Labels["com.docker.compose.service"],
-			Color:      r.Config.Labels["taledeploy.color"],
-			ConfigHash: r.Config.Labels["com.docker.compose.config-hash"],
+			Image:      r.ImageID,
+			State:      r.State,
+			Health:     r.health(),
+			Project:    project,
+			Service:    r.Labels["com.docker.compose.service"],
+			Color:      r.Labels["taledeploy.color"],
+			Release:    r.Labels["taledeploy.release"],
+			ConfigHash: r.Labels["com.docker.compose.config-hash"],
 			IP:         r.NetworkSettings.Networks[network].IPAddress,
 		}
-		if r.State.Health != nil && c.State == "running" {
-			c.Health = r.State.Health.Status
-		}
-		for _, e := range r.Config.Env {
-			if v, ok := strings.CutPrefix(e, "TALEDEPLOY_RELEASE="); ok {
-				c.Release = v
-			}
+		if len(r.Names) > 0 {
+			c.Name = strings.TrimPrefix(r.Names[0], "/")
 		}
 		for _, m := range r.Mounts {
 			if m.Type == "bind" {

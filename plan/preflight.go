@@ -2,8 +2,12 @@ package plan
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"path"
 	"slices"
 	"strconv"
@@ -58,6 +62,13 @@ func (d *Deployer) preflight(ctx context.Context, newColor, release string) (str
 // recreating it interrupts what depends on it.
 func (d *Deployer) checkStateful(ctx context.Context, release string) (string, error) {
 	s := d.Stack
+	d.composeSum = s.composeSum()
+	if d.statefulAsRecorded() {
+		// Same compose file and env as the last push, same containers: Compose
+		// would print the hashes the containers carry.
+		d.changed, d.missing = nil, nil
+		return "", nil
+	}
 	out, err := d.compose(ctx, "", d.composeEnv("", release), "config", "--hash", strings.Join(s.Stateful, ","))
 	if err != nil {
 		return "", fmt.Errorf("compose config: %w", err)
@@ -83,6 +94,41 @@ func (d *Deployer) checkStateful(ctx context.Context, release string) (string, e
 		return "will recreate " + strings.Join(d.changed, ", "), nil
 	}
 	return "", nil
+}
+
+// composeSum identifies what a stateful service's definition is made from: the
+// compose file, the env file it interpolates, and where it runs.
+func (s *Stack) composeSum() string {
+	files, err := s.releaseFiles()
+	if err != nil {
+		return ""
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00", s.Project, s.RemoteDir)
+	for _, f := range files {
+		if f.rel == s.ComposeFile {
+			h.Write(f.data)
+		}
+	}
+	h.Write([]byte{0})
+	h.Write(s.envFile())
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// statefulAsRecorded tells whether the compose file and env are those of the
+// last push and every stateful container still carries the hash recorded then.
+func (d *Deployer) statefulAsRecorded() bool {
+	st, s := d.state, d.Stack
+	if st == nil || d.composeSum == "" || st.ComposeSum != d.composeSum {
+		return false
+	}
+	for _, svc := range s.Stateful {
+		i := slices.IndexFunc(d.cs, func(c Container) bool { return c.Project == s.Project && c.Service == svc })
+		if i < 0 || !d.cs[i].Running() || d.cs[i].ConfigHash == "" || d.cs[i].ConfigHash != st.Stateful[svc] {
+			return false
+		}
+	}
+	return true
 }
 
 // compareStateful reads `compose config --hash` output and says which stateful
@@ -112,7 +158,7 @@ func (d *Deployer) compareStateful(out []byte) (changed, missing []string, err e
 	return changed, missing, nil
 }
 
-// validateCaddyfile has the running Caddy validate the Caddyfile that will send
+// validateCaddyfile has the running Caddy check the Caddyfile that will send
 // traffic to color, before anything is started. On an empty host the proxy does
 // not run yet and validates it when it starts.
 func (d *Deployer) validateCaddyfile(ctx context.Context, color string) (string, error) {
@@ -127,27 +173,17 @@ func (d *Deployer) validateCaddyfile(ctx context.Context, color string) (string,
 		return "", err
 	}
 	hostDir := path.Dir(caddyfile)
-	inDir := ""
-	for _, m := range proxy.Mounts {
-		if m.Source == hostDir {
-			inDir = m.Destination
-		}
-	}
-	if inDir == "" {
+	if !slices.ContainsFunc(proxy.Mounts, func(m Mount) bool { return m.Source == hostDir }) {
 		return "", fmt.Errorf("the proxy container does not mount %s; mount the Caddyfile's folder (not the file) into %s", hostDir, s.Proxy)
 	}
-	nextName := path.Base(s.Caddyfile) + ".next"
-	if err := d.Host.WriteFile(ctx, hostDir+"/"+nextName, s.CaddyfileFor(color), 0o644); err != nil {
-		return "", err
-	}
-	defer d.Host.Remove(context.WithoutCancel(ctx), hostDir+"/"+nextName)
-	if _, err := d.Host.Run(ctx, remote.Cmd{Argv: []string{"docker", "exec", proxy.ID, "caddy", "validate",
-		"--config", inDir + "/" + nextName, "--adapter", "caddyfile"}}); err != nil {
-		var ee *remote.ExitError
-		if errors.As(err, &ee) {
-			d.logf("%s: caddy validate:\n%s", d.Host.Name(), ee.Stderr)
+	// The running Caddy adapts it (POST /adapt) without loading it: the same
+	// parser the switch's /load uses. A config that adapts but fails to start is
+	// refused by /load itself, which keeps the running config.
+	if _, err := d.admin(ctx, http.MethodPost, "/adapt", "text/caddyfile", s.CaddyfileFor(color)); err != nil {
+		if errors.Is(err, remote.ErrDisconnected) {
+			return "", err
 		}
-		return "", fmt.Errorf("%w: Caddy rejects the Caddyfile this push would load (see caddy's words above); fix the routes in the inventory. Nothing was started and traffic is untouched", ErrCaddyfile)
+		return "", fmt.Errorf("%w: %v; fix the routes in the inventory. Nothing was started and traffic is untouched", ErrCaddyfile, err)
 	}
 	d.validated = color
 	return "Caddyfile valid", nil
@@ -216,11 +252,11 @@ func hostMemAvailable(ctx context.Context, h Conn) (int64, error) {
 // hostDiskAvailable is the free space of the file system that holds both dir
 // and Docker's data, whichever has less.
 func hostDiskAvailable(ctx context.Context, h Conn, dir string) (int64, error) {
-	root, err := h.Run(ctx, remote.Cmd{Argv: []string{"docker", "info", "--format", "{{.DockerRootDir}}"}})
-	if err != nil {
+	var info struct{ DockerRootDir string }
+	if _, err := dockerGet(ctx, h, "/info", &info); err != nil {
 		return 0, err
 	}
-	out, err := h.Run(ctx, remote.Cmd{Argv: []string{"df", "-Pk", dir, strings.TrimSpace(string(root))}})
+	out, err := h.Run(ctx, remote.Cmd{Argv: []string{"df", "-Pk", "--", dir, info.DockerRootDir}})
 	if err != nil {
 		return 0, err
 	}
@@ -304,17 +340,13 @@ func imagesSize(ctx context.Context, h Conn, cs []Container) (int64, error) {
 			images = append(images, c.Image)
 		}
 	}
-	out, err := h.Run(ctx, remote.Cmd{Argv: append([]string{"docker", "image", "inspect", "--format", "{{.Size}}"}, images...)})
-	if err != nil {
-		return 0, err
-	}
 	var sum int64
-	for _, f := range strings.Fields(string(out)) {
-		n, err := strconv.ParseInt(f, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("docker image inspect: %q", f)
+	for _, id := range images {
+		var img struct{ Size int64 }
+		if _, err := dockerGet(ctx, h, "/images/"+url.PathEscape(id)+"/json", &img); err != nil {
+			return 0, err
 		}
-		sum += n
+		sum += img.Size
 	}
 	return sum, nil
 }

@@ -20,6 +20,11 @@ type State struct {
 	DeployedBy  string            `json:"deployed_by"`
 	DeployedAt  time.Time         `json:"deployed_at"`
 	GitRevision string            `json:"git_revision,omitempty"`
+	// ComposeSum and Stateful record the stateful services' definitions at the
+	// last push (compose config hash per service), so a push whose compose file
+	// and env did not change needs no `docker compose config` call.
+	ComposeSum string            `json:"compose_sum,omitempty"`
+	Stateful   map[string]string `json:"stateful,omitempty"`
 }
 
 // Slot is a color and the release it holds.
