@@ -14,7 +14,7 @@ func BenchmarkPush(b *testing.B) {
 	if r := s.taledeploy("push", "e2e"); r.failed() {
 		b.Fatalf("first push: %v", r.err)
 	}
-	waiting := []string{"build", "start", "verify", "drain", "stop"}
+	waiting := []string{"build", "start", "verify", "window", "drain", "stop"}
 	var total, docker, stop float64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -33,4 +33,35 @@ func BenchmarkPush(b *testing.B) {
 	b.ReportMetric(total/n, "push-s/op")
 	b.ReportMetric((total-docker)/n, "tool-s/op")
 	b.ReportMetric(stop/n, "stop-s/op")
+}
+
+// BenchmarkFleetPush pushes an unchanged tree to the three sandbox hosts and
+// reports the time before the first host starts deploying (connect, lock,
+// check, upload and preflight on every host) and the whole push:
+//
+//	go test -run '^$' -bench FleetPush -benchtime 3x ./e2e
+func BenchmarkFleetPush(b *testing.B) {
+	f := newFleet(b, "tale-fbench", 18110)
+	if r := f.taledeploy("push", "e2e"); r.failed() {
+		b.Fatalf("first push: %v", r.err)
+	}
+	var total, before float64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r := f.taledeploy("push", "e2e", "--release", fmt.Sprintf("bench-%d", i))
+		if r.failed() {
+			b.Fatalf("push: %v", r.err)
+		}
+		m := prepared.FindStringSubmatch(r.out)
+		if m == nil {
+			b.Fatalf("push does not say when all hosts were prepared:\n%s", r.out)
+		}
+		var sec float64
+		fmt.Sscanf(m[1], "%f", &sec)
+		before += sec
+		total += r.took.Seconds()
+	}
+	n := float64(b.N)
+	b.ReportMetric(total/n, "push-s/op")
+	b.ReportMetric(before/n, "before-first-host-s/op")
 }

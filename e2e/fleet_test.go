@@ -30,7 +30,7 @@ type fleetHost struct {
 	port                  int
 }
 
-func newFleet(t *testing.T, name string, basePort int) *fleet {
+func newFleet(t testing.TB, name string, basePort int) *fleet {
 	s := newStack(t, name, basePort)
 	f := &fleet{stack: s}
 	host := func(i int, override string) string {
