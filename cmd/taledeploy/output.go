@@ -28,7 +28,7 @@ type printer struct {
 
 	live    bool                 // draw the live line
 	running map[string]time.Time // "host step" -> start
-	drawn   bool                 // the live line is on screen
+	drawn   int                  // live lines on screen
 	stop    chan struct{}
 }
 
@@ -79,7 +79,7 @@ func (p *printer) writeJSON(v any) {
 	fmt.Fprintf(p.w, "%s\n", data)
 }
 
-// tick redraws the live line while steps run.
+// tick redraws the live lines, one per host with a step running, while steps run.
 func (p *printer) tick() {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
@@ -90,28 +90,36 @@ func (p *printer) tick() {
 		case <-t.C:
 		}
 		p.mu.Lock()
-		if len(p.running) > 0 {
-			var parts []string
-			for k, since := range p.running {
-				parts = append(parts, fmt.Sprintf("%s %.1fs", k, time.Since(since).Seconds()))
-			}
-			sort.Strings(parts)
-			line := "… " + strings.Join(parts, " | ")
-			if w, _, err := term.GetSize(int(p.w.(*os.File).Fd())); err == nil && w > 4 && len(line) > w-1 {
-				line = line[:w-1]
-			}
-			fmt.Fprintf(p.w, "\r\033[K%s", line)
-			p.drawn = true
+		p.clearLive()
+		var lines []string
+		for k, since := range p.running {
+			host, step, _ := strings.Cut(k, " ")
+			lines = append(lines, fmt.Sprintf("%-*s  %-10s %6.1fs …", p.width, host, step, time.Since(since).Seconds()))
 		}
+		sort.Strings(lines)
+		if w, _, err := term.GetSize(int(p.w.(*os.File).Fd())); err == nil && w > 4 {
+			for i, l := range lines {
+				if len(l) > w-1 {
+					lines[i] = l[:w-1]
+				}
+			}
+		}
+		fmt.Fprint(p.w, strings.Join(lines, "\n"))
+		p.drawn = len(lines)
 		p.mu.Unlock()
 	}
 }
 
+// clearLive erases the live lines; the cursor ends where the first one began.
 func (p *printer) clearLive() {
-	if p.drawn {
-		fmt.Fprint(p.w, "\r\033[K")
-		p.drawn = false
+	if p.drawn == 0 {
+		return
 	}
+	fmt.Fprint(p.w, "\r\033[K")
+	for range p.drawn - 1 {
+		fmt.Fprint(p.w, "\033[1A\033[K")
+	}
+	p.drawn = 0
 }
 
 // note prints a line that belongs to no host and step.
