@@ -346,15 +346,18 @@ func TestRefusedPushes(t *testing.T) {
 	t.Run("admin API unreachable from containers", func(t *testing.T) {
 		st := s.status()
 		image := fmt.Sprintf("%s/platform:%s", s.project, st.Active)
-		// By address: a static busybox cannot resolve names.
 		out, err := exec.Command("docker", "inspect", "--format", fmt.Sprintf(`{{(index .NetworkSettings.Networks %q).IPAddress}}`, s.project), s.project+"-proxy").Output()
 		proxy := strings.TrimSpace(string(out))
 		if err != nil || proxy == "" {
 			t.Fatalf("the proxy's address on %s: %v", s.project, err)
 		}
+		probe := filepath.Join(t.TempDir(), "httpprobe")
+		run(t, s.repo, []string{"CGO_ENABLED=0"}, "go", "build", "-o", probe, "./e2e/testdata/httpprobe")
 		try := func(url string) error {
-			return exec.Command("docker", "run", "--rm", "--network", s.project, "--entrypoint", "/bin/busybox", image,
-				"wget", "-q", "-T", "3", "-O", "-", url).Run()
+			out, err := exec.Command("docker", "run", "--rm", "--network", s.project, "-v", probe+":/httpprobe:ro",
+				"--entrypoint", "/httpprobe", image, url).CombinedOutput()
+			t.Logf("from a container on %s: GET %s: %s", s.project, url, strings.TrimSpace(string(out)))
+			return err
 		}
 		// Control: the proxy itself is reachable from the shared network.
 		if err := try("http://" + proxy + ":80/api/health"); err != nil {
