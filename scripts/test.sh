@@ -29,4 +29,4 @@ go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 20s ./plan
 
 echo "== end-to-end (real sshd, Docker, Compose v2, Caddy, vegeta load)"
 # One package at a time (-p 1): the machine has 2 cores and the stacks share Docker.
-go test -count=1 -p 1 -v -timeout 30m ./e2e
+go test -count=1 -p 1 -v -timeout 45m ./e2e
