@@ -221,6 +221,31 @@ func TestFleet(t *testing.T) {
 	}
 	checkJSONEvents(t, r.out)
 
+	// Everyday commands across the fleet.
+	phase("everyday")
+	r = f.taledeploy("logs", "e2e", "platform", "--tail", "3")
+	for _, h := range f.hosts {
+		if !regexp.MustCompile(`(?m)^` + h.name + ` +\| .*platform build`).MatchString(r.out) {
+			t.Errorf("logs has no platform line from %s:\n%s", h.name, r.out)
+		}
+	}
+	follow := f.start(nil, "logs", "e2e", "rag", "-f", "--since", "10m", "--host", "h2")
+	time.Sleep(2 * time.Second)
+	follow.cmd.Process.Signal(os.Interrupt)
+	follow.wait()
+	if out := follow.output(); !strings.Contains(out, "h2 | ") || strings.Contains(out, "h1 | ") {
+		t.Errorf("logs -f --host h2:\n%s", out)
+	}
+	r = f.taledeploy("history", "e2e", "--hosts", "h1,h2")
+	for _, want := range []string{"f1", "f7", "failed", "rollback", "ok"} {
+		if !strings.Contains(r.out, want) {
+			t.Errorf("history of h1 and h2 does not show %q:\n%s", want, r.out)
+		}
+	}
+	if r := f.taledeploy("doctor", "e2e"); r.failed() || strings.Count(r.out, "BAD") > 0 || strings.Count(r.out, "ok  docker") != 3 {
+		t.Errorf("doctor on a healthy fleet: %v:\n%s", r.err, r.out)
+	}
+
 	// staging shares h1's machine: pushing it leaves prod alone.
 	phase("staging")
 	prodBefore := f.snapshot()
