@@ -205,7 +205,7 @@ func TestRefusedPushes(t *testing.T) {
 		restore := s.editInventory("      routes:\n", "      routes:\n        - {site: \":99999\", path: /x/*, service: platform, port: 8080, health_path: /api/health}\n")
 		r := s.taledeploy("push", "e2e", "--release", "bad-caddy")
 		restore()
-		if !r.failed() || !strings.Contains(r.out, "Caddy rejects") || !strings.Contains(r.out, "out of range") {
+		if !r.failed() || !strings.Contains(r.out, "rejects the new Caddyfile") || !strings.Contains(r.out, "out of range") {
 			t.Errorf("push with a route Caddy rejects: %v:\n%s", r.err, r.out)
 		}
 		for _, step := range []string{"build", "start", "switch"} {
