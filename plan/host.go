@@ -87,6 +87,17 @@ func inspect(ctx context.Context, h Conn, network string, projects ...string) ([
 		if len(r.Names) > 0 {
 			c.Name = strings.TrimPrefix(r.Names[0], "/")
 		}
+		if c.Color != "" && c.Release == "" {
+			// Made before the release became a label: it is in the environment.
+			var full struct{ Config struct{ Env []string } }
+			if _, err := dockerGet(ctx, h, "/containers/"+r.ID+"/json", &full); err == nil {
+				for _, e := range full.Config.Env {
+					if v, ok := strings.CutPrefix(e, "TALEDEPLOY_RELEASE="); ok {
+						c.Release = v
+					}
+				}
+			}
+		}
 		for _, m := range r.Mounts {
 			if m.Type == "bind" {
 				c.Mounts = append(c.Mounts, Mount{m.Source, m.Destination})
