@@ -131,7 +131,7 @@ func setup(t *testing.T, knownKey func(ts *testServer) ssh.PublicKey) (Config, *
 		os.WriteFile(kh, nil, 0o600)
 	}
 	t.Setenv("SSH_AUTH_SOCK", "")
-	return Config{Name: "test", Address: host, Port: p, User: "deploy", IdentityFile: keyFile, KnownHostsFile: kh}, ts
+	return Config{Name: "test", Address: host, Port: p, User: "deploy", IdentityFiles: []string{keyFile}, KnownHostsFile: kh}, ts
 }
 
 func TestHostKeyUnknownIsRefused(t *testing.T) {
@@ -255,7 +255,7 @@ func TestAcceptNewHostKeyInParallel(t *testing.T) {
 	cfg, _ := setup(t, func(*testServer) ssh.PublicKey { return nil })
 	cfg.AcceptNewHostKey, cfg.Log = true, io.Discard
 	clientKey := func() ssh.PublicKey {
-		pem, _ := os.ReadFile(cfg.IdentityFile)
+		pem, _ := os.ReadFile(cfg.IdentityFiles[0])
 		s, _ := ssh.ParsePrivateKey(pem)
 		return s.PublicKey()
 	}()

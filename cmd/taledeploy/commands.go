@@ -252,7 +252,9 @@ func (c *RenderCmd) Run(cli *CLI, ctx context.Context) error {
 // loadEnv reads the inventory and returns environment name, limited to the
 // named hosts when there are any.
 func loadEnv(file, name string, hosts []string) (*plan.Environment, error) {
-	inv, err := plan.Load(file)
+	// With host keys in the environment, a host may go without a known_hosts file.
+	kh, _ := os.LookupEnv(remote.EnvKnownHosts)
+	inv, err := plan.LoadWith(file, plan.LoadOptions{KnownHostsFromEnv: strings.TrimSpace(kh) != ""})
 	if err != nil {
 		return nil, err
 	}
