@@ -35,7 +35,6 @@ type hostKeyError struct {
 	port        int
 	file        string // the known_hosts file; "" when only EnvKnownHosts is read
 	env         bool   // EnvKnownHosts was read too
-	acceptNew   bool   // --accept-new-host-key can record the key (there is a file)
 	fingerprint string
 	keyType     string
 	known       []string // keys on file for a changed key, each with where it is

@@ -119,8 +119,9 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 			via[i].Close()
 		}
 	}
+	prev := ""
 	for _, h := range cfg.hops() {
-		c, err := dialHop(ctx, h, keys, via)
+		c, err := dialHop(ctx, h, keys, via, prev)
 		if err != nil {
 			closeVia()
 			return nil, err
@@ -134,13 +135,14 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 			return cl, nil
 		}
 		via = append(via, c)
+		prev = h.Name
 	}
 	panic("unreachable: hops ends with the host itself")
 }
 
 // dialHop connects to one host: over TCP for the first, through the last
-// jump host's connection for the others.
-func dialHop(ctx context.Context, h Config, keys *keyring, via []*ssh.Client) (*ssh.Client, error) {
+// jump host's connection (prev names it) for the others.
+func dialHop(ctx context.Context, h Config, keys *keyring, via []*ssh.Client, prev string) (*ssh.Client, error) {
 	hostKey, algos, err := hostKeyCheck(h)
 	if err != nil {
 		return nil, err
@@ -171,7 +173,7 @@ func dialHop(ctx context.Context, h Config, keys *keyring, via []*ssh.Client) (*
 		conn, err = via[len(via)-1].DialContext(dctx, "tcp", h.addr())
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s (%s): the jump host before it could not connect: %v; check the address and port, and that the jump host may forward (AllowTcpForwarding)", ErrUnreachable, h.Name, h.addr(), err)
+			return nil, fmt.Errorf("%w: %s (%s): %s could not connect to it: %v; check the address and port, and that the jump host allows forwarding (sshd's AllowTcpForwarding)", ErrUnreachable, h.Name, h.addr(), prev, err)
 		}
 	}
 	cc, chans, reqs, err := handshake(ctx, conn, h.addr(), sc, timeout)

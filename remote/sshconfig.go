@@ -40,6 +40,14 @@ func ParseSSHConfig(file string, data []byte) (*SSHConfig, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ssh config %s: %w", file, err)
 	}
+	// OpenSSH matches host patterns without regard to case.
+	for _, h := range cfg.Hosts {
+		for i, p := range h.Patterns {
+			if lower, err := ssh_config.NewPattern(strings.ToLower(p.String())); err == nil {
+				h.Patterns[i] = lower
+			}
+		}
+	}
 	return &SSHConfig{File: file, cfg: cfg}, nil
 }
 
