@@ -41,8 +41,8 @@ func jumpCounts(t *testing.T) (logins, forwards int) {
 func TestProxyJump(t *testing.T) {
 	s := newStack(t, "tale-jump", 18120)
 	key := filepath.Join(s.repo, ".sandbox/id_ed25519")
-	sshConfig := func(identity string) string {
-		p := filepath.Join(s.work, "ssh_config"+identity)
+	sshConfig := func(name, identity string) string {
+		p := filepath.Join(s.work, name)
 		cfg := fmt.Sprintf(`# The sandbox host1, reached through the jump host.
 Host tale-jump-target
   HostName 127.0.0.1
@@ -62,8 +62,8 @@ Host *
 		}
 		return p
 	}
-	withKeyFile := sshConfig("  IdentityFile " + key + "\n")
-	withoutKey := sshConfig("")
+	withKeyFile := sshConfig("ssh_config", "  IdentityFile "+key+"\n")
+	withoutKey := sshConfig("ssh_config_nokey", "")
 	s.editInventory(fmt.Sprintf(`        address: 127.0.0.1
         port: 2222
         user: root
