@@ -21,7 +21,7 @@ func jumpLog(t *testing.T) string {
 }
 
 var (
-	forwardToHost1 = regexp.MustCompile(`(?m)server_request_direct_tcpip: originator \S+ port \d+, target 127\.0\.0\.1 port 2222$`)
+	forwardToHost1 = regexp.MustCompile(`(?m)server_request_direct_tcpip: originator \S+ port \d+, target 127\.0\.0\.1 port 2222\r?$`) // sshd -E ends lines with \r\n
 	jumpLogin      = regexp.MustCompile(`(?m)^Accepted publickey for root from 127\.0\.0\.1 `)
 )
 
