@@ -108,13 +108,14 @@ func hostKeyCheck(cfg Config) (ssh.HostKeyCallback, []string, error) {
 }
 
 // readKnownHosts parses the host's known_hosts file and the KnownHosts lines.
-// A missing file is an empty one when new keys may be added to it.
+// A missing file is an empty one when new keys may be added to it, or when
+// KnownHosts has lines (a CI runner has no ~/.ssh/known_hosts).
 func readKnownHosts(cfg Config) (ssh.HostKeyCallback, error) {
 	var files []string
 	if f := cfg.KnownHostsFile; f != "" {
 		_, err := os.Stat(f)
 		switch {
-		case errors.Is(err, fs.ErrNotExist) && cfg.AcceptNewHostKey:
+		case errors.Is(err, fs.ErrNotExist) && (cfg.AcceptNewHostKey || len(cfg.KnownHosts) > 0):
 		case errors.Is(err, fs.ErrNotExist):
 			return nil, fmt.Errorf("%s: known_hosts %s does not exist; create it with the host's key (ssh-keyscan -p %d %s >> %s) after checking its fingerprint, or pass --accept-new-host-key",
 				cfg.Name, f, cfg.port(), cfg.Address, f)

@@ -131,8 +131,8 @@ func TestKnownHostsFromEnv(t *testing.T) {
 	cfg, ts := setup(t, func(*testServer) ssh.PublicKey { return nil }) // an empty known_hosts file
 	line := fmt.Sprintf("[%s]:%d %s", cfg.Address, cfg.Port, ssh.MarshalAuthorizedKey(ts.hostKey.PublicKey()))
 
-	// In addition to the file, and alone.
-	for _, file := range []string{cfg.KnownHostsFile, ""} {
+	// In addition to the file, alone, and in place of a file the runner lacks.
+	for _, file := range []string{cfg.KnownHostsFile, "", filepath.Join(t.TempDir(), "no-such-known_hosts")} {
 		c := cfg
 		c.KnownHostsFile, c.KnownHosts = file, []byte("# from the environment\n"+line)
 		cl, err := Dial(ctx, c)
