@@ -176,7 +176,9 @@ func dialHop(ctx context.Context, h Config, keys *keyring, via []*ssh.Client, pr
 			return nil, fmt.Errorf("%w: %s (%s): %s could not connect to it: %v; check the address and port, and that the jump host allows forwarding (sshd's AllowTcpForwarding)", ErrUnreachable, h.Name, h.addr(), prev, err)
 		}
 	}
-	cc, chans, reqs, err := handshake(ctx, conn, h.addr(), sc, timeout)
+	// The handshake may wait on ssh-agent, which may wait for a touch of a
+	// hardware key: give it longer than the TCP connect.
+	cc, chans, reqs, err := handshake(ctx, conn, h.addr(), sc, 3*timeout)
 	if err != nil {
 		var hk *hostKeyError
 		if errors.As(err, &hk) {

@@ -282,3 +282,29 @@ func TestJumpHostCannotReach(t *testing.T) {
 		t.Fatalf("Dial through a jump host to a closed port: %v, want ErrUnreachable naming the jump host", err)
 	}
 }
+
+// A host that accepts TCP but never speaks SSH does not hang a deploy.
+func TestHandshakeTimesOut(t *testing.T) {
+	cfg, _ := setup(t, func(ts *testServer) ssh.PublicKey { return ts.hostKey.PublicKey() })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // silent until the test ends
+		}
+	}()
+	cfg.Port = ln.Addr().(*net.TCPAddr).Port
+	cfg.Timeout = 100 * time.Millisecond
+	start := time.Now()
+	_, err = Dial(context.Background(), cfg)
+	if !errors.Is(err, ErrUnreachable) || time.Since(start) > 5*time.Second {
+		t.Fatalf("Dial to a silent host: %v after %v, want ErrUnreachable within a second or so", err, time.Since(start))
+	}
+}

@@ -121,3 +121,16 @@ Host nouser
 		t.Errorf("ProxyCommand: %v", err)
 	}
 }
+
+// With no terminal a passphrase is never asked for: the error says what to set.
+func TestNoPromptWithoutTerminal(t *testing.T) {
+	if tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0); err == nil {
+		tty.Close()
+		t.Skip("this test runs with a terminal")
+	}
+	o, _ := newDialOptions(false, lookupIn(map[string]string{envSSHConfig: "none"}))
+	_, err := o.passphrase("/home/u/.ssh/id_ed25519")
+	if err == nil || !strings.Contains(err.Error(), remote.EnvPassphrase) {
+		t.Fatalf("asking with no terminal: %v, want an error naming %s", err, remote.EnvPassphrase)
+	}
+}
