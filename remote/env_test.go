@@ -127,6 +127,7 @@ func TestBadKeyFromEnvIsNotShown(t *testing.T) {
 }
 
 func TestKnownHostsFromEnv(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir()) // to see that no temporary file is left
 	ctx := context.Background()
 	cfg, ts := setup(t, func(*testServer) ssh.PublicKey { return nil }) // an empty known_hosts file
 	line := fmt.Sprintf("[%s]:%d %s", cfg.Address, cfg.Port, ssh.MarshalAuthorizedKey(ts.hostKey.PublicKey()))

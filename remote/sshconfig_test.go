@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -228,4 +229,30 @@ Host second
 	if jumps[0].forwards.Load() != 1 || jumps[1].forwards.Load() != 1 || target.logins.Load() != 1 {
 		t.Errorf("forwards %d, %d and target logins %d; want 1, 1, 1", jumps[0].forwards.Load(), jumps[1].forwards.Load(), target.logins.Load())
 	}
+}
+
+// FuzzSSHConfig: any config text is read or refused, never a panic, and what
+// Apply resolves is an address and jump hosts that look like hosts.
+func FuzzSSHConfig(f *testing.F) {
+	f.Add([]byte(testSSHConfig), "web1")
+	f.Add([]byte("Host *\n  ProxyJump a,b@c:22,ssh://d\n"), "x")
+	f.Add([]byte("Match host x\n  HostName %h%%\n"), "x")
+	f.Fuzz(func(t *testing.T, data []byte, alias string) {
+		if bytes.Contains(bytes.ToLower(data), []byte("include")) {
+			t.Skip("Include reads files of this machine (such as /dev/zero)")
+		}
+		sc, err := ParseSSHConfig("ssh_config", data)
+		if err != nil {
+			return
+		}
+		cfg, err := sc.Apply(Config{Address: alias, User: "u"})
+		if err != nil {
+			return
+		}
+		for _, j := range cfg.Jumps {
+			if j.Address == "" || strings.HasPrefix(j.Address, "-") || j.Port < 0 || j.Port > 65535 {
+				t.Fatalf("jump host %+v", j)
+			}
+		}
+	})
 }
