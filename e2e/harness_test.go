@@ -48,7 +48,11 @@ func requireSandbox(t testing.TB) {
 	if _, err := os.Stat(filepath.Join(root, ".sandbox/id_ed25519")); err != nil {
 		missing = append(missing, "sandbox key .sandbox/id_ed25519")
 	}
-	for _, addr := range []string{"127.0.0.1:2222", "127.0.0.2:2222", "127.0.0.3:2222"} {
+	if _, err := os.Stat(filepath.Join(root, ".sandbox/jump/known_hosts")); err != nil {
+		missing = append(missing, "jump host key .sandbox/jump/known_hosts")
+	}
+	// Three hosts and the jump host in front of them (ProxyJump).
+	for _, addr := range []string{"127.0.0.1:2222", "127.0.0.2:2222", "127.0.0.3:2222", "127.0.0.4:2222"} {
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err != nil {
 			missing = append(missing, "sshd on "+addr)
 		} else {

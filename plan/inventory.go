@@ -31,6 +31,14 @@ type Inventory struct {
 
 	file string // path it was read from
 	dir  string // folder that relative paths start from
+	opts LoadOptions
+}
+
+// LoadOptions are what the inventory's checks need to know from outside it.
+type LoadOptions struct {
+	// KnownHostsFromEnv says TALEDEPLOY_KNOWN_HOSTS holds host keys, so a host
+	// may go without a known_hosts file of its own.
+	KnownHostsFromEnv bool
 }
 
 // Environment is one named target, such as demo or prod.
@@ -78,7 +86,8 @@ func (e *Environment) StackFor(host string) *Stack {
 	return &s
 }
 
-// Host is one VPS reachable over SSH.
+// Host is one VPS reachable over SSH. Address may be an alias of the user's
+// ssh config, which fills Port, User and IdentityFile where they are unset.
 type Host struct {
 	Name         string `yaml:"name"`
 	Address      string `yaml:"address"`
@@ -229,12 +238,15 @@ func (r *Route) UnmarshalYAML(n *yaml.Node) error {
 }
 
 // Load reads and validates an inventory file. Every error names the file and line.
-func Load(file string) (*Inventory, error) {
+func Load(file string) (*Inventory, error) { return LoadWith(file, LoadOptions{}) }
+
+// LoadWith is Load with facts from outside the inventory.
+func LoadWith(file string, opts LoadOptions) (*Inventory, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v; pass --inventory FILE or run from the folder that has inventory.yaml", ErrBadInput, err)
 	}
-	inv, err := Parse(file, data)
+	inv, err := ParseWith(file, data, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -243,8 +255,11 @@ func Load(file string) (*Inventory, error) {
 
 // Parse validates inventory text; file names it in errors and anchors relative
 // paths. Every error names the file and, but for an empty one, the line.
-func Parse(file string, data []byte) (*Inventory, error) {
-	inv := &Inventory{file: file, dir: filepath.Dir(file)}
+func Parse(file string, data []byte) (*Inventory, error) { return ParseWith(file, data, LoadOptions{}) }
+
+// ParseWith is Parse with facts from outside the inventory.
+func ParseWith(file string, data []byte, opts LoadOptions) (*Inventory, error) {
+	inv := &Inventory{file: file, dir: filepath.Dir(file), opts: opts}
 	var root, next yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	err := yamlSafely(func() error { return dec.Decode(&root) })
@@ -310,9 +325,10 @@ func (inv *Inventory) EnvNames() []string {
 }
 
 var (
-	nameRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
-	envKeyRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	addressRE = regexp.MustCompile(`^[A-Za-z0-9.:-]+$`)
+	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// An IP, a DNS name or an alias of the ssh config.
+	addressRE = regexp.MustCompile(`^[A-Za-z0-9.:_-]+$`)
 	// Compose's rule for service names; image names take lower case only.
 	serviceRE   = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 	imageNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
@@ -338,20 +354,17 @@ func (inv *Inventory) check(e *Environment) error {
 		case seen[h.Name]:
 			return at(h.line, "host name %q used twice; names must be unique", h.Name)
 		case h.Address == "":
-			return at(h.line, "host %s has no address; add address: (IP or DNS name)", h.Name)
+			return at(h.line, "host %s has no address; add address: (IP, DNS name or ssh config alias)", h.Name)
 		case !addressRE.MatchString(h.Address) || strings.HasPrefix(h.Address, "-"):
-			return at(h.line, "host %s: address %q is not an IP or DNS name", h.Name, h.Address)
+			return at(h.line, "host %s: address %q is not an IP, DNS name or ssh config alias", h.Name, h.Address)
 		case h.Port < 0 || h.Port > 65535:
 			return at(h.line, "host %s: port %d is out of range 1-65535", h.Name, h.Port)
-		case h.User == "":
-			return at(h.line, "host %s has no user; add user: (the SSH login, in the docker group)", h.Name)
-		case h.KnownHosts == "":
-			return at(h.line, "host %s has no known_hosts; host keys are always verified, so add known_hosts: FILE", h.Name)
+		case h.KnownHosts == "" && !inv.opts.KnownHostsFromEnv:
+			return at(h.line, "host %s has no known_hosts; host keys are always verified, so add known_hosts: FILE (or set TALEDEPLOY_KNOWN_HOSTS to the hosts' known_hosts lines)", h.Name)
 		}
 		seen[h.Name] = true
-		if h.Port == 0 {
-			h.Port = 22
-		}
+		// An unset port or user may come from the ssh config; the connection
+		// refuses a host with no user from either.
 		h.IdentityFile = inv.localPath(h.IdentityFile)
 		h.KnownHosts = inv.localPath(h.KnownHosts)
 	}

@@ -110,7 +110,7 @@ func TestLoadRejects(t *testing.T) {
 		{"hostile path in route", strings.Replace(goodInventory, "path: /*", "path: \"/x {\\n}\"", 1), goodCompose,
 			[]string{"inventory.yaml:16:", "braces"}},
 		{"address like an option", strings.Replace(goodInventory, "address: 127.0.0.1", "address: -oProxyCommand", 1), goodCompose,
-			[]string{"inventory.yaml:4:", `address "-oProxyCommand" is not an IP or DNS name`}},
+			[]string{"inventory.yaml:4:", `address "-oProxyCommand" is not an IP, DNS name or ssh config alias`}},
 		{"stateless name for an image", strings.Replace(goodInventory, "[platform, rag]", "[Platform, rag]", 1), goodCompose,
 			[]string{"inventory.yaml:13:", `stateless service "Platform"`, "lower-case"}},
 		{"stateless name that would inject YAML", strings.Replace(goodInventory, "[platform, rag]", `["rag:\n    privileged: true", platform]`, 1), goodCompose,
@@ -295,4 +295,25 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A host may go without known_hosts only when TALEDEPLOY_KNOWN_HOSTS holds host
+// keys; port and user may come from the ssh config, so they stay unset.
+func TestLoadKnownHostsFromEnv(t *testing.T) {
+	inv := strings.Replace(goodInventory, "        known_hosts: known_hosts\n", "", 1)
+	inv = strings.Replace(inv, "        user: root\n", "", 1)
+	inv = strings.Replace(inv, "        port: 2222\n", "", 1)
+	inv = strings.Replace(inv, "address: 127.0.0.1", "address: web_1.prod", 1)
+	file := writeStack(t, inv, goodCompose)
+	if _, err := Load(file); !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), "TALEDEPLOY_KNOWN_HOSTS") {
+		t.Fatalf("Load without known_hosts = %v, want a refusal that names TALEDEPLOY_KNOWN_HOSTS", err)
+	}
+	loaded, err := LoadWith(file, LoadOptions{KnownHostsFromEnv: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := loaded.Environments["demo"].Hosts[0]
+	if h.KnownHosts != "" || h.Port != 0 || h.User != "" || h.Address != "web_1.prod" {
+		t.Errorf("host %+v: want no known_hosts, port 0 and no user (left to the ssh config)", h)
+	}
 }

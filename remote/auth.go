@@ -2,6 +2,7 @@ package remote
 
 import (
 	"crypto/ed25519"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -16,30 +17,66 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 )
 
+// The environment variables a CI runner passes the SSH secrets in. The caller
+// reads them (Config.Key, Config.KnownHosts, Config.Passphrase); messages name
+// them so the fix is plain.
+const (
+	EnvKey        = "TALEDEPLOY_SSH_KEY"        // a private key's text
+	EnvPassphrase = "TALEDEPLOY_SSH_PASSPHRASE" // the passphrase of an encrypted key
+	EnvKnownHosts = "TALEDEPLOY_KNOWN_HOSTS"    // known_hosts lines
+)
+
 // hostKeyError is a refused host key, with what the user needs to decide.
 type hostKeyError struct {
 	kind        error
 	host        string // as written in known_hosts: address, or [address]:port
+	via         string // "jump host " for a host on the way, else ""
 	address     string
 	port        int
-	file        string
+	file        string // the known_hosts file; "" when only EnvKnownHosts is read
+	env         bool   // EnvKnownHosts was read too
 	fingerprint string
 	keyType     string
-	known       []string // fingerprints on file for a changed key
+	known       []string // keys on file for a changed key, each with where it is
+	knownInFile bool     // one of them is in file
+	knownInEnv  bool     // one of them is in EnvKnownHosts
 }
 
 func (e *hostKeyError) Unwrap() error { return e.kind }
 
+// sources names where known keys were looked for.
+func (e *hostKeyError) sources() string {
+	switch {
+	case e.file != "" && e.env:
+		return e.file + " or " + EnvKnownHosts
+	case e.file != "":
+		return e.file
+	}
+	return EnvKnownHosts
+}
+
 func (e *hostKeyError) Error() string {
 	if e.kind == ErrHostKeyMismatch {
-		return fmt.Sprintf("%v for %s: WARNING: the host now shows %s key %s but %s has %s. "+
+		var fix []string
+		if e.knownInFile {
+			fix = append(fix, fmt.Sprintf("remove the old line from %s (ssh-keygen -R %q -f %s)", e.file, e.host, e.file))
+		}
+		if e.knownInEnv {
+			fix = append(fix, fmt.Sprintf("replace the old line in %s", EnvKnownHosts))
+		}
+		return fmt.Sprintf("%v for %s%s: WARNING: the host now shows %s key %s but %s has %s. "+
 			"Someone may be intercepting the connection, or the host was reinstalled. "+
-			"Check the new fingerprint with the host's owner, then remove the old line (ssh-keygen -R %q -f %s) and connect again",
-			e.kind, e.host, e.keyType, e.fingerprint, e.file, strings.Join(e.known, ", "), e.host, e.file)
+			"Check the new fingerprint with the host's owner, then %s and connect again",
+			e.kind, e.via, e.host, e.keyType, e.fingerprint, e.sources(), strings.Join(e.known, ", "), strings.Join(fix, " and "))
 	}
-	return fmt.Sprintf("%v for %s: %s key %s is not in %s. Check the fingerprint with the host's owner, then add it: "+
+	if e.file == "" {
+		return fmt.Sprintf("%v for %s%s: %s key %s is not in %s. Check the fingerprint with the host's owner, then add the line "+
+			"that `ssh-keyscan -p %d %s` prints to %s (in CI, the secret it comes from), or set known_hosts for the host in the inventory",
+			e.kind, e.via, e.host, e.keyType, e.fingerprint, EnvKnownHosts, e.port, e.address, EnvKnownHosts)
+	}
+	return fmt.Sprintf("%v for %s%s: %s key %s is not in %s. Check the fingerprint with the host's owner, then add it: "+
 		"ssh-keyscan -p %d %s >> %s (or pass --accept-new-host-key to trust it on this first connection)",
-		e.kind, e.host, e.keyType, e.fingerprint, e.file, e.port, e.address, e.file)
+		e.kind, e.via, e.host, e.keyType, e.fingerprint, e.sources(), e.port, e.address, e.file)
 }
 
 // knownHostsMu serialises the check-and-append of a new host key: hosts dialled
@@ -47,13 +84,14 @@ func (e *hostKeyError) Error() string {
 var knownHostsMu sync.Mutex
 
 // hostKeyCheck returns a callback that accepts only keys listed in the known_hosts
-// file (or, with cfg.AcceptNewHostKey, also a key for a host the file does not
-// know yet, which it adds), and the key algorithms on file for the host so the
-// server is asked for a key we can check (otherwise a host with several keys may
-// offer one we lack).
+// file or the KnownHosts lines (or, with cfg.AcceptNewHostKey, also a key for a
+// host they do not know yet, which it adds to the file), and the key algorithms
+// on file for the host so the server is asked for a key we can check
+// (otherwise a host with several keys may offer one we lack).
 func hostKeyCheck(cfg Config) (ssh.HostKeyCallback, []string, error) {
-	if cfg.KnownHostsFile == "" {
-		return nil, nil, fmt.Errorf("%s: no known_hosts file set; host keys are always verified, so set known_hosts for the host in the inventory", cfg.Name)
+	if cfg.KnownHostsFile == "" && len(cfg.KnownHosts) == 0 {
+		return nil, nil, fmt.Errorf("%s: no known_hosts file set and %s is empty; host keys are always verified, so set known_hosts for the host in the inventory, or %s to the host's known_hosts lines",
+			cfg.Name, EnvKnownHosts, EnvKnownHosts)
 	}
 	check, err := readKnownHosts(cfg)
 	if err != nil {
@@ -61,7 +99,7 @@ func hostKeyCheck(cfg Config) (ssh.HostKeyCallback, []string, error) {
 	}
 	cb := func(hostname string, remote net.Addr, key ssh.PublicKey) error {
 		err := refusal(cfg, key, check(hostname, remote, key))
-		if errors.Is(err, ErrHostKeyUnknown) && cfg.AcceptNewHostKey {
+		if errors.Is(err, ErrHostKeyUnknown) && cfg.AcceptNewHostKey && cfg.KnownHostsFile != "" {
 			return acceptNew(cfg, hostname, remote, key)
 		}
 		return err
@@ -69,17 +107,47 @@ func hostKeyCheck(cfg Config) (ssh.HostKeyCallback, []string, error) {
 	return cb, algorithmsOnFile(cfg, check), nil
 }
 
-// readKnownHosts parses the host's known_hosts file. A missing file is an empty
-// one when new keys may be added to it.
+// readKnownHosts parses the host's known_hosts file and the KnownHosts lines.
+// A missing file is an empty one when new keys may be added to it, or when
+// KnownHosts has lines (a CI runner has no ~/.ssh/known_hosts).
 func readKnownHosts(cfg Config) (ssh.HostKeyCallback, error) {
-	if _, err := os.Stat(cfg.KnownHostsFile); errors.Is(err, fs.ErrNotExist) && cfg.AcceptNewHostKey {
-		return knownhosts.New()
+	var files []string
+	if f := cfg.KnownHostsFile; f != "" {
+		_, err := os.Stat(f)
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && (cfg.AcceptNewHostKey || len(cfg.KnownHosts) > 0):
+		case errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Errorf("%s: known_hosts %s does not exist; create it with the host's key (ssh-keyscan -p %d %s >> %s) after checking its fingerprint, or pass --accept-new-host-key",
+				cfg.Name, f, cfg.port(), cfg.Address, f)
+		default:
+			files = append(files, f)
+		}
 	}
-	check, err := knownhosts.New(cfg.KnownHostsFile)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s: known_hosts %s does not exist; create it with the host's key (ssh-keyscan -p %d %s >> %s) after checking its fingerprint, or pass --accept-new-host-key",
-			cfg.Name, cfg.KnownHostsFile, cfg.port(), cfg.Address, cfg.KnownHostsFile)
+	if len(cfg.KnownHosts) > 0 {
+		// knownhosts reads files only. These lines are public keys, not secrets;
+		// the file lives for the parse alone.
+		tmp, err := os.CreateTemp("", "taledeploy-known-hosts-*")
+		if err != nil {
+			return nil, fmt.Errorf("%s: read %s: %w", cfg.Name, EnvKnownHosts, err)
+		}
+		defer os.Remove(tmp.Name())
+		_, err = tmp.Write(cfg.KnownHosts)
+		if cerr := tmp.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: read %s: %w", cfg.Name, EnvKnownHosts, err)
+		}
+		files = append(files, tmp.Name())
+		check, err := knownhosts.New(files...)
+		if err != nil {
+			// Name the variable, not the temporary file.
+			msg := strings.ReplaceAll(err.Error(), tmp.Name(), EnvKnownHosts)
+			return nil, fmt.Errorf("%s: read known_hosts: %s", cfg.Name, msg)
+		}
+		return check, nil
 	}
+	check, err := knownhosts.New(files...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: read known_hosts: %w", cfg.Name, err)
 	}
@@ -94,11 +162,21 @@ func refusal(cfg Config, key ssh.PublicKey, err error) error {
 		return err
 	}
 	he := &hostKeyError{kind: ErrHostKeyUnknown, host: knownhosts.Normalize(cfg.addr()), address: cfg.Address, port: cfg.port(),
-		file: cfg.KnownHostsFile, fingerprint: ssh.FingerprintSHA256(key), keyType: key.Type()}
+		file: cfg.KnownHostsFile, env: len(cfg.KnownHosts) > 0, fingerprint: ssh.FingerprintSHA256(key), keyType: key.Type()}
+	if cfg.hop {
+		he.via = "jump host "
+	}
 	if len(ke.Want) > 0 {
 		he.kind = ErrHostKeyMismatch
 		for _, w := range ke.Want {
-			he.known = append(he.known, w.Key.Type()+" "+ssh.FingerprintSHA256(w.Key))
+			where := fmt.Sprintf("%s line %d", EnvKnownHosts, w.Line)
+			if w.Filename == cfg.KnownHostsFile {
+				where = fmt.Sprintf("%s:%d", w.Filename, w.Line)
+				he.knownInFile = true
+			} else {
+				he.knownInEnv = true
+			}
+			he.known = append(he.known, fmt.Sprintf("%s %s (%s)", w.Key.Type(), ssh.FingerprintSHA256(w.Key), where))
 		}
 	}
 	return he
@@ -183,27 +261,49 @@ func algorithmsFor(keyType string) []string {
 	return []string{keyType}
 }
 
-// authMethods offers the identity file's key and the ssh-agent's keys.
-func authMethods(cfg Config) ([]ssh.AuthMethod, func(), error) {
-	var signers []ssh.Signer
-	closeFn := func() {}
-	if cfg.IdentityFile != "" {
-		s, err := loadKey(cfg)
-		if err != nil {
-			return nil, closeFn, err
-		}
-		signers = append(signers, s)
-	}
-	var agentSigners func() ([]ssh.Signer, error)
+// keyring loads each private key once per Dial, so a jump host and the target
+// that share a key ask for its passphrase once.
+type keyring struct {
+	cfg     Config // the target's: Key, Passphrase
+	signers map[string]ssh.Signer
+	agent   func() ([]ssh.Signer, error)
+	close   func()
+}
+
+func newKeyring(cfg Config) *keyring {
+	k := &keyring{cfg: cfg, signers: map[string]ssh.Signer{}, close: func() {}}
 	if sock := os.Getenv("SSH_AUTH_SOCK"); sock != "" {
 		if conn, err := net.Dial("unix", sock); err == nil {
-			closeFn = func() { conn.Close() }
-			agentSigners = agent.NewClient(conn).Signers
+			k.close = func() { conn.Close() }
+			k.agent = agent.NewClient(conn).Signers
 		}
 	}
-	if len(signers) == 0 && agentSigners == nil {
-		return nil, closeFn, fmt.Errorf("%w: %s: no identity_file in the inventory and no ssh-agent (SSH_AUTH_SOCK); set one", ErrAuth, cfg.Name)
+	return k
+}
+
+// authMethods offers, for one host on the way: the Key (when set, instead of
+// identity files), else the host's identity files, then the ssh-agent's keys.
+func (k *keyring) authMethods(hop Config) ([]ssh.AuthMethod, error) {
+	var signers []ssh.Signer
+	if len(k.cfg.Key) > 0 {
+		s, err := k.load(hop, EnvKey)
+		if err != nil {
+			return nil, err
+		}
+		signers = append(signers, s)
+	} else {
+		for _, f := range hop.IdentityFiles {
+			s, err := k.load(hop, f)
+			if err != nil {
+				return nil, err
+			}
+			signers = append(signers, s)
+		}
 	}
+	if len(signers) == 0 && k.agent == nil {
+		return nil, fmt.Errorf("%w: %s: no identity_file in the inventory or the ssh config, no %s and no ssh-agent (SSH_AUTH_SOCK); set one", ErrAuth, hop.Name, EnvKey)
+	}
+	agentSigners := k.agent
 	return []ssh.AuthMethod{ssh.PublicKeysCallback(func() ([]ssh.Signer, error) {
 		all := signers
 		if agentSigners != nil {
@@ -212,36 +312,57 @@ func authMethods(cfg Config) ([]ssh.AuthMethod, func(), error) {
 			}
 		}
 		return all, nil
-	})}, closeFn, nil
+	})}, nil
 }
 
-func loadKey(cfg Config) (ssh.Signer, error) {
-	pem, err := os.ReadFile(cfg.IdentityFile)
-	if err != nil {
-		return nil, fmt.Errorf("%s: read identity_file: %w", cfg.Name, err)
-	}
-	s, err := ssh.ParsePrivateKey(pem)
-	var missing *ssh.PassphraseMissingError
-	if !errors.As(err, &missing) {
-		if err != nil {
-			return nil, fmt.Errorf("%s: parse identity_file %s: %w", cfg.Name, cfg.IdentityFile, err)
-		}
+// load parses the key named name: EnvKey (the Key text) or a file. No message
+// holds the key's text or its passphrase.
+func (k *keyring) load(hop Config, name string) (ssh.Signer, error) {
+	if s, ok := k.signers[name]; ok {
 		return s, nil
 	}
-	var pass []byte
-	if p, ok := os.LookupEnv("TALEDEPLOY_SSH_PASSPHRASE"); ok {
-		pass = []byte(p)
-	} else if cfg.Passphrase != nil {
-		if pass, err = cfg.Passphrase(cfg.IdentityFile); err != nil {
-			return nil, fmt.Errorf("%w for %s: %v", ErrPassphrase, cfg.IdentityFile, err)
+	var text []byte
+	if name == EnvKey {
+		text = k.cfg.Key
+		if b, _ := pem.Decode(text); b == nil {
+			return nil, fmt.Errorf("%s: %s holds no private key: put the whole key in it, from its -----BEGIN line to its -----END line", hop.Name, EnvKey)
 		}
 	} else {
-		return nil, fmt.Errorf("%w: %s is encrypted; set TALEDEPLOY_SSH_PASSPHRASE or load it into ssh-agent", ErrPassphrase, cfg.IdentityFile)
+		var err error
+		if text, err = os.ReadFile(name); err != nil {
+			return nil, fmt.Errorf("%s: read identity file: %w", hop.Name, err)
+		}
 	}
-	s, err = ssh.ParsePrivateKeyWithPassphrase(pem, pass)
+	s, err := ssh.ParsePrivateKey(text)
+	var missing *ssh.PassphraseMissingError
+	switch {
+	case err == nil:
+	case !errors.As(err, &missing) && name == EnvKey:
+		// The parser's message might quote the text; it is not shown.
+		return nil, fmt.Errorf("%s: %s holds a key taledeploy cannot read; it takes an OpenSSH or PEM private key (ed25519, ecdsa or rsa)", hop.Name, EnvKey)
+	case !errors.As(err, &missing):
+		return nil, fmt.Errorf("%s: parse identity file %s: %w", hop.Name, name, err)
+	default:
+		if s, err = k.decrypt(name, text); err != nil {
+			return nil, err
+		}
+	}
+	k.signers[name] = s
+	return s, nil
+}
+
+func (k *keyring) decrypt(name string, text []byte) (ssh.Signer, error) {
+	if k.cfg.Passphrase == nil {
+		return nil, fmt.Errorf("%w: %s is encrypted; set %s or load the key into ssh-agent", ErrPassphrase, name, EnvPassphrase)
+	}
+	pass, err := k.cfg.Passphrase(name)
+	if err != nil {
+		return nil, fmt.Errorf("%w for %s: %v", ErrPassphrase, name, err)
+	}
+	s, err := ssh.ParsePrivateKeyWithPassphrase(text, pass)
 	if err != nil {
 		// The passphrase itself is never part of the message.
-		return nil, fmt.Errorf("%w: %s: wrong passphrase or unreadable key", ErrPassphrase, cfg.IdentityFile)
+		return nil, fmt.Errorf("%w: %s: wrong passphrase or unreadable key", ErrPassphrase, name)
 	}
 	return s, nil
 }

@@ -32,21 +32,46 @@ var (
 
 // Config says how to reach one host.
 type Config struct {
-	Name           string // for messages
-	Address        string
-	Port           int
-	User           string
-	IdentityFile   string // private key; may be empty when an agent is used
+	Name    string // for messages
+	Address string
+	Port    int // 0 means 22
+	User    string
+	// IdentityFiles are private key files, offered in order; none is needed
+	// when Key or an agent is used.
+	IdentityFiles []string
+	// Key is a private key's text, as CI passes it in EnvKey. When set it is
+	// offered instead of IdentityFiles, which are then not read.
+	Key []byte
+	// KnownHostsFile and KnownHosts (known_hosts lines, as CI passes them in
+	// EnvKnownHosts) are the host keys trusted; either may be empty, not both.
 	KnownHostsFile string
+	KnownHosts     []byte
+	// Jumps are the hosts to go through to reach this one, first to last
+	// (OpenSSH's ProxyJump). Each host key is checked against the same
+	// known_hosts sources; a jump without identity files is offered the
+	// host's.
+	Jumps []Hop
 	// AcceptNewHostKey trusts the key of a host KnownHostsFile does not list yet
 	// and adds it there, like OpenSSH's StrictHostKeyChecking=accept-new. A changed
 	// key is refused all the same.
 	AcceptNewHostKey bool
-	// Passphrase is asked for an encrypted key. Nil means no way to ask.
-	Passphrase func(keyFile string) ([]byte, error)
+	// Passphrase is asked for an encrypted key, named by its file or EnvKey.
+	// Nil means no way to ask.
+	Passphrase func(keyName string) ([]byte, error)
 	Timeout    time.Duration
 	// Log receives notices, such as a host key newly added; os.Stderr when nil.
 	Log io.Writer
+
+	hop bool // a jump host on the way, for messages
+}
+
+// Hop is one jump host on the way to a host.
+type Hop struct {
+	Name          string // as written in ProxyJump, for messages
+	Address       string
+	Port          int // 0 means 22
+	User          string
+	IdentityFiles []string
 }
 
 func (c Config) port() int {
@@ -58,45 +83,103 @@ func (c Config) port() int {
 
 func (c Config) addr() string { return net.JoinHostPort(c.Address, strconv.Itoa(c.port())) }
 
+// hops lists the hosts to connect to, in order: the jump hosts, then this one.
+func (c Config) hops() []Config {
+	var hs []Config
+	for _, j := range c.Jumps {
+		h := c
+		h.Name = fmt.Sprintf("%s (jump host %s)", c.Name, j.Name)
+		h.Address, h.Port, h.User, h.Jumps, h.hop = j.Address, j.Port, j.User, nil, true
+		if len(j.IdentityFiles) > 0 {
+			h.IdentityFiles = j.IdentityFiles
+		}
+		hs = append(hs, h)
+	}
+	return append(hs, c)
+}
+
 // Client is one SSH connection to a host. It is safe for concurrent use.
 type Client struct {
 	cfg  Config
 	ssh  *ssh.Client
+	via  []*ssh.Client // the jump hosts' connections, first to last
 	mu   sync.Mutex
 	sftp *sftp.Client
 	lost chan struct{} // closed when the connection ends
 }
 
-// Dial connects and authenticates, verifying the host key against cfg.KnownHostsFile.
+// Dial connects and authenticates, through cfg.Jumps when there are any,
+// verifying every host key against cfg.KnownHostsFile and cfg.KnownHosts.
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
-	hostKey, algos, err := hostKeyCheck(cfg)
+	keys := newKeyring(cfg)
+	defer keys.close()
+	var via []*ssh.Client
+	closeVia := func() {
+		for i := len(via) - 1; i >= 0; i-- {
+			via[i].Close()
+		}
+	}
+	prev := ""
+	for _, h := range cfg.hops() {
+		c, err := dialHop(ctx, h, keys, via, prev)
+		if err != nil {
+			closeVia()
+			return nil, err
+		}
+		if !h.hop {
+			cl := &Client{cfg: cfg, ssh: c, via: via, lost: make(chan struct{})}
+			go func() {
+				cl.ssh.Wait()
+				close(cl.lost)
+			}()
+			return cl, nil
+		}
+		via = append(via, c)
+		prev = h.Name
+	}
+	panic("unreachable: hops ends with the host itself")
+}
+
+// dialHop connects to one host: over TCP for the first, through the last
+// jump host's connection (prev names it) for the others.
+func dialHop(ctx context.Context, h Config, keys *keyring, via []*ssh.Client, prev string) (*ssh.Client, error) {
+	hostKey, algos, err := hostKeyCheck(h)
 	if err != nil {
 		return nil, err
 	}
-	auth, closeAgent, err := authMethods(cfg)
+	auth, err := keys.authMethods(h)
 	if err != nil {
 		return nil, err
 	}
-	defer closeAgent()
-	timeout := cfg.Timeout
+	timeout := h.Timeout
 	if timeout == 0 {
 		timeout = 10 * time.Second
 	}
 	sc := &ssh.ClientConfig{
-		User:              cfg.User,
+		User:              h.User,
 		Auth:              auth,
 		HostKeyCallback:   hostKey,
 		HostKeyAlgorithms: algos,
 		Timeout:           timeout,
 	}
-	d := net.Dialer{Timeout: timeout}
-	conn, err := d.DialContext(ctx, "tcp", cfg.addr())
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s (%s): %v; check the address and port in the inventory and that sshd runs", ErrUnreachable, cfg.Name, cfg.addr(), err)
+	var conn net.Conn
+	if len(via) == 0 {
+		d := net.Dialer{Timeout: timeout}
+		if conn, err = d.DialContext(ctx, "tcp", h.addr()); err != nil {
+			return nil, fmt.Errorf("%w: %s (%s): %v; check the address and port in the inventory (or the ssh config) and that sshd runs", ErrUnreachable, h.Name, h.addr(), err)
+		}
+	} else {
+		dctx, cancel := context.WithTimeout(ctx, timeout)
+		conn, err = via[len(via)-1].DialContext(dctx, "tcp", h.addr())
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s (%s): %s could not connect to it: %v; check the address and port, and that the jump host allows forwarding (sshd's AllowTcpForwarding)", ErrUnreachable, h.Name, h.addr(), prev, err)
+		}
 	}
-	cc, chans, reqs, err := ssh.NewClientConn(conn, cfg.addr(), sc)
+	// The handshake may wait on ssh-agent, which may wait for a touch of a
+	// hardware key: give it longer than the TCP connect.
+	cc, chans, reqs, err := handshake(ctx, conn, h.addr(), sc, 3*timeout)
 	if err != nil {
-		conn.Close()
 		var hk *hostKeyError
 		if errors.As(err, &hk) {
 			return nil, hk
@@ -106,16 +189,47 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 			return nil, kh.error
 		}
 		if strings.Contains(err.Error(), "unable to authenticate") {
-			return nil, fmt.Errorf("%w: %s as %q: the host accepted none of the offered keys; check the host's identity_file (or ssh-agent) and the host's authorized_keys", ErrAuth, cfg.Name, cfg.User)
+			return nil, fmt.Errorf("%w: %s as %q: the host accepted none of the offered keys; check the host's identity_file (or %s, the ssh config's IdentityFile, ssh-agent) and the host's authorized_keys", ErrAuth, h.Name, h.User, EnvKey)
 		}
-		return nil, fmt.Errorf("%w: %s (%s): ssh handshake: %v", ErrUnreachable, cfg.Name, cfg.addr(), err)
+		return nil, fmt.Errorf("%w: %s (%s): ssh handshake: %v", ErrUnreachable, h.Name, h.addr(), err)
 	}
-	c := &Client{cfg: cfg, ssh: ssh.NewClient(cc, chans, reqs), lost: make(chan struct{})}
+	return ssh.NewClient(cc, chans, reqs), nil
+}
+
+// handshake runs the SSH handshake on conn, giving up (and closing conn) when
+// ctx ends or timeout passes: a host that accepts TCP but never speaks SSH
+// must not hang a deploy.
+func handshake(ctx context.Context, conn net.Conn, addr string, sc *ssh.ClientConfig, timeout time.Duration) (ssh.Conn, <-chan ssh.NewChannel, <-chan *ssh.Request, error) {
+	type result struct {
+		c     ssh.Conn
+		chans <-chan ssh.NewChannel
+		reqs  <-chan *ssh.Request
+		err   error
+	}
+	done := make(chan result, 1)
 	go func() {
-		c.ssh.Wait()
-		close(c.lost)
+		c, chans, reqs, err := ssh.NewClientConn(conn, addr, sc)
+		done <- result{c, chans, reqs, err}
 	}()
-	return c, nil
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	var err error
+	select {
+	case r := <-done:
+		if r.err != nil {
+			conn.Close()
+		}
+		return r.c, r.chans, r.reqs, r.err
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-t.C:
+		err = fmt.Errorf("no SSH handshake within %v", timeout)
+	}
+	conn.Close()
+	if r := <-done; r.err == nil {
+		r.c.Close()
+	}
+	return nil, nil, nil, err
 }
 
 // lostErr marks err as ErrDisconnected when the connection is gone, so callers
@@ -136,7 +250,11 @@ func (c *Client) Close() error {
 		c.sftp.Close()
 	}
 	c.mu.Unlock()
-	return c.ssh.Close()
+	err := c.ssh.Close()
+	for i := len(c.via) - 1; i >= 0; i-- {
+		c.via[i].Close()
+	}
+	return err
 }
 
 // Name is the host's name in the inventory.

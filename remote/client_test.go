@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/pkg/sftp"
@@ -23,10 +24,13 @@ import (
 )
 
 // testServer is an in-process SSH server with a pinned host key: exec runs the
-// command through /bin/sh like a login shell would, and sftp serves the local disk.
+// command through /bin/sh like a login shell would, sftp serves the local disk,
+// and direct-tcpip forwards a connection (so it can be a jump host).
 type testServer struct {
-	addr    string
-	hostKey ssh.Signer
+	addr     string
+	hostKey  ssh.Signer
+	logins   atomic.Int32
+	forwards atomic.Int32 // direct-tcpip channels opened
 }
 
 func newKey(t *testing.T) ssh.Signer {
@@ -42,6 +46,7 @@ func startServer(t *testing.T, clientKey ssh.PublicKey) *testServer {
 	ts := &testServer{hostKey: newKey(t)}
 	cfg := &ssh.ServerConfig{PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
 		if string(k.Marshal()) == string(clientKey.Marshal()) {
+			ts.logins.Add(1)
 			return nil, nil
 		}
 		return nil, errors.New("unknown key")
@@ -59,19 +64,23 @@ func startServer(t *testing.T, clientKey ssh.PublicKey) *testServer {
 			if err != nil {
 				return
 			}
-			go serveConn(c, cfg)
+			go ts.serveConn(c, cfg)
 		}
 	}()
 	return ts
 }
 
-func serveConn(c net.Conn, cfg *ssh.ServerConfig) {
+func (ts *testServer) serveConn(c net.Conn, cfg *ssh.ServerConfig) {
 	_, chans, reqs, err := ssh.NewServerConn(c, cfg)
 	if err != nil {
 		return
 	}
 	go ssh.DiscardRequests(reqs)
 	for nc := range chans {
+		if nc.ChannelType() == "direct-tcpip" {
+			ts.forward(nc)
+			continue
+		}
 		if nc.ChannelType() != "session" {
 			nc.Reject(ssh.UnknownChannelType, "only sessions")
 			continue
@@ -109,6 +118,40 @@ func serveConn(c net.Conn, cfg *ssh.ServerConfig) {
 	}
 }
 
+// forward serves a direct-tcpip channel, as sshd does for ProxyJump.
+func (ts *testServer) forward(nc ssh.NewChannel) {
+	var req struct {
+		Host       string
+		Port       uint32
+		OriginHost string
+		OriginPort uint32
+	}
+	if err := ssh.Unmarshal(nc.ExtraData(), &req); err != nil {
+		nc.Reject(ssh.ConnectionFailed, "bad request")
+		return
+	}
+	conn, err := net.Dial("tcp", net.JoinHostPort(req.Host, fmt.Sprint(req.Port)))
+	if err != nil {
+		nc.Reject(ssh.ConnectionFailed, err.Error())
+		return
+	}
+	ch, in, err := nc.Accept()
+	if err != nil {
+		conn.Close()
+		return
+	}
+	ts.forwards.Add(1)
+	go ssh.DiscardRequests(in)
+	go func() {
+		io.Copy(conn, ch)
+		conn.Close()
+	}()
+	go func() {
+		io.Copy(ch, conn)
+		ch.Close()
+	}()
+}
+
 // setup writes a client key and a known_hosts file that holds knownKey for the server.
 func setup(t *testing.T, knownKey func(ts *testServer) ssh.PublicKey) (Config, *testServer) {
 	dir := t.TempDir()
@@ -131,7 +174,7 @@ func setup(t *testing.T, knownKey func(ts *testServer) ssh.PublicKey) (Config, *
 		os.WriteFile(kh, nil, 0o600)
 	}
 	t.Setenv("SSH_AUTH_SOCK", "")
-	return Config{Name: "test", Address: host, Port: p, User: "deploy", IdentityFile: keyFile, KnownHostsFile: kh}, ts
+	return Config{Name: "test", Address: host, Port: p, User: "deploy", IdentityFiles: []string{keyFile}, KnownHostsFile: kh}, ts
 }
 
 func TestHostKeyUnknownIsRefused(t *testing.T) {
@@ -255,7 +298,7 @@ func TestAcceptNewHostKeyInParallel(t *testing.T) {
 	cfg, _ := setup(t, func(*testServer) ssh.PublicKey { return nil })
 	cfg.AcceptNewHostKey, cfg.Log = true, io.Discard
 	clientKey := func() ssh.PublicKey {
-		pem, _ := os.ReadFile(cfg.IdentityFile)
+		pem, _ := os.ReadFile(cfg.IdentityFiles[0])
 		s, _ := ssh.ParsePrivateKey(pem)
 		return s.PublicKey()
 	}()

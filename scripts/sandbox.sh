@@ -2,7 +2,8 @@
 # Local sandbox for taledeploy: a "VPS" on this machine.
 #
 #   scripts/sandbox.sh up     install what is missing, start dockerd and one sshd
-#                             per sandbox host (127.0.0.1, .2, .3, port 2222),
+#                             per sandbox host (127.0.0.1, .2, .3, port 2222) and
+#                             one for a jump host (127.0.0.4:2222, for ProxyJump),
 #                             write .sandbox/ (key, known_hosts per host)
 #   scripts/sandbox.sh down   remove the demo stack (containers, networks, volumes)
 #                             and stop that sshd
@@ -100,13 +101,13 @@ tools() {
 	fi
 }
 
-# start_sshd NAME ADDR PORT starts one OpenSSH sshd for a sandbox host, with its own
+# start_sshd NAME ADDR PORT [LOGLEVEL] starts one OpenSSH sshd for a sandbox host, with its own
 # host key and authorized key, and copies the client key and the host's
 # known_hosts line into .sandbox/. The sshd and its keys live in $cache/sandbox,
 # shared by every checkout on the machine (a CI clone and the main one), so
 # whichever checkout started it, every checkout's known_hosts matches it.
 start_sshd() {
-	local name=$1 addr=$2 port=$3 state=$cache/sandbox dir=$cache/sandbox/$1
+	local name=$1 addr=$2 port=$3 loglevel=${4:-ERROR} state=$cache/sandbox dir=$cache/sandbox/$1
 	mkdir -p "$dir" "$sandbox/$name"
 	chmod 700 "$state" "$dir" "$sandbox" "$sandbox/$name"
 	[ -f "$dir/host_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "$name-host" -f "$dir/host_ed25519"
@@ -129,7 +130,7 @@ start_sshd() {
 		MaxSessions 64
 		MaxStartups 64:30:128
 		Subsystem sftp internal-sftp
-		LogLevel ERROR
+		LogLevel $loglevel
 	EOF
 	local hostkey
 	hostkey=$(cut -d' ' -f1,2 "$dir/host_ed25519.pub")
@@ -183,6 +184,9 @@ up)
 	start_sshd host1 127.0.0.1 2222
 	start_sshd host2 127.0.0.2 2222
 	start_sshd host3 127.0.0.3 2222
+	# A jump host (ProxyJump) in front of them; at DEBUG1 its log names every
+	# forwarding, so a test can tell a connection went through it.
+	start_sshd jump 127.0.0.4 2222 DEBUG1
 	log "ready: ssh root@127.0.0.1 -p 2222 -i .sandbox/id_ed25519; try: go run ./cmd/taledeploy push demo"
 	;;
 down)
@@ -190,7 +194,7 @@ down)
 		remove_project tale-demo
 	fi
 	rm -rf /var/lib/taledeploy-demo
-	for h in host1 host2 host3; do stop_sshd "$h"; done
+	for h in host1 host2 host3 jump; do stop_sshd "$h"; done
 	log "down"
 	;;
 *)

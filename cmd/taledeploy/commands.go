@@ -20,8 +20,8 @@ import (
 
 // PushCmd is `taledeploy push ENV`.
 type PushCmd struct {
-	Env               string   `arg:"" help:"Environment from the inventory."`
-	Hosts             []string `help:"Only these hosts of ENV (names, comma-separated), in inventory order."`
+	Env               string   `arg:"" predictor:"env" help:"Environment from the inventory."`
+	Hosts             []string `predictor:"hosts" help:"Only these hosts of ENV (names, comma-separated), in inventory order."`
 	RollbackOnFailure bool     `help:"When a host fails, roll back the hosts that already run the new release."`
 	RecreateStateful  bool     `help:"Allow recreating a stateful service (db, proxy) whose definition changed; it is interrupted briefly."`
 	Release           string   `help:"Release id to record (default: time and git revision)."`
@@ -31,19 +31,19 @@ type PushCmd struct {
 
 // RollbackCmd is `taledeploy rollback ENV`.
 type RollbackCmd struct {
-	Env   string   `arg:"" help:"Environment from the inventory."`
-	Hosts []string `help:"Only these hosts of ENV (names, comma-separated)."`
+	Env   string   `arg:"" predictor:"env" help:"Environment from the inventory."`
+	Hosts []string `predictor:"hosts" help:"Only these hosts of ENV (names, comma-separated)."`
 }
 
 // StatusCmd is `taledeploy status ENV`.
 type StatusCmd struct {
-	Env   string   `arg:"" help:"Environment from the inventory."`
-	Hosts []string `help:"Only these hosts of ENV (names, comma-separated)."`
+	Env   string   `arg:"" predictor:"env" help:"Environment from the inventory."`
+	Hosts []string `predictor:"hosts" help:"Only these hosts of ENV (names, comma-separated)."`
 }
 
 // RenderCmd is `taledeploy render ENV`.
 type RenderCmd struct {
-	Env string `arg:"" help:"Environment from the inventory."`
+	Env string `arg:"" predictor:"env" help:"Environment from the inventory."`
 	Out string `type:"path" help:"Folder to write into (default: the inventory's folder)."`
 }
 
@@ -252,7 +252,9 @@ func (c *RenderCmd) Run(cli *CLI, ctx context.Context) error {
 // loadEnv reads the inventory and returns environment name, limited to the
 // named hosts when there are any.
 func loadEnv(file, name string, hosts []string) (*plan.Environment, error) {
-	inv, err := plan.Load(file)
+	// With host keys in the environment, a host may go without a known_hosts file.
+	kh, _ := os.LookupEnv(remote.EnvKnownHosts)
+	inv, err := plan.LoadWith(file, plan.LoadOptions{KnownHostsFromEnv: strings.TrimSpace(kh) != ""})
 	if err != nil {
 		return nil, err
 	}

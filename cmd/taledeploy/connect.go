@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 
 	"golang.org/x/term"
@@ -12,22 +14,86 @@ import (
 	"taledeploy/remote"
 )
 
-// dialOptions are the command line's settings for every SSH connection.
+// dialOptions are the settings of every SSH connection that come from the
+// command line and the environment.
 type dialOptions struct {
 	acceptNewHostKey bool
+	key              []byte // remote.EnvKey: a private key's text
+	knownHosts       []byte // remote.EnvKnownHosts: known_hosts lines
+	passphrase       func(keyName string) ([]byte, error)
+	sshConfig        *remote.SSHConfig // nil: none read
 }
 
-func (cli *CLI) dialOptions() dialOptions {
-	return dialOptions{acceptNewHostKey: cli.AcceptNewHostKey}
+// envSSHConfig names the ssh config file to read instead of ~/.ssh/config;
+// "none" reads none.
+const envSSHConfig = "TALEDEPLOY_SSH_CONFIG"
+
+func (cli *CLI) dialOptions() (dialOptions, error) {
+	return newDialOptions(cli.AcceptNewHostKey, os.LookupEnv)
 }
 
-// hostConfig says how to reach one host of the inventory.
-func hostConfig(h *plan.Host, o dialOptions) remote.Config {
-	return remote.Config{
-		Name: h.Name, Address: h.Address, Port: h.Port, User: h.User,
-		IdentityFile: h.IdentityFile, KnownHostsFile: h.KnownHosts,
-		AcceptNewHostKey: o.acceptNewHostKey,
+// newDialOptions reads the SSH settings from the environment through lookup.
+func newDialOptions(acceptNew bool, lookup func(string) (string, bool)) (dialOptions, error) {
+	o := dialOptions{acceptNewHostKey: acceptNew}
+	if v, _ := lookup(remote.EnvKey); strings.TrimSpace(v) != "" {
+		o.key = []byte(v)
 	}
+	if v, _ := lookup(remote.EnvKnownHosts); strings.TrimSpace(v) != "" {
+		o.knownHosts = []byte(v)
+	}
+	var askMu sync.Mutex
+	o.passphrase = func(keyName string) ([]byte, error) {
+		if p, ok := lookup(remote.EnvPassphrase); ok {
+			return []byte(p), nil
+		}
+		// Hosts are dialled in parallel: one prompt at a time.
+		askMu.Lock()
+		defer askMu.Unlock()
+		return askPassphrase(keyName)
+	}
+	file, set := lookup(envSSHConfig)
+	if !set || file == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return o, nil // no home, no ~/.ssh/config
+		}
+		file = filepath.Join(home, ".ssh", "config")
+	}
+	if file == "none" {
+		return o, nil
+	}
+	c, err := remote.LoadSSHConfig(file)
+	if err != nil {
+		return o, fmt.Errorf("%w: %v; fix it, or set %s=none to read no ssh config", plan.ErrBadInput, err, envSSHConfig)
+	}
+	o.sshConfig = c
+	return o, nil
+}
+
+// hostConfig says how to reach one host of the inventory: its own settings,
+// completed from the ssh config (the inventory's win where both are set).
+func hostConfig(h *plan.Host, o dialOptions) (remote.Config, error) {
+	cfg := remote.Config{
+		Name: h.Name, Address: h.Address, Port: h.Port, User: h.User,
+		KnownHostsFile: h.KnownHosts, Key: o.key, KnownHosts: o.knownHosts,
+		AcceptNewHostKey: o.acceptNewHostKey, Passphrase: o.passphrase,
+	}
+	if h.IdentityFile != "" {
+		cfg.IdentityFiles = []string{h.IdentityFile}
+	}
+	cfg, err := o.sshConfig.Apply(cfg)
+	if err != nil {
+		return cfg, fmt.Errorf("%w: %s: %v; fix it, or set %s=none to read no ssh config", plan.ErrBadInput, h.Name, err, envSSHConfig)
+	}
+	if cfg.User == "" {
+		where := "the ssh config"
+		if o.sshConfig != nil {
+			where = o.sshConfig.File
+		}
+		return cfg, fmt.Errorf("%w: host %s has no user; add user: to the host in the inventory (the SSH login, in the docker group), or User for %s in %s",
+			plan.ErrBadInput, h.Name, h.Address, where)
+	}
+	return cfg, nil
 }
 
 // connectAll opens one SSH connection per host, in parallel. On an error it
@@ -52,17 +118,22 @@ func connectAll(ctx context.Context, cli *CLI, env *plan.Environment) ([]*remote
 func connectEach(ctx context.Context, cli *CLI, env *plan.Environment) ([]*remote.Client, []error) {
 	conns := make([]*remote.Client, len(env.Hosts))
 	errs := make([]error, len(env.Hosts))
+	opts, err := cli.dialOptions()
+	if err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return conns, errs
+	}
 	var wg sync.WaitGroup
-	var askMu sync.Mutex
 	for i, h := range env.Hosts {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cfg := hostConfig(h, cli.dialOptions())
-			cfg.Passphrase = func(file string) ([]byte, error) {
-				askMu.Lock()
-				defer askMu.Unlock()
-				return askPassphrase(file)
+			cfg, err := hostConfig(h, opts)
+			if err != nil {
+				errs[i] = err
+				return
 			}
 			conns[i], errs[i] = remote.Dial(ctx, cfg)
 		}()
@@ -82,7 +153,10 @@ func closeAll(conns []*remote.Client) {
 func askPassphrase(file string) ([]byte, error) {
 	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
 	if err != nil || !term.IsTerminal(int(tty.Fd())) {
-		return nil, fmt.Errorf("no terminal to ask on; set TALEDEPLOY_SSH_PASSPHRASE or load the key into ssh-agent")
+		if tty != nil {
+			tty.Close()
+		}
+		return nil, fmt.Errorf("no terminal to ask on; set %s or load the key into ssh-agent", remote.EnvPassphrase)
 	}
 	defer tty.Close()
 	fmt.Fprintf(tty, "taledeploy: passphrase for %s: ", file)

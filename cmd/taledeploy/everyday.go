@@ -18,8 +18,8 @@ import (
 
 // HistoryCmd is `taledeploy history ENV`.
 type HistoryCmd struct {
-	Env   string   `arg:"" help:"Environment from the inventory."`
-	Hosts []string `help:"Only these hosts of ENV (names, comma-separated)."`
+	Env   string   `arg:"" predictor:"env" help:"Environment from the inventory."`
+	Hosts []string `predictor:"hosts" help:"Only these hosts of ENV (names, comma-separated)."`
 	Last  int      `default:"20" help:"Show this many entries per host (0: all)."`
 }
 
@@ -91,8 +91,8 @@ func truncate(s string, n int) string {
 
 // LogsCmd is `taledeploy logs ENV SERVICE`.
 type LogsCmd struct {
-	Env     string `arg:"" help:"Environment from the inventory."`
-	Service string `arg:"" help:"A service of the stack; for a stateless one, the live color's containers."`
+	Env     string `arg:"" predictor:"env" help:"Environment from the inventory."`
+	Service string `arg:"" predictor:"service" help:"A service of the stack; for a stateless one, the live color's containers."`
 	Follow  bool   `short:"f" help:"Keep streaming new lines until interrupted."`
 	Since   string `help:"Only lines newer than this (10m, 2h, or a timestamp)."`
 	Tail    string `default:"100" help:"Lines to show from the end of each log, or all."`
@@ -170,8 +170,8 @@ func (p *prefixWriter) flush() {
 
 // PlanCmd is `taledeploy plan ENV`.
 type PlanCmd struct {
-	Env   string   `arg:"" help:"Environment from the inventory."`
-	Hosts []string `help:"Only these hosts of ENV (names, comma-separated)."`
+	Env   string   `arg:"" predictor:"env" help:"Environment from the inventory."`
+	Hosts []string `predictor:"hosts" help:"Only these hosts of ENV (names, comma-separated)."`
 }
 
 func (c *PlanCmd) Run(cli *CLI, ctx context.Context) error {
@@ -224,8 +224,8 @@ func (c *PlanCmd) Run(cli *CLI, ctx context.Context) error {
 
 // DoctorCmd is `taledeploy doctor ENV`.
 type DoctorCmd struct {
-	Env   string   `arg:"" help:"Environment from the inventory."`
-	Hosts []string `help:"Only these hosts of ENV (names, comma-separated)."`
+	Env   string   `arg:"" predictor:"env" help:"Environment from the inventory."`
+	Hosts []string `predictor:"hosts" help:"Only these hosts of ENV (names, comma-separated)."`
 }
 
 func (c *DoctorCmd) Run(cli *CLI, ctx context.Context) error {

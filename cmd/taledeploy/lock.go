@@ -17,12 +17,12 @@ type LockCmd struct {
 
 // LockStatusCmd is `taledeploy lock status ENV`.
 type LockStatusCmd struct {
-	Env string `arg:"" help:"Environment from the inventory."`
+	Env string `arg:"" predictor:"env" help:"Environment from the inventory."`
 }
 
 // LockReleaseCmd is `taledeploy lock release ENV`.
 type LockReleaseCmd struct {
-	Env   string `arg:"" help:"Environment from the inventory."`
+	Env   string `arg:"" predictor:"env" help:"Environment from the inventory."`
 	Force bool   `help:"Remove the lock even if its holder may still be running (two deploys at once can break the host)."`
 }
 

@@ -34,13 +34,18 @@ type CLI struct {
 	History  HistoryCmd  `cmd:"" help:"Show the deploys recorded on each host: release, color, who, when, git revision, result, duration."`
 	Doctor   DoctorCmd   `cmd:"" help:"Check each host of ENV: SSH, Docker Engine and Compose versions, free memory and disk, the proxy and its admin socket, the lock and the record; each problem with its fix."`
 	Logs     LogsCmd     `cmd:"" help:"Stream a service's logs from every host (the live color's for a stateless service), prefixed by host."`
+
+	Completion CompletionCmd `cmd:"" help:"Print a shell completion script for bash or zsh: source <(taledeploy completion bash)."`
 }
 
 func main() {
 	var cli CLI
 	parser := newParser(&cli)
+	completeLine(parser)
 	k, err := parser.Parse(os.Args[1:])
-	parser.FatalIfErrorf(err)
+	if err != nil {
+		parser.FatalIfErrorf(usageError{err})
+	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	go func() {
 		// A second Ctrl-C exits at once.
@@ -68,6 +73,13 @@ func newParser(cli *CLI) *kong.Kong {
 		kong.Vars{"version": version},
 	)
 }
+
+// usageError is a command line kong cannot parse: bad input, exit status 2
+// (kong's own would be 80).
+type usageError struct{ error }
+
+func (usageError) ExitCode() int   { return exitBadInput }
+func (e usageError) Unwrap() error { return e.error }
 
 // Exit codes, distinct so scripts can tell them apart.
 const (

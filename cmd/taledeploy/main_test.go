@@ -9,6 +9,7 @@ import (
 // --accept-new-host-key is global: it may come before or after the command, and
 // it reaches the SSH configuration of every host.
 func TestAcceptNewHostKeyFlag(t *testing.T) {
+	t.Setenv("TALEDEPLOY_SSH_CONFIG", "none")
 	h := &plan.Host{Name: "vps1", Address: "203.0.113.10", Port: 22, User: "deploy", KnownHosts: "/home/u/.ssh/known_hosts"}
 	for _, tc := range []struct {
 		args []string
@@ -23,7 +24,14 @@ func TestAcceptNewHostKeyFlag(t *testing.T) {
 		if _, err := newParser(&cli).Parse(tc.args); err != nil {
 			t.Fatalf("%q: %v", tc.args, err)
 		}
-		cfg := hostConfig(h, cli.dialOptions())
+		opts, err := cli.dialOptions()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := hostConfig(h, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if cfg.AcceptNewHostKey != tc.want {
 			t.Errorf("%q: AcceptNewHostKey = %v, want %v", tc.args, cfg.AcceptNewHostKey, tc.want)
 		}
