@@ -77,7 +77,7 @@ start_dockerd() {
 
 tools() {
 	need_root
-	apt_install docker.io openssh-server busybox-static ca-certificates
+	apt_install docker.io openssh-server busybox-static ca-certificates zsh
 	mkdir -p "$cache" "$(dirname "$plugin")"
 	go_tool github.com/docker/compose/v2/cmd "$cache/docker-compose-$COMPOSE_VERSION" "$COMPOSE_VERSION" \
 		"-X github.com/docker/compose/v2/internal.Version=$COMPOSE_VERSION"

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -161,11 +160,7 @@ func asConns(cs []*remote.Client) []plan.Conn {
 }
 
 func (c *StatusCmd) Run(cli *CLI, ctx context.Context) error {
-	env, err := loadEnv(cli.Inventory, c.Env, c.Hosts)
-	if err != nil {
-		return err
-	}
-	conns, err := connectAll(ctx, cli, env)
+	env, conns, err := connectEnv(ctx, cli, c.Env, c.Hosts)
 	defer closeAll(conns)
 	if err != nil {
 		return err
@@ -175,9 +170,7 @@ func (c *StatusCmd) Run(cli *CLI, ctx context.Context) error {
 		all = append(all, plan.Status(ctx, h, env.StackFor(h.Name())))
 	}
 	if cli.JSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"environment": env.Name, "hosts": all})
+		return printJSON(map[string]any{"environment": env.Name, "hosts": all})
 	}
 	for _, hs := range all {
 		printStatus(hs)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -140,6 +141,25 @@ func connectEach(ctx context.Context, cli *CLI, env *plan.Environment) ([]*remot
 	}
 	wg.Wait()
 	return conns, errs
+}
+
+// connectEnv loads environment name, limited to hosts when any are named, and
+// connects to its hosts. The connections it returns must be closed, even with
+// an error.
+func connectEnv(ctx context.Context, cli *CLI, name string, hosts []string) (*plan.Environment, []*remote.Client, error) {
+	env, err := loadEnv(cli.Inventory, name, hosts)
+	if err != nil {
+		return nil, nil, err
+	}
+	conns, err := connectAll(ctx, cli, env)
+	return env, conns, err
+}
+
+// printJSON prints v as one indented JSON document on standard output.
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 func closeAll(conns []*remote.Client) {

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,11 +23,7 @@ type HistoryCmd struct {
 }
 
 func (c *HistoryCmd) Run(cli *CLI, ctx context.Context) error {
-	env, err := loadEnv(cli.Inventory, c.Env, c.Hosts)
-	if err != nil {
-		return err
-	}
-	conns, err := connectAll(ctx, cli, env)
+	env, conns, err := connectEnv(ctx, cli, c.Env, c.Hosts)
 	defer closeAll(conns)
 	if err != nil {
 		return err
@@ -46,9 +41,7 @@ func (c *HistoryCmd) Run(cli *CLI, ctx context.Context) error {
 		all[h.Name()] = hist
 	}
 	if cli.JSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(map[string]any{"environment": env.Name, "hosts": all}); err != nil {
+		if err := printJSON(map[string]any{"environment": env.Name, "hosts": all}); err != nil {
 			return err
 		}
 		return errors.Join(errs...)
@@ -104,11 +97,7 @@ func (c *LogsCmd) Run(cli *CLI, ctx context.Context) error {
 	if c.Host != "" {
 		hosts = []string{c.Host}
 	}
-	env, err := loadEnv(cli.Inventory, c.Env, hosts)
-	if err != nil {
-		return err
-	}
-	conns, err := connectAll(ctx, cli, env)
+	env, conns, err := connectEnv(ctx, cli, c.Env, hosts)
 	defer closeAll(conns)
 	if err != nil {
 		return err
@@ -175,11 +164,7 @@ type PlanCmd struct {
 }
 
 func (c *PlanCmd) Run(cli *CLI, ctx context.Context) error {
-	env, err := loadEnv(cli.Inventory, c.Env, c.Hosts)
-	if err != nil {
-		return err
-	}
-	conns, err := connectAll(ctx, cli, env)
+	env, conns, err := connectEnv(ctx, cli, c.Env, c.Hosts)
 	defer closeAll(conns)
 	if err != nil {
 		return err
@@ -196,9 +181,7 @@ func (c *PlanCmd) Run(cli *CLI, ctx context.Context) error {
 		all = append(all, p)
 	}
 	if cli.JSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(map[string]any{"environment": env.Name, "hosts": all}); err != nil {
+		if err := printJSON(map[string]any{"environment": env.Name, "hosts": all}); err != nil {
 			return err
 		}
 		return errors.Join(errs...)
@@ -258,9 +241,7 @@ func (c *DoctorCmd) Run(cli *CLI, ctx context.Context) error {
 		all[h.Name] = fs
 	}
 	if cli.JSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(map[string]any{"environment": env.Name, "hosts": all, "problems": problems})
+		printJSON(map[string]any{"environment": env.Name, "hosts": all, "problems": problems})
 	} else {
 		for _, h := range env.Hosts {
 			fmt.Printf("%s:\n", h.Name)

@@ -27,11 +27,7 @@ type LockReleaseCmd struct {
 }
 
 func (c *LockStatusCmd) Run(cli *CLI, ctx context.Context) error {
-	env, err := loadEnv(cli.Inventory, c.Env, nil)
-	if err != nil {
-		return err
-	}
-	conns, err := connectAll(ctx, cli, env)
+	env, conns, err := connectEnv(ctx, cli, c.Env, nil)
 	defer closeAll(conns)
 	if err != nil {
 		return err
@@ -57,11 +53,7 @@ func (c *LockStatusCmd) Run(cli *CLI, ctx context.Context) error {
 }
 
 func (c *LockReleaseCmd) Run(cli *CLI, ctx context.Context) error {
-	env, err := loadEnv(cli.Inventory, c.Env, nil)
-	if err != nil {
-		return err
-	}
-	conns, err := connectAll(ctx, cli, env)
+	env, conns, err := connectEnv(ctx, cli, c.Env, nil)
 	defer closeAll(conns)
 	if err != nil {
 		return err
