@@ -246,6 +246,15 @@ func TestFleet(t *testing.T) {
 		t.Errorf("doctor on a healthy fleet: %v:\n%s", r.err, r.out)
 	}
 
+	// On a terminal a live line per host shows the running step and its time;
+	// util-linux's script(1) gives the command one.
+	out, err := exec.Command("script", "-q", "-e", "-c", strings.Join([]string{f.bin, "--inventory", filepath.Join(f.work, "inventory.yaml"),
+		"rollback", "e2e", "--hosts", "h3"}, " "), "/dev/null").CombinedOutput()
+	f.addOutput("rollback on a terminal:\n" + string(out))
+	if err != nil || !regexp.MustCompile(`h3  (start|verify) +[0-9]+\.[0-9]s …`).Match(out) || !strings.Contains(string(out), "\r\033[K") {
+		t.Errorf("rollback on a terminal shows no live progress line (%v):\n%q", err, out)
+	}
+
 	// staging shares h1's machine: pushing it leaves prod alone.
 	phase("staging")
 	prodBefore := f.snapshot()
