@@ -8,6 +8,7 @@ package migrations
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -59,7 +60,7 @@ func Files(dirs ...string) ([]string, error) {
 	for _, dir := range dirs {
 		entries, err := os.ReadDir(dir) // sorted by name
 		if err != nil {
-			return nil, &InputError{File: dir, Msg: fmt.Sprintf("cannot read the migrations folder: %v", errors.Unwrap(err))}
+			return nil, &InputError{File: dir, Msg: "cannot read the migrations folder: " + osReason(err)}
 		}
 		for _, e := range entries {
 			if e.Type().IsRegular() && strings.HasSuffix(e.Name(), ".sql") {
@@ -78,7 +79,7 @@ func Check(files []string) ([]Finding, error) {
 	for _, f := range files {
 		src, err := os.ReadFile(f)
 		if err != nil {
-			errs = append(errs, &InputError{File: f, Msg: errors.Unwrap(err).Error()})
+			errs = append(errs, &InputError{File: f, Msg: osReason(err)})
 			continue
 		}
 		fs, err := CheckSQL(f, src)
@@ -89,6 +90,15 @@ func Check(files []string) ([]Finding, error) {
 		all = append(all, fs...)
 	}
 	return all, errors.Join(errs...)
+}
+
+// osReason is err without the path that the InputError names already.
+func osReason(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
 }
 
 // ContractMarker, alone on a migration's first line, makes it a contract
