@@ -57,6 +57,9 @@ func (c *MigrationsCheckCmd) run(cli *CLI, w io.Writer) error {
 		return migrationInputError{fmt.Errorf("%w; pass the folder of your *.sql migrations: taledeploy migrations check DIR", err)}
 	}
 	findings, checkErr := migrations.Check(files)
+	if errors.Is(checkErr, migrations.ErrNoParser) {
+		return checkErr
+	}
 	if findings == nil {
 		findings = []migrations.Finding{}
 	}
