@@ -82,7 +82,7 @@ func (c *MigrationsCheckCmd) run(cli *CLI, w io.Writer) error {
 	case checkErr != nil:
 		return migrationInputError{fmt.Errorf("%w\nfix the SQL at the line named and run the check again", checkErr)}
 	case len(findings) > 0:
-		return fmt.Errorf("%w: %d findings in %d files; fix them, make the file a contract migration (NAME.contract.sql) for one the old color no longer needs, or allow a statement with a `-- taledeploy:allow RULE` comment above it", errFindings, len(findings), len(files))
+		return fmt.Errorf("%w: %s in %s; fix them, make the file a contract migration (NAME.contract.sql) for one the old color no longer needs, or allow a statement with a `-- taledeploy:allow RULE` comment above it", errFindings, plural(len(findings), "finding"), plural(len(files), "file"))
 	case len(files) == 0:
 		fmt.Fprintf(os.Stderr, "taledeploy: no *.sql files in %v\n", dirs)
 	case !cli.JSON:
@@ -108,4 +108,12 @@ func inputErrors(err error) []*migrations.InputError {
 		out = append(out, ie)
 	}
 	return out
+}
+
+// plural is "1 file" or "2 files".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -69,7 +69,7 @@ func TestMigrationsCheckExitCodes(t *testing.T) {
 	if want := filepath.Join(unsafe, "0001_drop.sql") + ":3: drop-column: drop column users.email"; !strings.Contains(out, want) || !strings.Contains(out, "fix: ") {
 		t.Errorf("unsafe: output %q, want %q", out, want)
 	}
-	if !strings.Contains(err.Error(), "1 findings in 4 files") {
+	if !strings.Contains(err.Error(), "1 finding in 4 files") {
 		t.Errorf("unsafe: error %q", err)
 	}
 
