@@ -64,6 +64,7 @@ func TestRules(t *testing.T) {
 		{"alter column set data type", lt + "ALTER TABLE users ALTER id SET DATA TYPE bigint USING id::bigint;", []string{"alter-column-type@2"}},
 		{"set not null", lt + "ALTER TABLE users ALTER COLUMN email SET NOT NULL;", []string{"set-not-null@2"}},
 		{"add column not null", lt + "ALTER TABLE users ADD COLUMN age int NOT NULL;", []string{"add-column-not-null@2"}},
+		{"add column not null default null", lt + "ALTER TABLE users ADD COLUMN age int DEFAULT NULL NOT NULL;", []string{"add-column-not-null@2"}},
 		{"add column primary key", lt + "ALTER TABLE users ADD COLUMN uid int PRIMARY KEY;", []string{"add-column-not-null@2"}},
 		{"volatile default random", lt + "ALTER TABLE users ADD COLUMN r float8 DEFAULT random();", []string{"volatile-default@2"}},
 		{"volatile default clock_timestamp", lt + "ALTER TABLE users ADD COLUMN seen timestamptz NOT NULL DEFAULT clock_timestamp();", []string{"volatile-default@2"}},

@@ -198,6 +198,9 @@ func (c *checker) addColumn(s *stmt, table string, cd *pg.ColumnDef) {
 			c.constraint(s, table, k)
 		}
 	}
+	if def.GetAConst().GetIsnull() {
+		def = nil // DEFAULT NULL is no default
+	}
 	if t := typeName(cd.TypeName); strings.HasSuffix(t, "serial") || t == "serial2" || t == "serial4" || t == "serial8" {
 		rewrite = "a " + t + " column (its default is nextval())"
 	}

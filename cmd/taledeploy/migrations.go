@@ -86,7 +86,7 @@ func (c *MigrationsCheckCmd) run(cli *CLI, w io.Writer) error {
 	case len(files) == 0:
 		fmt.Fprintf(os.Stderr, "taledeploy: no *.sql files in %v\n", dirs)
 	case !cli.JSON:
-		fmt.Fprintf(w, "taledeploy: %d migration files checked, no findings\n", len(files))
+		fmt.Fprintf(w, "taledeploy: %s checked, no findings\n", plural(len(files), "migration file"))
 	}
 	return nil
 }
