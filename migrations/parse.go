@@ -21,7 +21,7 @@ func CheckSQL(name string, src []byte) ([]Finding, error) {
 		ie := &InputError{File: name, Line: 1, Msg: err.Error()}
 		var pe *parser.Error
 		if errors.As(err, &pe) && pe.Cursorpos > 0 {
-			ie.Line = newLines(text).line(pe.Cursorpos - 1)
+			ie.Line = newLines(text).line(byteOffset(text, pe.Cursorpos-1))
 		}
 		return nil, ie
 	}
@@ -43,6 +43,19 @@ func CheckSQL(name string, src []byte) ([]Finding, error) {
 	}
 	sort.SliceStable(c.findings, func(i, j int) bool { return c.findings[i].Line < c.findings[j].Line })
 	return c.findings, nil
+}
+
+// byteOffset converts the parser's error position, counted in characters,
+// to a byte offset (the parse tree's locations are in bytes).
+func byteOffset(s string, chars int) int {
+	n := 0
+	for i := range s {
+		if n == chars {
+			return i
+		}
+		n++
+	}
+	return len(s)
 }
 
 // lines maps byte offsets to 1-based line numbers.

@@ -134,6 +134,7 @@ func TestTraps(t *testing.T) {
 		{"string literal", lt + "INSERT INTO audit (note) VALUES ('ALTER TABLE users DROP COLUMN email; DROP TABLE users;');", nil},
 		{"escape string", lt + "INSERT INTO audit (note) VALUES (E'it\\'s; DROP TABLE users; --');", nil},
 		{"dollar quoted DO", lt + "DO $body$\nBEGIN\n  RAISE NOTICE 'ALTER TABLE users DROP COLUMN email';\nEND\n$body$;", nil},
+		{"multibyte text before", "-- 日本語のコメント\n" + lt + "INSERT INTO t VALUES ('ÄÖÜ; DROP TABLE t;');\nALTER TABLE users DROP COLUMN émail;", []string{"drop-column@4"}},
 		{"dollar quoted function", lt + "CREATE FUNCTION purge() RETURNS void LANGUAGE sql AS $$ DROP TABLE users $$;", nil},
 		{"column named drop_column", lt + "ALTER TABLE users ADD COLUMN drop_column text;\nSELECT drop_column FROM users;", nil},
 		{"quoted identifiers", lt + "CREATE TABLE \"drop table\" (id int);\nALTER TABLE users ADD COLUMN \"DROP COLUMN\" int;", nil},
@@ -279,6 +280,7 @@ func TestUnparsable(t *testing.T) {
 		{"ALTER TABLE users ADD COLUMN x int", 0, ""}, // no semicolon at the end: valid
 		{"SELECT 'unterminated;\nDROP TABLE t;", 1, "unterminated quoted string"},
 		{"\n\nCREATE TABLE (id int);", 3, "syntax error"},
+		{"--日本語のコメント、ünïcödé\nSELECT 'ÄÖÜ';\n\nSELEC 2;", 4, `syntax error at or near "SELEC"`},
 	} {
 		_, err := CheckSQL("0003_bad.sql", []byte(tc.sql))
 		if tc.line == 0 {
