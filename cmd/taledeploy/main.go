@@ -35,6 +35,7 @@ type CLI struct {
 	Doctor   DoctorCmd   `cmd:"" help:"Check each host of ENV: SSH, Docker Engine and Compose versions, free memory and disk, the proxy and its admin socket, the lock and the record; each problem with its fix."`
 	Logs     LogsCmd     `cmd:"" help:"Stream a service's logs from every host (the live color's for a stateless service), prefixed by host."`
 
+	Migrations MigrationsCmd `cmd:"" help:"Check SQL migrations for blue/green safety: taledeploy migrations check [DIR...]."`
 	Completion CompletionCmd `cmd:"" help:"Print a shell completion script for bash or zsh: source <(taledeploy completion bash)."`
 }
 
