@@ -7,7 +7,7 @@ import (
 	"io"
 	"os"
 
-	"taledeploy/migrations"
+	"taledeploy/migcheck"
 	"taledeploy/plan"
 )
 
@@ -37,7 +37,7 @@ func (e migrationInputError) Unwrap() []error { return []error{e.error, plan.Err
 // migrationsReport is the --json document.
 type migrationsReport struct {
 	Files    int                   `json:"files"`
-	Findings []migrations.Finding  `json:"findings"`
+	Findings []migcheck.Finding    `json:"findings"`
 	Errors   []migrationsReportErr `json:"errors"`
 }
 
@@ -52,16 +52,16 @@ func (c *MigrationsCheckCmd) run(cli *CLI, w io.Writer) error {
 	if len(dirs) == 0 {
 		dirs = []string{"migrations"}
 	}
-	files, err := migrations.Files(dirs...)
+	files, err := migcheck.Files(dirs...)
 	if err != nil {
 		return migrationInputError{fmt.Errorf("%w; pass the folder of your *.sql migrations: taledeploy migrations check DIR", err)}
 	}
-	findings, checkErr := migrations.Check(files)
-	if errors.Is(checkErr, migrations.ErrNoParser) {
+	findings, checkErr := migcheck.Check(files)
+	if errors.Is(checkErr, migcheck.ErrNoParser) {
 		return checkErr
 	}
 	if findings == nil {
-		findings = []migrations.Finding{}
+		findings = []migcheck.Finding{}
 	}
 	if cli.JSON {
 		rep := migrationsReport{Files: len(files), Findings: findings, Errors: []migrationsReportErr{}}
@@ -92,8 +92,8 @@ func (c *MigrationsCheckCmd) run(cli *CLI, w io.Writer) error {
 }
 
 // inputErrors lists the files that could not be checked.
-func inputErrors(err error) []*migrations.InputError {
-	var out []*migrations.InputError
+func inputErrors(err error) []*migcheck.InputError {
+	var out []*migcheck.InputError
 	if err == nil {
 		return out
 	}
@@ -103,7 +103,7 @@ func inputErrors(err error) []*migrations.InputError {
 		}
 		return out
 	}
-	var ie *migrations.InputError
+	var ie *migcheck.InputError
 	if errors.As(err, &ie) {
 		out = append(out, ie)
 	}

@@ -1,4 +1,4 @@
-package migrations
+package migcheck
 
 // Rule names. A finding carries one; an allow comment names one.
 const (

@@ -1,6 +1,6 @@
 //go:build !cgo
 
-package migrations
+package migcheck
 
 // CheckSQL needs the Postgres parser, which needs cgo.
 func CheckSQL(name string, src []byte) ([]Finding, error) {

@@ -3,7 +3,7 @@
 // one Postgres database), or that take heavy locks. It parses SQL with
 // Postgres's own parser (libpg_query), so comments, string literals and quoted
 // identifiers never look like statements.
-package migrations
+package migcheck
 
 import (
 	"errors"

@@ -1,6 +1,6 @@
 //go:build cgo
 
-package migrations
+package migcheck
 
 import (
 	"errors"
