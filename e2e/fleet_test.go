@@ -229,7 +229,7 @@ func TestFleet(t *testing.T) {
 			t.Errorf("logs has no platform line from %s:\n%s", h.name, r.out)
 		}
 	}
-	follow := f.start(nil, "logs", "e2e", "rag", "-f", "--since", "10m", "--host", "h2")
+	follow := f.start(nil, "logs", "e2e", "platform", "-f", "--since", "10m", "--host", "h2")
 	time.Sleep(2 * time.Second)
 	follow.cmd.Process.Signal(os.Interrupt)
 	follow.wait()
