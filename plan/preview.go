@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"sort"
 	"strings"
 	"time"
@@ -199,5 +198,5 @@ func readLocal(s *Stack) ([]byte, error) {
 			return f.data, nil
 		}
 	}
-	return nil, io.ErrUnexpectedEOF
+	return nil, fmt.Errorf("%w: compose file %s is not among the files a push uploads", ErrBadInput, s.ComposeFile)
 }
