@@ -69,7 +69,8 @@ func TestInterruptedPush(t *testing.T) {
 	n++
 	s.buildServices(fmt.Sprintf("-X main.build=k%d", n))
 	bg := s.start(nil, "push", "e2e", "--release", fmt.Sprintf("k%d", n))
-	at := time.Duration(300+rand.IntN(7000)) * time.Millisecond
+	// A push takes 6 s or more here: any moment up to 4.5 s is mid-push.
+	at := time.Duration(300+rand.IntN(4200)) * time.Millisecond
 	time.Sleep(at)
 	bg.cmd.Process.Kill()
 	bg.wait()

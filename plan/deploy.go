@@ -89,6 +89,13 @@ func (d *Deployer) step(name string, fn func() (string, error)) error {
 		d.Report(Event{Host: d.Host.Name(), Step: name, Status: "running"})
 	}
 	msg, err := fn()
+	if err != nil && !errors.Is(err, remote.ErrDisconnected) {
+		// Whatever failed, a dead connection is the reason to report: the
+		// command stops and the next one picks up from what runs.
+		if l, ok := d.Host.(interface{ Lost() bool }); ok && l.Lost() {
+			err = fmt.Errorf("%s: %w (%v); nothing more was done on the host: run the same command again, it picks up from what runs", d.Host.Name(), remote.ErrDisconnected, err)
+		}
+	}
 	ev := Event{Host: d.Host.Name(), Step: name, Status: "ok", Duration: time.Since(start), Message: msg}
 	if err != nil {
 		ev.Status, ev.Message = "failed", err.Error()

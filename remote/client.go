@@ -235,11 +235,33 @@ func handshake(ctx context.Context, conn net.Conn, addr string, sc *ssh.ClientCo
 // lostErr marks err as ErrDisconnected when the connection is gone, so callers
 // stop at once instead of retrying until a timeout.
 func (c *Client) lostErr(err error) error {
+	if errors.Is(err, ErrDisconnected) || !c.Lost() {
+		return err
+	}
+	return fmt.Errorf("%s: %w (%v); nothing more was done on the host: run the same command again, it picks up from what runs", c.cfg.Name, ErrDisconnected, err)
+}
+
+// Lost tells whether the connection is gone. When the transport has not
+// noticed yet (a command's session may fail first), it asks the server.
+func (c *Client) Lost() bool {
 	select {
 	case <-c.lost:
-		return fmt.Errorf("%s: %w (%v); nothing more was done on the host: run the same command again, it picks up from what runs", c.cfg.Name, ErrDisconnected, err)
+		return true
 	default:
-		return err
+	}
+	reply := make(chan error, 1)
+	go func() {
+		// OpenSSH answers this request with a failure: only an error means no answer.
+		_, _, err := c.ssh.SendRequest("keepalive@openssh.com", true, nil)
+		reply <- err
+	}()
+	select {
+	case err := <-reply:
+		return err != nil
+	case <-c.lost:
+		return true
+	case <-time.After(3 * time.Second):
+		return true
 	}
 }
 
