@@ -369,6 +369,10 @@ func TestRefusedPushes(t *testing.T) {
 				t.Errorf("Caddy's admin API answered %s from a container", url)
 			}
 		}
+		// The gate decides which color takes traffic: only Caddy may ask it.
+		if err := try("http://" + proxy + ":2020/"); err == nil {
+			t.Errorf("the gate answered from a container")
+		}
 		for _, c := range st.Containers {
 			if c.Service == "proxy" {
 				continue

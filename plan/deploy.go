@@ -76,7 +76,7 @@ type Deployer struct {
 
 	target           *pushTarget
 	changed, missing []string // stateful services to recreate or start
-	validated        string   // color whose Caddyfile the running Caddy accepted
+	validated        bool     // the running Caddy accepted this stack's Caddyfile
 	composeSum       string   // see Stack.composeSum
 }
 
@@ -186,15 +186,13 @@ func (d *Deployer) Check(ctx context.Context) error {
 			if err := writeState(ctx, d.Host, s, nst); err != nil {
 				return "", err
 			}
-			// A proxy restart must come back to the color that serves.
-			caddyfile, err := s.remotePath(s.Caddyfile)
-			if err != nil {
+			// The gate admits the color that serves and only that one: an
+			// interrupted switch may have left both admitted, or none.
+			if err := d.admit(ctx, nst.Active); err != nil {
 				return "", err
 			}
-			if cur, _ := d.Host.ReadFile(ctx, caddyfile); !bytes.Equal(cur, s.CaddyfileFor(nst.Active)) {
-				if err := d.Host.WriteFile(ctx, caddyfile, s.CaddyfileFor(nst.Active), 0o644); err != nil {
-					return "", err
-				}
+			if err := d.retire(ctx, Other(nst.Active)); err != nil {
+				return "", err
 			}
 		}
 		d.state, d.live, d.before = nst, o.live, o.live
@@ -342,16 +340,12 @@ func (d *Deployer) finish(ctx context.Context, action, newColor, release string,
 	if err := d.step("verify", func() (string, error) { return d.verify(ctx, newColor) }); err != nil {
 		return err
 	}
-	var oldCaddyfile []byte
 	if err := d.step("switch", func() (string, error) {
-		var err error
-		oldCaddyfile, err = d.switchTo(ctx, newColor)
-		return "traffic to " + newColor, err
+		return "traffic to " + newColor, d.switchTo(ctx, newColor, false)
 	}); err != nil {
-		if oldCaddyfile != nil {
-			if caddyfile, err := s.remotePath(s.Caddyfile); err == nil {
-				_ = d.Host.WriteFile(context.WithoutCancel(ctx), caddyfile, oldCaddyfile, 0o644)
-			}
+		if d.live != "" {
+			// Keep traffic where it was: the new color may have been admitted.
+			_ = d.retire(context.WithoutCancel(ctx), newColor)
 		}
 		return err
 	}
@@ -365,8 +359,7 @@ func (d *Deployer) finish(ctx context.Context, action, newColor, release string,
 			// The old color still runs: give it the traffic back.
 			cctx := context.WithoutCancel(ctx)
 			if berr := d.step("switch-back", func() (string, error) {
-				_, err := d.switchTo(cctx, old)
-				return "traffic back to " + old, err
+				return "traffic back to " + old, d.switchTo(cctx, old, true)
 			}); berr != nil {
 				return errors.Join(err, berr)
 			}
@@ -687,12 +680,13 @@ func (d *Deployer) stateful(ctx context.Context, newColor, release string) (stri
 		return c.Project == s.Project && c.Service == s.Proxy && c.Running()
 	})
 	if !proxyRunning {
-		// The proxy starts with a Caddyfile that routes to the color being pushed.
+		// The proxy starts with the current Caddyfile; the gate keeps traffic on
+		// the admitted color, if any.
 		p, err := s.remotePath(s.Caddyfile)
 		if err != nil {
 			return "", err
 		}
-		if err := d.Host.WriteFile(ctx, p, s.CaddyfileFor(newColor), 0o644); err != nil {
+		if err := d.Host.WriteFile(ctx, p, s.CaddyfileText(), 0o644); err != nil {
 			return "", err
 		}
 	}
@@ -805,36 +799,6 @@ func (d *Deployer) showLogs(ctx context.Context, color string) {
 	if len(out) > 0 {
 		d.logf("%s: last log lines of %s:\n%s", d.Host.Name(), d.Stack.ColorProject(color), out)
 	}
-}
-
-// switchTo validates a Caddyfile that puts color first and loads it into Caddy.
-// It returns the Caddyfile it replaced, so a caller can restore it.
-func (d *Deployer) switchTo(ctx context.Context, color string) ([]byte, error) {
-	s := d.Stack
-	if d.validated != color && color != d.live {
-		// Rollback, or a first push whose proxy started in this push.
-		if _, err := d.validateCaddyfile(ctx, color); err != nil {
-			return nil, err
-		}
-		if d.validated != color && color != d.live {
-			return nil, fmt.Errorf("the proxy service %s is not running in project %s; push again to start it", s.Proxy, s.Project)
-		}
-	}
-	next := s.CaddyfileFor(color)
-	caddyfile, err := s.remotePath(s.Caddyfile)
-	if err != nil {
-		return nil, err
-	}
-	old, _ := d.Host.ReadFile(ctx, caddyfile)
-	if err := d.Host.WriteFile(ctx, caddyfile, next, 0o644); err != nil {
-		return old, err
-	}
-	// Load the exact bytes through the admin socket, so what Caddy runs is what we
-	// validated, whatever the container sees of the file.
-	if _, err := d.admin(ctx, http.MethodPost, "/load", "text/caddyfile", next); err != nil {
-		return old, fmt.Errorf("caddy reload: %w", err)
-	}
-	return old, nil
 }
 
 // admin calls Caddy's admin API on its unix socket, through the SSH connection.

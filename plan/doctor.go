@@ -82,7 +82,11 @@ func Doctor(ctx context.Context, h Conn, s *Stack) []Finding {
 			add("proxy", false, "admin socket "+s.adminDir()+"/admin.sock: "+err.Error(),
 				"the proxy must serve its admin API on that socket (`admin unix//run/caddy/admin.sock` in the Caddyfile) and mount "+s.adminDir()+"; a non-root SSH user needs write access to the socket")
 		} else {
-			add("proxy", true, fmt.Sprintf("%s runs, admin socket answers, traffic goes to %s", s.Proxy, orNone(o.caddy)), "")
+			how := "the gate admits " + orNone(strings.Join(o.admitted, " and "))
+			if !o.gated {
+				how = "Caddy runs a Caddyfile from an older taledeploy, without the gate; the next push loads the current one (one reload)"
+			}
+			add("proxy", true, fmt.Sprintf("%s runs, admin socket answers, traffic goes to %s; %s", s.Proxy, orNone(o.caddy), how), "")
 		}
 	}
 

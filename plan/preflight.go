@@ -29,7 +29,7 @@ func (d *Deployer) preflight(ctx context.Context, newColor, release string) (str
 	)
 	checks := []func() (string, error){
 		func() (string, error) { return d.checkStateful(ctx, release) },
-		func() (string, error) { return d.validateCaddyfile(ctx, newColor) },
+		func() (string, error) { return d.validateCaddyfile(ctx) },
 		func() (string, error) {
 			if d.Opts.SkipPreflight {
 				return "memory and disk not checked (--skip-preflight)", nil
@@ -158,10 +158,10 @@ func (d *Deployer) compareStateful(out []byte) (changed, missing []string, err e
 	return changed, missing, nil
 }
 
-// validateCaddyfile has the running Caddy check the Caddyfile that will send
-// traffic to color, before anything is started. On an empty host the proxy does
-// not run yet and validates it when it starts.
-func (d *Deployer) validateCaddyfile(ctx context.Context, color string) (string, error) {
+// validateCaddyfile has the running Caddy check the stack's Caddyfile before
+// anything is started. On an empty host the proxy does not run yet and validates
+// it when it starts.
+func (d *Deployer) validateCaddyfile(ctx context.Context) (string, error) {
 	s := d.Stack
 	i := slices.IndexFunc(d.cs, func(c Container) bool { return c.Project == s.Project && c.Service == s.Proxy && c.Running() })
 	if i < 0 {
@@ -179,13 +179,13 @@ func (d *Deployer) validateCaddyfile(ctx context.Context, color string) (string,
 	// The running Caddy adapts it (POST /adapt) without loading it: the same
 	// parser the switch's /load uses. A config that adapts but fails to start is
 	// refused by /load itself, which keeps the running config.
-	if _, err := d.admin(ctx, http.MethodPost, "/adapt", "text/caddyfile", s.CaddyfileFor(color)); err != nil {
+	if _, err := d.admin(ctx, http.MethodPost, "/adapt", "text/caddyfile", s.CaddyfileText()); err != nil {
 		if errors.Is(err, remote.ErrDisconnected) {
 			return "", err
 		}
 		return "", fmt.Errorf("%w: %v; fix the routes in the inventory. Nothing was started and traffic is untouched", ErrCaddyfile, err)
 	}
-	d.validated = color
+	d.validated = true
 	return "Caddyfile valid", nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -83,7 +84,7 @@ func (d *Deployer) Preview(ctx context.Context) (*Preview, error) {
 	p.Steps = append(p.Steps,
 		fmt.Sprintf("start: %s beside %s", s.ColorProject(p.NewColor), orNone(p.Live)),
 		fmt.Sprintf("verify: wait up to %s for health checks and %d route(s)", s.HealthTimeout.Duration, len(s.Routes)),
-		fmt.Sprintf("switch: Caddy sends traffic to %s", p.NewColor))
+		fmt.Sprintf("switch: Caddy sends traffic to %s: the gate admits it%s%s", p.NewColor, retireNote(p.Live), reloadNote(o, files, s.remote(s.Caddyfile))))
 	if p.Live != "" {
 		if s.VerifyWindow.Duration > 0 {
 			p.Steps = append(p.Steps, fmt.Sprintf("window: watch %s through Caddy for %s, switch back on failure", p.NewColor, s.VerifyWindow.Duration))
@@ -104,7 +105,7 @@ func (d *Deployer) fileChanges(ctx context.Context, newColor string) ([]FileChan
 	if err != nil {
 		return nil, err
 	}
-	files = append(files, releaseFile{rel: s.Caddyfile, data: s.CaddyfileFor(newColor)})
+	files = append(files, releaseFile{rel: s.Caddyfile, data: s.CaddyfileText()})
 	var out []FileChange
 	for _, f := range files {
 		remotePath := s.remote(f.rel)
@@ -199,4 +200,20 @@ func readLocal(s *Stack) ([]byte, error) {
 		}
 	}
 	return nil, fmt.Errorf("%w: compose file %s is not among the files a push uploads", ErrBadInput, s.ComposeFile)
+}
+
+func retireNote(live string) string {
+	if live == "" {
+		return ""
+	}
+	return ", then retires " + live
+}
+
+// reloadNote says whether the switch reloads Caddy: only when Caddy does not run
+// the stack's current Caddyfile.
+func reloadNote(o *observed, files []FileChange, caddyfile string) string {
+	if o.gated && !slices.ContainsFunc(files, func(f FileChange) bool { return f.Path == caddyfile }) {
+		return " (no Caddy reload)"
+	}
+	return "; Caddy first loads the new Caddyfile (a reload)"
 }

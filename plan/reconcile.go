@@ -13,10 +13,14 @@ import (
 // observed is what runs on a host, the truth a record is checked against.
 type observed struct {
 	cs []Container
-	// caddy is the color Caddy's running config sends traffic to first, "" when the
-	// proxy does not run or routes to no color.
-	caddy string
-	live  string // see serving
+	// caddy is the color Caddy sends traffic to, "" when the proxy does not run or
+	// routes to no color. With the gate it is the admitted color that runs (blue
+	// when both are, as Caddy tries blue first); with a Caddyfile written by an
+	// older taledeploy, the color it lists first.
+	caddy    string
+	gated    bool     // Caddy's config takes its upstreams from the gate
+	admitted []string // colors the gate admits
+	live     string   // see serving
 }
 
 // observe lists the stack's containers and asks Caddy where traffic goes.
@@ -28,9 +32,27 @@ func (d *Deployer) observe(ctx context.Context) (*observed, error) {
 	}
 	o := &observed{cs: cs}
 	if slices.ContainsFunc(cs, func(c Container) bool { return c.Project == s.Project && c.Service == s.Proxy && c.Running() }) {
-		o.caddy, err = d.caddyColor(ctx)
-		if err != nil {
+		if o.gated, err = d.caddyGated(ctx); err != nil {
 			return nil, fmt.Errorf("ask caddy where traffic goes: %w", err)
+		}
+		if !o.gated {
+			if o.caddy, err = d.caddyColor(ctx); err != nil {
+				return nil, fmt.Errorf("ask caddy where traffic goes: %w", err)
+			}
+		}
+	}
+	if o.gated {
+		for _, c := range []string{Blue, Green} {
+			ok, err := d.admitted(ctx, c)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				o.admitted = append(o.admitted, c)
+				if o.caddy == "" && o.runs(s, c) {
+					o.caddy = c
+				}
+			}
 		}
 	}
 	o.live = o.serving(s)
@@ -107,6 +129,14 @@ func (o *observed) disagreements(s *Stack, st *State, stErr error) []string {
 	case o.release(s, o.live) != st.Release:
 		out = append(out, fmt.Sprintf("the record says release %s is live, but %s runs release %s", st.Release, s.ColorProject(o.live), orUnknown(o.release(s, o.live))))
 	}
+	if o.gated && o.live != "" {
+		switch {
+		case !slices.Contains(o.admitted, o.live):
+			out = append(out, fmt.Sprintf("the gate admits no color that runs, so Caddy sends %s no traffic (%s is empty)", o.live, s.gateDir()))
+		case len(o.admitted) == 2:
+			out = append(out, "the gate admits both colors (a switch was interrupted)")
+		}
+	}
 	if st != nil && st.Previous != nil && st.Active == o.live {
 		if got := o.release(s, st.Previous.Color); got != st.Previous.Release {
 			out = append(out, fmt.Sprintf("the rollback target %s (release %s) is gone: %s holds %s", st.Previous.Color, st.Previous.Release,
@@ -145,8 +175,8 @@ func (o *observed) rebuild(s *Stack, old *State, who string) *State {
 	return st
 }
 
-// caddyColor reads Caddy's running config and returns the color its reverse
-// proxies try first.
+// caddyColor reads the running config of a Caddy that an older taledeploy set
+// up, which switched by reloading, and returns the color its reverse proxies try first.
 func (d *Deployer) caddyColor(ctx context.Context) (string, error) {
 	data, err := d.admin(ctx, http.MethodGet, "/config/apps/http/servers", "", nil)
 	if err != nil {

@@ -23,9 +23,10 @@ func (s *Stack) OverlayFile(color string) string {
 	return filepath.ToSlash(filepath.Join(filepath.Dir(s.ComposeFile), "compose."+color+".yml"))
 }
 
-// CaddyfileFor renders the Caddyfile that sends traffic to live first.
-func (s *Stack) CaddyfileFor(live string) []byte {
-	c := templates.Caddyfile{Live: live, Other: Other(live), StreamCloseDelay: s.DrainTimeout.Duration}
+// CaddyfileText renders the proxy's Caddyfile. It is the same whichever color is
+// live: the gate (gate.go) decides where traffic goes.
+func (s *Stack) CaddyfileText() []byte {
+	c := templates.Caddyfile{StreamCloseDelay: s.DrainTimeout.Duration}
 	index := map[string]int{}
 	for _, r := range s.Routes {
 		i, ok := index[r.Site]
@@ -40,13 +41,13 @@ func (s *Stack) CaddyfileFor(live string) []byte {
 	return c.Render()
 }
 
-// RenderTo writes both overlays and the Caddyfile (blue live, as on a first push)
+// RenderTo writes both overlays and the Caddyfile
 // below dir, at the paths the stack uses.
 func (s *Stack) RenderTo(dir string) ([]string, error) {
 	files := map[string][]byte{
 		s.OverlayFile(Blue):  s.Overlay(Blue),
 		s.OverlayFile(Green): s.Overlay(Green),
-		s.Caddyfile:          s.CaddyfileFor(Blue),
+		s.Caddyfile:          s.CaddyfileText(),
 	}
 	var written []string
 	for _, rel := range []string{s.OverlayFile(Blue), s.OverlayFile(Green), s.Caddyfile} {

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -34,18 +36,27 @@ func TestCommittedFilesMatchTemplates(t *testing.T) {
 	}
 }
 
-func TestCaddyfileOrdersLiveColorFirst(t *testing.T) {
+func TestCaddyfileGatesBothColors(t *testing.T) {
 	inv, err := Load(writeStack(t, goodInventory, goodCompose))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := inv.Environments["demo"].Stack
-	for _, live := range []string{Blue, Green} {
-		c := string(s.CaddyfileFor(live))
-		want := "reverse_proxy platform-" + live + ":8080 platform-" + Other(live) + ":8080"
-		if !bytes.Contains([]byte(c), []byte(want)) {
-			t.Errorf("Caddyfile for %s lacks %q:\n%s", live, want, c)
+	c := string(s.CaddyfileText())
+	// The same file serves either color: blue is tried first, the gate decides.
+	for _, want := range []string{
+		"reverse_proxy platform-blue:8080 platform-green:8080 {",
+		"lb_policy first",
+		"health_upstream 127.0.0.1:2020",
+		"X-Taledeploy-Upstream {http.reverse_proxy.active.target_upstream}",
+		":2020 {\n\tbind 127.0.0.1\n\troot * /run/caddy/live",
+	} {
+		if !strings.Contains(c, want) {
+			t.Errorf("Caddyfile lacks %q:\n%s", want, c)
 		}
+	}
+	if got := s.upstreams(Green); !slices.Equal(got, []string{"platform-green:8080"}) {
+		t.Errorf("green upstreams %v, want the gate file names the Caddyfile checks", got)
 	}
 	o := string(s.Overlay(Green))
 	for _, want := range []string{"image: tale/platform:green", "aliases: [rag-green]", "name: tale_db_data", "external: true"} {

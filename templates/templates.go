@@ -5,6 +5,7 @@ package templates
 import (
 	"bytes"
 	_ "embed"
+	"fmt"
 	"text/template"
 	"time"
 )
@@ -37,9 +38,21 @@ func (o Overlay) Render() []byte {
 	return b.Bytes()
 }
 
+// The gate is a site inside the proxy that tells Caddy's active health checks
+// which upstreams may take traffic: taledeploy switches colors by adding and
+// removing files in its folder, with no config reload. A reload would close the
+// old server while it still accepts connections, and Go's HTTP server drops a
+// request that arrives on such a connection (golang/go#75591).
+const (
+	GatePort     = 2020
+	GateHeader   = "X-Taledeploy-Upstream"
+	GateInterval = 250 * time.Millisecond
+	// GateFails is how many failed checks in a row retire an upstream.
+	GateFails = 2
+)
+
 // Caddyfile is the data of the proxy's Caddyfile.
 type Caddyfile struct {
-	Live, Other      string
 	Sites            []Site
 	StreamCloseDelay time.Duration
 }
@@ -59,7 +72,13 @@ type Route struct {
 // Render returns the Caddyfile text.
 func (c Caddyfile) Render() []byte {
 	var b bytes.Buffer
-	if err := caddyTmpl.Execute(&b, c); err != nil {
+	data := struct {
+		Caddyfile
+		Gate, GateHeader    string
+		GatePort, GateFails int
+		GateInterval        time.Duration
+	}{c, fmt.Sprintf("127.0.0.1:%d", GatePort), GateHeader, GatePort, GateFails, GateInterval}
+	if err := caddyTmpl.Execute(&b, data); err != nil {
 		panic(err)
 	}
 	return b.Bytes()
