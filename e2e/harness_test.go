@@ -84,7 +84,7 @@ func newStack(t testing.TB, name string, port int) *stack {
 	s.bin = filepath.Join(s.work, "taledeploy")
 	run(t, root, nil, "go", "build", "-o", s.bin, "./cmd/taledeploy")
 	for _, p := range []string{"compose.yml", "services/platform/Dockerfile", "services/platform/docker-entrypoint.sh",
-		"services/rag/Dockerfile", "services/db/Dockerfile", "services/proxy/Caddyfile"} {
+		"services/rag/Dockerfile", "services/db/Dockerfile", "services/db/docker-entrypoint.sh", "services/proxy/Caddyfile"} {
 		copyFile(t, filepath.Join(root, p), filepath.Join(s.work, p))
 	}
 	s.buildServices("")
@@ -110,6 +110,7 @@ func newStack(t testing.TB, name string, port int) *stack {
       env:
         HTTP_PORT: "%[4]d"
         APP_SECRET: e2e-planted-secret-value
+        POSTGRES_PASSWORD: e2e-planted-db-password
 `, root, s.project, s.remote, s.port)
 	if err := os.WriteFile(filepath.Join(s.work, "inventory.yaml"), []byte(inv), 0o644); err != nil {
 		t.Fatal(err)
