@@ -62,8 +62,10 @@ func requireSandbox(t testing.TB) {
 	if err := exec.Command("docker", "compose", "version").Run(); err != nil {
 		missing = append(missing, "docker compose v2")
 	}
-	if err := exec.Command("docker", "image", "inspect", "taledeploy/caddy:2.11.9").Run(); err != nil {
-		missing = append(missing, "image taledeploy/caddy:2.11.9")
+	for _, image := range []string{"taledeploy/caddy:2.11.9", "taledeploy/postgres:15-bookworm"} {
+		if err := exec.Command("docker", "image", "inspect", image).Run(); err != nil {
+			missing = append(missing, "image "+image)
+		}
 	}
 	if len(missing) == 0 {
 		return
