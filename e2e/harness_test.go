@@ -157,6 +157,14 @@ func (s *stack) clean() {
 			}
 		}
 	}
+	// Compose builds a stateful service's image only when it is missing, so the
+	// db image another checkout left would run instead of this one's.
+	out, _ = exec.Command("docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}").Output()
+	for _, ref := range strings.Fields(string(out)) {
+		if p, ok := strings.CutSuffix(strings.SplitN(ref, ":", 2)[0], "/db"); ok && mine(p) {
+			exec.Command("docker", "image", "rm", ref).Run()
+		}
+	}
 	dirs, _ := filepath.Glob("/var/lib/taledeploy-" + s.project + "*")
 	for _, d := range dirs {
 		if mine(strings.TrimPrefix(d, "/var/lib/taledeploy-")) {
