@@ -137,7 +137,8 @@ postgres_image() {
 		if ! debootstrap --variant=minbase --include="postgresql-$PG_MAJOR" \
 			bookworm "$rootfs" "$(debian_mirror)" >"$cache/debootstrap.log" 2>&1; then
 			log "debootstrap failed; see $cache/debootstrap.log"
-			rm -rf "$rootfs"
+			# It may leave /proc or /sys mounted there: never delete across file systems.
+			rm -rf --one-file-system "$rootfs"
 			exit 1
 		fi
 		# No cluster from the package, no apt caches or lists, no docs, man pages,
@@ -150,7 +151,7 @@ postgres_image() {
 			"$rootfs"/usr/share/locale/* "$rootfs"/usr/share/i18n/*
 		tar -C "$rootfs" --numeric-owner -czf "$tarball.tmp" .
 		mv "$tarball.tmp" "$tarball"
-		rm -rf "$rootfs"
+		rm -rf --one-file-system "$rootfs"
 	fi
 	log "importing image $PG_IMAGE"
 	docker import -c 'ENV PATH=/usr/lib/postgresql/'"$PG_MAJOR"'/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
