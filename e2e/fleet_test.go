@@ -58,7 +58,8 @@ func newFleet(t testing.TB, name string, basePort int) *fleet {
       drain_timeout: 20s
       verify_window: 1s
       env:
-        APP_SECRET: e2e-planted-secret-value%[2]s
+        APP_SECRET: e2e-planted-secret-value
+        POSTGRES_PASSWORD: e2e-planted-db-password%[2]s
 `, project, env)
 	}
 	inv := "environments:\n  e2e:\n    hosts:\n"

@@ -62,8 +62,10 @@ func requireSandbox(t testing.TB) {
 	if err := exec.Command("docker", "compose", "version").Run(); err != nil {
 		missing = append(missing, "docker compose v2")
 	}
-	if err := exec.Command("docker", "image", "inspect", "taledeploy/caddy:2.11.9").Run(); err != nil {
-		missing = append(missing, "image taledeploy/caddy:2.11.9")
+	for _, image := range []string{"taledeploy/caddy:2.11.9", "taledeploy/postgres:15-bookworm"} {
+		if err := exec.Command("docker", "image", "inspect", image).Run(); err != nil {
+			missing = append(missing, "image "+image)
+		}
 	}
 	if len(missing) == 0 {
 		return
@@ -84,7 +86,7 @@ func newStack(t testing.TB, name string, port int) *stack {
 	s.bin = filepath.Join(s.work, "taledeploy")
 	run(t, root, nil, "go", "build", "-o", s.bin, "./cmd/taledeploy")
 	for _, p := range []string{"compose.yml", "services/platform/Dockerfile", "services/platform/docker-entrypoint.sh",
-		"services/rag/Dockerfile", "services/db/Dockerfile", "services/proxy/Caddyfile"} {
+		"services/rag/Dockerfile", "services/db/Dockerfile", "services/db/docker-entrypoint.sh", "services/proxy/Caddyfile"} {
 		copyFile(t, filepath.Join(root, p), filepath.Join(s.work, p))
 	}
 	s.buildServices("")
@@ -110,6 +112,7 @@ func newStack(t testing.TB, name string, port int) *stack {
       env:
         HTTP_PORT: "%[4]d"
         APP_SECRET: e2e-planted-secret-value
+        POSTGRES_PASSWORD: e2e-planted-db-password
 `, root, s.project, s.remote, s.port)
 	if err := os.WriteFile(filepath.Join(s.work, "inventory.yaml"), []byte(inv), 0o644); err != nil {
 		t.Fatal(err)
@@ -152,6 +155,14 @@ func (s *stack) clean() {
 			if mine(name) {
 				exec.Command("docker", kind, "rm", name).Run()
 			}
+		}
+	}
+	// Compose builds a stateful service's image only when it is missing, so the
+	// db image another checkout left would run instead of this one's.
+	out, _ = exec.Command("docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}").Output()
+	for _, ref := range strings.Fields(string(out)) {
+		if p, ok := strings.CutSuffix(strings.SplitN(ref, ":", 2)[0], "/db"); ok && mine(p) {
+			exec.Command("docker", "image", "rm", ref).Run()
 		}
 	}
 	dirs, _ := filepath.Glob("/var/lib/taledeploy-" + s.project + "*")

@@ -31,6 +31,7 @@ type load struct {
 	failures  []string
 	crossed   []string // platform called rag of the other color
 	maxVisit  int
+	counted   int // answers that counted a visit (carry X-Visits)
 }
 
 func startLoad(t *testing.T, port int, keepAliveRate, freshRate int) *load {
@@ -85,7 +86,9 @@ func (l *load) record(r *vegeta.Result) {
 		l.crossed = append(l.crossed, fmt.Sprintf("platform %s called rag %s", color, rag))
 	}
 	var v int
-	fmt.Sscanf(r.Headers.Get("X-Visits"), "%d", &v)
+	if _, err := fmt.Sscanf(r.Headers.Get("X-Visits"), "%d", &v); err == nil {
+		l.counted++
+	}
 	l.maxVisit = max(l.maxVisit, v)
 }
 

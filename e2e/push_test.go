@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -199,6 +201,26 @@ func TestPushRollbackUnderLoad(t *testing.T) {
 	if v := visits(t, s.port); v <= l.maxVisit || l.maxVisit <= firstVisits {
 		t.Errorf("visit counter went %d (first push) -> %d (under load) -> %d (end): data lost", firstVisits, l.maxVisit, v)
 	}
+	// The counter is PostgreSQL's, on the named volume: read it there, with psql
+	// in the db container that ran through every push.
+	out, err := exec.Command("docker", "exec", "-u", "postgres", dbID, "psql", "-d", "tale", "-tAc", "SELECT count FROM visits WHERE id = 1").CombinedOutput()
+	if err != nil {
+		t.Fatalf("psql in the db container: %v: %s", err, out)
+	}
+	var inDB int
+	if _, err := fmt.Sscanf(string(out), "%d", &inDB); err != nil || inDB < l.counted || inDB < l.maxVisit {
+		t.Errorf("visits in PostgreSQL: %q, want at least the %d visits the load counted (highest seen %d)", out, l.counted, l.maxVisit)
+	}
+	t.Logf("visits in PostgreSQL: %d (load counted %d)", inDB, l.counted)
+	var mounts []struct{ Type, Name, Destination string }
+	if out, err := exec.Command("docker", "inspect", "-f", "{{json .Mounts}}", dbID).Output(); err != nil || json.Unmarshal(out, &mounts) != nil {
+		t.Errorf("docker inspect %s: %v", dbID, err)
+	}
+	if !slices.ContainsFunc(mounts, func(m struct{ Type, Name, Destination string }) bool {
+		return m.Type == "volume" && m.Name == s.project+"_db_data" && m.Destination == "/var/lib/postgresql/data"
+	}) {
+		t.Errorf("db's data is not on the named volume %s_db_data: mounts %+v", s.project, mounts)
+	}
 
 	// Secrets: the env file is 0600 and its values are never printed.
 	info, err := os.Stat(s.remote + "/.taledeploy/env/stack.env")
@@ -206,7 +228,7 @@ func TestPushRollbackUnderLoad(t *testing.T) {
 		t.Errorf("env file on the host: %v, mode %v; want 0600", err, info.Mode().Perm())
 	}
 	for _, out := range s.outputs {
-		if strings.Contains(out, "e2e-planted-secret-value") {
+		if strings.Contains(out, "e2e-planted-secret-value") || strings.Contains(out, "e2e-planted-db-password") {
 			t.Errorf("a secret from the inventory's env appeared in the output")
 		}
 	}

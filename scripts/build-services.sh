@@ -12,7 +12,7 @@ if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "install 
 	echo "build-services: install busybox-static (scripts/sandbox.sh up does)" >&2
 	exit 1
 fi
-for svc in platform rag db; do
+for svc in platform rag; do
 	mkdir -p "$out/services/$svc/bin"
 	flags=""
 	[ "$svc" = platform ] && flags=${PLATFORM_LDFLAGS:-}

@@ -8,8 +8,9 @@
 #   scripts/sandbox.sh down   remove the demo stack (containers, networks, volumes)
 #                             and stop that sshd
 #   scripts/sandbox.sh tools  only install/build Docker, Compose v2, Caddy, busybox
+#                             and the PostgreSQL base image
 #
-# Slow builds (Compose, Caddy) are cached under $TALEDEPLOY_CACHE
+# Slow builds (Compose, Caddy, the PostgreSQL root filesystem) are cached under $TALEDEPLOY_CACHE
 # (default /var/cache/taledeploy) and in the Docker image store, so a second run
 # skips them. Everything is idempotent.
 set -euo pipefail
@@ -17,6 +18,8 @@ set -euo pipefail
 COMPOSE_VERSION=v2.40.3
 CADDY_VERSION=v2.11.9
 CADDY_IMAGE=taledeploy/caddy:${CADDY_VERSION#v}
+PG_MAJOR=15
+PG_IMAGE=taledeploy/postgres:$PG_MAJOR-bookworm
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${TALEDEPLOY_CACHE:-/var/cache/taledeploy}
@@ -77,7 +80,7 @@ start_dockerd() {
 
 tools() {
 	need_root
-	apt_install docker.io openssh-server busybox-static ca-certificates zsh
+	apt_install docker.io openssh-server busybox-static ca-certificates zsh debootstrap
 	mkdir -p "$cache" "$(dirname "$plugin")"
 	go_tool github.com/docker/compose/v2/cmd "$cache/docker-compose-$COMPOSE_VERSION" "$COMPOSE_VERSION" \
 		"-X github.com/docker/compose/v2/internal.Version=$COMPOSE_VERSION"
@@ -99,6 +102,61 @@ tools() {
 		DOCKER_BUILDKIT=0 docker build -q -t "$CADDY_IMAGE" "$ctx" >/dev/null
 		rm -rf "$ctx"
 	fi
+	postgres_image
+}
+
+# debian_mirror prints the Debian archive this machine's apt uses, so the image
+# comes from the same place as the host's packages ($DEBIAN_MIRROR wins).
+debian_mirror() {
+	if [ -n "${DEBIAN_MIRROR:-}" ]; then
+		echo "$DEBIAN_MIRROR"
+		return
+	fi
+	local uri
+	uri=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null |
+		awk '/^URIs:/ {for (i = 2; i <= NF; i++) if ($i ~ /\/debian\/?$/) {print $i; exit}}')
+	[ -n "$uri" ] || uri=$(awk '$1 == "deb" && $2 ~ /\/debian\/?$/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null)
+	[ -n "$uri" ] || { log "no Debian archive in the apt sources; set DEBIAN_MIRROR"; exit 1; }
+	echo "$uri"
+}
+
+# postgres_image imports $PG_IMAGE: a Debian 12 root filesystem (debootstrap,
+# minbase) with Debian's PostgreSQL $PG_MAJOR and nothing else, made without any
+# container registry. The rootfs tarball is kept in $cache, so a lost image is
+# re-imported in seconds; an existing image is kept as is.
+postgres_image() {
+	docker image inspect "$PG_IMAGE" >/dev/null 2>&1 && return 0
+	local tarball=$cache/postgres-$PG_MAJOR-bookworm-rootfs.tar.gz
+	if [ ! -s "$tarball" ]; then
+		log "building the PostgreSQL $PG_MAJOR root filesystem with debootstrap (first time only, a few minutes)"
+		local rootfs
+		rootfs=$(mktemp -d "$cache/rootfs.XXXXXX")
+		# The package's post-install makes no cluster: the entrypoint does, on the volume.
+		mkdir -p "$rootfs/etc/postgresql-common/createcluster.d"
+		echo "create_main_cluster = false" >"$rootfs/etc/postgresql-common/createcluster.d/taledeploy.conf"
+		if ! debootstrap --variant=minbase --include="postgresql-$PG_MAJOR" \
+			bookworm "$rootfs" "$(debian_mirror)" >"$cache/debootstrap.log" 2>&1; then
+			log "debootstrap failed; see $cache/debootstrap.log"
+			# It may leave /proc or /sys mounted there: never delete across file systems.
+			rm -rf --one-file-system "$rootfs"
+			exit 1
+		fi
+		# No cluster from the package, no apt caches or lists, no docs, man pages,
+		# message translations or locale sources (the server runs in C.UTF-8).
+		rm -rf "$rootfs/etc/postgresql/$PG_MAJOR/main" "$rootfs/var/lib/postgresql/$PG_MAJOR/main"
+		chroot "$rootfs" apt-get clean
+		rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin \
+			"$rootfs"/var/cache/debconf/*-old "$rootfs"/var/log/* \
+			"$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* \
+			"$rootfs"/usr/share/locale/* "$rootfs"/usr/share/i18n/*
+		tar -C "$rootfs" --numeric-owner -czf "$tarball.tmp" .
+		mv "$tarball.tmp" "$tarball"
+		rm -rf --one-file-system "$rootfs"
+	fi
+	log "importing image $PG_IMAGE"
+	docker import -c 'ENV PATH=/usr/lib/postgresql/'"$PG_MAJOR"'/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+		-c 'ENV LANG=C.UTF-8' -c 'CMD ["postgres"]' \
+		"$tarball" "$PG_IMAGE" >/dev/null
 }
 
 # start_sshd NAME ADDR PORT [LOGLEVEL] starts one OpenSSH sshd for a sandbox host, with its own

@@ -1,5 +1,6 @@
 // Command platform is the example stack's web app: it answers with the release and
-// color it runs as, calls rag of its own color and counts visits in db.
+// color it runs as, calls rag of its own color and counts visits in db
+// (PostgreSQL, reached with libpq's PGHOST, PGUSER, PGPASSWORD, PGDATABASE).
 package main
 
 import (
@@ -11,9 +12,12 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // build is set at link time (-X main.build=...) to tell builds apart; broken=true
@@ -29,9 +33,16 @@ var (
 
 func main() {
 	release, color := os.Getenv("TALEDEPLOY_RELEASE"), os.Getenv("TALEDEPLOY_COLOR")
-	ragURL, dbURL := env("RAG_URL", "http://rag:8000"), env("DB_URL", "http://db:7000")
+	ragURL := env("RAG_URL", "http://rag:8000")
 	marker := env("SHUTDOWN_MARKER", "/tmp/shutdown")
 	client := &http.Client{Timeout: 5 * time.Second}
+	db, err := openCounter()
+	if err != nil {
+		log.Fatalf("db: %v", err)
+	}
+	// The table is made in the background: the app starts without the database
+	// and reports ready once the table exists.
+	go db.prepare(context.Background())
 
 	limit, _ := strconv.Atoi(failAfter)
 	var served atomic.Int64
@@ -51,6 +62,12 @@ func main() {
 		}
 		if broken == "true" || os.Getenv("BROKEN") == "true" || failing() {
 			http.Error(w, "this build is broken on purpose", http.StatusInternalServerError)
+			return
+		}
+		// Only the first start waits for the database; later it is not asked, so a
+		// database restart never takes every color out of the proxy at once.
+		if !db.ready() {
+			http.Error(w, "waiting for the database", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")
@@ -76,14 +93,14 @@ func main() {
 			http.Error(w, "rag: "+err.Error(), http.StatusBadGateway)
 			return
 		}
-		visits, err := call(r.Context(), client, dbURL+"/incr", "X-Count")
+		visits, err := db.incr(r.Context())
 		if err != nil {
 			http.Error(w, "db: "+err.Error(), http.StatusBadGateway)
 			return
 		}
 		w.Header().Set("X-Rag-Color", ragColor)
-		w.Header().Set("X-Visits", visits)
-		fmt.Fprintf(w, "Tale platform, build %s, release %s on %s (rag: %s). Visits: %s\n", build, release, color, ragColor, visits)
+		w.Header().Set("X-Visits", strconv.FormatInt(visits, 10))
+		fmt.Fprintf(w, "Tale platform, build %s, release %s on %s (rag: %s). Visits: %d\n", build, release, color, ragColor, visits)
 	})
 
 	srv := &http.Server{Addr: ":" + env("PORT", "8080"), Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -103,7 +120,86 @@ func main() {
 	if err := srv.Shutdown(ctx); err != nil {
 		log.Printf("shutdown: %v", err)
 	}
+	db.pool.Close()
 	log.Printf("stopped")
+}
+
+// counter keeps the visit count in the table visits, one row.
+type counter struct {
+	pool     *pgxpool.Pool
+	mu       sync.Mutex // one prepare at a time
+	prepared atomic.Bool
+}
+
+// schema makes the table when it is missing; a migration will own this later.
+const schema = `CREATE TABLE IF NOT EXISTS visits (id int PRIMARY KEY, count bigint NOT NULL DEFAULT 0);
+INSERT INTO visits (id) VALUES (1) ON CONFLICT (id) DO NOTHING`
+
+func openCounter() (*counter, error) {
+	// An empty connection string: pgx reads PGHOST, PGUSER, PGPASSWORD, PGDATABASE.
+	cfg, err := pgxpool.ParseConfig("")
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
+	// Two colors run at once during a push: stay well under max_connections (100).
+	cfg.MaxConns = 8
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &counter{pool: pool}, nil
+}
+
+func (c *counter) ready() bool { return c.prepared.Load() }
+
+// prepare makes the table, retrying until the database answers.
+func (c *counter) prepare(ctx context.Context) {
+	for {
+		err := c.ensure(ctx)
+		if err == nil {
+			log.Printf("db: ready")
+			return
+		}
+		log.Printf("db: %v (retrying)", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (c *counter) ensure(ctx context.Context) error {
+	if c.prepared.Load() {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.prepared.Load() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := c.pool.Exec(ctx, schema); err != nil {
+		return err
+	}
+	c.prepared.Store(true)
+	return nil
+}
+
+// incr counts one visit and returns the new count.
+func (c *counter) incr(ctx context.Context) (int64, error) {
+	if err := c.ensure(ctx); err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var n int64
+	err := c.pool.QueryRow(ctx, "UPDATE visits SET count = count + 1 WHERE id = 1 RETURNING count").Scan(&n)
+	return n, err
 }
 
 func call(ctx context.Context, c *http.Client, url, header string) (string, error) {
