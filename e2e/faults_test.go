@@ -52,7 +52,7 @@ func TestInterruptedPush(t *testing.T) {
 		table = append(table, fmt.Sprintf("%-28s converged=%v", fault, converged))
 	}
 
-	for _, step := range []string{"lock", "check", "upload", "preflight", "build", "stateful", "start", "verify", "switch", "window", "drain", "stop", "record"} {
+	for _, step := range []string{"lock", "check", "upload", "preflight", "build", "stateful", "migrate", "start", "verify", "switch", "window", "drain", "stop", "record"} {
 		fault := "kill after " + step
 		l.phase(fault)
 		n++

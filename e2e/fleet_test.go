@@ -57,6 +57,8 @@ func newFleet(t testing.TB, name string, basePort int) *fleet {
       health_timeout: 40s
       drain_timeout: 20s
       verify_window: 1s
+      migrations:
+        - {service: platform, dir: services/platform/migrations, command: [/app/platform, migrate]}
       env:
         APP_SECRET: e2e-planted-secret-value
         POSTGRES_PASSWORD: e2e-planted-db-password%[2]s

@@ -86,7 +86,8 @@ func newStack(t testing.TB, name string, port int) *stack {
 	s.bin = filepath.Join(s.work, "taledeploy")
 	run(t, root, nil, "go", "build", "-o", s.bin, "./cmd/taledeploy")
 	for _, p := range []string{"compose.yml", "services/platform/Dockerfile", "services/platform/docker-entrypoint.sh",
-		"services/rag/Dockerfile", "services/db/Dockerfile", "services/db/docker-entrypoint.sh", "services/proxy/Caddyfile"} {
+		"services/rag/Dockerfile", "services/db/Dockerfile", "services/db/docker-entrypoint.sh", "services/proxy/Caddyfile",
+		"services/platform/migrations/0001_visits.sql"} {
 		copyFile(t, filepath.Join(root, p), filepath.Join(s.work, p))
 	}
 	s.buildServices("")
@@ -109,6 +110,8 @@ func newStack(t testing.TB, name string, port int) *stack {
       health_timeout: 40s
       drain_timeout: 20s
       verify_window: 2s
+      migrations:
+        - {service: platform, dir: services/platform/migrations, command: [/app/platform, migrate]}
       env:
         HTTP_PORT: "%[4]d"
         APP_SECRET: e2e-planted-secret-value
@@ -257,6 +260,8 @@ type hostStatus struct {
 	Serving    string
 	Lock       *struct{ Command, Step, Stale string }
 	Problems   []string
+	Migrations map[string][]string
+	Contract   *struct{ Release string }
 	Containers []struct {
 		ID, Name, Project, Service, Color, State, Health, Release string
 	}

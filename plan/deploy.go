@@ -78,6 +78,7 @@ type Deployer struct {
 	changed, missing []string // stateful services to recreate or start
 	validated        bool     // the running Caddy accepted this stack's Caddyfile
 	composeSum       string   // see Stack.composeSum
+	applied          []string // migrations this push applied, for the history
 }
 
 func (d *Deployer) step(name string, fn func() (string, error)) error {
@@ -281,6 +282,11 @@ func (d *Deployer) Push(ctx context.Context) (err error) {
 	if err := d.step("stateful", func() (string, error) { return d.stateful(ctx, newColor, release) }); err != nil {
 		return err
 	}
+	if len(s.Migrations) > 0 {
+		if err := d.step("migrate", func() (string, error) { return d.migrateExpand(ctx, newColor, release) }); err != nil {
+			return err
+		}
+	}
 	started = true
 	if err := d.step("start", func() (string, error) {
 		if d.state != nil && d.state.Previous != nil && d.state.Previous.Color == newColor {
@@ -304,6 +310,10 @@ func (d *Deployer) Rollback(ctx context.Context) (err error) {
 	s := d.Stack
 	start := time.Now()
 	if d.state == nil || d.state.Previous == nil {
+		if log, err := ReadMigrations(ctx, d.Host, s); err == nil && log.Contract != nil && d.state != nil && log.Contract.Release == d.state.Release {
+			return fmt.Errorf("%w on %s: contract migrations (%s) ran with release %s at %s and the older release was removed: its code would not work with the database any more. Push a fix forward instead",
+				ErrNoRollback, d.Host.Name(), strings.Join(log.Contract.Files, ", "), log.Contract.Release, log.Contract.At.Format(time.RFC3339))
+		}
 		return fmt.Errorf("%w on %s: no previous color is recorded (the first push, or a failed push replaced it)", ErrNoRollback, d.Host.Name())
 	}
 	prev := *d.state.Previous
@@ -432,7 +442,7 @@ func (d *Deployer) finish(ctx context.Context, action, newColor, release string,
 
 func (d *Deployer) history(ctx context.Context, action, release, color string, start time.Time, err error) {
 	e := HistoryEntry{Time: time.Now().UTC(), Action: action, Release: release, Color: color, From: d.before,
-		By: d.Opts.Who, GitRevision: d.Opts.GitRevision, Result: "ok", Seconds: time.Since(start).Seconds()}
+		By: d.Opts.Who, GitRevision: d.Opts.GitRevision, Result: "ok", Seconds: time.Since(start).Seconds(), Migrations: d.applied}
 	if err != nil {
 		e.Result, e.Error = "failed", err.Error()
 	}

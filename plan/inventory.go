@@ -125,6 +125,9 @@ type Stack struct {
 	ReserveMemory Size              `yaml:"reserve_memory"`
 	ReserveDisk   Size              `yaml:"reserve_disk"`
 	Env           map[string]string `yaml:"env"`
+	// Migrations are the SQL migrations a push applies before it starts the new
+	// color (expand) and `migrate contract` applies once the old color is gone.
+	Migrations []*Migration `yaml:"migrations"`
 
 	// Compose is compose_file, read and checked against the settings above.
 	Compose *Compose `yaml:"-"`
@@ -143,6 +146,26 @@ type Route struct {
 	HealthPath string `yaml:"health_path"`
 
 	line int
+}
+
+// Migration is one service's folder of SQL migrations and the command, run in a
+// one-off container of that service's new image, that applies them. The command
+// gets the file names to apply as its last arguments, in order.
+type Migration struct {
+	Service string   `yaml:"service"`
+	Dir     string   `yaml:"dir"`
+	Command []string `yaml:"command"`
+
+	line int
+}
+
+func (m *Migration) UnmarshalYAML(n *yaml.Node) error {
+	type plain Migration
+	if err := decodeStrict(n, (*plain)(m)); err != nil {
+		return err
+	}
+	m.line = n.Line
+	return nil
 }
 
 // Duration is a time.Duration written as "90s" or "2m".
@@ -487,6 +510,32 @@ func (inv *Inventory) check(e *Environment) error {
 			return rat("route to %s: path %q must start with /", r.Service, r.Path)
 		case strings.ContainsAny(r.Site+r.Path+r.HealthPath, " \t\n{}\"#"):
 			return rat("route to %s: site, path and health_path may not hold spaces, braces, quotes or #", r.Service)
+		}
+	}
+	for _, m := range s.Migrations {
+		if m == nil {
+			return kat("migrations", "an empty entry under migrations:; give each one service, dir and command")
+		}
+		mat := func(format string, a ...any) error { return at(m.line, format, a...) }
+		switch {
+		case both[m.Service] != "stateless":
+			return mat("migrations of unknown service %q; they run in a one-off container of a stateless service, one of: %s", m.Service, strings.Join(s.Stateless, ", "))
+		case m.Dir == "":
+			return mat("migrations of %s: dir is missing; name the folder of .sql files, relative to this file", m.Service)
+		case len(m.Command) == 0 || m.Command[0] == "":
+			return mat("migrations of %s: command is missing; give the program in the image that applies them, e.g. [/app/platform, migrate]", m.Service)
+		case slices.ContainsFunc(m.Command, func(a string) bool { return strings.ContainsRune(a, 0) }):
+			return mat("migrations of %s: command holds a NUL byte", m.Service)
+		}
+		if fi, err := os.Stat(filepath.Join(inv.dir, m.Dir)); err != nil || !fi.IsDir() {
+			return mat("migrations of %s: dir %q is not a folder; create it (it may be empty)", m.Service, m.Dir)
+		}
+		root, err := realPath(inv.dir)
+		if err == nil {
+			_, err = inside(root, filepath.Join(inv.dir, m.Dir))
+		}
+		if err != nil {
+			return mat("migrations of %s: dir %q must be inside %s", m.Service, m.Dir, inv.dir)
 		}
 	}
 	s.Root = inv.dir

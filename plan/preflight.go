@@ -25,9 +25,10 @@ func (d *Deployer) preflight(ctx context.Context, newColor, release string) (str
 		wg   sync.WaitGroup
 		mu   sync.Mutex
 		errs []error
-		msgs = make([]string, 3)
+		msgs = make([]string, 4)
 	)
 	checks := []func() (string, error){
+		func() (string, error) { return d.checkPendingMigrations(ctx) },
 		func() (string, error) { return d.checkStateful(ctx, release) },
 		func() (string, error) { return d.validateCaddyfile(ctx) },
 		func() (string, error) {

@@ -45,6 +45,7 @@ type HistoryEntry struct {
 	Result      string    `json:"result"` // ok, failed
 	Error       string    `json:"error,omitempty"`
 	Seconds     float64   `json:"seconds"`
+	Migrations  []string  `json:"migrations,omitempty"` // applied by this command
 }
 
 // Paths on the host, below the stack's remote_dir.

@@ -21,6 +21,10 @@ type HostStatus struct {
 	Lock        *LockStatus `json:"lock,omitempty"`
 	Containers  []Container `json:"containers"`
 	Problems    []string    `json:"problems,omitempty"`
+	// Migrations lists, per release, the migration files it applied; Contract
+	// is the last `migrate contract`.
+	Migrations map[string][]string `json:"migrations,omitempty"`
+	Contract   *ContractRun        `json:"contract,omitempty"`
 }
 
 // LockStatus is a held lock and whether its holder still seems to run.
@@ -43,6 +47,13 @@ func Status(ctx context.Context, h Conn, s *Stack) HostStatus {
 		if hs.Lock.Stale != "" {
 			hs.Problems = append(hs.Problems, fmt.Sprintf("a %s was interrupted at step %s (%s); the next push or rollback converges, or `taledeploy lock release ENV` clears the lock",
 				l.Command, orUnknown(l.Step), hs.Lock.Stale))
+		}
+	}
+	if len(s.Migrations) > 0 {
+		if log, err := ReadMigrations(ctx, h, s); err != nil {
+			hs.Problems = append(hs.Problems, err.Error())
+		} else if len(log.Applied) > 0 {
+			hs.Migrations, hs.Contract = log.ByRelease(), log.Contract
 		}
 	}
 	d := &Deployer{Host: h, Stack: s}

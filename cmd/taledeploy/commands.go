@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/user"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -195,6 +196,19 @@ func printStatus(hs plan.HostStatus) {
 		if hs.Previous != nil {
 			fmt.Printf("  rollback: %s, release %s (stopped, kept)\n", hs.Previous.Color, hs.Previous.Release)
 		}
+	}
+	if len(hs.Migrations) > 0 {
+		var rels []string
+		for r := range hs.Migrations {
+			rels = append(rels, r)
+		}
+		sort.Strings(rels)
+		for _, r := range rels {
+			fmt.Printf("  migrated: release %s applied %s\n", r, strings.Join(hs.Migrations[r], ", "))
+		}
+	}
+	if hs.Contract != nil {
+		fmt.Printf("  contract: %s with release %s at %s; no rollback past it\n", strings.Join(hs.Contract.Files, ", "), hs.Contract.Release, hs.Contract.At.Format("2006-01-02 15:04:05 UTC"))
 	}
 	if hs.Serving != "" && hs.Serving != hs.Active {
 		fmt.Printf("  serving:  %s (as Caddy says)\n", hs.Serving)

@@ -54,14 +54,14 @@ func (c *HistoryCmd) Run(cli *CLI, ctx context.Context) error {
 			continue
 		}
 		tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-		fmt.Fprintf(tw, "  WHEN\tACTION\tRELEASE\tCOLOR\tBY\tGIT\tRESULT\tTOOK\n")
+		fmt.Fprintf(tw, "  WHEN\tACTION\tRELEASE\tCOLOR\tBY\tGIT\tMIGRATIONS\tRESULT\tTOOK\n")
 		for _, e := range hist {
 			result := e.Result
 			if e.Error != "" {
 				result += ": " + truncate(e.Error, 80)
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1fs\n", e.Time.Local().Format(time.DateTime), e.Action, e.Release,
-				fromTo(e.From, e.Color), e.By, dash(e.GitRevision), result, e.Seconds)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1fs\n", e.Time.Local().Format(time.DateTime), e.Action, e.Release,
+				fromTo(e.From, e.Color), e.By, dash(e.GitRevision), dash(strings.Join(e.Migrations, ",")), result, e.Seconds)
 		}
 		tw.Flush()
 	}

@@ -36,6 +36,7 @@ type CLI struct {
 	Logs     LogsCmd     `cmd:"" help:"Stream a service's logs from every host (the live color's for a stateless service), prefixed by host."`
 
 	Migrations MigrationsCmd `cmd:"" help:"Check SQL migrations for blue/green safety: taledeploy migrations check [DIR...]."`
+	Migrate    MigrateCmd    `cmd:"" help:"Apply the contract migrations once no older release is left: taledeploy migrate contract ENV."`
 	Completion CompletionCmd `cmd:"" help:"Print a shell completion script for bash or zsh: source <(taledeploy completion bash)."`
 }
 

@@ -25,13 +25,24 @@ import (
 // a bad release; failAfter=N makes
 // every answer a 500 once N pages were served, for testing a release that
 // passes its checks and breaks under real traffic.
+//
+// note=true makes each visit also write the release into the column visits.note,
+// which a migration adds: a release that needs a schema change.
 var (
 	build     = "1"
 	broken    = "false"
 	failAfter = ""
+	note      = "false"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "migrate" {
+		// taledeploy runs this in a one-off container of the new release.
+		if err := migrate(context.Background(), env("MIGRATIONS_DIR", "/app/migrations"), os.Args[2:]); err != nil {
+			log.Fatalf("migrate: %v", err)
+		}
+		return
+	}
 	release, color := os.Getenv("TALEDEPLOY_RELEASE"), os.Getenv("TALEDEPLOY_COLOR")
 	ragURL := env("RAG_URL", "http://rag:8000")
 	marker := env("SHUTDOWN_MARKER", "/tmp/shutdown")
@@ -198,6 +209,10 @@ func (c *counter) incr(ctx context.Context) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	var n int64
+	if note == "true" {
+		err := c.pool.QueryRow(ctx, "UPDATE visits SET count = count + 1, note = $1 WHERE id = 1 RETURNING count", os.Getenv("TALEDEPLOY_RELEASE")).Scan(&n)
+		return n, err
+	}
 	err := c.pool.QueryRow(ctx, "UPDATE visits SET count = count + 1 WHERE id = 1 RETURNING count").Scan(&n)
 	return n, err
 }

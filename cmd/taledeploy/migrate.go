@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/term"
+
+	"taledeploy/plan"
+)
+
+// MigrateCmd is `taledeploy migrate contract ENV`.
+type MigrateCmd struct {
+	Contract MigrateContractCmd `cmd:"" help:"Apply the pending contract migrations (NAME.contract.sql) on every host of ENV, once no older release is left; rollback past them is refused afterwards."`
+}
+
+// MigrateContractCmd is `taledeploy migrate contract ENV`.
+type MigrateContractCmd struct {
+	Env       string `arg:"" predictor:"env" help:"Environment from the inventory."`
+	RemoveOld bool   `help:"Remove the containers of older releases (the stopped color kept for rollback) first. Rollback to them is then impossible."`
+}
+
+func (c *MigrateContractCmd) Run(cli *CLI, ctx context.Context) (err error) {
+	// Every host, always: one host left on an older release would break.
+	env, err := loadEnv(cli.Inventory, c.Env, nil)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	out := newPrinter(os.Stdout, env.Hosts, cli.JSON)
+	defer out.close()
+	conns, err := connectAll(ctx, cli, env)
+	defer closeAll(conns)
+	if err != nil {
+		return err
+	}
+	ds := make([]*plan.Deployer, len(conns))
+	for i, h := range conns {
+		ds[i] = &plan.Deployer{Host: h, Stack: env.StackFor(h.Name()), Opts: plan.Options{Who: who()}, Report: out.event, Log: os.Stderr}
+	}
+	defer func() {
+		for _, d := range ds {
+			d.Unlock(ctx)
+		}
+	}()
+	defer func() { out.summary(ctx, asConns(conns), env, start, err) }()
+
+	errs := make([]error, len(ds))
+	var wg sync.WaitGroup
+	for i, d := range ds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = d.Lock(ctx, "taledeploy migrate contract "+env.Name); errs[i] == nil {
+				errs[i] = d.Check(ctx)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("migrate contract stopped before any host changed: %w", err)
+	}
+
+	var older []string
+	for _, d := range ds {
+		for _, c := range d.OlderReleases() {
+			older = append(older, fmt.Sprintf("%s: %s (release %s, %s)", d.Host.Name(), c.Name, c.Release, c.State))
+		}
+	}
+	if len(older) > 0 && !c.RemoveOld {
+		what := strings.Join(older, "; ")
+		if cli.JSON || !confirm(fmt.Sprintf("Contract migrations break the older release still on these hosts: %s.\nRemove those containers (no rollback to them afterwards)?", what)) {
+			return fmt.Errorf("%w: %s. Contract migrations would break it, and a rollback would start it; `taledeploy migrate contract %s --remove-old` removes those containers first (rollback to them is then impossible)",
+				plan.ErrOlderRelease, what, env.Name)
+		}
+	}
+	for _, d := range ds {
+		if len(d.OlderReleases()) == 0 {
+			continue
+		}
+		if err := d.RemoveOlder(ctx); err != nil {
+			return fmt.Errorf("remove the older release on %s: %w", d.Host.Name(), err)
+		}
+	}
+	for i, d := range ds {
+		if err := d.MigrateContract(ctx); err != nil {
+			err = fmt.Errorf("contract migrations failed on %s: %w", d.Host.Name(), err)
+			if i > 0 {
+				return fmt.Errorf("%w; %w (the hosts before it have them applied)", errPartial, err)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// confirm asks a yes/no question on the terminal; without one (stdin not a
+// terminal, as in CI or a script) the answer is no.
+func confirm(question string) bool {
+	if !term.IsTerminal(int(os.Stdin.Fd())) {
+		return false
+	}
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	defer tty.Close()
+	if !term.IsTerminal(int(tty.Fd())) {
+		return false
+	}
+	fmt.Fprintf(tty, "%s [y/N] ", question)
+	line, _ := bufio.NewReader(tty).ReadString('\n')
+	return strings.EqualFold(strings.TrimSpace(line), "y") || strings.EqualFold(strings.TrimSpace(line), "yes")
+}

@@ -1,0 +1,326 @@
+package plan
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"taledeploy/migcheck"
+)
+
+// Both colors share the database during a push, so a push applies only expand
+// migrations (which the old code survives), after the new images are built and
+// before the new color starts. Contract migrations (drop, rename, type change)
+// wait for `taledeploy migrate contract`, which runs them once no older release
+// is left on any host; rollback past that point is refused.
+
+var (
+	// ErrUnsafeMigration is a pending expand migration the checker flags.
+	ErrUnsafeMigration = errors.New("unsafe migration")
+	// ErrMigration is a migration that failed to apply.
+	ErrMigration = errors.New("migration failed")
+	// ErrOlderRelease is an older release's container still on a host, which
+	// contract migrations would break.
+	ErrOlderRelease = errors.New("an older release is still on the host")
+)
+
+// MigrationLog is what a host records of the migrations applied to its database.
+type MigrationLog struct {
+	Applied []AppliedMigration `json:"applied"`
+	// Contract is the last `migrate contract`: rolling back to a release older
+	// than Contract.Release is not safe.
+	Contract *ContractRun `json:"contract,omitempty"`
+}
+
+// AppliedMigration is one migration file applied to the host's database.
+type AppliedMigration struct {
+	Service string    `json:"service"`
+	File    string    `json:"file"`
+	Kind    string    `json:"kind"` // expand, contract
+	Release string    `json:"release"`
+	At      time.Time `json:"at"`
+}
+
+// ContractRun records a `migrate contract`.
+type ContractRun struct {
+	Release string    `json:"release"` // live when it ran
+	Files   []string  `json:"files"`
+	At      time.Time `json:"at"`
+}
+
+func (s *Stack) migrationsPath() string { return s.metaDir() + "/migrations.json" }
+
+// ReadMigrations returns the host's migration log (empty when it has none).
+func ReadMigrations(ctx context.Context, h Conn, s *Stack) (*MigrationLog, error) {
+	data, err := h.ReadFile(ctx, s.migrationsPath())
+	if isNotExist(err) {
+		return &MigrationLog{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", s.migrationsPath(), err)
+	}
+	var l MigrationLog
+	if err := json.Unmarshal(data, &l); err != nil {
+		return nil, fmt.Errorf("%s is corrupt (%v); it lists the migrations applied on this host, fix or restore it", s.migrationsPath(), err)
+	}
+	return &l, nil
+}
+
+func writeMigrations(ctx context.Context, h Conn, s *Stack, l *MigrationLog) error {
+	data, _ := json.MarshalIndent(l, "", "  ")
+	return h.WriteFile(ctx, s.migrationsPath(), append(data, '\n'), 0o600)
+}
+
+func (l *MigrationLog) has(service, file string) bool {
+	return slices.ContainsFunc(l.Applied, func(a AppliedMigration) bool { return a.Service == service && a.File == file })
+}
+
+// ByRelease lists the files each release applied, in order.
+func (l *MigrationLog) ByRelease() map[string][]string {
+	out := map[string][]string{}
+	for _, a := range l.Applied {
+		out[a.Release] = append(out[a.Release], a.File)
+	}
+	return out
+}
+
+// migFile is one migration file of the working tree.
+type migFile struct {
+	m        *Migration
+	name     string // file name, what the command is given
+	path     string // local path
+	contract bool
+}
+
+// migrationFiles lists the working tree's migrations, service by service, each
+// folder's *.sql files in lexical order.
+func (s *Stack) migrationFiles() ([]migFile, error) {
+	var out []migFile
+	for _, m := range s.Migrations {
+		dir := filepath.Join(s.Root, m.Dir)
+		files, err := migcheck.Files(dir)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			src, err := os.ReadFile(f)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, migFile{m: m, name: filepath.Base(f), path: f, contract: migcheck.IsContract(f, src)})
+		}
+	}
+	return out, nil
+}
+
+// pendingMigrations splits the migrations the host has not applied into expand
+// and contract ones.
+func (d *Deployer) pendingMigrations(ctx context.Context) (expand, contract []migFile, log *MigrationLog, err error) {
+	log, err = ReadMigrations(ctx, d.Host, d.Stack)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	files, err := d.Stack.migrationFiles()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	for _, f := range files {
+		switch {
+		case log.has(f.m.Service, f.name):
+		case f.contract:
+			contract = append(contract, f)
+		default:
+			expand = append(expand, f)
+		}
+	}
+	return expand, contract, log, nil
+}
+
+// checkMigrations refuses migrations the checker flags: in an expand migration
+// anything that breaks the old color or locks a table; in a contract migration
+// only what is unsafe even then (a lock without lock_timeout, say).
+func checkMigrations(files []migFile) error {
+	if len(files) == 0 {
+		return nil
+	}
+	var paths []string
+	for _, f := range files {
+		paths = append(paths, f.path)
+	}
+	findings, err := migcheck.Check(paths)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnsafeMigration, err)
+	}
+	if len(findings) == 0 {
+		return nil
+	}
+	var lines []string
+	for _, f := range findings {
+		fix := f.Fix
+		if f.Contract {
+			fix += " (or, once no code uses it, mark the file contract: NAME.contract.sql, run by `taledeploy migrate contract`)"
+		}
+		lines = append(lines, fmt.Sprintf("%s:%d: %s: %s; fix: %s", f.File, f.Line, f.Rule, f.Message, fix))
+	}
+	return fmt.Errorf("%w: %s. Nothing was applied and traffic is untouched; `taledeploy migrations check` lists the same", ErrUnsafeMigration, strings.Join(lines, "; "))
+}
+
+// checkPendingMigrations is the preflight's part: the expand migrations a push
+// would apply must pass the checker before anything is built on any host.
+func (d *Deployer) checkPendingMigrations(ctx context.Context) (string, error) {
+	if len(d.Stack.Migrations) == 0 {
+		return "", nil
+	}
+	expand, _, _, err := d.pendingMigrations(ctx)
+	if err != nil {
+		return "", err
+	}
+	if err := checkMigrations(expand); err != nil {
+		return "", err
+	}
+	if len(expand) == 0 {
+		return "no migration pending", nil
+	}
+	return fmt.Sprintf("%d migration(s) pending, checked", len(expand)), nil
+}
+
+// applyMigrations runs each file in a one-off container of color's image of its
+// service, on the stack's network (`docker compose run --rm --no-deps`), and
+// records each as it succeeds. A failure stops at that file with its output.
+func (d *Deployer) applyMigrations(ctx context.Context, color, release, kind string, files []migFile, log *MigrationLog) ([]string, error) {
+	var done []string
+	env := d.composeEnv(color, release)
+	for _, f := range files {
+		argv := []string{"run", "--rm", "--no-deps", "-T", "--entrypoint", f.m.Command[0], f.m.Service}
+		argv = append(append(argv, f.m.Command[1:]...), f.name)
+		out, err := d.compose(ctx, color, env, argv...)
+		if err != nil {
+			return done, fmt.Errorf("%w: %s of %s: %v\n%s", ErrMigration, f.name, f.m.Service, err, strings.TrimSpace(string(out)))
+		}
+		log.Applied = append(log.Applied, AppliedMigration{Service: f.m.Service, File: f.name, Kind: kind, Release: release, At: time.Now().UTC()})
+		if err := writeMigrations(ctx, d.Host, d.Stack, log); err != nil {
+			return done, err
+		}
+		done = append(done, f.name)
+	}
+	return done, nil
+}
+
+// migrateExpand is the push's migrate step.
+func (d *Deployer) migrateExpand(ctx context.Context, color, release string) (string, error) {
+	expand, contract, log, err := d.pendingMigrations(ctx)
+	if err != nil {
+		return "", err
+	}
+	if err := checkMigrations(expand); err != nil {
+		return "", err
+	}
+	done, err := d.applyMigrations(ctx, color, release, "expand", expand, log)
+	d.applied = done
+	if err != nil {
+		return "", err
+	}
+	msg := "none pending"
+	if len(done) > 0 {
+		msg = "applied " + strings.Join(done, ", ")
+	}
+	if len(contract) > 0 {
+		msg += fmt.Sprintf("; %d contract migration(s) wait for `taledeploy migrate contract`: %s", len(contract), names(contract))
+	}
+	return msg, nil
+}
+
+func names(files []migFile) string {
+	var out []string
+	for _, f := range files {
+		out = append(out, f.name)
+	}
+	return strings.Join(out, ", ")
+}
+
+// OlderReleases lists the containers on the host that do not belong to the live
+// color: stopped ones kept for rollback included.
+func (d *Deployer) OlderReleases() []Container {
+	var out []Container
+	for _, c := range d.cs {
+		if c.Color != "" && c.Color != d.live {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// RemoveOlder removes the color that is not live, so no older release is left;
+// rollback to it is then impossible, and the record says so.
+func (d *Deployer) RemoveOlder(ctx context.Context) error {
+	return d.step("remove-old", func() (string, error) {
+		old := Other(d.live)
+		if _, err := d.compose(ctx, old, d.composeEnv(old, ""), "down", "--remove-orphans"); err != nil {
+			return "", err
+		}
+		if d.state != nil && d.state.Previous != nil {
+			d.state.Previous = nil
+			if err := writeState(ctx, d.Host, d.Stack, d.state); err != nil {
+				return "", err
+			}
+		}
+		cs, err := inspectStack(ctx, d.Host, d.Stack)
+		if err != nil {
+			return "", err
+		}
+		d.cs = cs
+		return d.Stack.ColorProject(old) + " removed; no rollback to it", nil
+	})
+}
+
+// MigrateContract applies the pending contract migrations with the live
+// release's image. The caller has made sure no older release is left on any host.
+func (d *Deployer) MigrateContract(ctx context.Context) error {
+	return d.step("contract", func() (string, error) {
+		if d.live == "" || d.state == nil {
+			return "", fmt.Errorf("nothing is deployed on %s; push first", d.Host.Name())
+		}
+		if older := d.OlderReleases(); len(older) > 0 {
+			return "", fmt.Errorf("%w: %s", ErrOlderRelease, describe(older))
+		}
+		_, contract, log, err := d.pendingMigrations(ctx)
+		if err != nil {
+			return "", err
+		}
+		if len(contract) == 0 {
+			return "no contract migration pending", nil
+		}
+		if err := checkMigrations(contract); err != nil {
+			return "", err
+		}
+		start := time.Now()
+		done, err := d.applyMigrations(ctx, d.live, d.state.Release, "contract", contract, log)
+		d.applied, d.before = done, d.live
+		d.history(context.WithoutCancel(ctx), "contract", d.state.Release, d.live, start, err)
+		if len(done) > 0 {
+			log.Contract = &ContractRun{Release: d.state.Release, Files: done, At: time.Now().UTC()}
+			if werr := writeMigrations(context.WithoutCancel(ctx), d.Host, d.Stack, log); werr != nil {
+				err = errors.Join(err, werr)
+			}
+		}
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("applied %s with release %s; rollback to an older release is no longer safe", strings.Join(done, ", "), d.state.Release), nil
+	})
+}
+
+// describe names containers with their release and state.
+func describe(cs []Container) string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, fmt.Sprintf("%s (release %s, %s)", c.Name, orUnknown(c.Release), c.State))
+	}
+	return strings.Join(out, ", ")
+}
