@@ -369,7 +369,12 @@ func (d *Deployer) finish(ctx context.Context, action, newColor, release string,
 			// The old color still runs: give it the traffic back.
 			cctx := context.WithoutCancel(ctx)
 			if berr := d.step("switch-back", func() (string, error) {
-				return "traffic back to " + old, d.switchTo(cctx, old, true)
+				if err := d.switchTo(cctx, old, true); err != nil {
+					return "", err
+				}
+				// The failing color is removed next: let it finish what it has.
+				msg, err := d.drain(cctx, newColor)
+				return "traffic back to " + old + "; " + msg, err
 			}); berr != nil {
 				return errors.Join(err, berr)
 			}
@@ -860,6 +865,10 @@ func (d *Deployer) admin(ctx context.Context, method, urlPath, contentType strin
 func (d *Deployer) drain(ctx context.Context, old string) (string, error) {
 	s := d.Stack
 	deadline := time.Now().Add(s.DrainTimeout.Duration)
+	// Until Caddy's checks have seen the color retired it may still be chosen.
+	if err := sleep(ctx, retireSettle); err != nil {
+		return "", err
+	}
 	var olds []string
 	for _, r := range s.Routes {
 		olds = append(olds, fmt.Sprintf("%s-%s:%d", r.Service, old, r.Port))

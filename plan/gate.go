@@ -124,7 +124,9 @@ func (d *Deployer) switchTo(ctx context.Context, color string, hurry bool) error
 	if err := d.retire(ctx, Other(color)); err != nil {
 		return err
 	}
-	return sleep(ctx, retireSettle)
+	// Caddy stops choosing the retired color within retireSettle: drain waits
+	// for that before it counts, and the window may start watching meanwhile.
+	return nil
 }
 
 // loadCaddyfile writes the Caddyfile and loads those exact bytes into Caddy
