@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -149,11 +150,12 @@ func TestMigrations(t *testing.T) {
 	}
 	expectServing(t, s.port, "blue/m4/build 4")
 
-	// 8. history names each release's migrations.
+	// 8. history names each release's migrations, the interrupted push's too.
 	r = s.taledeploy("history", "e2e")
-	for _, want := range []string{"0001_visits.sql", "0002_add_note.sql", "0003_drop_note.contract.sql"} {
-		if !strings.Contains(r.out, want) {
-			t.Errorf("history lacks %s:\n%s", want, r.out)
+	for _, want := range []string{`push +m1 .* 0001_visits\.sql +ok`, `push +m2 .* 0002_add_note\.sql +interrupted: interrupted at step migrate`,
+		`contract +m4 .* 0003_drop_note\.contract\.sql +ok`} {
+		if !regexp.MustCompile(want).MatchString(r.out) {
+			t.Errorf("history lacks a line matching %s:\n%s", want, r.out)
 		}
 	}
 

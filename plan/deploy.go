@@ -157,6 +157,9 @@ func orUnknown(s string) string {
 func (d *Deployer) Check(ctx context.Context) error {
 	return d.step("check", func() (string, error) {
 		s := d.Stack
+		if d.stale != nil {
+			d.recordInterrupted(ctx)
+		}
 		st, stErr := ReadState(ctx, d.Host, s)
 		o, err := d.observe(ctx)
 		if err != nil {
@@ -443,6 +446,27 @@ func (d *Deployer) finish(ctx context.Context, action, newColor, release string,
 		d.state, d.live = st, newColor
 		return fmt.Sprintf("%s live with release %s in %.1fs", newColor, release, time.Since(start).Seconds()), nil
 	})
+}
+
+// recordInterrupted adds the command whose stale lock this one took over to the
+// history: it died before it could, and what it did (a migration, say) stays on
+// the host.
+func (d *Deployer) recordInterrupted(ctx context.Context) {
+	l := d.stale
+	action := l.Command
+	if f := strings.Fields(l.Command); len(f) > 1 {
+		action = f[1]
+	}
+	e := HistoryEntry{Time: l.Heartbeat, Action: action, Release: l.Release, Color: l.Color, By: l.Who, Result: "interrupted",
+		Error: fmt.Sprintf("interrupted at step %s (its process died or lost its connection)", orUnknown(l.Step)), Seconds: l.Heartbeat.Sub(l.Since).Seconds()}
+	if log, err := ReadMigrations(ctx, d.Host, d.Stack); err == nil {
+		for _, a := range log.Applied {
+			if a.Release == l.Release && !a.At.Before(l.Since) {
+				e.Migrations = append(e.Migrations, a.File)
+			}
+		}
+	}
+	_ = appendHistory(ctx, d.Host, d.Stack, e)
 }
 
 func (d *Deployer) history(ctx context.Context, action, release, color string, start time.Time, err error) {

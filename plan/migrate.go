@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"taledeploy/migcheck"
+	"taledeploy/remote"
 )
 
 // Both colors share the database during a push, so a push applies only expand
@@ -201,7 +202,17 @@ func (d *Deployer) applyMigrations(ctx context.Context, color, release, kind str
 		argv = append(append(argv, f.m.Command[1:]...), f.name)
 		out, err := d.compose(ctx, color, env, argv...)
 		if err != nil {
-			return done, fmt.Errorf("%w: %s of %s: %v\n%s", ErrMigration, f.name, f.m.Service, err, strings.TrimSpace(string(out)))
+			// The command's own output says what went wrong; the compose command
+			// line does not.
+			why := strings.TrimSpace(string(out))
+			var ee *remote.ExitError
+			if errors.As(err, &ee) {
+				why = strings.TrimSpace(why + "\n" + ee.Stderr)
+			}
+			if why == "" {
+				why = err.Error()
+			}
+			return done, fmt.Errorf("%w: %s of %s (nothing after it was applied; traffic is untouched): %s", ErrMigration, f.name, f.m.Service, why)
 		}
 		log.Applied = append(log.Applied, AppliedMigration{Service: f.m.Service, File: f.name, Kind: kind, Release: release, At: time.Now().UTC()})
 		if err := writeMigrations(ctx, d.Host, d.Stack, log); err != nil {

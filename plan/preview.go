@@ -81,6 +81,23 @@ func (d *Deployer) Preview(ctx context.Context) (*Preview, error) {
 	if len(missing) > 0 {
 		p.Steps = append(p.Steps, "stateful: start "+strings.Join(missing, ", "))
 	}
+	if len(s.Migrations) > 0 {
+		expand, contract, _, err := d.pendingMigrations(ctx)
+		if err != nil {
+			return nil, err
+		}
+		step := "migrate: none pending"
+		if len(expand) > 0 {
+			step = "migrate: apply " + names(expand) + " with the new release's image"
+			if err := checkMigrations(expand); err != nil {
+				p.Refused = append(p.Refused, err.Error())
+			}
+		}
+		if len(contract) > 0 {
+			step += "; " + names(contract) + " wait for `taledeploy migrate contract`"
+		}
+		p.Steps = append(p.Steps, step)
+	}
 	p.Steps = append(p.Steps,
 		fmt.Sprintf("start: %s beside %s", s.ColorProject(p.NewColor), orNone(p.Live)),
 		fmt.Sprintf("verify: wait up to %s for health checks and %d route(s)", s.HealthTimeout.Duration, len(s.Routes)),
