@@ -24,6 +24,9 @@ type fakeConn struct {
 	gone  []string // removed paths
 	// reply answers a command; nil answers every command with no output.
 	reply func(argv []string) ([]byte, error)
+	// caddy serves Caddy's admin API on the stack's admin socket, when set.
+	caddy http.Handler
+	ops   []string // "write PATH" and "remove PATH", in order
 }
 
 func (f *fakeConn) Name() string { return "fake" }
@@ -54,6 +57,7 @@ func (f *fakeConn) WriteFile(_ context.Context, path string, data []byte, _ os.F
 		f.files = map[string][]byte{}
 	}
 	f.files[path] = slices.Clone(data)
+	f.ops = append(f.ops, "write "+path)
 	return nil
 }
 
@@ -81,6 +85,7 @@ func (f *fakeConn) Remove(_ context.Context, path string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.gone = append(f.gone, path)
+	f.ops = append(f.ops, "remove "+path)
 	for p := range f.files {
 		if p == path || strings.HasPrefix(p, path+"/") {
 			delete(f.files, p)
@@ -106,6 +111,11 @@ func (f *fakeConn) Rename(_ context.Context, oldpath, newpath string) error {
 // Dial serves a Docker API with no containers and no networks; anything else
 // is unreachable.
 func (f *fakeConn) Dial(_ context.Context, network, addr string) (net.Conn, error) {
+	if network == "unix" && f.caddy != nil && strings.HasSuffix(addr, "/run/caddy/admin.sock") {
+		client, server := net.Pipe()
+		go http.Serve(&oneConnListener{conn: server}, f.caddy)
+		return client, nil
+	}
 	if network != "unix" || addr != dockerSocket {
 		return nil, errors.New("fake host: no network")
 	}

@@ -71,7 +71,50 @@ var errPartial = errors.New("some hosts changed")
 // deploy runs a push or rollback on a fleet: connect to every host, lock, check
 // and prepare them all in parallel, and only then act on one host after
 // another, in inventory order, stopping at the first failure.
-func deploy(ctx context.Context, cli *CLI, env *plan.Environment, opts plan.Options, action string, rollbackOnFailure bool) (err error) {
+func deploy(ctx context.Context, cli *CLI, env *plan.Environment, opts plan.Options, action string, rollbackOnFailure bool) error {
+	return onFleet(ctx, cli, env, opts, action, func(ds []*plan.Deployer) error {
+		for i, d := range ds {
+			var err error
+			if action == "rollback" {
+				err = d.Rollback(ctx)
+			} else {
+				err = d.Push(ctx)
+			}
+			if err == nil {
+				continue
+			}
+			err = fmt.Errorf("%s failed on %s: %w", action, d.Host.Name(), err)
+			if i == 0 {
+				return err
+			}
+			done := ds[:i]
+			if !rollbackOnFailure {
+				names := make([]string, len(done))
+				for j, d := range done {
+					names[j] = d.Host.Name()
+				}
+				return fmt.Errorf("%w; %s already run the new release and %s and later hosts were not touched (see the summary); `taledeploy rollback %s --hosts %s` brings them back: %w",
+					errPartial, strings.Join(names, ", "), d.Host.Name(), env.Name, strings.Join(names, ","), err)
+			}
+			var rerrs []error
+			for _, d := range done {
+				if rerr := d.Rollback(ctx); rerr != nil {
+					rerrs = append(rerrs, fmt.Errorf("rollback of %s: %w", d.Host.Name(), rerr))
+				}
+			}
+			if len(rerrs) > 0 {
+				return fmt.Errorf("%w: %w; rolling back the hosts before it failed too: %w", errPartial, err, errors.Join(rerrs...))
+			}
+			return fmt.Errorf("%w; the %d host(s) before it were rolled back, so every host runs what it ran before", err, len(done))
+		}
+		return nil
+	})
+}
+
+// onFleet connects to every host of env in parallel, then locks and checks each
+// (and prepares each, for a push) before body changes any; at the end it
+// releases the locks and prints the summary.
+func onFleet(ctx context.Context, cli *CLI, env *plan.Environment, opts plan.Options, action string, body func([]*plan.Deployer) error) (err error) {
 	start := time.Now()
 	out := newPrinter(os.Stdout, env.Hosts, cli.JSON)
 	defer out.close()
@@ -115,41 +158,7 @@ func deploy(ctx context.Context, cli *CLI, env *plan.Environment, opts plan.Opti
 		return fmt.Errorf("%s stopped before any host changed: %w", action, err)
 	}
 	out.note(fmt.Sprintf("all %d host(s) connected, locked, checked and prepared in %.2fs", len(ds), time.Since(start).Seconds()))
-
-	for i, d := range ds {
-		if action == "rollback" {
-			err = d.Rollback(ctx)
-		} else {
-			err = d.Push(ctx)
-		}
-		if err == nil {
-			continue
-		}
-		err = fmt.Errorf("%s failed on %s: %w", action, d.Host.Name(), err)
-		if i == 0 {
-			return err
-		}
-		done := ds[:i]
-		if !rollbackOnFailure {
-			names := make([]string, len(done))
-			for j, d := range done {
-				names[j] = d.Host.Name()
-			}
-			return fmt.Errorf("%w; %s already run the new release and %s and later hosts were not touched (see the summary); `taledeploy rollback %s --hosts %s` brings them back: %w",
-				errPartial, strings.Join(names, ", "), d.Host.Name(), env.Name, strings.Join(names, ","), err)
-		}
-		var rerrs []error
-		for _, d := range done {
-			if rerr := d.Rollback(ctx); rerr != nil {
-				rerrs = append(rerrs, fmt.Errorf("rollback of %s: %w", d.Host.Name(), rerr))
-			}
-		}
-		if len(rerrs) > 0 {
-			return fmt.Errorf("%w: %w; rolling back the hosts before it failed too: %w", errPartial, err, errors.Join(rerrs...))
-		}
-		return fmt.Errorf("%w; the %d host(s) before it were rolled back, so every host runs what it ran before", err, len(done))
-	}
-	return nil
+	return body(ds)
 }
 
 func asConns(cs []*remote.Client) []plan.Conn {

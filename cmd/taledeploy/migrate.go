@@ -3,12 +3,9 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
-	"sync"
-	"time"
 
 	"golang.org/x/term"
 
@@ -26,51 +23,24 @@ type MigrateContractCmd struct {
 	RemoveOld bool   `help:"Remove the containers of older releases (the stopped color kept for rollback) first. Rollback to them is then impossible."`
 }
 
-func (c *MigrateContractCmd) Run(cli *CLI, ctx context.Context) (err error) {
+func (c *MigrateContractCmd) Run(cli *CLI, ctx context.Context) error {
 	// Every host, always: one host left on an older release would break.
 	env, err := loadEnv(cli.Inventory, c.Env, nil)
 	if err != nil {
 		return err
 	}
-	start := time.Now()
-	out := newPrinter(os.Stdout, env.Hosts, cli.JSON)
-	defer out.close()
-	conns, err := connectAll(ctx, cli, env)
-	defer closeAll(conns)
-	if err != nil {
-		return err
-	}
-	ds := make([]*plan.Deployer, len(conns))
-	for i, h := range conns {
-		ds[i] = &plan.Deployer{Host: h, Stack: env.StackFor(h.Name()), Opts: plan.Options{Who: who()}, Report: out.event, Log: os.Stderr}
-	}
-	defer func() {
-		for _, d := range ds {
-			d.Unlock(ctx)
-		}
-	}()
-	defer func() { out.summary(ctx, asConns(conns), env, start, err) }()
+	return onFleet(ctx, cli, env, plan.Options{Who: who()}, "migrate contract", func(ds []*plan.Deployer) error {
+		return c.contract(ctx, cli, env, ds)
+	})
+}
 
-	errs := make([]error, len(ds))
-	var wg sync.WaitGroup
-	for i, d := range ds {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if errs[i] = d.Lock(ctx, "taledeploy migrate contract "+env.Name); errs[i] == nil {
-				errs[i] = d.Check(ctx)
-			}
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("migrate contract stopped before any host changed: %w", err)
-	}
-
+// contract removes what older releases left, when allowed, then applies the
+// contract migrations host by host.
+func (c *MigrateContractCmd) contract(ctx context.Context, cli *CLI, env *plan.Environment, ds []*plan.Deployer) error {
 	var older []string
 	for _, d := range ds {
-		for _, c := range d.OlderReleases() {
-			older = append(older, fmt.Sprintf("%s: %s (release %s, %s)", d.Host.Name(), c.Name, c.Release, c.State))
+		for _, ctr := range d.OlderReleases() {
+			older = append(older, fmt.Sprintf("%s: %s (release %s, %s)", d.Host.Name(), ctr.Name, ctr.Release, ctr.State))
 		}
 	}
 	if len(older) > 0 && !c.RemoveOld {
