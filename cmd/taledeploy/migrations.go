@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"path/filepath"
+	"slices"
 
 	"taledeploy/migcheck"
 	"taledeploy/plan"
@@ -18,7 +21,7 @@ type MigrationsCmd struct {
 
 // MigrationsCheckCmd is `taledeploy migrations check [DIR...]`.
 type MigrationsCheckCmd struct {
-	Dirs []string `arg:"" optional:"" type:"path" name:"dir" help:"Folders of *.sql migrations, read in lexical order (default: migrations)."`
+	Dirs []string `arg:"" optional:"" type:"path" name:"dir" help:"Folders of *.sql migrations, read in lexical order (default: the folders the inventory names, else migrations)."`
 }
 
 func (c *MigrationsCheckCmd) Run(cli *CLI) error {
@@ -50,7 +53,7 @@ type migrationsReportErr struct {
 func (c *MigrationsCheckCmd) run(cli *CLI, w io.Writer) error {
 	dirs := c.Dirs
 	if len(dirs) == 0 {
-		dirs = []string{"migrations"}
+		dirs = inventoryMigrationDirs(cli.Inventory)
 	}
 	files, err := migcheck.Files(dirs...)
 	if err != nil {
@@ -116,4 +119,24 @@ func plural(n int, noun string) string {
 		return "1 " + noun
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// inventoryMigrationDirs lists the migrations folders the inventory names, or
+// "migrations" when it names none (or cannot be read).
+func inventoryMigrationDirs(file string) []string {
+	var dirs []string
+	if inv, err := plan.Load(file); err == nil {
+		for _, name := range slices.Sorted(maps.Keys(inv.Environments)) {
+			s := inv.Environments[name].Stack
+			for _, m := range s.Migrations {
+				if d := filepath.Join(s.Root, m.Dir); !slices.Contains(dirs, d) {
+					dirs = append(dirs, d)
+				}
+			}
+		}
+	}
+	if len(dirs) == 0 {
+		return []string{"migrations"}
+	}
+	return dirs
 }
