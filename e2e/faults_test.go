@@ -322,6 +322,17 @@ func TestRefusedPushes(t *testing.T) {
 				}
 				run(t, s.work, nil, "docker", "compose", "-p", s.project+"-"+prev.Color, "down")
 			}, "is gone"},
+			{"gate admits both colors", func() {
+				// What a switch killed between admitting one color and retiring the
+				// other leaves; the other color is stopped, so traffic stays put.
+				other := "blue"
+				if s.status().Active == "blue" {
+					other = "green"
+				}
+				if err := os.WriteFile(s.remote+"/run/caddy/live/platform-"+other+":8080", nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}, "admits both colors"},
 		} {
 			l.phase("disagree: " + c.name)
 			before := serving()
