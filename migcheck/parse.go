@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/agnivade/levenshtein"
 	pg "github.com/pganalyze/pg_query_go/v6"
 	"github.com/pganalyze/pg_query_go/v6/parser"
 )
@@ -226,29 +227,9 @@ func (c *checker) flag(s *stmt, rule, what string) {
 func nearest(n string) string {
 	best, bestD := "", 3
 	for _, r := range Rules {
-		if d := distance(n, r.Name); d < bestD {
+		if d := levenshtein.ComputeDistance(n, r.Name); d < bestD {
 			best, bestD = r.Name, d
 		}
 	}
 	return best
-}
-
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
