@@ -43,26 +43,7 @@ func newFleet(t testing.TB, name string, basePort int) *fleet {
 %[3]s`, i, s.repo, override)
 	}
 	stack := func(project string, port int) string {
-		env := ""
-		if port > 0 {
-			env = fmt.Sprintf("\n        HTTP_PORT: \"%d\"", port)
-		}
-		return fmt.Sprintf(`    stack:
-      project: %s
-      remote_dir: /var/lib/taledeploy-%[1]s
-      stateless: [platform, rag]
-      stateful: [proxy, db]
-      routes:
-        - {site: ":80", path: /*, service: platform, port: 8080, health_path: /api/health}
-      health_timeout: 40s
-      drain_timeout: 20s
-      verify_window: 1s
-      migrations:
-        - {service: platform, dir: services/platform/migrations, command: [/app/platform, migrate]}
-      env:
-        APP_SECRET: e2e-planted-secret-value
-        POSTGRES_PASSWORD: e2e-planted-db-password%[2]s
-`, project, env)
+		return stackYAML(project, "/var/lib/taledeploy-"+project, "1s", port)
 	}
 	inv := "environments:\n  e2e:\n    hosts:\n"
 	for i := range 3 {

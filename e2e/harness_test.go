@@ -100,23 +100,7 @@ func newStack(t testing.TB, name string, port int) *stack {
         user: root
         identity_file: %[1]s/.sandbox/id_ed25519
         known_hosts: %[1]s/.sandbox/host1/known_hosts
-    stack:
-      project: %[2]s
-      remote_dir: %[3]s
-      stateless: [platform, rag]
-      stateful: [proxy, db]
-      routes:
-        - {site: ":80", path: /*, service: platform, port: 8080, health_path: /api/health}
-      health_timeout: 40s
-      drain_timeout: 20s
-      verify_window: 2s
-      migrations:
-        - {service: platform, dir: services/platform/migrations, command: [/app/platform, migrate]}
-      env:
-        HTTP_PORT: "%[4]d"
-        APP_SECRET: e2e-planted-secret-value
-        POSTGRES_PASSWORD: e2e-planted-db-password
-`, root, s.project, s.remote, s.port)
+%[2]s`, root, stackYAML(s.project, s.remote, "2s", s.port))
 	if err := os.WriteFile(filepath.Join(s.work, "inventory.yaml"), []byte(inv), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -128,6 +112,31 @@ func newStack(t testing.TB, name string, port int) *stack {
 		s.clean()
 	})
 	return s
+}
+
+// stackYAML is the example stack's inventory block for one project; a port of 0
+// leaves HTTP_PORT to the hosts.
+func stackYAML(project, remoteDir, verifyWindow string, port int) string {
+	env := ""
+	if port > 0 {
+		env = fmt.Sprintf("\n        HTTP_PORT: \"%d\"", port)
+	}
+	return fmt.Sprintf(`    stack:
+      project: %s
+      remote_dir: %s
+      stateless: [platform, rag]
+      stateful: [proxy, db]
+      routes:
+        - {site: ":80", path: /*, service: platform, port: 8080, health_path: /api/health}
+      health_timeout: 40s
+      drain_timeout: 20s
+      verify_window: %s
+      migrations:
+        - {service: platform, dir: services/platform/migrations, command: [/app/platform, migrate]}
+      env:
+        APP_SECRET: e2e-planted-secret-value
+        POSTGRES_PASSWORD: e2e-planted-db-password%s
+`, project, remoteDir, verifyWindow, env)
 }
 
 // buildServices rebuilds the example binaries; ldflags change the platform build.
