@@ -203,7 +203,7 @@ func TestFleet(t *testing.T) {
 	if r.failed() {
 		t.Errorf("push --json: %v", r.err)
 	}
-	checkJSONEvents(t, r.out)
+	checkJSONEvents(t, r.stdout)
 
 	// Everyday commands across the fleet.
 	phase("everyday")

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -187,9 +188,10 @@ func (s *stack) clean() {
 
 // result is one run of taledeploy.
 type result struct {
-	out  string
-	err  error
-	took time.Duration
+	out    string // stdout and stderr
+	stdout string
+	err    error
+	took   time.Duration
 }
 
 func (r result) failed() bool { return r.err != nil }
@@ -228,11 +230,11 @@ func (s *stack) taledeployEnv(env []string, args ...string) result {
 	cmd := exec.Command(s.bin, append([]string{"--inventory", filepath.Join(s.work, "inventory.yaml")}, args...)...)
 	cmd.Dir = s.work
 	cmd.Env = append(os.Environ(), env...)
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
+	var buf, stdout bytes.Buffer
+	cmd.Stdout, cmd.Stderr = io.MultiWriter(&buf, &stdout), &buf
 	start := time.Now()
 	err := cmd.Run()
-	r := result{out: buf.String(), err: err, took: time.Since(start)}
+	r := result{out: buf.String(), stdout: stdout.String(), err: err, took: time.Since(start)}
 	line := fmt.Sprintf("taledeploy %s %s(%.1fs, err=%v)", strings.Join(args, " "), strings.Join(env, " "), r.took.Seconds(), err)
 	s.addOutput(line + ":\n" + r.out)
 	if err != nil {

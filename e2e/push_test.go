@@ -144,15 +144,32 @@ func TestPushRollbackUnderLoad(t *testing.T) {
 	// 5. A release whose platform fails its health check: refused, nothing moves.
 	l.phase("5-broken-push")
 	s.buildServices("-X main.build=5 -X main.broken=true")
-	r = push("push", "e2e", "--release", "r5")
+	r = push("--json", "push", "e2e", "--release", "r5")
 	if !r.failed() {
 		t.Fatalf("a push whose platform is unhealthy succeeded")
 	}
-	if !strings.Contains(r.out, "failed its health checks") || !strings.Contains(r.out, "last log lines") {
-		t.Errorf("failed push does not say why or show the new containers' logs:\n%s", r.out)
+	// --json stays pure on failure: the new containers' log lines travel in
+	// the failed step's event, never as text on stdout.
+	events := jsonLines(t, r.stdout)
+	var verify map[string]any
+	var steps []string
+	for _, ev := range events {
+		if ev["type"] == "step" && ev["status"] != "running" {
+			steps = append(steps, ev["step"].(string))
+			if ev["step"] == "verify" {
+				verify = ev
+			}
+		}
 	}
-	if slices.Contains(r.steps(), "switch") {
-		t.Errorf("a failed push reached the switch: %v", r.steps())
+	if verify == nil || verify["status"] != "failed" || !strings.Contains(fmt.Sprint(verify["message"]), "failed its health checks") ||
+		!strings.Contains(fmt.Sprint(verify["log"]), "last log lines") || !strings.Contains(fmt.Sprint(verify["log"]), "platform") {
+		t.Errorf("failed push: the verify event does not say why or carry the new containers' logs: %v\n%s", verify, r.out)
+	}
+	if last := events[len(events)-1]; last["type"] != "summary" || last["ok"] != false {
+		t.Errorf("failed push --json: the last line is not a failed summary: %v", last)
+	}
+	if slices.Contains(steps, "switch") {
+		t.Errorf("a failed push reached the switch: %v", steps)
 	}
 	expectServing(t, s.port, "green/r2/build 2")
 	st = expectStatus(t, s, "green", "r2")
@@ -244,4 +261,22 @@ func visits(t *testing.T, port int) int {
 	var v int
 	fmt.Sscanf(resp.Header.Get("X-Visits"), "%d", &v)
 	return v
+}
+
+// jsonLines parses --json output: every line must be one JSON object.
+func jsonLines(t *testing.T, out string) []map[string]any {
+	t.Helper()
+	var events []map[string]any
+	for _, line := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Errorf("--json printed a line that is not JSON: %q", line)
+			continue
+		}
+		events = append(events, ev)
+	}
+	if len(events) == 0 {
+		t.Fatalf("--json printed nothing")
+	}
+	return events
 }

@@ -48,7 +48,7 @@ func deployCommands(s *Stack, release string) []remote.Cmd {
 	_ = d.Check(ctx)
 	_, _ = d.stateful(ctx, Blue, release)
 	_ = d.Push(ctx) // fails at verify: the fake host runs no container
-	d.showLogs(ctx, Green)
+	_ = d.withLogs(ctx, Green, nil)
 	Status(ctx, fc, s)
 	return fc.cmds
 }

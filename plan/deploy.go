@@ -3,18 +3,13 @@ package plan
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
 	"os"
-	"path"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -43,7 +38,19 @@ type Event struct {
 	Status   string        `json:"status"` // running, ok, failed
 	Duration time.Duration `json:"duration_ns"`
 	Message  string        `json:"message,omitempty"`
+	// Log holds the last log lines of the containers a failed step is about.
+	Log string `json:"log,omitempty"`
 }
+
+// logError is a failure that comes with the last log lines of the containers
+// that failed; the step's event carries them, so --json output stays pure.
+type logError struct {
+	err error
+	log string
+}
+
+func (e *logError) Error() string { return e.err.Error() }
+func (e *logError) Unwrap() error { return e.err }
 
 // Options tune a push.
 type Options struct {
@@ -64,8 +71,6 @@ type Deployer struct {
 	Stack  *Stack
 	Opts   Options
 	Report func(Event)
-	// Log receives detail worth showing on failure (container logs).
-	Log io.Writer
 
 	lock   *lockHolder
 	stale  *Lock // a dead command's lock this deployer took over
@@ -100,6 +105,9 @@ func (d *Deployer) step(name string, fn func() (string, error)) error {
 	ev := Event{Host: d.Host.Name(), Step: name, Status: "ok", Duration: time.Since(start), Message: msg}
 	if err != nil {
 		ev.Status, ev.Message = "failed", err.Error()
+		if le := (*logError)(nil); errors.As(err, &le) {
+			ev.Log = le.log
+		}
 	}
 	if d.Report != nil {
 		d.Report(ev)
@@ -108,12 +116,6 @@ func (d *Deployer) step(name string, fn func() (string, error)) error {
 		syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	}
 	return err
-}
-
-func (d *Deployer) logf(format string, a ...any) {
-	if d.Log != nil {
-		fmt.Fprintf(d.Log, format, a...)
-	}
 }
 
 // Lock takes the host lock. A lock left by a command that died is taken over, and
@@ -365,7 +367,14 @@ func (d *Deployer) finish(ctx context.Context, action, newColor, release string,
 	*switched = true
 	old := Other(newColor)
 	if d.live != "" && s.VerifyWindow.Duration > 0 {
-		if err := d.step("window", func() (string, error) { return d.watch(ctx, newColor) }); err != nil {
+		if err := d.step("window", func() (string, error) {
+			msg, err := d.watch(ctx, newColor)
+			if err != nil && !errors.Is(err, remote.ErrDisconnected) {
+				// Read while the failing color still runs.
+				err = d.withLogs(context.WithoutCancel(ctx), newColor, err)
+			}
+			return msg, err
+		}); err != nil {
 			if errors.Is(err, remote.ErrDisconnected) {
 				return err
 			}
@@ -382,7 +391,6 @@ func (d *Deployer) finish(ctx context.Context, action, newColor, release string,
 				return errors.Join(err, berr)
 			}
 			*switched = false
-			d.showLogs(cctx, newColor)
 			return fmt.Errorf("%w; traffic is back on %s (release %s)", err, old, d.state.Release)
 		}
 	}
@@ -515,192 +523,6 @@ func (d *Deployer) composeArgv(color string) []string {
 	return append(argv, "-p", project)
 }
 
-// upload sends the release's files, skipping those the host already has.
-func (d *Deployer) upload(ctx context.Context) (string, error) {
-	s := d.Stack
-	files, err := s.releaseFiles()
-	if err != nil {
-		return "", err
-	}
-	// Every path is checked before anything is written.
-	var paths []string
-	for _, f := range files {
-		p, err := s.remotePath(f.rel)
-		if err != nil {
-			return "", err
-		}
-		paths = append(paths, p)
-	}
-	for _, dir := range []string{s.metaDir(), s.metaDir() + "/env", s.adminDir()} {
-		if err := d.Host.Mkdir(ctx, dir, 0o700, false); err != nil {
-			return "", fmt.Errorf("create %s: %w", dir, err)
-		}
-	}
-	have := map[string]string{}
-	out, _ := d.Host.Run(ctx, remote.Cmd{Argv: append([]string{"sha256sum", "--"}, paths...)})
-	for _, line := range strings.Split(string(out), "\n") {
-		if sum, p, ok := strings.Cut(line, "  "); ok {
-			have[p] = sum
-		}
-	}
-	sent, bytesSent := 0, 0
-	for i, f := range files {
-		p := paths[i]
-		if have[p] == f.sum {
-			continue
-		}
-		if err := d.Host.WriteFile(ctx, p, f.data, f.mode); err != nil {
-			return "", err
-		}
-		sent++
-		bytesSent += len(f.data)
-	}
-	return fmt.Sprintf("%d of %d files changed (%s)", sent, len(files), humanBytes(bytesSent)), nil
-}
-
-type releaseFile struct {
-	rel  string // slash path below remote_dir
-	data []byte
-	mode os.FileMode
-	sum  string
-}
-
-// releaseFiles lists what a push uploads: the compose file, both overlays, the
-// env file, and every service's build context. The Caddyfile is not among them:
-// it changes only at the switch. Nothing is read from outside the stack folder,
-// whatever symlinks the tree holds.
-func (s *Stack) releaseFiles() ([]releaseFile, error) {
-	var files []releaseFile
-	add := func(rel string, data []byte, mode os.FileMode) {
-		sum := sha256.Sum256(data)
-		files = append(files, releaseFile{rel: rel, data: data, mode: mode, sum: hex.EncodeToString(sum[:])})
-	}
-	root, err := realPath(s.Root)
-	if err != nil {
-		return nil, fmt.Errorf("stack folder: %w", err)
-	}
-	composePath, err := inside(root, filepath.Join(s.Root, s.ComposeFile))
-	if err != nil {
-		return nil, fmt.Errorf("compose file: %w", err)
-	}
-	compose, err := os.ReadFile(composePath)
-	if err != nil {
-		return nil, err
-	}
-	add(filepath.ToSlash(s.ComposeFile), compose, 0o644)
-	add(s.OverlayFile(Blue), s.Overlay(Blue), 0o644)
-	add(s.OverlayFile(Green), s.Overlay(Green), 0o644)
-	add(strings.TrimPrefix(s.envPath(), s.RemoteDir+"/"), s.envFile(), 0o600)
-	seen := map[string]bool{}
-	composeDir := filepath.Dir(s.ComposeFile)
-	for _, name := range s.Compose.ServiceNames() {
-		svc := s.Compose.Services[name]
-		if svc.BuildContext == "" {
-			continue
-		}
-		ctxDir := filepath.Join(composeDir, svc.BuildContext)
-		if seen[ctxDir] {
-			continue
-		}
-		seen[ctxDir] = true
-		if err := s.walkContext(root, ctxDir, add); err != nil {
-			return nil, fmt.Errorf("build context of %s: %w", name, err)
-		}
-	}
-	return files, nil
-}
-
-// walkContext adds the regular files of a build context. The context may be a
-// symlink to a folder in the stack; its files keep the context's path. A symlink
-// inside it is not uploaded, and one that points outside the stack is refused:
-// the build would otherwise miss a file without a word.
-func (s *Stack) walkContext(root, ctxDir string, add func(string, []byte, os.FileMode)) error {
-	real, err := inside(root, filepath.Join(s.Root, ctxDir))
-	if err != nil {
-		return err
-	}
-	return filepath.WalkDir(real, func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		relCtx, _ := filepath.Rel(real, p)
-		rel := filepath.Join(ctxDir, relCtx)
-		switch {
-		case e.IsDir() && e.Name() == ".git":
-			return filepath.SkipDir
-		case e.IsDir():
-			return nil
-		case e.Type()&fs.ModeSymlink != 0:
-			if _, err := inside(root, p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("%s: %w; copy what it points to into the stack folder, or remove the link", rel, err)
-			}
-			return nil
-		case !e.Type().IsRegular() || filepath.ToSlash(rel) == filepath.ToSlash(s.Caddyfile):
-			return nil
-		}
-		info, err := e.Info()
-		if err != nil {
-			return err
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		add(filepath.ToSlash(rel), data, info.Mode().Perm())
-		return nil
-	})
-}
-
-// realPath is p, absolute, with every symlink resolved.
-func realPath(p string) (string, error) {
-	abs, err := filepath.Abs(p)
-	if err != nil {
-		return "", err
-	}
-	return filepath.EvalSymlinks(abs)
-}
-
-// inside resolves p's symlinks and returns the real path when it is root or
-// below it; root is a realPath.
-func inside(root, p string) (string, error) {
-	real, err := realPath(p)
-	if err != nil {
-		return "", err
-	}
-	if rel, err := filepath.Rel(root, real); err != nil || !filepath.IsLocal(rel) {
-		return "", fmt.Errorf("%s leads to %s, outside the stack folder %s; nothing is uploaded from there", p, real, root)
-	}
-	return real, nil
-}
-
-// remotePath is where rel goes on the host: below remote_dir, whatever rel holds.
-// It is the last guard before an upload; the inventory's checks come first.
-func (s *Stack) remotePath(rel string) (string, error) {
-	if !path.IsAbs(s.RemoteDir) || path.Clean(s.RemoteDir) != s.RemoteDir || s.RemoteDir == "/" {
-		return "", fmt.Errorf("%w: remote_dir %q is not an absolute clean folder; nothing is uploaded", ErrBadInput, s.RemoteDir)
-	}
-	p := path.Clean(s.RemoteDir + "/" + rel)
-	if path.IsAbs(rel) || !strings.HasPrefix(p, s.RemoteDir+"/") {
-		return "", fmt.Errorf("%w: %q would be uploaded to %s, outside remote_dir %s; keep the stack's files inside its folder", ErrBadInput, rel, p, s.RemoteDir)
-	}
-	return p, nil
-}
-
-// envFile renders stack.env; values never leave this file.
-func (s *Stack) envFile() []byte {
-	var keys []string
-	for k := range s.Env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b bytes.Buffer
-	b.WriteString("# Written by taledeploy from the inventory; mode 0600.\n")
-	for _, k := range keys {
-		fmt.Fprintf(&b, "%s=%s\n", k, s.Env[k])
-	}
-	return b.Bytes()
-}
-
 // stateful makes sure the network and the stateful services run. Compose leaves a
 // service alone when its definition did not change; a changed one is refused
 // unless allowed, since recreating it interrupts what it serves.
@@ -769,16 +591,14 @@ func (d *Deployer) verify(ctx context.Context, color string) (string, error) {
 				return fmt.Sprintf("%d containers healthy, %d routes answer", len(cs), len(s.Routes)), nil
 			}
 			if strings.HasPrefix(why, "failed:") {
-				d.showLogs(ctx, color)
-				return "", fmt.Errorf("%w: %s", ErrUnhealthy, strings.TrimPrefix(why, "failed: "))
+				return "", d.withLogs(ctx, color, fmt.Errorf("%w: %s", ErrUnhealthy, strings.TrimPrefix(why, "failed: ")))
 			}
 		} else {
 			why = err.Error()
 		}
 		select {
 		case <-ctx.Done():
-			d.showLogs(context.WithoutCancel(ctx), color)
-			return "", fmt.Errorf("%w within %s: %s", ErrUnhealthy, s.HealthTimeout.Duration, why)
+			return "", d.withLogs(context.WithoutCancel(ctx), color, fmt.Errorf("%w within %s: %s", ErrUnhealthy, s.HealthTimeout.Duration, why))
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
@@ -833,11 +653,13 @@ func (d *Deployer) containersNotReady(cs []Container) string {
 	return ""
 }
 
-func (d *Deployer) showLogs(ctx context.Context, color string) {
+// withLogs attaches the color's last log lines to err.
+func (d *Deployer) withLogs(ctx context.Context, color string, err error) error {
 	out, _ := d.compose(ctx, color, d.composeEnv(color, ""), "logs", "--no-color", "--tail", "20")
-	if len(out) > 0 {
-		d.logf("%s: last log lines of %s:\n%s", d.Host.Name(), d.Stack.ColorProject(color), out)
+	if len(out) == 0 {
+		return err
 	}
+	return &logError{err: err, log: fmt.Sprintf("last log lines of %s:\n%s", d.Stack.ColorProject(color), out)}
 }
 
 // admin calls Caddy's admin API on its unix socket, through the SSH connection.

@@ -86,3 +86,14 @@ func (c apiContainer) health() string {
 	}
 	return ""
 }
+
+// EngineID names the Docker engine a host runs, so that hosts that are one
+// machine can be told apart from hosts that only look different. A host whose
+// engine does not answer gets its own name.
+func EngineID(ctx context.Context, h Conn) string {
+	var info struct{ ID string }
+	if _, err := dockerGet(ctx, h, "/info", &info); err != nil || info.ID == "" {
+		return "host " + h.Name()
+	}
+	return "engine " + info.ID
+}

@@ -3,6 +3,7 @@ package plan
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net"
 	"net/http"
@@ -27,6 +28,11 @@ type fakeConn struct {
 	// caddy serves Caddy's admin API on the stack's admin socket, when set.
 	caddy http.Handler
 	ops   []string // "write PATH" and "remove PATH", in order
+	// mtime is each file's write time, in ticks of a clock that advances on
+	// every write: what find's %T@ prints.
+	mtime map[string]int
+	mode  map[string]os.FileMode
+	clock int
 }
 
 func (f *fakeConn) Name() string { return "fake" }
@@ -50,7 +56,7 @@ func (f *fakeConn) ReadFile(_ context.Context, path string) ([]byte, error) {
 	return nil, &fs.PathError{Op: "open", Path: path, Err: fs.ErrNotExist}
 }
 
-func (f *fakeConn) WriteFile(_ context.Context, path string, data []byte, _ os.FileMode) error {
+func (f *fakeConn) WriteFile(_ context.Context, path string, data []byte, mode os.FileMode) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.files == nil {
@@ -58,6 +64,11 @@ func (f *fakeConn) WriteFile(_ context.Context, path string, data []byte, _ os.F
 	}
 	f.files[path] = slices.Clone(data)
 	f.ops = append(f.ops, "write "+path)
+	f.touch(path)
+	if f.mode == nil {
+		f.mode = map[string]os.FileMode{}
+	}
+	f.mode[path] = mode
 	return nil
 }
 
@@ -152,6 +163,31 @@ func (l *oneConnListener) Accept() (net.Conn, error) {
 
 func (l *oneConnListener) Close() error   { return nil }
 func (l *oneConnListener) Addr() net.Addr { return &net.UnixAddr{Name: dockerSocket, Net: "unix"} }
+
+// touch gives path the next write time; f.mu is held.
+func (f *fakeConn) touch(path string) {
+	if f.mtime == nil {
+		f.mtime = map[string]int{}
+	}
+	f.clock++
+	f.mtime[path] = f.clock
+}
+
+// find answers find's listing (START... -type f -printf '%T@ %s %m %p\n')
+// from the files in memory.
+func (f *fakeConn) find(argv []string) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var b strings.Builder
+	for _, start := range argv[1:slices.Index(argv, "-type")] {
+		for p, data := range f.files {
+			if p == start || strings.HasPrefix(p, start+"/") {
+				fmt.Fprintf(&b, "%d.%09d %d %o %s\n", 1700000000+f.mtime[p], 0, len(data), f.mode[p], p)
+			}
+		}
+	}
+	return []byte(b.String()), nil
+}
 
 // touched lists every path the deploy wrote, appended, created or removed.
 func (f *fakeConn) touched() []string {

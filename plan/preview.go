@@ -122,10 +122,15 @@ func (d *Deployer) fileChanges(ctx context.Context, newColor string) ([]FileChan
 	if err != nil {
 		return nil, err
 	}
+	// Files the last upload left as they are here need no reading.
+	have := currentFiles(ctx, d.Host, s, files)
 	files = append(files, releaseFile{rel: s.Caddyfile, data: s.CaddyfileText()})
 	var out []FileChange
 	for _, f := range files {
 		remotePath := s.remote(f.rel)
+		if have[remotePath] {
+			continue
+		}
 		old, err := d.Host.ReadFile(ctx, remotePath)
 		change := "changed"
 		switch {

@@ -3,6 +3,7 @@ package plan
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -186,5 +187,92 @@ func TestUploadWritesBelowRemoteDir(t *testing.T) {
 	}
 	if fc.files["/srv/tale/services/app/Dockerfile"] == nil || fc.files["/srv/tale/.taledeploy/env/stack.env"] == nil {
 		t.Errorf("missing uploads: %q", fc.touched())
+	}
+}
+
+// A push uploads only what changed, judged without hashing on the host: one
+// find listing against the last upload's manifest. A file changed on the host
+// after that upload, or missing there, is sent again.
+func TestUploadSendsOnlyChanges(t *testing.T) {
+	root, _ := stackDir(t)
+	fc := &fakeConn{}
+	fc.reply = func(argv []string) ([]byte, error) {
+		if argv[0] == "find" {
+			return fc.find(argv)
+		}
+		return nil, fmt.Errorf("unexpected command %q", argv)
+	}
+	upload := func() (sent []string, msg string) {
+		t.Helper()
+		fc.ops, fc.cmds = nil, nil
+		d := &Deployer{Host: fc, Stack: appStack(root, "services/app")}
+		msg, err := d.upload(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range fc.cmds {
+			if c.Argv[0] != "find" {
+				t.Errorf("upload ran %q on the host", c.Argv)
+			}
+		}
+		if len(fc.cmds) > 1 {
+			t.Errorf("upload ran %d commands, want at most one listing", len(fc.cmds))
+		}
+		for _, op := range fc.ops {
+			if p, ok := strings.CutPrefix(op, "write "); ok && p != "/srv/tale/.taledeploy/uploads.json" {
+				sent = append(sent, strings.TrimPrefix(p, "/srv/tale/"))
+			}
+		}
+		slices.Sort(sent)
+		return sent, msg
+	}
+	all := []string{".taledeploy/env/stack.env", "compose.blue.yml", "compose.green.yml", "compose.yml", "services/app/Dockerfile"}
+	if got, _ := upload(); !slices.Equal(got, all) {
+		t.Fatalf("first upload sent %q, want %q", got, all)
+	}
+	if got, msg := upload(); len(got) > 0 || msg != "0 of 5 files changed (0 B)" {
+		t.Errorf("second upload sent %q (%s), want nothing", got, msg)
+	}
+	if slices.Contains(fc.ops, "write /srv/tale/.taledeploy/uploads.json") {
+		t.Errorf("an upload of nothing rewrote the manifest")
+	}
+
+	// Changed here: only that file goes.
+	os.WriteFile(filepath.Join(root, "services/app/Dockerfile"), []byte("FROM scratch\nCOPY x /\n"), 0o644)
+	if got, _ := upload(); !slices.Equal(got, []string{"services/app/Dockerfile"}) {
+		t.Errorf("after a local change sent %q", got)
+	}
+	// Changed on the host after the upload (same size, later time): sent again.
+	fc.mu.Lock()
+	fc.touch("/srv/tale/compose.yml")
+	fc.mu.Unlock()
+	if got, _ := upload(); !slices.Equal(got, []string{"compose.yml"}) {
+		t.Errorf("after a change on the host sent %q", got)
+	}
+	// Deleted on the host: sent again.
+	fc.Remove(context.Background(), "/srv/tale/services/app")
+	if got, _ := upload(); !slices.Equal(got, []string{"services/app/Dockerfile"}) {
+		t.Errorf("after a deletion on the host sent %q", got)
+	}
+	// No manifest (a host set up by an older version): everything is sent.
+	fc.Remove(context.Background(), "/srv/tale/.taledeploy/uploads.json")
+	if got, _ := upload(); !slices.Equal(got, all) {
+		t.Errorf("without a manifest sent %q, want %q", got, all)
+	}
+}
+
+func TestStampAfter(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"10.5", "10.4", true}, {"10.4", "10.5", false}, {"10.5", "10.5", false},
+		{"10.50", "10.5", false}, {"10.51", "10.5", true}, {"9.9", "10.0", false},
+		{"100.0", "99.9", true}, {"10", "10.0", false},
+	} {
+		a, b := parseFind([]byte(tc.a+" 1 644 /a\n"))["/a"].mtime, parseFind([]byte(tc.b+" 1 644 /a\n"))["/a"].mtime
+		if got := a.after(b); got != tc.want {
+			t.Errorf("%s after %s = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
 	}
 }

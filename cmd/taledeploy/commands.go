@@ -126,7 +126,7 @@ func onFleet(ctx context.Context, cli *CLI, env *plan.Environment, opts plan.Opt
 	hosts := asConns(conns)
 	ds := make([]*plan.Deployer, len(conns))
 	for i, c := range conns {
-		ds[i] = &plan.Deployer{Host: c, Stack: env.StackFor(c.Name()), Opts: opts, Report: out.event, Log: os.Stderr}
+		ds[i] = &plan.Deployer{Host: c, Stack: env.StackFor(c.Name()), Opts: opts, Report: out.event}
 	}
 	defer func() {
 		for _, d := range ds {
@@ -136,8 +136,23 @@ func onFleet(ctx context.Context, cli *CLI, env *plan.Environment, opts plan.Opt
 	defer func() { out.summary(ctx, hosts, env, start, err) }()
 
 	// Before any host changes: every lock, every check, every preflight.
+	// Hosts that share one Docker engine (staging beside prod on one VPS) are
+	// one machine: they prepare one after another, so the work a push does
+	// there never piles up against the color that serves.
 	errs := make([]error, len(ds))
-	var wg sync.WaitGroup
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		machines = map[string]*sync.Mutex{}
+	)
+	machine := func(id string) *sync.Mutex {
+		mu.Lock()
+		defer mu.Unlock()
+		if machines[id] == nil {
+			machines[id] = &sync.Mutex{}
+		}
+		return machines[id]
+	}
 	for i, d := range ds {
 		wg.Add(1)
 		go func() {
@@ -149,6 +164,9 @@ func onFleet(ctx context.Context, cli *CLI, env *plan.Environment, opts plan.Opt
 				return
 			}
 			if action == "push" {
+				m := machine(plan.EngineID(ctx, d.Host))
+				m.Lock()
+				defer m.Unlock()
 				errs[i] = d.Prepare(ctx)
 			}
 		}()

@@ -52,6 +52,7 @@ type jsonEvent struct {
 	Status   string  `json:"status"` // running, ok, failed
 	Duration float64 `json:"duration_s"`
 	Message  string  `json:"message,omitempty"`
+	Log      string  `json:"log,omitempty"` // the failed containers' last log lines
 }
 
 func (p *printer) event(e plan.Event) {
@@ -64,7 +65,7 @@ func (p *printer) event(e plan.Event) {
 		delete(p.running, key)
 	}
 	if p.json {
-		p.writeJSON(jsonEvent{Type: "step", Host: e.Host, Step: e.Step, Status: e.Status, Duration: e.Duration.Seconds(), Message: e.Message})
+		p.writeJSON(jsonEvent{Type: "step", Host: e.Host, Step: e.Step, Status: e.Status, Duration: e.Duration.Seconds(), Message: e.Message, Log: e.Log})
 		return
 	}
 	if e.Status == "running" {
@@ -72,6 +73,11 @@ func (p *printer) event(e plan.Event) {
 	}
 	p.clearLive()
 	fmt.Fprintf(p.w, "%-*s  %-10s %-6s %6.2fs  %s\n", p.width, e.Host, e.Step, e.Status, e.Duration.Seconds(), e.Message)
+	if e.Log != "" {
+		for _, line := range strings.Split(strings.TrimRight(e.Log, "\n"), "\n") {
+			fmt.Fprintf(p.w, "%-*s  | %s\n", p.width, e.Host, line)
+		}
+	}
 }
 
 func (p *printer) writeJSON(v any) {
