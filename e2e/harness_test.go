@@ -85,7 +85,8 @@ func newStack(t testing.TB, name string, port int) *stack {
 	root := repoRoot(t)
 	s := &stack{t: t, repo: root, work: t.TempDir(), project: name, remote: "/var/lib/taledeploy-" + name, port: port}
 	s.bin = filepath.Join(s.work, "taledeploy")
-	run(t, root, nil, "go", "build", "-o", s.bin, "./cmd/taledeploy")
+	// The kill hook (TALEDEPLOY_KILL_AFTER) exists only in this test build.
+	run(t, root, nil, "go", "build", "-tags", "killhook", "-o", s.bin, "./cmd/taledeploy")
 	for _, p := range []string{"compose.yml", "services/platform/Dockerfile", "services/platform/docker-entrypoint.sh",
 		"services/rag/Dockerfile", "services/db/Dockerfile", "services/db/docker-entrypoint.sh", "services/proxy/Caddyfile",
 		"services/platform/migrations/0001_visits.sql"} {
@@ -231,7 +232,8 @@ func (s *stack) taledeployEnv(env []string, args ...string) result {
 	cmd.Dir = s.work
 	cmd.Env = append(os.Environ(), env...)
 	var buf, stdout bytes.Buffer
-	cmd.Stdout, cmd.Stderr = io.MultiWriter(&buf, &stdout), &buf
+	both := &lockedWriter{w: &buf}
+	cmd.Stdout, cmd.Stderr = io.MultiWriter(both, &stdout), both
 	start := time.Now()
 	err := cmd.Run()
 	r := result{out: buf.String(), stdout: stdout.String(), err: err, took: time.Since(start)}
@@ -314,4 +316,17 @@ func copyFile(t testing.TB, from, to string) {
 	if err := os.WriteFile(to, data, info.Mode().Perm()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// lockedWriter lets exec's stdout and stderr copiers share one buffer: they
+// write from two goroutines, and a bytes.Buffer is not safe for that.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

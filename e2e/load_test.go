@@ -32,10 +32,13 @@ type load struct {
 	crossed   []string // platform called rag of the other color
 	maxVisit  int
 	counted   int // answers that counted a visit (carry X-Visits)
+	// latency of the ordinary requests (not the deliberately slow ones), per phase.
+	latency map[string]*vegeta.Metrics
 }
 
 func startLoad(t *testing.T, port int, keepAliveRate, freshRate int) *load {
-	l := &load{sent: map[string]int{}, failed: map[string]int{}, appFailed: map[string]int{}, colors: map[string]map[string]int{}, mark: "start"}
+	l := &load{sent: map[string]int{}, failed: map[string]int{}, appFailed: map[string]int{}, colors: map[string]map[string]int{},
+		latency: map[string]*vegeta.Metrics{}, mark: "start"}
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	var n atomic.Uint64
 	targeter := func(tg *vegeta.Target) error {
@@ -66,6 +69,12 @@ func (l *load) record(r *vegeta.Result) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.sent[l.mark]++
+	if !strings.Contains(r.URL, "/slow") {
+		if l.latency[l.mark] == nil {
+			l.latency[l.mark] = &vegeta.Metrics{}
+		}
+		l.latency[l.mark].Add(r)
+	}
 	if r.Code != http.StatusOK || r.Error != "" {
 		l.failed[l.mark]++
 		if b := r.Headers.Get("X-Build"); b != "" {
@@ -156,7 +165,12 @@ func (l *load) report() string {
 	sort.Strings(phases)
 	var b strings.Builder
 	for _, p := range phases {
-		fmt.Fprintf(&b, "  %-28s sent %5d failed %d served %v\n", p, l.sent[p], l.failed[p], l.colors[p])
+		fmt.Fprintf(&b, "  %-28s sent %5d failed %d served %v", p, l.sent[p], l.failed[p], l.colors[p])
+		if m := l.latency[p]; m != nil {
+			m.Close()
+			fmt.Fprintf(&b, " latency p50 %s p99 %s max %s", m.Latencies.P50.Round(time.Millisecond), m.Latencies.P99.Round(time.Millisecond), m.Latencies.Max.Round(time.Millisecond))
+		}
+		b.WriteString("\n")
 	}
 	if len(l.appFailed) > 0 {
 		fmt.Fprintf(&b, "  failed answers from the app, by build: %v\n", l.appFailed)

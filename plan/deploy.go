@@ -13,7 +13,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"taledeploy/remote"
@@ -60,9 +59,6 @@ type Options struct {
 	RecreateStateful bool   // allow a changed stateful service to be recreated
 	Repair           bool   // rebuild a record that disagrees with the host
 	SkipPreflight    bool   // start the new color even if memory or disk look short
-	// KillAfter names a step after which the process kills itself (SIGKILL): a
-	// test hook for proving that an interrupted deploy converges.
-	KillAfter string
 }
 
 // Deployer carries out pushes and rollbacks on one host.
@@ -111,9 +107,6 @@ func (d *Deployer) step(name string, fn func() (string, error)) error {
 	}
 	if d.Report != nil {
 		d.Report(ev)
-	}
-	if d.Opts.KillAfter == name {
-		syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	}
 	return err
 }
@@ -509,13 +502,18 @@ func (d *Deployer) compose(ctx context.Context, color string, env []string, args
 	return out, err
 }
 
+// lowPriority runs a command on the host below the containers that serve: the
+// compose client parses, hashes and tars build contexts, and on a small VPS the
+// live color must win the CPU. nice is POSIX (coreutils, busybox).
+func lowPriority() []string { return []string{"nice", "-n", "10"} }
+
 // composeArgv is docker compose with the files and project of the stateful
 // project (color "") or a color.
 func (d *Deployer) composeArgv(color string) []string {
 	s := d.Stack
 	project := s.Project
-	argv := []string{"docker", "compose", "--project-directory", s.RemoteDir, "--env-file", s.envPath(),
-		"-f", s.remote(s.ComposeFile)}
+	argv := append(lowPriority(), "docker", "compose", "--project-directory", s.RemoteDir, "--env-file", s.envPath(),
+		"-f", s.remote(s.ComposeFile))
 	if color != "" {
 		project = s.ColorProject(color)
 		argv = append(argv, "-f", s.remote(s.OverlayFile(color)))

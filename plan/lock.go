@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -53,11 +52,6 @@ func (l *Lock) Describe(now time.Time) string {
 		s += ", at step " + l.Step
 	}
 	return s + fmt.Sprintf(", last seen %s ago", now.Sub(l.Heartbeat).Round(time.Second))
-}
-
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // ReadLock returns the host's lock, or nil when the stack is not locked.

@@ -199,7 +199,7 @@ func (d *Deployer) statefulPreview(ctx context.Context) (changed, missing []stri
 	if err != nil {
 		return nil, nil, err
 	}
-	argv := []string{"docker", "compose", "--project-directory", s.RemoteDir, "-f", "-", "-p", s.Project}
+	argv := append(lowPriority(), "docker", "compose", "--project-directory", s.RemoteDir, "-f", "-", "-p", s.Project)
 	if _, err := d.Host.ReadFile(ctx, s.envPath()); err == nil {
 		argv = append(argv, "--env-file", s.envPath())
 	}

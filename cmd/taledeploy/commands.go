@@ -53,7 +53,7 @@ func (c *PushCmd) Run(cli *CLI, ctx context.Context) error {
 		return err
 	}
 	opts := plan.Options{Who: who(), GitRevision: gitRevision(env.Stack.Root), Release: c.Release, RecreateStateful: c.RecreateStateful,
-		Repair: c.Repair, SkipPreflight: c.SkipPreflight, KillAfter: os.Getenv("TALEDEPLOY_KILL_AFTER")}
+		Repair: c.Repair, SkipPreflight: c.SkipPreflight}
 	return deploy(ctx, cli, env, opts, "push", c.RollbackOnFailure)
 }
 
@@ -62,7 +62,7 @@ func (c *RollbackCmd) Run(cli *CLI, ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return deploy(ctx, cli, env, plan.Options{Who: who(), KillAfter: os.Getenv("TALEDEPLOY_KILL_AFTER")}, "rollback", false)
+	return deploy(ctx, cli, env, plan.Options{Who: who()}, "rollback", false)
 }
 
 // errPartial marks a failure after some hosts already changed.
@@ -126,7 +126,7 @@ func onFleet(ctx context.Context, cli *CLI, env *plan.Environment, opts plan.Opt
 	hosts := asConns(conns)
 	ds := make([]*plan.Deployer, len(conns))
 	for i, c := range conns {
-		ds[i] = &plan.Deployer{Host: c, Stack: env.StackFor(c.Name()), Opts: opts, Report: out.event}
+		ds[i] = &plan.Deployer{Host: c, Stack: env.StackFor(c.Name()), Opts: opts, Report: killHook(out.event)}
 	}
 	defer func() {
 		for _, d := range ds {
