@@ -270,7 +270,7 @@ func TestStampAfter(t *testing.T) {
 		{"10.50", "10.5", false}, {"10.51", "10.5", true}, {"9.9", "10.0", false},
 		{"100.0", "99.9", true}, {"10", "10.0", false},
 	} {
-		a, b := parseFind([]byte(tc.a+" 1 644 /a\n"))["/a"].mtime, parseFind([]byte(tc.b+" 1 644 /a\n"))["/a"].mtime
+		a, b := parseFind([]byte(tc.a + " 1 644 /a\n"))["/a"].mtime, parseFind([]byte(tc.b + " 1 644 /a\n"))["/a"].mtime
 		if got := a.after(b); got != tc.want {
 			t.Errorf("%s after %s = %v, want %v", tc.a, tc.b, got, tc.want)
 		}

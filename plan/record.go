@@ -1,0 +1,47 @@
+package plan
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// recordInterrupted adds the command whose stale lock this one took over to the
+// history: it died before it could, and what it did (a migration, say) stays on
+// the host.
+func (d *Deployer) recordInterrupted(ctx context.Context) {
+	l := d.stale
+	action := l.Command
+	if f := strings.Fields(l.Command); len(f) > 1 {
+		action = f[1]
+	}
+	e := HistoryEntry{Time: l.Heartbeat, Action: action, Release: l.Release, Color: l.Color, By: l.Who, Result: "interrupted",
+		Error: fmt.Sprintf("interrupted at step %s (its process died or lost its connection)", orUnknown(l.Step)), Seconds: l.Heartbeat.Sub(l.Since).Seconds()}
+	if log, err := ReadMigrations(ctx, d.Host, d.Stack); err == nil {
+		for _, a := range log.Applied {
+			if a.Release == l.Release && !a.At.Before(l.Since) {
+				e.Migrations = append(e.Migrations, a.File)
+			}
+		}
+	}
+	_ = appendHistory(ctx, d.Host, d.Stack, e)
+}
+
+func (d *Deployer) history(ctx context.Context, action, release, color string, start time.Time, err error) {
+	e := HistoryEntry{Time: time.Now().UTC(), Action: action, Release: release, Color: color, From: d.before,
+		By: d.Opts.Who, GitRevision: d.Opts.GitRevision, Result: "ok", Seconds: time.Since(start).Seconds(), Migrations: d.applied}
+	if err != nil {
+		e.Result, e.Error = "failed", err.Error()
+	}
+	_ = appendHistory(ctx, d.Host, d.Stack, e)
+}
+
+// NewRelease makes a release id from the time and the git revision.
+func NewRelease(t time.Time, rev string) string {
+	id := t.UTC().Format("20060102-150405")
+	if rev != "" {
+		id += "-" + rev
+	}
+	return id
+}

@@ -1,0 +1,121 @@
+package plan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"taledeploy/remote"
+	"time"
+)
+
+// logError is a failure that comes with the last log lines of the containers
+// that failed; the step's event carries them, so --json output stays pure.
+type logError struct {
+	err error
+	log string
+}
+
+func (e *logError) Error() string { return e.err.Error() }
+func (e *logError) Unwrap() error { return e.err }
+
+// verify waits until every container of the color is healthy and every routed
+// service answers its health path, probed from the host through the SSH connection.
+func (d *Deployer) verify(ctx context.Context, color string) (string, error) {
+	s := d.Stack
+	ctx, cancel := context.WithTimeout(ctx, s.HealthTimeout.Duration)
+	defer cancel()
+	client := &http.Client{
+		Timeout: 3 * time.Second,
+		Transport: &http.Transport{
+			DialContext:       func(ctx context.Context, _, addr string) (net.Conn, error) { return d.Host.Dial(ctx, "tcp", addr) },
+			DisableKeepAlives: true,
+		},
+	}
+	project := s.ColorProject(color)
+	var why string
+	for {
+		cs, err := inspect(ctx, d.Host, s.Project, project)
+		if errors.Is(err, remote.ErrDisconnected) {
+			return "", err
+		}
+		if err == nil {
+			why = d.notReady(ctx, client, cs)
+			if why == "" {
+				return fmt.Sprintf("%d containers healthy, %d routes answer", len(cs), len(s.Routes)), nil
+			}
+			if strings.HasPrefix(why, "failed:") {
+				return "", d.withLogs(ctx, color, fmt.Errorf("%w: %s", ErrUnhealthy, strings.TrimPrefix(why, "failed: ")))
+			}
+		} else {
+			why = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return "", d.withLogs(context.WithoutCancel(ctx), color, fmt.Errorf("%w within %s: %s", ErrUnhealthy, s.HealthTimeout.Duration, why))
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// notReady says what is not ready yet ("" when all is), prefixed "failed:" when
+// waiting longer cannot help.
+func (d *Deployer) notReady(ctx context.Context, client *http.Client, cs []Container) string {
+	s := d.Stack
+	if why := d.containersNotReady(cs); why != "" {
+		return why
+	}
+	for _, r := range s.Routes {
+		i := slices.IndexFunc(cs, func(c Container) bool { return c.Service == r.Service })
+		c := cs[i]
+		if c.IP == "" {
+			return c.Name + " has no address on network " + s.Project
+		}
+		url := fmt.Sprintf("http://%s%s", net.JoinHostPort(c.IP, fmt.Sprint(r.Port)), r.HealthPath)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			return fmt.Sprintf("%s%s: %v", c.Name, r.HealthPath, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			return fmt.Sprintf("%s%s answers %d", c.Name, r.HealthPath, resp.StatusCode)
+		}
+	}
+	return ""
+}
+
+// containersNotReady says which stateless container is not ready ("" when all
+// are), prefixed "failed:" when waiting longer cannot help.
+func (d *Deployer) containersNotReady(cs []Container) string {
+	for _, svc := range d.Stack.Stateless {
+		i := slices.IndexFunc(cs, func(c Container) bool { return c.Service == svc })
+		if i < 0 {
+			return svc + " has no container"
+		}
+		c := cs[i]
+		switch {
+		case c.State == "exited" || c.State == "dead":
+			return fmt.Sprintf("failed: %s exited", c.Name)
+		case c.Health == "unhealthy":
+			return fmt.Sprintf("failed: %s is unhealthy", c.Name)
+		case !c.Ready():
+			return fmt.Sprintf("%s is %s %s", c.Name, c.State, c.Health)
+		}
+	}
+	return ""
+}
+
+// withLogs attaches the color's last log lines to err.
+func (d *Deployer) withLogs(ctx context.Context, color string, err error) error {
+	out, _ := d.compose(ctx, color, d.composeEnv(color, ""), "logs", "--no-color", "--tail", "20")
+	if len(out) == 0 {
+		return err
+	}
+	return &logError{err: err, log: fmt.Sprintf("last log lines of %s:\n%s", d.Stack.ColorProject(color), out)}
+}

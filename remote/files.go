@@ -1,0 +1,162 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/pkg/sftp"
+)
+
+func (c *Client) files() (*sftp.Client, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sftp != nil {
+		return c.sftp, nil
+	}
+	s, err := sftp.NewClient(c.ssh)
+	if err != nil {
+		return nil, fmt.Errorf("%s: start sftp: %w", c.cfg.Name, err)
+	}
+	c.sftp = s
+	return s, nil
+}
+
+// ReadFile reads a file on the host. A missing file gives an error matching
+// os.ErrNotExist.
+func (c *Client) ReadFile(_ context.Context, path string) ([]byte, error) {
+	s, err := c.files()
+	if err != nil {
+		return nil, err
+	}
+	f, err := s.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
+}
+
+// WriteFile writes data to path atomically: a temp file in the same folder is
+// written, given its mode and renamed over path, so readers see the old or the new
+// content, never a mix. Missing folders are created (mode 0755).
+func (c *Client) WriteFile(_ context.Context, path string, data []byte, mode os.FileMode) error {
+	s, err := c.files()
+	if err != nil {
+		return err
+	}
+	dir := parentDir(path)
+	if err := s.MkdirAll(dir); err != nil {
+		return fmt.Errorf("%s: mkdir %s: %w", c.cfg.Name, dir, err)
+	}
+	tmp := fmt.Sprintf("%s/.%s.taledeploy-%d", dir, baseName(path), time.Now().UnixNano())
+	f, err := s.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	if err != nil {
+		return fmt.Errorf("%s: create %s: %w", c.cfg.Name, tmp, err)
+	}
+	// Set the mode before any byte lands, so a secret is never readable by others.
+	if err := f.Chmod(mode.Perm()); err != nil {
+		f.Close()
+		s.Remove(tmp)
+		return fmt.Errorf("%s: chmod %s: %w", c.cfg.Name, tmp, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		s.Remove(tmp)
+		return fmt.Errorf("%s: write %s: %w", c.cfg.Name, path, err)
+	}
+	if err := f.Close(); err != nil {
+		s.Remove(tmp)
+		return fmt.Errorf("%s: write %s: %w", c.cfg.Name, path, err)
+	}
+	if err := s.PosixRename(tmp, path); err != nil {
+		s.Remove(tmp)
+		return fmt.Errorf("%s: rename into %s: %w", c.cfg.Name, path, err)
+	}
+	return nil
+}
+
+// AppendFile appends data to path, creating it with mode when missing.
+func (c *Client) AppendFile(_ context.Context, path string, data []byte, mode os.FileMode) error {
+	s, err := c.files()
+	if err != nil {
+		return err
+	}
+	if err := s.MkdirAll(parentDir(path)); err != nil {
+		return err
+	}
+	f, err := s.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND)
+	if err != nil {
+		return fmt.Errorf("%s: open %s: %w", c.cfg.Name, path, err)
+	}
+	defer f.Close()
+	if err := f.Chmod(mode.Perm()); err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	return err
+}
+
+// Mkdir creates path (and its parents) with mode. It reports os.ErrExist when
+// exclusive is set and path already exists, which makes it a lock primitive.
+func (c *Client) Mkdir(_ context.Context, path string, mode os.FileMode, exclusive bool) error {
+	s, err := c.files()
+	if err != nil {
+		return err
+	}
+	if err := s.MkdirAll(parentDir(path)); err != nil {
+		return err
+	}
+	if exclusive {
+		if err := s.Mkdir(path); err != nil {
+			if _, serr := s.Stat(path); serr == nil {
+				return fmt.Errorf("%s: %w", path, os.ErrExist)
+			}
+			return err
+		}
+	} else if err := s.MkdirAll(path); err != nil {
+		return err
+	}
+	return s.Chmod(path, mode.Perm())
+}
+
+// Rename moves oldpath to newpath with rename(2), so it is atomic and fails when
+// newpath is a folder that is not empty: with folders that always hold a file,
+// that makes it a lock primitive.
+func (c *Client) Rename(_ context.Context, oldpath, newpath string) error {
+	s, err := c.files()
+	if err != nil {
+		return err
+	}
+	return s.PosixRename(oldpath, newpath)
+}
+
+// Remove deletes a file or a folder tree on the host; a missing one is not an error.
+func (c *Client) Remove(_ context.Context, path string) error {
+	s, err := c.files()
+	if err != nil {
+		return err
+	}
+	err = s.RemoveAll(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+func parentDir(p string) string {
+	i := strings.LastIndexByte(p, '/')
+	switch {
+	case i < 0:
+		return "."
+	case i == 0:
+		return "/"
+	}
+	return p[:i]
+}
+
+func baseName(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }
