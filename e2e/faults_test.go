@@ -64,11 +64,40 @@ func TestInterruptedPush(t *testing.T) {
 		converge(fault, true)
 	}
 
-	fault := "kill at a random moment"
+	// Ctrl-C once traffic has moved: the push still watches, drains, stops and
+	// records, so the record names the color the gate admits.
+	fault := "ctrl-c after switch"
 	l.phase(fault)
 	n++
 	s.buildServices(fmt.Sprintf("-X main.build=k%d", n))
-	bg := s.start(nil, "push", "e2e", "--release", fmt.Sprintf("k%d", n))
+	release := fmt.Sprintf("k%d", n)
+	bg := s.start(nil, "push", "e2e", "--release", release)
+	if !bg.waitForStep("switch", 60*time.Second) {
+		t.Fatalf("%s: the push never reached the switch:\n%s", fault, bg.output())
+	}
+	bg.cmd.Process.Signal(os.Interrupt)
+	finished := bg.wait() == nil
+	if !finished {
+		t.Errorf("%s: the push did not finish:\n%s", fault, bg.output())
+	}
+	t.Logf("%s:\n%s", fault, bg.output())
+	for _, step := range []string{"drain", "stop", "record"} {
+		if !contains(result{out: bg.output()}.steps(), step) {
+			t.Errorf("%s: step %s did not run", fault, step)
+		}
+	}
+	if st := s.status(); st.Release != release || len(st.Problems) > 0 || st.Lock != nil || st.Previous == nil {
+		t.Errorf("%s: status says %s %s, lock %+v, problems %q, previous %+v", fault, st.Active, st.Release, st.Lock, st.Problems, st.Previous)
+	} else {
+		expectServing(t, s.port, fmt.Sprintf("%s/%s/build k%d", st.Active, release, n))
+	}
+	table = append(table, fmt.Sprintf("%-28s finished=%v", fault, finished))
+
+	fault = "kill at a random moment"
+	l.phase(fault)
+	n++
+	s.buildServices(fmt.Sprintf("-X main.build=k%d", n))
+	bg = s.start(nil, "push", "e2e", "--release", fmt.Sprintf("k%d", n))
 	// A push takes 6 s or more here: any moment up to 4.5 s is mid-push.
 	at := time.Duration(300+rand.IntN(4200)) * time.Millisecond
 	time.Sleep(at)

@@ -343,6 +343,11 @@ func (d *Deployer) finish(ctx context.Context, action, newColor, release string,
 		return err
 	}
 	*switched = true
+	// Traffic has moved: from here on an interrupt (Ctrl-C) no longer stops
+	// the command. Cutting the drain short, or stopping the old color without
+	// recording the new one, would leave the record naming a color the gate no
+	// longer admits. Every remaining step is bounded by its own timeout.
+	ctx = context.WithoutCancel(ctx)
 	old := Other(newColor)
 	if d.live != "" && s.VerifyWindow.Duration > 0 {
 		if err := d.step("window", func() (string, error) {

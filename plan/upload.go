@@ -275,7 +275,7 @@ func (s *Stack) walkContext(root, ctxDir string, add func(string, []byte, os.Fil
 		if err != nil {
 			return err
 		}
-		add(filepath.ToSlash(rel), data, info.Mode().Perm())
+		add(filepath.ToSlash(rel), data, uploadMode(info.Mode()))
 		return nil
 	})
 }
@@ -328,4 +328,14 @@ func (s *Stack) envFile() []byte {
 		fmt.Fprintf(&b, "%s=%s\n", k, s.Env[k])
 	}
 	return b.Bytes()
+}
+
+// uploadMode is the mode a context file gets on the host: readable by all,
+// executable where it is executable here, writable by its owner only. SFTP
+// ignores the host's umask, so a world-writable file here would stay so there.
+func uploadMode(m os.FileMode) os.FileMode {
+	if m&0o111 != 0 {
+		return 0o755
+	}
+	return 0o644
 }

@@ -301,3 +301,24 @@ func TestVerifyFailureCarriesLogs(t *testing.T) {
 		t.Errorf("the log lines are in the message too: %q", last.Message)
 	}
 }
+
+// Context files reach the host as 0644 or 0755, whatever their mode here: a
+// world-writable file must not become one on the server.
+func TestUploadModes(t *testing.T) {
+	root, _ := stackDir(t)
+	for name, mode := range map[string]os.FileMode{"open": 0o777, "private": 0o600, "script": 0o700, "plain": 0o664} {
+		p := filepath.Join(root, "services/app", name)
+		os.WriteFile(p, []byte(name), 0o600)
+		os.Chmod(p, mode)
+	}
+	files, err := appStack(root, "services/app").releaseFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]os.FileMode{"open": 0o755, "private": 0o644, "script": 0o755, "plain": 0o644, "Dockerfile": 0o644}
+	for _, f := range files {
+		if m, ok := want[filepath.Base(f.rel)]; ok && f.mode != m {
+			t.Errorf("%s is uploaded with mode %o, want %o", f.rel, f.mode, m)
+		}
+	}
+}

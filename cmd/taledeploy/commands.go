@@ -16,12 +16,14 @@ import (
 
 	"taledeploy/plan"
 	"taledeploy/remote"
+
+	"github.com/alecthomas/kong"
 )
 
 // PushCmd is `taledeploy push ENV`.
 type PushCmd struct {
 	Env               string   `arg:"" predictor:"env" help:"Environment from the inventory."`
-	Hosts             []string `predictor:"hosts" help:"Only these hosts of ENV (names, comma-separated), in inventory order."`
+	Hosts             hostList `predictor:"hosts" help:"Only these hosts of ENV (names, comma-separated), in inventory order."`
 	RollbackOnFailure bool     `help:"When a host fails, roll back the hosts that already run the new release."`
 	RecreateStateful  bool     `help:"Allow recreating a stateful service (db, proxy) whose definition changed; it is interrupted briefly."`
 	Release           string   `help:"Release id to record (default: time and git revision)."`
@@ -32,13 +34,13 @@ type PushCmd struct {
 // RollbackCmd is `taledeploy rollback ENV`.
 type RollbackCmd struct {
 	Env   string   `arg:"" predictor:"env" help:"Environment from the inventory."`
-	Hosts []string `predictor:"hosts" help:"Only these hosts of ENV (names, comma-separated)."`
+	Hosts hostList `predictor:"hosts" help:"Only these hosts of ENV (names, comma-separated)."`
 }
 
 // StatusCmd is `taledeploy status ENV`.
 type StatusCmd struct {
 	Env   string   `arg:"" predictor:"env" help:"Environment from the inventory."`
-	Hosts []string `predictor:"hosts" help:"Only these hosts of ENV (names, comma-separated)."`
+	Hosts hostList `predictor:"hosts" help:"Only these hosts of ENV (names, comma-separated)."`
 }
 
 // RenderCmd is `taledeploy render ENV`.
@@ -332,4 +334,24 @@ func gitRevision(dir string) string {
 		rev += "-dirty"
 	}
 	return rev
+}
+
+// hostList is --hosts: host names, comma-separated. An empty name is refused:
+// an unset CI variable (`--hosts "$HOSTS"`) must not turn a push to one host
+// into a push to every host of the environment.
+type hostList []string
+
+func (h *hostList) Decode(ctx *kong.DecodeContext) error {
+	var v string
+	if err := ctx.Scan.PopValueInto("hosts", &v); err != nil {
+		return err
+	}
+	for _, name := range strings.Split(v, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			return fmt.Errorf("%q holds an empty host name; name the hosts (--hosts h1,h2), or leave --hosts out to act on every host of ENV", v)
+		}
+		*h = append(*h, name)
+	}
+	return nil
 }

@@ -18,7 +18,7 @@ import (
 // HistoryCmd is `taledeploy history ENV`.
 type HistoryCmd struct {
 	Env   string   `arg:"" predictor:"env" help:"Environment from the inventory."`
-	Hosts []string `predictor:"hosts" help:"Only these hosts of ENV (names, comma-separated)."`
+	Hosts hostList `predictor:"hosts" help:"Only these hosts of ENV (names, comma-separated)."`
 	Last  int      `default:"20" help:"Show this many entries per host (0: all)."`
 }
 
@@ -160,7 +160,7 @@ func (p *prefixWriter) flush() {
 // PlanCmd is `taledeploy plan ENV`.
 type PlanCmd struct {
 	Env   string   `arg:"" predictor:"env" help:"Environment from the inventory."`
-	Hosts []string `predictor:"hosts" help:"Only these hosts of ENV (names, comma-separated)."`
+	Hosts hostList `predictor:"hosts" help:"Only these hosts of ENV (names, comma-separated)."`
 }
 
 func (c *PlanCmd) Run(cli *CLI, ctx context.Context) error {
@@ -208,7 +208,7 @@ func (c *PlanCmd) Run(cli *CLI, ctx context.Context) error {
 // DoctorCmd is `taledeploy doctor ENV`.
 type DoctorCmd struct {
 	Env   string   `arg:"" predictor:"env" help:"Environment from the inventory."`
-	Hosts []string `predictor:"hosts" help:"Only these hosts of ENV (names, comma-separated)."`
+	Hosts hostList `predictor:"hosts" help:"Only these hosts of ENV (names, comma-separated)."`
 }
 
 func (c *DoctorCmd) Run(cli *CLI, ctx context.Context) error {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/alecthomas/kong"
@@ -15,7 +16,9 @@ import (
 	"taledeploy/plan"
 )
 
-var version = "dev"
+// version is set at release time with -ldflags "-X main.version=v1.2.3";
+// otherwise buildVersion reads what Go recorded in the binary.
+var version = ""
 
 // CLI is the command line; each command's Run does the work.
 type CLI struct {
@@ -48,13 +51,17 @@ func main() {
 	if err != nil {
 		parser.FatalIfErrorf(usageError{err})
 	}
-	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
-		// A second Ctrl-C exits at once.
-		<-ctx.Done()
-		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, os.Interrupt)
-		<-sig
+		// The first signal stops what can stop safely: a push that has switched
+		// traffic still finishes its drain, stop and record. A second exits now.
+		<-sigs
+		cancel()
+		<-sigs
+		fmt.Fprintln(os.Stderr, "taledeploy: interrupted twice: exiting now. Traffic stays where the gate sends it; "+
+			"the host keeps this command's lock, and the next push or rollback takes it over and converges (`taledeploy status ENV` shows where each host stands)")
 		os.Exit(130)
 	}()
 	k.BindTo(ctx, (*context.Context)(nil))
@@ -72,7 +79,7 @@ func newParser(cli *CLI) *kong.Kong {
 		kong.Name("taledeploy"),
 		kong.Description("Zero-downtime blue/green deploys of a Docker Compose stack to VPS hosts over SSH."),
 		kong.UsageOnError(),
-		kong.Vars{"version": version},
+		kong.Vars{"version": buildVersion(version)},
 	)
 }
 
@@ -103,4 +110,40 @@ func exitCode(err error) int {
 		return exitLocked
 	}
 	return exitFailed
+}
+
+// buildVersion names the binary's version and the revision it was built from:
+// the module version (go install of a tagged module) and the VCS revision Go
+// records when it builds inside a git checkout, with "-dirty" for local
+// changes.
+func buildVersion(set string) string {
+	info, ok := debug.ReadBuildInfo()
+	v := set
+	if v == "" && ok && info.Main.Version != "" && info.Main.Version != "(devel)" {
+		v = info.Main.Version
+	}
+	if v == "" {
+		v = "dev"
+	}
+	if !ok {
+		return "taledeploy " + v
+	}
+	var rev, when, dirty string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			when = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "-dirty"
+			}
+		}
+	}
+	out := "taledeploy " + v
+	if rev != "" {
+		out += fmt.Sprintf(" (revision %.12s%s, %s)", rev, dirty, when)
+	}
+	return out + ", " + info.GoVersion
 }

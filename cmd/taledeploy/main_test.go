@@ -1,6 +1,10 @@
 package main
 
 import (
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"taledeploy/plan"
@@ -38,5 +42,57 @@ func TestAcceptNewHostKeyFlag(t *testing.T) {
 		if cfg.KnownHostsFile != h.KnownHosts || cfg.Address != h.Address || cfg.Port != h.Port || cfg.User != h.User {
 			t.Errorf("%q: host settings not passed on: %+v", tc.args, cfg)
 		}
+	}
+}
+
+// --hosts never means "every host" by being empty: an unset CI variable is
+// bad input, not a push to the whole fleet.
+func TestHostsFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string // nil: refused
+	}{
+		{[]string{"push", "prod", "--hosts", "h1,h2"}, []string{"h1", "h2"}},
+		{[]string{"push", "prod", "--hosts", "h1", "--hosts", " h3 "}, []string{"h1", "h3"}},
+		{[]string{"push", "prod"}, []string{}},
+		{[]string{"push", "prod", "--hosts", ""}, nil},
+		{[]string{"push", "prod", "--hosts="}, nil},
+		{[]string{"push", "prod", "--hosts", "h1,"}, nil},
+		{[]string{"status", "prod", "--hosts", " "}, nil},
+	} {
+		var cli CLI
+		_, err := newParser(&cli).Parse(tc.args)
+		got := []string(cli.Push.Hosts)
+		if tc.args[0] == "status" {
+			got = cli.Status.Hosts
+		}
+		switch {
+		case tc.want == nil && (err == nil || !strings.Contains(err.Error(), "empty host name")):
+			t.Errorf("%q: %v, want a refusal naming the empty host name", tc.args, err)
+		case tc.want != nil && (err != nil || !slices.Equal(got, tc.want) && len(got)+len(tc.want) > 0):
+			t.Errorf("%q: %q, %v; want %q", tc.args, got, err, tc.want)
+		}
+	}
+}
+
+// --version names the version and the git revision the binary was built from,
+// so a report of a bug can say exactly which code ran.
+func TestVersion(t *testing.T) {
+	rev, err := exec.Command("git", "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Skipf("not in a git checkout: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "taledeploy")
+	build := exec.Command("go", "build", "-buildvcs=true", "-ldflags", "-X main.version=v9.8.7", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "--version").CombinedOutput()
+	if err != nil {
+		t.Fatalf("--version: %v\n%s", err, out)
+	}
+	want := "taledeploy v9.8.7 (revision " + string(rev[:12])
+	if !strings.HasPrefix(string(out), want) {
+		t.Errorf("--version printed %q, want it to start with %q", out, want)
 	}
 }
