@@ -316,6 +316,10 @@ func ParseWith(file string, data []byte, opts LoadOptions) (*Inventory, error) {
 			return nil, at(keyLine(envLines, name, top.Line), "environment %q is empty; give it hosts and a stack", name)
 		}
 		env.Name = name
+		if !envNameRE.MatchString(name) || len(name) > maxName {
+			// The name is pasted into the commands messages suggest: keep it plain.
+			return nil, at(keyLine(envLines, name, env.line), "environment %.40q: use letters, digits, ., - and _ (at most %d), starting with a letter or digit", name, maxName)
+		}
 		if err := inv.check(env); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrBadInput, err)
 		}
@@ -336,6 +340,10 @@ func (inv *Inventory) Env(name string) (*Environment, error) {
 	return nil, fmt.Errorf("%w: %s has no environment %q%s; it has: %s", ErrBadInput, inv.file, name, hint, strings.Join(names, ", "))
 }
 
+// maxName bounds host, project and environment names: they prefix every line
+// of output and name containers, networks and folders.
+const maxName = 64
+
 // EnvNames lists the environments, sorted.
 func (inv *Inventory) EnvNames() []string {
 	var names []string
@@ -347,8 +355,11 @@ func (inv *Inventory) EnvNames() []string {
 }
 
 var (
-	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
-	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+	// envNameRE: an environment's name is typed on command lines and pasted
+	// into the commands messages suggest.
+	envNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	envKeyRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	// An IP, a DNS name or an alias of the ssh config.
 	addressRE = regexp.MustCompile(`^[A-Za-z0-9.:_-]+$`)
 	// Compose's rule for service names; image names take lower case only.

@@ -26,8 +26,8 @@ func (inv *Inventory) check(e *Environment) error {
 		switch {
 		case h.Name == "":
 			return at(h.line, "host without name; add name: (it prefixes every line of output)")
-		case !nameRE.MatchString(h.Name):
-			return at(h.line, "host name %q: use lower-case letters, digits, - and _", h.Name)
+		case !nameRE.MatchString(h.Name) || len(h.Name) > maxName:
+			return at(h.line, "host name %.40q: use lower-case letters, digits, - and _ (at most %d)", h.Name, maxName)
 		case seen[h.Name]:
 			return at(h.line, "host name %q used twice; names must be unique", h.Name)
 		case h.Address == "":
@@ -51,8 +51,8 @@ func (inv *Inventory) check(e *Environment) error {
 	}
 	kat := func(key, format string, a ...any) error { return at(keyLine(s.lines, key, s.line), format, a...) }
 	switch {
-	case !nameRE.MatchString(s.Project):
-		return kat("project", "stack.project %q: set a compose project name (lower-case letters, digits, - and _)", s.Project)
+	case !nameRE.MatchString(s.Project) || len(s.Project) > maxName:
+		return kat("project", "stack.project %.40q: set a compose project name (lower-case letters, digits, - and _, at most %d)", s.Project, maxName)
 	case len(s.Stateless) == 0:
 		return kat("stateless", "stack.stateless is empty; list the services that run once per color (blue/green)")
 	}
@@ -103,9 +103,15 @@ func (inv *Inventory) check(e *Environment) error {
 	}
 	both := map[string]string{}
 	for _, n := range s.Stateless {
+		if both[n] != "" {
+			return kat("stateless", "service %q is listed twice under stateless; list it once", n)
+		}
 		both[n] = "stateless"
 	}
 	for _, n := range s.Stateful {
+		if both[n] == "stateful" {
+			return kat("stateful", "service %q is listed twice under stateful; list it once", n)
+		}
 		if both[n] != "" {
 			return kat("stateful", "service %q is listed as both stateless and stateful; keep one", n)
 		}
@@ -127,8 +133,11 @@ func (inv *Inventory) check(e *Environment) error {
 		switch {
 		case h.Project != "" && !nameRE.MatchString(h.Project):
 			return at(h.line, "host %s: project %q: use lower-case letters, digits, - and _", h.Name, h.Project)
-		case h.RemoteDir != "" && (!path.IsAbs(h.RemoteDir) || path.Clean(h.RemoteDir) == "/" || strings.Contains(h.RemoteDir, "..")):
-			return at(h.line, "host %s: remote_dir %q must be an absolute folder of its own, without ..", h.Name, h.RemoteDir)
+		}
+		if h.RemoteDir != "" {
+			if err := checkRemoteDir(h.RemoteDir, s.Project); err != nil {
+				return at(h.line, "host %s: remote_dir %v", h.Name, err)
+			}
 		}
 		for k, v := range h.Env {
 			if !envKeyRE.MatchString(k) {
@@ -142,6 +151,7 @@ func (inv *Inventory) check(e *Environment) error {
 	if len(s.Routes) == 0 {
 		return kat("routes", "no routes; add one (site, path, service, port, health_path) so Caddy knows what to serve")
 	}
+	routed := map[string]*Route{}
 	for _, r := range s.Routes {
 		if r == nil {
 			return kat("routes", "an empty entry under routes:; give each route site, path, service, port and health_path")
@@ -164,7 +174,10 @@ func (inv *Inventory) check(e *Environment) error {
 			return rat("route to %s: path %q must start with /", r.Service, r.Path)
 		case strings.ContainsAny(r.Site+r.Path+r.HealthPath, " \t\n{}\"#"):
 			return rat("route to %s: site, path and health_path may not hold spaces, braces, quotes or #", r.Service)
+		case routed[r.Site+" "+r.Path] != nil:
+			return rat("site %s path %s is routed twice (line %d too); Caddy would only ever use one, so keep one route", r.Site, r.Path, routed[r.Site+" "+r.Path].line)
 		}
+		routed[r.Site+" "+r.Path] = r
 	}
 	for _, m := range s.Migrations {
 		if m == nil {
@@ -231,8 +244,23 @@ func checkRemoteDir(dir, project string) error {
 		return fmt.Errorf("%q is the root folder; use a folder of its own, such as /srv/%s", dir, project)
 	case path.Clean(dir) != dir:
 		return fmt.Errorf("%q is not a clean path; write it as %q", dir, path.Clean(dir))
+	case systemDir(dir):
+		return fmt.Errorf("%q is a system folder (or inside one) that the stack would share with the host's own files; use a folder of its own, such as /srv/%s", dir, project)
 	}
 	return nil
+}
+
+// systemDir tells whether dir is one of the host's own folders, or inside one
+// that only the system writes: a push uploads into remote_dir and a compose
+// file's relative bind mounts start there.
+func systemDir(dir string) bool {
+	for _, d := range []string{"/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run", "/sbin", "/sys", "/usr", "/var/lib/docker", "/var/run"} {
+		if dir == d || strings.HasPrefix(dir, d+"/") {
+			return true
+		}
+	}
+	// Folders that hold others' files: a stack goes below them, not in them.
+	return slices.Contains([]string{"/home", "/root", "/srv", "/opt", "/tmp", "/var", "/var/lib", "/var/tmp", "/mnt", "/media"}, dir)
 }
 
 // checkStackPath refuses a path of the stack (compose_file, caddyfile, a build
