@@ -117,8 +117,8 @@ func readKnownHosts(cfg Config) (ssh.HostKeyCallback, error) {
 		switch {
 		case errors.Is(err, fs.ErrNotExist) && (cfg.AcceptNewHostKey || len(cfg.KnownHosts) > 0):
 		case errors.Is(err, fs.ErrNotExist):
-			return nil, fmt.Errorf("%s: known_hosts %s does not exist; create it with the host's key (ssh-keyscan -p %d %s >> %s) after checking its fingerprint, or pass --accept-new-host-key",
-				cfg.Name, f, cfg.port(), cfg.Address, f)
+			return nil, localFile(fmt.Errorf("%s: known_hosts %s does not exist; create it with the host's key (ssh-keyscan -p %d %s >> %s) after checking its fingerprint, or pass --accept-new-host-key",
+				cfg.Name, f, cfg.port(), cfg.Address, f))
 		default:
 			files = append(files, f)
 		}
@@ -143,13 +143,13 @@ func readKnownHosts(cfg Config) (ssh.HostKeyCallback, error) {
 		if err != nil {
 			// Name the variable, not the temporary file.
 			msg := strings.ReplaceAll(err.Error(), tmp.Name(), EnvKnownHosts)
-			return nil, fmt.Errorf("%s: read known_hosts: %s", cfg.Name, msg)
+			return nil, localFile(fmt.Errorf("%s: read known_hosts: %s", cfg.Name, msg))
 		}
 		return check, nil
 	}
 	check, err := knownhosts.New(files...)
 	if err != nil {
-		return nil, fmt.Errorf("%s: read known_hosts: %w", cfg.Name, err)
+		return nil, localFile(fmt.Errorf("%s: read known_hosts: %w", cfg.Name, err))
 	}
 	return check, nil
 }
@@ -330,7 +330,7 @@ func (k *keyring) load(hop Config, name string) (ssh.Signer, error) {
 	} else {
 		var err error
 		if text, err = os.ReadFile(name); err != nil {
-			return nil, fmt.Errorf("%s: read identity file: %w", hop.Name, err)
+			return nil, localFile(fmt.Errorf("%s: read identity file: %w", hop.Name, err))
 		}
 	}
 	s, err := ssh.ParsePrivateKey(text)
@@ -341,7 +341,7 @@ func (k *keyring) load(hop Config, name string) (ssh.Signer, error) {
 		// The parser's message might quote the text; it is not shown.
 		return nil, fmt.Errorf("%s: %s holds a key taledeploy cannot read; it takes an OpenSSH or PEM private key (ed25519, ecdsa or rsa)", hop.Name, EnvKey)
 	case !errors.As(err, &missing):
-		return nil, fmt.Errorf("%s: parse identity file %s: %w", hop.Name, name, err)
+		return nil, localFile(fmt.Errorf("%s: parse identity file %s: %w", hop.Name, name, err))
 	default:
 		if s, err = k.decrypt(name, text); err != nil {
 			return nil, err

@@ -27,6 +27,9 @@ var (
 	ErrUnreachable     = errors.New("host unreachable")
 	ErrPassphrase      = errors.New("ssh key passphrase needed")
 	ErrDisconnected    = errors.New("ssh connection lost")
+	// ErrLocalFile marks a local file the user named (an identity file, a
+	// known_hosts file) that cannot be used: bad input, not a host's fault.
+	ErrLocalFile = errors.New("local ssh file unusable")
 )
 
 // Config says how to reach one host.
@@ -378,3 +381,12 @@ func (c *Client) Dial(ctx context.Context, network, addr string) (net.Conn, erro
 		return r.c, nil
 	}
 }
+
+// localFileError is an error about a local SSH file; it matches ErrLocalFile
+// and keeps its own message.
+type localFileError struct{ err error }
+
+func (e localFileError) Error() string   { return e.err.Error() }
+func (e localFileError) Unwrap() []error { return []error{e.err, ErrLocalFile} }
+
+func localFile(err error) error { return localFileError{err} }

@@ -415,3 +415,29 @@ func TestWriteFileIsAtomicWithMode(t *testing.T) {
 }
 
 func pemEncode(b *pem.Block) []byte { return pem.EncodeToMemory(b) }
+
+// A local file the user named that cannot be used is bad input (the CLI exits
+// 2), told apart from a host that refuses or cannot be reached.
+func TestUnusableLocalFiles(t *testing.T) {
+	for name, change := range map[string]func(cfg *Config){
+		"missing identity file":   func(cfg *Config) { cfg.IdentityFiles = []string{filepath.Join(t.TempDir(), "nope")} },
+		"identity file not a key": func(cfg *Config) { os.WriteFile(cfg.IdentityFiles[0], []byte("hello"), 0o600) },
+		"known_hosts is a folder": func(cfg *Config) { cfg.KnownHostsFile = t.TempDir() },
+		"known_hosts missing":     func(cfg *Config) { cfg.KnownHostsFile = filepath.Join(t.TempDir(), "nope") },
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg, _ := setup(t, func(ts *testServer) ssh.PublicKey { return ts.hostKey.PublicKey() })
+			change(&cfg)
+			_, err := Dial(context.Background(), cfg)
+			if !errors.Is(err, ErrLocalFile) {
+				t.Errorf("Dial: %v, want ErrLocalFile", err)
+			}
+		})
+	}
+	cfg, _ := setup(t, func(ts *testServer) ssh.PublicKey { return ts.hostKey.PublicKey() })
+	c, err := Dial(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Dial with good files: %v", err)
+	}
+	c.Close()
+}

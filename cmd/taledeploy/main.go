@@ -14,6 +14,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"taledeploy/plan"
+	"taledeploy/remote"
 )
 
 // version is set at release time with -ldflags "-X main.version=v1.2.3";
@@ -104,7 +105,7 @@ func exitCode(err error) int {
 		return 0
 	case errors.Is(err, errPartial):
 		return exitPartial
-	case errors.Is(err, plan.ErrBadInput):
+	case errors.Is(err, plan.ErrBadInput), errors.Is(err, remote.ErrLocalFile):
 		return exitBadInput
 	case errors.Is(err, plan.ErrLocked):
 		return exitLocked
