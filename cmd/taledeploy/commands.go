@@ -123,6 +123,10 @@ func onFleet(ctx context.Context, cli *CLI, env *plan.Environment, opts plan.Opt
 	conns, err := connectAll(ctx, cli, env)
 	defer closeAll(conns)
 	if err != nil {
+		if cli.JSON {
+			// The last line is always a summary, even when no host was reached.
+			out.summary(ctx, nil, env, start, err)
+		}
 		return err
 	}
 	hosts := asConns(conns)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -98,7 +99,8 @@ func hostConfig(h *plan.Host, o dialOptions) (remote.Config, error) {
 }
 
 // connectAll opens one SSH connection per host, in parallel. On an error it
-// returns the connections it made, to be closed, and the first error.
+// returns the connections it made, to be closed, and an error that names every
+// host that failed, each with its reason.
 func connectAll(ctx context.Context, cli *CLI, env *plan.Environment) ([]*remote.Client, error) {
 	conns, errs := connectEach(ctx, cli, env)
 	var live []*remote.Client
@@ -107,12 +109,19 @@ func connectAll(ctx context.Context, cli *CLI, env *plan.Environment) ([]*remote
 			live = append(live, c)
 		}
 	}
+	var failed []error
 	for _, err := range errs {
 		if err != nil {
-			return live, err
+			failed = append(failed, err)
 		}
 	}
-	return live, nil
+	switch len(failed) {
+	case 0:
+		return live, nil
+	case 1:
+		return live, failed[0]
+	}
+	return live, fmt.Errorf("%d of %d hosts cannot be used:\n%w", len(failed), len(errs), errors.Join(failed...))
 }
 
 // connectEach dials every host in parallel: conns[i] or errs[i] is set for host i.

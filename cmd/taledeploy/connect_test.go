@@ -134,3 +134,31 @@ func TestNoPromptWithoutTerminal(t *testing.T) {
 		t.Fatalf("asking with no terminal: %v, want an error naming %s", err, remote.EnvPassphrase)
 	}
 }
+
+// A fleet command names every host it cannot connect to, not only the first.
+func TestConnectAllNamesEveryFailedHost(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("TALEDEPLOY_SSH_CONFIG", "none")
+	dir := t.TempDir()
+	kh := filepath.Join(dir, "known_hosts")
+	os.WriteFile(kh, nil, 0o600)
+	key := filepath.Join(dir, "id")
+	os.WriteFile(key, nil, 0o600)
+	env := &plan.Environment{Name: "prod", Hosts: []*plan.Host{
+		{Name: "h1", Address: "127.0.0.1", Port: 1, User: "deploy", IdentityFile: key, KnownHosts: kh},
+		{Name: "h2", Address: "127.0.0.1", Port: 1, User: "deploy", IdentityFile: key, KnownHosts: filepath.Join(dir, "missing")},
+		{Name: "h3", Address: "127.0.0.1", Port: 1, IdentityFile: key, KnownHosts: kh},
+	}}
+	_, err := connectAll(t.Context(), &CLI{}, env)
+	if err == nil {
+		t.Fatal("connected to closed ports")
+	}
+	for _, want := range []string{"3 of 3 hosts", "h1: ", "h2: known_hosts", "host h3 has no user"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q:\n%v", want, err)
+		}
+	}
+	if exitCode(err) != exitBadInput {
+		t.Errorf("exit code %d, want %d (h2 and h3 are bad input)", exitCode(err), exitBadInput)
+	}
+}

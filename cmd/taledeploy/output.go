@@ -164,7 +164,7 @@ type hostSummary struct {
 // summary prints which host runs which release, read back from each host, and
 // the command's result; with --json it is the last line.
 func (p *printer) summary(ctx context.Context, conns []plan.Conn, env *plan.Environment, start time.Time, err error) {
-	var hosts []hostSummary
+	hosts := []hostSummary{}
 	for _, c := range conns {
 		h := hostSummary{Host: c.Name()}
 		st, rerr := plan.ReadState(context.WithoutCancel(ctx), c, env.StackFor(c.Name()))

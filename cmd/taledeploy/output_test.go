@@ -34,7 +34,7 @@ func TestFailedStepLogs(t *testing.T) {
 		}
 		got = append(got, m)
 	}
-	if len(got) != 3 || got[1]["log"] != logs || got[2]["type"] != "summary" {
+	if len(got) != 3 || got[1]["log"] != logs || got[2]["type"] != "summary" || got[2]["hosts"] == nil {
 		t.Errorf("--json lines: %v", got)
 	}
 
