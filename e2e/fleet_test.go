@@ -213,12 +213,12 @@ func TestFleet(t *testing.T) {
 			t.Errorf("logs has no platform line from %s:\n%s", h.name, r.out)
 		}
 	}
-	follow := f.start(nil, "logs", "e2e", "platform", "-f", "--since", "10m", "--host", "h2")
+	follow := f.start(nil, "logs", "e2e", "platform", "-f", "--since", "10m", "--hosts", "h2")
 	time.Sleep(2 * time.Second)
 	follow.cmd.Process.Signal(os.Interrupt)
 	follow.wait()
 	if out := follow.output(); !strings.Contains(out, "h2 | ") || strings.Contains(out, "h1 | ") {
-		t.Errorf("logs -f --host h2:\n%s", out)
+		t.Errorf("logs -f --hosts h2:\n%s", out)
 	}
 	r = f.taledeploy("history", "e2e", "--hosts", "h1,h2")
 	for _, want := range []string{"f1", "f7", "failed", "rollback", "ok"} {

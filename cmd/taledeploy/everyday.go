@@ -84,20 +84,16 @@ func truncate(s string, n int) string {
 
 // LogsCmd is `taledeploy logs ENV SERVICE`.
 type LogsCmd struct {
-	Env     string `arg:"" predictor:"env" help:"Environment from the inventory."`
-	Service string `arg:"" predictor:"service" help:"A service of the stack; for a stateless one, the live color's containers."`
-	Follow  bool   `short:"f" help:"Keep streaming new lines until interrupted."`
-	Since   string `help:"Only lines newer than this (10m, 2h, or a timestamp)."`
-	Tail    string `default:"100" help:"Lines to show from the end of each log, or all."`
-	Host    string `help:"Only this host."`
+	Env     string   `arg:"" predictor:"env" help:"Environment from the inventory."`
+	Service string   `arg:"" predictor:"service" help:"A service of the stack; for a stateless one, the live color's containers."`
+	Follow  bool     `short:"f" help:"Keep streaming new lines until interrupted."`
+	Since   string   `help:"Only lines newer than this (10m, 2h, or a timestamp)."`
+	Tail    string   `default:"100" help:"Lines to show from the end of each log, or all."`
+	Hosts   hostList `aliases:"host" predictor:"hosts" help:"Only these hosts of ENV (names, comma-separated)."`
 }
 
 func (c *LogsCmd) Run(cli *CLI, ctx context.Context) error {
-	var hosts []string
-	if c.Host != "" {
-		hosts = []string{c.Host}
-	}
-	env, conns, err := connectEnv(ctx, cli, c.Env, hosts)
+	env, conns, err := connectEnv(ctx, cli, c.Env, c.Hosts)
 	defer closeAll(conns)
 	if err != nil {
 		return err

@@ -17,17 +17,19 @@ type LockCmd struct {
 
 // LockStatusCmd is `taledeploy lock status ENV`.
 type LockStatusCmd struct {
-	Env string `arg:"" predictor:"env" help:"Environment from the inventory."`
+	Env   string   `arg:"" predictor:"env" help:"Environment from the inventory."`
+	Hosts hostList `predictor:"hosts" help:"Only these hosts of ENV (names, comma-separated)."`
 }
 
 // LockReleaseCmd is `taledeploy lock release ENV`.
 type LockReleaseCmd struct {
-	Env   string `arg:"" predictor:"env" help:"Environment from the inventory."`
-	Force bool   `help:"Remove the lock even if its holder may still be running (two deploys at once can break the host)."`
+	Env   string   `arg:"" predictor:"env" help:"Environment from the inventory."`
+	Hosts hostList `predictor:"hosts" help:"Only these hosts of ENV (names, comma-separated)."`
+	Force bool     `help:"Remove the lock even if its holder may still be running (two deploys at once can break the host)."`
 }
 
 func (c *LockStatusCmd) Run(cli *CLI, ctx context.Context) error {
-	env, conns, err := connectEnv(ctx, cli, c.Env, nil)
+	env, conns, err := connectEnv(ctx, cli, c.Env, c.Hosts)
 	defer closeAll(conns)
 	if err != nil {
 		return err
@@ -53,7 +55,7 @@ func (c *LockStatusCmd) Run(cli *CLI, ctx context.Context) error {
 }
 
 func (c *LockReleaseCmd) Run(cli *CLI, ctx context.Context) error {
-	env, conns, err := connectEnv(ctx, cli, c.Env, nil)
+	env, conns, err := connectEnv(ctx, cli, c.Env, c.Hosts)
 	defer closeAll(conns)
 	if err != nil {
 		return err

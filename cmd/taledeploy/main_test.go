@@ -96,3 +96,19 @@ func TestVersion(t *testing.T) {
 		t.Errorf("--version printed %q, want it to start with %q", out, want)
 	}
 }
+
+// Every command that acts on hosts takes the same --hosts flag (logs also
+// keeps its old --host).
+func TestHostsEverywhere(t *testing.T) {
+	for _, args := range [][]string{
+		{"push", "e", "--hosts", "a"}, {"rollback", "e", "--hosts", "a"}, {"status", "e", "--hosts", "a"},
+		{"plan", "e", "--hosts", "a"}, {"history", "e", "--hosts", "a"}, {"doctor", "e", "--hosts", "a"},
+		{"logs", "e", "svc", "--hosts", "a"}, {"logs", "e", "svc", "--host", "a"},
+		{"lock", "status", "e", "--hosts", "a"}, {"lock", "release", "e", "--hosts", "a"},
+	} {
+		var cli CLI
+		if _, err := newParser(&cli).Parse(args); err != nil {
+			t.Errorf("%q: %v", args, err)
+		}
+	}
+}
