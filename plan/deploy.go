@@ -101,7 +101,7 @@ func (d *Deployer) step(name string, fn func() (string, error)) error {
 func (d *Deployer) Lock(ctx context.Context, command string) error {
 	return d.step("lock", func() (string, error) {
 		host, _ := os.Hostname()
-		l, stale, err := acquireLock(ctx, d.Host, d.Stack, Lock{Who: d.Opts.Who, Machine: host, PID: os.Getpid(), Command: command})
+		l, stale, err := acquireLock(ctx, d.Host, d.Stack, Lock{Who: d.Opts.Who, Machine: host, MachineID: thisMachine(), PID: os.Getpid(), Command: command})
 		if err != nil {
 			return "", err
 		}

@@ -8,7 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
+	"taledeploy/remote"
 	"time"
 )
 
@@ -21,9 +24,12 @@ const (
 
 // Lock is the owner record of a host lock, lock/owner.json.
 type Lock struct {
-	Token     string    `json:"token"`
-	Who       string    `json:"who"`
-	Machine   string    `json:"machine"`
+	Token   string `json:"token"`
+	Who     string `json:"who"`
+	Machine string `json:"machine"`
+	// MachineID tells the holder's machine apart from another with the same
+	// hostname (cloned CI machines, containers); see thisMachine.
+	MachineID string    `json:"machine_id,omitempty"`
 	PID       int       `json:"pid"`
 	Command   string    `json:"command"`
 	Since     time.Time `json:"since"`
@@ -31,17 +37,45 @@ type Lock struct {
 	Step      string    `json:"step,omitempty"`    // the step running or last finished
 	Color     string    `json:"color,omitempty"`   // the color being started
 	Release   string    `json:"release,omitempty"` // the release being deployed
+
+	// age is how long ago the record was last written, by the host's clock;
+	// ageKnown is false where the host could not say.
+	age      time.Duration
+	ageKnown bool
 }
 
 // Stale says why the lock's holder is gone, or "" when it may still run.
 func (l *Lock) Stale(now time.Time) string {
-	if host, _ := os.Hostname(); l.Machine == host && l.PID > 0 && !processAlive(l.PID) {
+	if l.MachineID != "" && l.MachineID == thisMachine() && l.PID > 0 && !processAlive(l.PID) {
 		return fmt.Sprintf("its process (pid %d on this machine) is gone", l.PID)
 	}
-	if age := now.Sub(l.Heartbeat); age > lockStaleAfter {
+	if age := l.lastSeen(now); age > lockStaleAfter {
 		return fmt.Sprintf("its holder has not been seen for %s", age.Round(time.Second))
 	}
 	return ""
+}
+
+// lastSeen is how long ago the holder last wrote its record: by the host's
+// clock when the host said, else by comparing ours with the recorded time.
+func (l *Lock) lastSeen(now time.Time) time.Duration {
+	if l.ageKnown {
+		return l.age
+	}
+	return now.Sub(l.Heartbeat)
+}
+
+// thisMachine identifies the kernel boot and process namespace this command
+// runs in: Linux's boot id (random on every boot, so cloned machines with one
+// hostname differ) and the pid namespace (containers on one host differ). A pid
+// means the same process only where both match. "" where there is no such
+// thing (then only the heartbeat counts).
+func thisMachine() string {
+	boot, err1 := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	ns, err2 := os.Readlink("/proc/self/ns/pid")
+	if err1 != nil || err2 != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(boot)) + "/" + ns
 }
 
 // Describe says who holds the lock and what it was doing, for messages.
@@ -51,12 +85,48 @@ func (l *Lock) Describe(now time.Time) string {
 	if l.Step != "" {
 		s += ", at step " + l.Step
 	}
-	return s + fmt.Sprintf(", last seen %s ago", now.Sub(l.Heartbeat).Round(time.Second))
+	return s + fmt.Sprintf(", last seen %s ago", l.lastSeen(now).Round(time.Second))
 }
 
-// ReadLock returns the host's lock, or nil when the stack is not locked.
+// ReadLock returns the host's lock, or nil when the stack is not locked. How
+// long ago its holder last wrote it is asked of the host at the same time, so
+// that staleness is judged by the host's clock alone: a laptop whose clock is
+// off, or that slept, must not take a live lock.
 func ReadLock(ctx context.Context, h Conn, s *Stack) (*Lock, error) {
-	return readLockAt(ctx, h, s.lockPath())
+	var (
+		age   time.Duration
+		known bool
+		done  = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		age, known = recordAge(ctx, h, s.lockPath()+"/owner.json")
+	}()
+	l, err := readLockAt(ctx, h, s.lockPath())
+	<-done
+	if l != nil {
+		l.age, l.ageKnown = age, known
+	}
+	return l, err
+}
+
+// recordAge asks the host, in one command, for its time and the file's
+// modification time; false when it cannot tell (no such file, no date -r).
+func recordAge(ctx context.Context, h Conn, file string) (time.Duration, bool) {
+	out, err := h.Run(ctx, remote.Cmd{Argv: []string{"sh", "-c", `date +%s && date -r "$1" +%s`, "sh", file}})
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(out))
+	if len(f) != 2 {
+		return 0, false
+	}
+	now, err1 := strconv.ParseInt(f[0], 10, 64)
+	then, err2 := strconv.ParseInt(f[1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(max(now-then, 0)) * time.Second, true
 }
 
 func readLockAt(ctx context.Context, h Conn, dir string) (*Lock, error) {
