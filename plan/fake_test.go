@@ -33,6 +33,8 @@ type fakeConn struct {
 	mtime map[string]int
 	mode  map[string]os.FileMode
 	clock int
+	// containers answers the Docker API's container list (JSON), when set.
+	containers func() string
 }
 
 func (f *fakeConn) Name() string { return "fake" }
@@ -133,6 +135,8 @@ func (f *fakeConn) Dial(_ context.Context, network, addr string) (net.Conn, erro
 	client, server := net.Pipe()
 	go http.Serve(&oneConnListener{conn: server}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
+		case r.URL.Path == "/containers/json" && f.containers != nil:
+			w.Write([]byte(f.containers()))
 		case r.URL.Path == "/containers/json":
 			w.Write([]byte("[]"))
 		case r.URL.Path == "/info":

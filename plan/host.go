@@ -33,7 +33,8 @@ type Container struct {
 	Project string  `json:"project"`
 	Service string  `json:"service"`
 	Color   string  `json:"color,omitempty"`
-	State   string  `json:"state"`            // running, exited, created, ...
+	State   string  `json:"state"`            // running, exited, created, restarting, ...
+	Status  string  `json:"-"`                // Docker's text: "Restarting (1) 2 seconds ago"
 	Health  string  `json:"health,omitempty"` // healthy, unhealthy, starting; empty without a healthcheck
 	Release string  `json:"release,omitempty"`
 	Image   string  `json:"image"`
@@ -76,6 +77,7 @@ func inspect(ctx context.Context, h Conn, network string, projects ...string) ([
 			ID:         r.ID,
 			Image:      r.ImageID,
 			State:      r.State,
+			Status:     r.Status,
 			Health:     r.health(),
 			Project:    project,
 			Service:    r.Labels["com.docker.compose.service"],

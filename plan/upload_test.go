@@ -277,31 +277,6 @@ func TestStampAfter(t *testing.T) {
 	}
 }
 
-// A color that never gets healthy fails verify with its containers' last log
-// lines in the step's event, not on any writer of its own.
-func TestVerifyFailureCarriesLogs(t *testing.T) {
-	s := fuzzStack(t.TempDir(), "tale", "/srv/tale", "compose.yml", "platform", "db", "x")
-	fc := &fakeConn{reply: func(argv []string) ([]byte, error) {
-		if slices.Contains(argv, "logs") {
-			return []byte("platform-1  | panic: no database\n"), nil
-		}
-		return nil, nil
-	}}
-	var events []Event
-	d := &Deployer{Host: fc, Stack: s, Report: func(e Event) { events = append(events, e) }}
-	err := d.step("verify", func() (string, error) { return d.verify(context.Background(), Green) })
-	if !errors.Is(err, ErrUnhealthy) {
-		t.Fatalf("verify: %v, want ErrUnhealthy", err)
-	}
-	last := events[len(events)-1]
-	if last.Status != "failed" || !strings.Contains(last.Log, "last log lines of tale-green") || !strings.Contains(last.Log, "panic: no database") {
-		t.Errorf("failed verify event: %+v", last)
-	}
-	if strings.Contains(last.Message, "panic") {
-		t.Errorf("the log lines are in the message too: %q", last.Message)
-	}
-}
-
 // Context files reach the host as 0644 or 0755, whatever their mode here: a
 // world-writable file must not become one on the server.
 func TestUploadModes(t *testing.T) {

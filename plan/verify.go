@@ -38,6 +38,7 @@ func (d *Deployer) verify(ctx context.Context, color string) (string, error) {
 	}
 	project := s.ColorProject(color)
 	var why string
+	restarting := map[string]int{} // container ID -> polls that found it restarting
 	for {
 		cs, err := inspect(ctx, d.Host, s.Project, project)
 		if errors.Is(err, remote.ErrDisconnected) {
@@ -45,6 +46,16 @@ func (d *Deployer) verify(ctx context.Context, color string) (string, error) {
 		}
 		if err == nil {
 			why = d.notReady(ctx, client, cs)
+			for _, c := range cs {
+				if c.State != "restarting" {
+					continue
+				}
+				// Crashing at start, in Docker's restart loop: waiting for the
+				// health timeout cannot help.
+				if restarting[c.ID]++; restarting[c.ID] >= 2 {
+					why = fmt.Sprintf("failed: %s keeps restarting (%s)", c.Name, c.Status)
+				}
+			}
 			if why == "" {
 				return fmt.Sprintf("%d containers healthy, %d routes answer", len(cs), len(s.Routes)), nil
 			}
