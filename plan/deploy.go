@@ -23,6 +23,8 @@ var (
 	ErrCaddyfile    = errors.New("caddy rejects the new Caddyfile")
 	ErrPreflight    = errors.New("not enough room for a second color")
 	ErrWindow       = errors.New("new release failed after the switch")
+	// ErrAfterSwitch marks a failure once traffic had moved: the host changed.
+	ErrAfterSwitch = errors.New("traffic had already moved to the new color")
 )
 
 // Event reports one finished step on one host.
@@ -371,7 +373,7 @@ func (d *Deployer) finish(ctx context.Context, action, newColor, release string,
 				msg, err := d.drain(cctx, newColor)
 				return "traffic back to " + old + "; " + msg, err
 			}); berr != nil {
-				return errors.Join(err, berr)
+				return fmt.Errorf("%w: %w", ErrAfterSwitch, errors.Join(err, berr))
 			}
 			*switched = false
 			return fmt.Errorf("%w; traffic is back on %s (release %s)", err, old, d.state.Release)
@@ -401,7 +403,7 @@ func (d *Deployer) finish(ctx context.Context, action, newColor, release string,
 			return fmt.Sprintf("%s stopped and kept for rollback", s.ColorProject(old)), err
 		})
 	}
-	return d.step("record", func() (string, error) {
+	err := d.step("record", func() (string, error) {
 		cs, err := inspectStack(ctx, d.Host, s)
 		if err != nil {
 			return "", err
@@ -437,6 +439,11 @@ func (d *Deployer) finish(ctx context.Context, action, newColor, release string,
 		d.state, d.live = st, newColor
 		return fmt.Sprintf("%s live with release %s in %.1fs", newColor, release, time.Since(start).Seconds()), nil
 	})
+	if err != nil {
+		return fmt.Errorf("%w (%s serves release %s, but the record was not written; `taledeploy status ENV` shows it and `taledeploy push ENV --repair` rebuilds it): %w",
+			ErrAfterSwitch, newColor, release, err)
+	}
+	return nil
 }
 
 func humanBytes(n int) string {

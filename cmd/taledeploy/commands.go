@@ -107,6 +107,9 @@ func deploy(ctx context.Context, cli *CLI, env *plan.Environment, opts plan.Opti
 			if len(rerrs) > 0 {
 				return fmt.Errorf("%w: %w; rolling back the hosts before it failed too: %w", errPartial, err, errors.Join(rerrs...))
 			}
+			if errors.Is(err, plan.ErrAfterSwitch) {
+				return fmt.Errorf("%w; the %d host(s) before it were rolled back, but %s had already switched (see the summary)", err, len(done), d.Host.Name())
+			}
 			return fmt.Errorf("%w; the %d host(s) before it were rolled back, so every host runs what it ran before", err, len(done))
 		}
 		return nil

@@ -103,7 +103,8 @@ func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, errPartial):
+	case errors.Is(err, errPartial), errors.Is(err, plan.ErrAfterSwitch):
+		// Some host changed: the summary says which runs what.
 		return exitPartial
 	case errors.Is(err, plan.ErrBadInput), errors.Is(err, remote.ErrLocalFile):
 		return exitBadInput

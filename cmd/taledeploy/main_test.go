@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -8,6 +10,7 @@ import (
 	"testing"
 
 	"taledeploy/plan"
+	"taledeploy/remote"
 )
 
 // --accept-new-host-key is global: it may come before or after the command, and
@@ -109,6 +112,27 @@ func TestHostsEverywhere(t *testing.T) {
 		var cli CLI
 		if _, err := newParser(&cli).Parse(args); err != nil {
 			t.Errorf("%q: %v", args, err)
+		}
+	}
+}
+
+// A failure once traffic has moved is not "no host changed": it exits 4, like
+// a fleet left mixed.
+func TestExitCodes(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{
+		{nil, 0},
+		{errors.New("verify failed"), exitFailed},
+		{fmt.Errorf("push failed on h1: %w", plan.ErrAfterSwitch), exitPartial},
+		{fmt.Errorf("%w; h1 already runs it", errPartial), exitPartial},
+		{fmt.Errorf("x: %w", plan.ErrBadInput), exitBadInput},
+		{fmt.Errorf("h1: %w", remote.ErrLocalFile), exitBadInput},
+		{fmt.Errorf("h1: %w", plan.ErrLocked), exitLocked},
+	} {
+		if got := exitCode(tc.err); got != tc.want {
+			t.Errorf("exitCode(%v) = %d, want %d", tc.err, got, tc.want)
 		}
 	}
 }
