@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/agnivade/levenshtein"
@@ -49,11 +50,15 @@ type Environment struct {
 	line   int
 	lines  map[string]int // line of each key
 	stacks map[string]*Stack
+	mu     sync.Mutex // guards stacks
 }
 
 // StackFor returns the stack as deployed on the named host: the environment's,
 // with the host's project, remote_dir and env over it.
 func (e *Environment) StackFor(host string) *Stack {
+	// Commands ask from one goroutine per host.
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if s, ok := e.stacks[host]; ok {
 		return s
 	}
@@ -324,7 +329,40 @@ func ParseWith(file string, data []byte, opts LoadOptions) (*Inventory, error) {
 			return nil, fmt.Errorf("%w: %v", ErrBadInput, err)
 		}
 	}
+	if err := inv.checkProjects(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadInput, err)
+	}
 	return inv, nil
+}
+
+// checkProjects refuses two stacks on one host (by address and port) whose
+// compose projects collide: P's color projects are P-blue and P-green, so a
+// stack named P-blue beside P would take over P's blue color.
+func (inv *Inventory) checkProjects() error {
+	type placed struct {
+		env     string
+		host    *Host
+		project string
+	}
+	byHost := map[string][]placed{}
+	for _, name := range inv.EnvNames() {
+		e := inv.Environments[name]
+		for _, h := range e.Hosts {
+			key := fmt.Sprintf("%s:%d", h.Address, h.Port)
+			byHost[key] = append(byHost[key], placed{name, h, e.StackFor(h.Name).Project})
+		}
+	}
+	for _, ps := range byHost {
+		for _, a := range ps {
+			for _, b := range ps {
+				if a.project == b.project+"-"+Blue || a.project == b.project+"-"+Green {
+					return fmt.Errorf("%s:%d: environment %s: host %s: project %q is the color project of %q (environment %s, host %s) on the same machine; rename one so neither is the other's name with -blue or -green",
+						inv.file, a.host.line, a.env, a.host.Name, a.project, b.project, b.env, b.host.Name)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // Env returns an environment by name.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -123,6 +124,8 @@ func TestLoadRejects(t *testing.T) {
 			[]string{"inventory.yaml:14:", `"db" is listed twice under stateful`}},
 		{"route twice", strings.Replace(goodInventory, "          health_path: /api/health\n", "          health_path: /api/health\n        - {site: \":80\", path: /*, service: rag, port: 8000, health_path: /health}\n", 1), goodCompose,
 			[]string{"inventory.yaml:21:", "routed twice", "line 16"}},
+		{"a project that is another's color", goodInventory + "  staging:\n    hosts:\n      - {name: one, address: 127.0.0.1, port: 2222, user: root, known_hosts: known_hosts}\n    stack:\n      project: tale-blue\n      remote_dir: /srv/tale-stg\n      stateless: [platform, rag]\n      stateful: [proxy, db]\n      routes: [{site: \":81\", path: /*, service: platform, port: 8080, health_path: /h}]\n", goodCompose,
+			[]string{"environment staging: host one", `"tale-blue" is the color project of "tale"`}},
 		{"bad duration", strings.Replace(goodInventory, "      env:", "      drain_timeout: soon\n      env:", 1), goodCompose,
 			[]string{"inventory.yaml:", `"soon" is not a duration`}},
 		{"proxy not stateful", strings.Replace(goodInventory, "[proxy, db]", "[db]", 1), goodCompose,
@@ -336,4 +339,24 @@ func TestLoadKnownHostsFromEnv(t *testing.T) {
 	if h.KnownHosts != "" || h.Port != 0 || h.User != "" || h.Address != "web_1.prod" {
 		t.Errorf("host %+v: want no known_hosts, port 0 and no user (left to the ssh config)", h)
 	}
+}
+
+// Fleet commands ask for each host's stack from one goroutine per host.
+func TestStackForConcurrent(t *testing.T) {
+	inv, err := Load(writeStack(t, goodInventory, goodCompose))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, _ := inv.Env("demo")
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if s := env.StackFor([]string{"one", "two"}[i%2]); s.Project != "tale" {
+				t.Errorf("StackFor: project %q", s.Project)
+			}
+		}()
+	}
+	wg.Wait()
 }
