@@ -3,6 +3,7 @@ package plan
 import (
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 
 	"gopkg.in/yaml.v3"
@@ -25,6 +26,7 @@ type ComposeService struct {
 	Ports         int    // line of ports, 0 when absent
 	BuildContext  string // local folder, relative to the compose file; "" when the image is not built
 	BuildLine     int    // line of the build context
+	Profiles      bool   // started only when a profile is asked for
 }
 
 // LoadCompose reads a compose file.
@@ -54,7 +56,10 @@ func LoadCompose(file string) (*Compose, error) {
 	}
 	for i := 0; i+1 < len(svcs.Content); i += 2 {
 		k, v := svcs.Content[i], svcs.Content[i+1]
-		s := &ComposeService{Name: k.Value, Line: k.Line}
+		if v.Kind != yaml.MappingNode {
+			return nil, fmt.Errorf("%s:%d: service %q is empty or not a map; give it an image: or a build:, as Compose needs", file, k.Line, k.Value)
+		}
+		s := &ComposeService{Name: k.Value, Line: k.Line, Profiles: mapKey(v, "profiles") != nil}
 		if n := mapKey(v, "container_name"); n != nil {
 			s.ContainerName = n.Line
 		}
@@ -94,6 +99,9 @@ func (c *Compose) check(s *Stack) error {
 	}
 	for _, name := range c.ServiceNames() {
 		svc := c.Services[name]
+		if !slices.Contains(s.Stateless, name) && !slices.Contains(s.Stateful, name) && !svc.Profiles {
+			return at(svc.Line, "service %q is listed in neither stack.stateless nor stack.stateful, so no push would start it; list it in the inventory (stateless: one per color; stateful: once), or give it profiles: if it is for local use only", name)
+		}
 		if svc.BuildContext == "" {
 			continue
 		}
