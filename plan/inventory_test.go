@@ -130,6 +130,10 @@ func TestLoadRejects(t *testing.T) {
 			[]string{"compose.yml:12:", `"adminer" is listed in neither`, "profiles:"}},
 		{"compose service set to null", goodInventory, strings.Replace(goodCompose, "  rag:\n    build: services/rag\n", "  rag: ~\n", 1),
 			[]string{"compose.yml:10:", `service "rag" is empty`}},
+		{"route to the proxy", strings.Replace(goodInventory, "service: platform", "service: proxy", 1), goodCompose,
+			[]string{"inventory.yaml:16:", `route to "proxy", the proxy itself`}},
+		{"route to a stateful service", strings.Replace(goodInventory, "service: platform", "service: db", 1), goodCompose,
+			[]string{"inventory.yaml:16:", `route to "db", a stateful service`}},
 		{"bad duration", strings.Replace(goodInventory, "      env:", "      drain_timeout: soon\n      env:", 1), goodCompose,
 			[]string{"inventory.yaml:", `"soon" is not a duration`}},
 		{"proxy not stateful", strings.Replace(goodInventory, "[proxy, db]", "[db]", 1), goodCompose,
@@ -155,9 +159,17 @@ func TestLoadRejects(t *testing.T) {
 		{"second document", goodInventory + "---\nenvironments: {}\n", goodCompose,
 			[]string{"inventory.yaml:23:", "second YAML document", "remove the ---"}},
 		{"port not a number", strings.Replace(goodInventory, "port: 2222", "port: [2222]", 1), goodCompose,
-			[]string{"inventory.yaml:6:", "cannot unmarshal"}},
+			[]string{"inventory.yaml:6:", "found a list where a number in range belongs"}},
 		{"port too big", strings.Replace(goodInventory, "port: 2222", "port: 99999999999999999999", 1), goodCompose,
-			[]string{"inventory.yaml:6:", "cannot unmarshal"}},
+			[]string{"inventory.yaml:6:", "where a number in range belongs"}},
+		{"environments as a list", "environments: [a]\n", goodCompose,
+			[]string{"inventory.yaml:1:", "found a list where keys belong"}},
+		{"hosts as keys", "environments:\n  demo:\n    hosts: {a: b}\n", goodCompose,
+			[]string{"inventory.yaml:3:", "found keys where a list belongs"}},
+		{"stateless as one word", strings.Replace(goodInventory, "[platform, rag]", "platform", 1), goodCompose,
+			[]string{"inventory.yaml:13:", `found the value "platform" where a list belongs`}},
+		{"tab indentation", strings.Replace(goodInventory, "    hosts:", "\thosts:", 1), goodCompose,
+			[]string{"inventory.yaml:3:", "a tab: YAML indents with spaces only"}},
 		{"list where keys belong", "environments:\n  demo:\n    hosts: []\n    stack: [a]\n", goodCompose,
 			[]string{"inventory.yaml:4:", "found a list where keys belong", "project"}},
 		{"value where keys belong", "environments:\n  demo: prod\n", goodCompose,
@@ -186,6 +198,9 @@ func TestLoadRejects(t *testing.T) {
 			}
 			if !errors.Is(err, ErrBadInput) {
 				t.Errorf("error is not ErrBadInput: %v", err)
+			}
+			if strings.Contains(err.Error(), "plan.") || strings.Contains(err.Error(), "!!") {
+				t.Errorf("error speaks Go, not to people: %v", err)
 			}
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {
@@ -257,6 +272,9 @@ func TestLoadRejectsPathsOutsideTheStack(t *testing.T) {
 			_, err := Load(writeStack(t, tc.inventory, tc.compose))
 			if !errors.Is(err, ErrBadInput) {
 				t.Fatalf("Load = %v, want ErrBadInput", err)
+			}
+			if strings.Contains(err.Error(), "plan.") || strings.Contains(err.Error(), "!!") {
+				t.Errorf("error speaks Go, not to people: %v", err)
 			}
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {

@@ -164,6 +164,10 @@ func (inv *Inventory) check(e *Environment) error {
 			r.Path = "/*"
 		}
 		switch {
+		case r.Service == s.Proxy:
+			return rat("route to %q, the proxy itself; a route names the stateless service the proxy sends the traffic to, one of: %s", r.Service, strings.Join(s.Stateless, ", "))
+		case both[r.Service] == "stateful":
+			return rat("route to %q, a stateful service; routes go to a stateless service (those run in two colors and switch), one of: %s. Serve a stateful one from the Caddyfile", r.Service, strings.Join(s.Stateless, ", "))
 		case both[r.Service] != "stateless":
 			return rat("route to unknown service %q; routes go to a stateless service, one of: %s", r.Service, strings.Join(s.Stateless, ", "))
 		case r.Port <= 0 || r.Port > 65535:

@@ -135,10 +135,45 @@ func yamlError(file string, data []byte, err error) error {
 	if errors.As(err, &te) {
 		msgs = te.Errors
 	}
-	for i, m := range msgs {
-		msgs[i] = located(file, data, m)
+	var out []string
+	for _, m := range msgs {
+		// One bad alias is reported once per use; say it once.
+		if l := located(file, data, plainYAML(data, m)); !slices.Contains(out, l) {
+			out = append(out, l)
+		}
 	}
-	return errors.New(strings.Join(msgs, "; "))
+	return errors.New(strings.Join(out, "; "))
+}
+
+var unmarshalRE = regexp.MustCompile("cannot unmarshal !!(\\w+)(?: `([^`]*)`)? into (\\S+)$")
+
+// plainYAML words yaml.v3's messages for people: what was found where, never
+// Go's type names, and tabs called tabs.
+func plainYAML(data []byte, msg string) string {
+	if m := unmarshalRE.FindStringSubmatch(msg); m != nil {
+		found := map[string]string{"seq": "a list", "map": "keys", "null": "nothing", "bool": "true or false"}[m[1]]
+		if found == "" {
+			found = fmt.Sprintf("the value %.40q", m[2])
+		}
+		var want string
+		switch t := m[3]; {
+		case strings.HasPrefix(t, "[]"):
+			want = "a list belongs (one item per line starting with -, or [a, b])"
+		case strings.HasPrefix(t, "map[") || strings.HasPrefix(t, "*plan.") || strings.HasPrefix(t, "plan."):
+			want = "keys belong (name: value)"
+		case strings.HasPrefix(t, "int") || strings.HasPrefix(t, "uint") || strings.HasPrefix(t, "float"):
+			want = "a number in range belongs"
+		case t == "bool":
+			want = "true or false belongs"
+		default:
+			want = "a single value belongs"
+		}
+		return strings.Replace(msg, m[0], "found "+found+" where "+want, 1)
+	}
+	if strings.Contains(msg, "found character that cannot start any token") && bytes.Contains(data, []byte("\t")) {
+		return msg + " (a tab: YAML indents with spaces only)"
+	}
+	return msg
 }
 
 func located(file string, data []byte, msg string) string {
