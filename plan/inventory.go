@@ -104,7 +104,7 @@ type Host struct {
 	// differ from the others.
 	Project   string            `yaml:"project"`
 	RemoteDir string            `yaml:"remote_dir"`
-	Env       map[string]string `yaml:"env"`
+	Env       EnvMap            `yaml:"env"`
 
 	line int
 }
@@ -128,7 +128,7 @@ type Stack struct {
 	// starts a second color.
 	ReserveMemory Size              `yaml:"reserve_memory"`
 	ReserveDisk   Size              `yaml:"reserve_disk"`
-	Env           map[string]string `yaml:"env"`
+	Env           EnvMap            `yaml:"env"`
 	// Migrations are the SQL migrations a push applies before it starts the new
 	// color (expand) and `migrate contract` applies once the old color is gone.
 	Migrations []*Migration `yaml:"migrations"`
@@ -286,6 +286,9 @@ func Parse(file string, data []byte) (*Inventory, error) { return ParseWith(file
 
 // ParseWith is Parse with facts from outside the inventory.
 func ParseWith(file string, data []byte, opts LoadOptions) (*Inventory, error) {
+	if len(data) > maxInventory {
+		return nil, fmt.Errorf("%w: %s: %s is more than an inventory needs (at most %s); keep big values out of it, in env files or the environment", ErrBadInput, file, Size{int64(len(data))}, Size{maxInventory})
+	}
 	inv := &Inventory{file: file, dir: filepath.Dir(file), opts: opts}
 	var root, next yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -376,6 +379,79 @@ func (inv *Inventory) Env(name string) (*Environment, error) {
 		hint = fmt.Sprintf(" (did you mean %q?)", s)
 	}
 	return nil, fmt.Errorf("%w: %s has no environment %q%s; it has: %s", ErrBadInput, inv.file, name, hint, strings.Join(names, ", "))
+}
+
+// maxInventory bounds the inventory file: it is read whole, by hand-edited
+// YAML's rules, on every command.
+const maxInventory = 4 << 20
+
+// EnvMap is an env: block, NAME: value. It is read pair by pair, so a block of
+// many keys costs time in proportion (yaml.v3's own map decoding checks each
+// key against every other).
+type EnvMap map[string]string
+
+func (m *EnvMap) UnmarshalYAML(n *yaml.Node) error {
+	out := EnvMap{}
+	if err := decodeEnv(n, out, 0); err != nil {
+		return err
+	}
+	*m = out
+	return nil
+}
+
+// decodeEnv adds n's pairs to out. Keys merged in with <<: never replace one
+// already set: the map's own keys come first, then its merges in order.
+func decodeEnv(n *yaml.Node, out EnvMap, depth int) error {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	switch {
+	case n == nil || n.Tag == "!!null":
+		return nil
+	case depth > 8:
+		return fmt.Errorf("line %d: env: merges (<<:) nest too deep", n.Line)
+	case n.Kind == yaml.SequenceNode && depth > 0: // <<: [*a, *b]
+		for _, c := range n.Content {
+			if err := decodeEnv(c, out, depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	case n.Kind != yaml.MappingNode:
+		return fmt.Errorf("line %d: env: found %s where keys belong (NAME: value)", n.Line, kindName(n))
+	}
+	own := map[string]bool{}
+	var merges []*yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Tag == "!!merge" {
+			merges = append(merges, v)
+			continue
+		}
+		if own[k.Value] {
+			return fmt.Errorf("line %d: env key %q is set twice; keep one", k.Line, k.Value)
+		}
+		own[k.Value] = true
+		for v.Kind == yaml.AliasNode {
+			v = v.Alias
+		}
+		if v.Kind != yaml.ScalarNode {
+			return fmt.Errorf("line %d: env %s: found %s where a single value belongs", k.Line, k.Value, kindName(v))
+		}
+		if _, set := out[k.Value]; set && depth > 0 {
+			continue
+		}
+		out[k.Value] = v.Value
+		if v.Tag == "!!null" {
+			out[k.Value] = ""
+		}
+	}
+	for _, m := range merges {
+		if err := decodeEnv(m, out, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // maxName bounds host, project and environment names: they prefix every line

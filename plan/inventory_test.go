@@ -3,6 +3,8 @@ package plan
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -381,4 +383,63 @@ func TestStackForConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+func TestEnvBlocks(t *testing.T) {
+	envs := func(block string) (map[string]string, error) {
+		inv := strings.Replace(goodInventory, "      env:\n        SECRET: s3cret\n", block, 1)
+		inv = strings.Replace(inv, "        known_hosts: known_hosts\n", "        known_hosts: known_hosts\n        env: &base {A: base-a, B: base-b}\n", 1)
+		i, err := Load(writeStack(t, inv, goodCompose))
+		if err != nil {
+			return nil, err
+		}
+		e, _ := i.Env("demo")
+		return e.Stack.Env, nil
+	}
+	got, err := envs("      env:\n        <<: *base\n        A: own-a\n        EMPTY:\n        N: 5\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"A": "own-a", "B": "base-b", "EMPTY": "", "N": "5"}
+	if !maps.Equal(got, want) {
+		t.Errorf("env = %v, want %v (own keys win over merged ones)", got, want)
+	}
+	for block, msg := range map[string]string{
+		"      env:\n        A: 1\n        A: 2\n": `env key "A" is set twice`,
+		"      env:\n        A: [1, 2]\n":          "env A: found a list where a single value belongs",
+		"      env: [A=1]\n":                       "env: found a list where keys belong",
+	} {
+		if _, err := envs(block); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("%q: %v, want %q", block, err, msg)
+		}
+	}
+}
+
+// An inventory is read whole on every command: a huge one is refused at once.
+func TestInventoryTooBig(t *testing.T) {
+	big := goodInventory + "# " + strings.Repeat("x", 5<<20) + "\n"
+	_, err := Load(writeStack(t, big, goodCompose))
+	if !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), "at most 4.0 MiB") {
+		t.Errorf("a 5 MiB inventory: %v", err)
+	}
+}
+
+// Parsing grows linearly with the number of env keys (yaml.v3's own map
+// decoding grows with its square): go test -bench InventoryEnv ./plan
+func BenchmarkInventoryEnv(b *testing.B) {
+	for _, n := range []int{1000, 16000} {
+		var env strings.Builder
+		for k := range n {
+			fmt.Fprintf(&env, "        K%d: v%d\n", k, k)
+		}
+		data := []byte(strings.Replace(goodInventory, "        SECRET: s3cret\n", env.String(), 1))
+		p := writeStack(b, goodInventory, goodCompose)
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := Parse(p, data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

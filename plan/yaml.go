@@ -202,3 +202,16 @@ func guessLine(data []byte, msg string) int {
 	}
 	return 1
 }
+
+// kindName says what a node is, in the words errors use.
+func kindName(n *yaml.Node) string {
+	switch {
+	case n == nil:
+		return "nothing"
+	case n.Kind == yaml.SequenceNode:
+		return "a list"
+	case n.Kind == yaml.MappingNode:
+		return "keys"
+	}
+	return fmt.Sprintf("the value %.40q", n.Value)
+}
