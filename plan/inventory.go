@@ -102,9 +102,9 @@ type Host struct {
 	// Project, RemoteDir and Env override the stack's for this host, so one
 	// machine can hold several hosts' stacks (the sandbox does) or a host can
 	// differ from the others.
-	Project   string            `yaml:"project"`
-	RemoteDir string            `yaml:"remote_dir"`
-	Env       EnvMap            `yaml:"env"`
+	Project   string `yaml:"project"`
+	RemoteDir string `yaml:"remote_dir"`
+	Env       EnvMap `yaml:"env"`
 
 	line int
 }
@@ -126,9 +126,9 @@ type Stack struct {
 	VerifyWindow Duration `yaml:"verify_window"`
 	// ReserveMemory and ReserveDisk are kept free on the host when a push
 	// starts a second color.
-	ReserveMemory Size              `yaml:"reserve_memory"`
-	ReserveDisk   Size              `yaml:"reserve_disk"`
-	Env           EnvMap            `yaml:"env"`
+	ReserveMemory Size   `yaml:"reserve_memory"`
+	ReserveDisk   Size   `yaml:"reserve_disk"`
+	Env           EnvMap `yaml:"env"`
 	// Migrations are the SQL migrations a push applies before it starts the new
 	// color (expand) and `migrate contract` applies once the old color is gone.
 	Migrations []*Migration `yaml:"migrations"`
