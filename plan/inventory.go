@@ -39,6 +39,9 @@ type LoadOptions struct {
 	// KnownHostsFromEnv says TALEDEPLOY_KNOWN_HOSTS holds host keys, so a host
 	// may go without a known_hosts file of its own.
 	KnownHostsFromEnv bool
+	// NoSSH reads the inventory for a command that connects to no host
+	// (render): a host may then lack its SSH files.
+	NoSSH bool
 }
 
 // Environment is one named target, such as demo or prod.

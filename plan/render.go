@@ -1,6 +1,8 @@
 package plan
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 
@@ -41,6 +43,9 @@ func (s *Stack) CaddyfileText() []byte {
 	return c.Render()
 }
 
+// renderedMark starts every file render writes (see templates/).
+const renderedMark = "# Rendered by `taledeploy render`"
+
 // RenderTo writes both overlays and the Caddyfile
 // below dir, at the paths the stack uses.
 func (s *Stack) RenderTo(dir string) ([]string, error) {
@@ -49,8 +54,18 @@ func (s *Stack) RenderTo(dir string) ([]string, error) {
 		s.OverlayFile(Green): s.Overlay(Green),
 		s.Caddyfile:          s.CaddyfileText(),
 	}
+	order := []string{s.OverlayFile(Blue), s.OverlayFile(Green), s.Caddyfile}
+	// A file that taledeploy did not render (a hand-written Caddyfile, say) is
+	// never replaced: all are checked before any is written.
+	for _, rel := range order {
+		p := filepath.Join(dir, rel)
+		old, err := os.ReadFile(p)
+		if err == nil && !bytes.HasPrefix(old, []byte(renderedMark)) {
+			return nil, fmt.Errorf("%w: %s exists and was not rendered by taledeploy; nothing was written. Pass another --out, or move the file away", ErrBadInput, p)
+		}
+	}
 	var written []string
-	for _, rel := range []string{s.OverlayFile(Blue), s.OverlayFile(Green), s.Caddyfile} {
+	for _, rel := range order {
 		p := filepath.Join(dir, rel)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return written, err

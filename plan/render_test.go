@@ -2,6 +2,7 @@ package plan
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -10,8 +11,8 @@ import (
 	"testing"
 )
 
-// The committed overlays and Caddyfile are exactly what `taledeploy render demo`
-// writes: edit the templates and run it, never the rendered files.
+// The committed overlays and Caddyfile are exactly what `taledeploy render demo
+// --out .` writes: edit the templates and run it, never the rendered files.
 func TestCommittedFilesMatchTemplates(t *testing.T) {
 	_, self, _, _ := runtime.Caller(0)
 	root := filepath.Dir(filepath.Dir(self))
@@ -31,7 +32,7 @@ func TestCommittedFilesMatchTemplates(t *testing.T) {
 		want, _ := os.ReadFile(filepath.Join(out, rel))
 		got, err := os.ReadFile(filepath.Join(root, rel))
 		if err != nil || !bytes.Equal(got, want) {
-			t.Errorf("%s differs from what `taledeploy render demo` writes (%v); run it and commit the result", rel, err)
+			t.Errorf("%s differs from what `taledeploy render demo` writes (%v); run `taledeploy render demo --out .` and commit the result", rel, err)
 		}
 	}
 }
@@ -63,5 +64,45 @@ func TestCaddyfileGatesBothColors(t *testing.T) {
 		if !bytes.Contains([]byte(o), []byte(want)) {
 			t.Errorf("green overlay lacks %q:\n%s", want, o)
 		}
+	}
+}
+
+// render never replaces a file it did not write, and writes nothing then.
+func TestRenderKeepsHandWrittenFiles(t *testing.T) {
+	inv, err := Load(writeStack(t, goodInventory, goodCompose))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, _ := inv.Env("demo")
+	dir := t.TempDir()
+	mine := filepath.Join(dir, "services/proxy/Caddyfile")
+	os.MkdirAll(filepath.Dir(mine), 0o755)
+	os.WriteFile(mine, []byte("example.com {\n\treverse_proxy app:3000\n}\n"), 0o644)
+	if _, err := env.Stack.RenderTo(dir); !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), "was not rendered by taledeploy") {
+		t.Fatalf("render over a hand-written Caddyfile: %v", err)
+	}
+	if data, _ := os.ReadFile(mine); !strings.HasPrefix(string(data), "example.com") {
+		t.Errorf("the hand-written Caddyfile was replaced")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "compose.blue.yml")); err == nil {
+		t.Errorf("an overlay was written although render refused")
+	}
+	// Its own files it renders again.
+	os.Remove(mine)
+	for range 2 {
+		if _, err := env.Stack.RenderTo(dir); err != nil {
+			t.Fatalf("render into its own files: %v", err)
+		}
+	}
+}
+
+// render connects to nothing, so hosts need no SSH files for it.
+func TestRenderNeedsNoSSHFiles(t *testing.T) {
+	p := writeStack(t, strings.Replace(goodInventory, "        known_hosts: known_hosts\n", "", 1), goodCompose)
+	if _, err := LoadWith(p, LoadOptions{NoSSH: true}); err != nil {
+		t.Errorf("render's load: %v", err)
+	}
+	if _, err := Load(p); err == nil {
+		t.Errorf("a push's load accepted a host without known_hosts")
 	}
 }

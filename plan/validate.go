@@ -36,7 +36,7 @@ func (inv *Inventory) check(e *Environment) error {
 			return at(h.line, "host %s: address %q is not an IP, DNS name or ssh config alias", h.Name, h.Address)
 		case h.Port < 0 || h.Port > 65535:
 			return at(h.line, "host %s: port %d is out of range 1-65535", h.Name, h.Port)
-		case h.KnownHosts == "" && !inv.opts.KnownHostsFromEnv:
+		case h.KnownHosts == "" && !inv.opts.KnownHostsFromEnv && !inv.opts.NoSSH:
 			return at(h.line, "host %s has no known_hosts; host keys are always verified, so add known_hosts: FILE (or set TALEDEPLOY_KNOWN_HOSTS to the hosts' known_hosts lines)", h.Name)
 		}
 		seen[h.Name] = true

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -46,7 +47,7 @@ type StatusCmd struct {
 // RenderCmd is `taledeploy render ENV`.
 type RenderCmd struct {
 	Env string `arg:"" predictor:"env" help:"Environment from the inventory."`
-	Out string `type:"path" help:"Folder to write into (default: the inventory's folder)."`
+	Out string `type:"path" help:"Folder to write into (default: rendered/ENV beside the inventory). A file there that taledeploy did not render is never overwritten."`
 }
 
 func (c *PushCmd) Run(cli *CLI, ctx context.Context) error {
@@ -277,13 +278,18 @@ func dash(s string) string {
 }
 
 func (c *RenderCmd) Run(cli *CLI, ctx context.Context) error {
-	env, err := loadEnv(cli.Inventory, c.Env, nil)
+	// Rendering connects to nothing: no host needs its SSH files here.
+	inv, err := plan.LoadWith(cli.Inventory, plan.LoadOptions{NoSSH: true})
+	if err != nil {
+		return err
+	}
+	env, err := inv.Env(c.Env)
 	if err != nil {
 		return err
 	}
 	out := c.Out
 	if out == "" {
-		out = env.Stack.Root
+		out = filepath.Join(env.Stack.Root, "rendered", env.Name)
 	}
 	files, err := env.Stack.RenderTo(out)
 	for _, f := range files {
