@@ -16,6 +16,7 @@ import (
 // Errors a caller can act on.
 var (
 	ErrLocked       = errors.New("host is locked")
+	ErrLockLost     = errors.New("this command no longer holds the host's lock")
 	ErrInconsistent = errors.New("host state disagrees with its record")
 	ErrUnhealthy    = errors.New("new color failed its health checks")
 	ErrNoRollback   = errors.New("nothing to roll back to")
@@ -69,6 +70,10 @@ type Deployer struct {
 	applied          []string // migrations this push applied, for the history
 }
 
+// changesHost are the steps that change what runs or what is recorded: each
+// first makes sure this command still holds the lock.
+var changesHost = map[string]bool{"stateful": true, "migrate": true, "start": true, "switch": true, "stop": true, "record": true}
+
 func (d *Deployer) step(name string, fn func() (string, error)) error {
 	start := time.Now()
 	if d.lock != nil {
@@ -77,7 +82,18 @@ func (d *Deployer) step(name string, fn func() (string, error)) error {
 	if d.Report != nil {
 		d.Report(Event{Host: d.Host.Name(), Step: name, Status: "running"})
 	}
-	msg, err := fn()
+	var (
+		msg string
+		err error
+	)
+	if d.lock != nil && changesHost[name] {
+		// Another command may have taken the lock over (it judged this one
+		// dead): then this one must not touch the host any more.
+		err = d.lock.owned()
+	}
+	if err == nil {
+		msg, err = fn()
+	}
 	if err != nil && !errors.Is(err, remote.ErrDisconnected) {
 		// Whatever failed, a dead connection is the reason to report: the
 		// command stops and the next one picks up from what runs.

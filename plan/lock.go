@@ -20,6 +20,10 @@ import (
 const (
 	heartbeatEvery = 3 * time.Second
 	lockStaleAfter = 20 * time.Second
+	// lockLostAfter: a holder whose heartbeat has not reached the host for
+	// this long stops before its next step that changes the host, well
+	// before others may judge its lock stale.
+	lockLostAfter = 10 * time.Second
 )
 
 // Lock is the owner record of a host lock, lock/owner.json.
@@ -149,9 +153,11 @@ type lockHolder struct {
 	h    Conn
 	path string
 
-	mu   sync.Mutex
-	rec  Lock
-	wake chan struct{}
+	mu     sync.Mutex
+	rec    Lock
+	lastOK time.Time // the last heartbeat that reached the host
+	lost   string    // why the lock is not ours any more, "" while it is
+	wake   chan struct{}
 	done chan struct{}
 	wg   sync.WaitGroup
 }
@@ -170,7 +176,7 @@ func acquireLock(ctx context.Context, h Conn, s *Stack, rec Lock) (held *lockHol
 			return nil, nil, err
 		}
 		if ok {
-			l := &lockHolder{h: h, path: s.lockPath(), rec: rec, wake: make(chan struct{}, 1), done: make(chan struct{})}
+			l := &lockHolder{h: h, path: s.lockPath(), rec: rec, lastOK: time.Now(), wake: make(chan struct{}, 1), done: make(chan struct{})}
 			l.wg.Add(1)
 			go l.heartbeat()
 			return l, stale, nil
@@ -299,25 +305,67 @@ func (l *lockHolder) heartbeat() {
 		case <-l.wake:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		// Never recreate a lock someone removed with --force.
-		if cur, err := readLockAt(ctx, l.h, l.path); err == nil && cur != nil && cur.Token == l.rec.Token {
+		// Never recreate a lock someone removed with --force, nor write over
+		// one another command took over.
+		cur, err := readLockAt(ctx, l.h, l.path)
+		switch {
+		case err != nil:
+			// Not seen: owned() stops the command once this lasts.
+		case cur == nil:
+			l.setLost("the lock was removed (taledeploy lock release --force?)")
+		case cur.Token != l.rec.Token:
+			l.setLost("another command took it over: " + cur.Describe(time.Now()))
+		default:
 			l.mu.Lock()
 			l.rec.Heartbeat = time.Now().UTC()
 			data, _ := json.Marshal(l.rec)
 			l.mu.Unlock()
-			_ = l.h.WriteFile(ctx, l.path+"/owner.json", data, 0o600)
+			if l.h.WriteFile(ctx, l.path+"/owner.json", data, 0o600) == nil {
+				l.mu.Lock()
+				l.lastOK = time.Now()
+				l.mu.Unlock()
+			}
 		}
 		cancel()
 	}
 }
 
-// release stops the heartbeat and removes the lock if it is still ours.
+func (l *lockHolder) setLost(why string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lost == "" {
+		l.lost = why
+	}
+}
+
+// owned says why this command may not change the host any more: its lock was
+// taken over or removed, or no heartbeat has reached the host for too long.
+func (l *lockHolder) owned() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.lost != "":
+		return fmt.Errorf("%w on %s: %s. Nothing more is done here; `taledeploy status ENV` shows where the host stands", ErrLockLost, l.h.Name(), l.lost)
+	case time.Since(l.lastOK) > lockLostAfter:
+		return fmt.Errorf("%w on %s: no heartbeat has reached the host for %s, so another command may judge this one dead and take over. Nothing more is done here; run the same command again, it picks up from what runs",
+			ErrLockLost, l.h.Name(), time.Since(l.lastOK).Round(time.Second))
+	}
+	return nil
+}
+
+// release stops the heartbeat and removes the lock if it is still ours; it
+// says so when it is not.
 func (l *lockHolder) release(ctx context.Context) error {
 	close(l.done)
 	l.wg.Wait()
 	cur, err := readLockAt(ctx, l.h, l.path)
-	if err != nil || cur == nil || cur.Token != l.rec.Token {
+	switch {
+	case err != nil:
 		return err
+	case cur == nil:
+		return fmt.Errorf("%w on %s: the lock was removed while this command ran", ErrLockLost, l.h.Name())
+	case cur.Token != l.rec.Token:
+		return fmt.Errorf("%w on %s: another command took it over while this one ran: %s", ErrLockLost, l.h.Name(), cur.Describe(time.Now()))
 	}
 	return l.h.Remove(ctx, l.path)
 }

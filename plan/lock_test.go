@@ -3,6 +3,7 @@ package plan
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -74,5 +75,60 @@ func TestLockStaleness(t *testing.T) {
 	l, _ := ReadLock(context.Background(), lockedHost(t, s, Lock{Machine: host, MachineID: thisMachine(), PID: deadPID(t), Heartbeat: now}, time.Second), s)
 	if got := l.Stale(now); !strings.Contains(got, "is gone") {
 		t.Errorf("this machine's dead holder: Stale = %q, want its process gone", got)
+	}
+}
+
+// A command whose lock was taken over, or whose heartbeat no longer reaches
+// the host, stops before its next step that changes the host, and says so.
+func TestLostLockStopsTheDeploy(t *testing.T) {
+	s := &Stack{Project: "tale", RemoteDir: "/srv/tale"}
+	fc := &fakeConn{}
+	ctx := context.Background()
+	held, stale, err := acquireLock(ctx, fc, s, Lock{Who: "a", Command: "taledeploy push prod"})
+	if err != nil || stale != nil {
+		t.Fatalf("acquireLock: %v, stale %v", err, stale)
+	}
+	ran := 0
+	d := &Deployer{Host: fc, Stack: s, lock: held}
+	step := func(name string) error { return d.step(name, func() (string, error) { ran++; return "", nil }) }
+	if err := step("start"); err != nil || ran != 1 {
+		t.Fatalf("start while holding the lock: %v (ran %d)", err, ran)
+	}
+
+	// Another command takes the lock over (it judged this one dead).
+	other, _ := json.Marshal(Lock{Token: "other", Who: "b", Command: "taledeploy push prod", Since: time.Now()})
+	fc.WriteFile(ctx, s.lockPath()+"/owner.json", other, 0o600)
+	deadline := time.Now().Add(5 * time.Second)
+	for held.owned() == nil && time.Now().Before(deadline) {
+		held.setStep("verify") // wakes the heartbeat
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, name := range []string{"switch", "stop", "record"} {
+		if err := step(name); !errors.Is(err, ErrLockLost) || !strings.Contains(err.Error(), "another command took it over") {
+			t.Errorf("%s after the takeover: %v, want ErrLockLost", name, err)
+		}
+	}
+	if ran != 1 {
+		t.Errorf("steps ran after the lock was lost: %d", ran)
+	}
+	if got, _ := fc.ReadFile(ctx, s.lockPath()+"/owner.json"); !strings.Contains(string(got), `"token":"other"`) {
+		t.Errorf("the heartbeat wrote over the new holder's record: %s", got)
+	}
+	if err := held.release(ctx); !errors.Is(err, ErrLockLost) {
+		t.Errorf("release of a lock taken over: %v, want ErrLockLost", err)
+	}
+	if _, err := fc.ReadFile(ctx, s.lockPath()+"/owner.json"); err != nil {
+		t.Errorf("release removed the new holder's lock")
+	}
+}
+
+func TestSilentHeartbeatStopsTheDeploy(t *testing.T) {
+	l := &lockHolder{h: &fakeConn{}, lastOK: time.Now().Add(-lockLostAfter - time.Second)}
+	if err := l.owned(); !errors.Is(err, ErrLockLost) || !strings.Contains(err.Error(), "no heartbeat has reached the host") {
+		t.Errorf("owned after %s of silence: %v", lockLostAfter, err)
+	}
+	l.lastOK = time.Now()
+	if err := l.owned(); err != nil {
+		t.Errorf("owned with a fresh heartbeat: %v", err)
 	}
 }

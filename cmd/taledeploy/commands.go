@@ -140,7 +140,9 @@ func onFleet(ctx context.Context, cli *CLI, env *plan.Environment, opts plan.Opt
 	}
 	defer func() {
 		for _, d := range ds {
-			d.Unlock(ctx)
+			if uerr := d.Unlock(ctx); errors.Is(uerr, plan.ErrLockLost) {
+				fmt.Fprintf(os.Stderr, "taledeploy: %v\n", uerr)
+			}
 		}
 	}()
 	defer func() { out.summary(ctx, hosts, env, start, err) }()
