@@ -158,8 +158,8 @@ type lockHolder struct {
 	lastOK time.Time // the last heartbeat that reached the host
 	lost   string    // why the lock is not ours any more, "" while it is
 	wake   chan struct{}
-	done chan struct{}
-	wg   sync.WaitGroup
+	done   chan struct{}
+	wg     sync.WaitGroup
 }
 
 // acquireLock takes the stack's lock. A lock whose holder is gone is taken over
