@@ -2,6 +2,7 @@ package plan
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -39,6 +40,25 @@ func Doctor(ctx context.Context, h Conn, s *Stack) []Finding {
 		out = append(out, f)
 	}
 	add("ssh", true, "connected, host key verified", "")
+
+	// taledeploy reads Docker and Caddy through unix-socket tunnels and probes
+	// the new color through TCP ones. Port 1 on the host's loopback answers
+	// nothing: opening the tunnel only asks sshd whether it allows it.
+	var refused []string
+	for _, t := range []struct{ network, addr string }{{"unix", dockerSocket}, {"tcp", "127.0.0.1:1"}} {
+		c, err := h.Dial(ctx, t.network, t.addr)
+		if c != nil {
+			c.Close()
+		}
+		if errors.Is(err, remote.ErrForwardingRefused) {
+			refused = append(refused, err.Error())
+		}
+	}
+	if len(refused) > 0 {
+		add("forwarding", false, strings.Join(refused, "; "), "allow AllowTcpForwarding and AllowStreamLocalForwarding for the SSH user in the host's sshd_config (both are on by default), then reload sshd")
+		return out // nothing below works without it
+	}
+	add("forwarding", true, "sshd allows TCP and unix-socket forwarding", "")
 
 	v, err := h.Run(ctx, remote.Cmd{Argv: []string{"docker", "version", "--format", "{{.Server.Version}}"}})
 	engine := strings.TrimSpace(string(v))

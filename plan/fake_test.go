@@ -30,9 +30,10 @@ type fakeConn struct {
 	ops   []string // "write PATH" and "remove PATH", in order
 	// mtime is each file's write time, in ticks of a clock that advances on
 	// every write: what find's %T@ prints.
-	mtime map[string]int
-	mode  map[string]os.FileMode
-	clock int
+	mtime        map[string]int
+	mode         map[string]os.FileMode
+	clock        int
+	noForwarding bool // sshd forbids every tunnel
 	// containers answers the Docker API's container list (JSON), when set.
 	containers func() string
 }
@@ -124,6 +125,9 @@ func (f *fakeConn) Rename(_ context.Context, oldpath, newpath string) error {
 // Dial serves a Docker API with no containers and no networks; anything else
 // is unreachable.
 func (f *fakeConn) Dial(_ context.Context, network, addr string) (net.Conn, error) {
+	if f.noForwarding {
+		return nil, fmt.Errorf("fake: tunnel to %s %s: %w", network, addr, remote.ErrForwardingRefused)
+	}
 	if network == "unix" && f.caddy != nil && strings.HasSuffix(addr, "/run/caddy/admin.sock") {
 		client, server := net.Pipe()
 		go http.Serve(&oneConnListener{conn: server}, f.caddy)

@@ -30,6 +30,9 @@ var (
 	// ErrLocalFile marks a local file the user named (an identity file, a
 	// known_hosts file) that cannot be used: bad input, not a host's fault.
 	ErrLocalFile = errors.New("local ssh file unusable")
+	// ErrForwardingRefused is an sshd that forbids TCP or unix-socket
+	// forwarding: taledeploy reaches Docker, Caddy and health paths that way.
+	ErrForwardingRefused = errors.New("port forwarding refused")
 )
 
 // Config says how to reach one host.
@@ -376,6 +379,11 @@ func (c *Client) Dial(ctx context.Context, network, addr string) (net.Conn, erro
 		return nil, ctx.Err()
 	case r := <-ch:
 		if r.err != nil {
+			var oce *ssh.OpenChannelError
+			if errors.As(r.err, &oce) && oce.Reason == ssh.Prohibited {
+				what := map[string]string{"tcp": "AllowTcpForwarding", "unix": "AllowStreamLocalForwarding"}[network]
+				return nil, fmt.Errorf("%s: tunnel to %s %s: %w: sshd on the host forbids it; set %s yes in its sshd_config (the default) and reload sshd", c.cfg.Name, network, addr, ErrForwardingRefused, what)
+			}
 			return nil, c.lostErr(fmt.Errorf("%s: tunnel to %s %s: %w", c.cfg.Name, network, addr, r.err))
 		}
 		return r.c, nil

@@ -31,6 +31,9 @@ type testServer struct {
 	hostKey  ssh.Signer
 	logins   atomic.Int32
 	forwards atomic.Int32 // direct-tcpip channels opened
+	// noForwarding refuses every forwarding, as sshd does with
+	// AllowTcpForwarding no and AllowStreamLocalForwarding no.
+	noForwarding atomic.Bool
 }
 
 func newKey(t *testing.T) ssh.Signer {
@@ -77,6 +80,10 @@ func (ts *testServer) serveConn(c net.Conn, cfg *ssh.ServerConfig) {
 	}
 	go ssh.DiscardRequests(reqs)
 	for nc := range chans {
+		if ts.noForwarding.Load() && nc.ChannelType() != "session" {
+			nc.Reject(ssh.Prohibited, "administratively prohibited")
+			continue
+		}
 		if nc.ChannelType() == "direct-tcpip" {
 			ts.forward(nc)
 			continue
@@ -440,4 +447,26 @@ func TestUnusableLocalFiles(t *testing.T) {
 		t.Fatalf("Dial with good files: %v", err)
 	}
 	c.Close()
+}
+
+// An sshd that forbids forwarding is named as the cause, with the setting to
+// change, not taken for a lost connection.
+func TestForwardingRefused(t *testing.T) {
+	cfg, ts := setup(t, func(ts *testServer) ssh.PublicKey { return ts.hostKey.PublicKey() })
+	ts.noForwarding.Store(true)
+	c, err := Dial(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for network, setting := range map[string]string{"tcp": "AllowTcpForwarding yes", "unix": "AllowStreamLocalForwarding yes"} {
+		addr := map[string]string{"tcp": "127.0.0.1:1", "unix": "/var/run/docker.sock"}[network]
+		_, err := c.Dial(context.Background(), network, addr)
+		if !errors.Is(err, ErrForwardingRefused) || !strings.Contains(err.Error(), setting) {
+			t.Errorf("%s tunnel on a host that forbids it: %v", network, err)
+		}
+		if errors.Is(err, ErrDisconnected) || c.Lost() {
+			t.Errorf("%s: a refused tunnel was taken for a lost connection", network)
+		}
+	}
 }
