@@ -70,6 +70,12 @@ type Deployer struct {
 	applied          []string // migrations this push applied, for the history
 }
 
+// lost asks the connection, once more, whether it is gone.
+func lost(h Conn) bool {
+	l, ok := h.(interface{ Lost() bool })
+	return ok && l.Lost()
+}
+
 // changesHost are the steps that change what runs or what is recorded: each
 // first makes sure this command still holds the lock.
 var changesHost = map[string]bool{"stateful": true, "migrate": true, "start": true, "switch": true, "stop": true, "record": true}
@@ -97,7 +103,7 @@ func (d *Deployer) step(name string, fn func() (string, error)) error {
 	if err != nil && !errors.Is(err, remote.ErrDisconnected) {
 		// Whatever failed, a dead connection is the reason to report: the
 		// command stops and the next one picks up from what runs.
-		if l, ok := d.Host.(interface{ Lost() bool }); ok && l.Lost() {
+		if lost(d.Host) {
 			err = fmt.Errorf("%s: %w (%v); nothing more was done on the host: run the same command again, it picks up from what runs", d.Host.Name(), remote.ErrDisconnected, err)
 		}
 	}
@@ -376,10 +382,11 @@ func (d *Deployer) finish(ctx context.Context, action, newColor, release string,
 			}
 			return msg, err
 		}); err != nil {
-			if errors.Is(err, remote.ErrDisconnected) {
+			if errors.Is(err, remote.ErrDisconnected) && lost(d.Host) {
 				return err
 			}
-			// The old color still runs: give it the traffic back.
+			// The old color still runs: give it the traffic back. A host that
+			// only answered slowly is asked again, never left on a failing release.
 			cctx := context.WithoutCancel(ctx)
 			if berr := d.step("switch-back", func() (string, error) {
 				if err := d.switchTo(cctx, old, true); err != nil {

@@ -265,10 +265,15 @@ func (c *Client) Lost() bool {
 		return err != nil
 	case <-c.lost:
 		return true
-	case <-time.After(3 * time.Second):
+	case <-time.After(keepaliveWait):
 		return true
 	}
 }
+
+// keepaliveWait is how long Lost waits for the server's answer. A loaded host
+// (a build beside the live color) can take seconds; a slow host is not a lost
+// one, and calling it lost would skip a switch-back that still works.
+var keepaliveWait = 15 * time.Second
 
 // Close ends the connection.
 func (c *Client) Close() error {

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
@@ -34,6 +35,8 @@ type testServer struct {
 	// noForwarding refuses every forwarding, as sshd does with
 	// AllowTcpForwarding no and AllowStreamLocalForwarding no.
 	noForwarding atomic.Bool
+	// keepaliveDelay holds back the answer to keepalive requests.
+	keepaliveDelay atomic.Int64
 }
 
 func newKey(t *testing.T) ssh.Signer {
@@ -78,7 +81,16 @@ func (ts *testServer) serveConn(c net.Conn, cfg *ssh.ServerConfig) {
 	if err != nil {
 		return
 	}
-	go ssh.DiscardRequests(reqs)
+	go func() {
+		for r := range reqs {
+			if d := time.Duration(ts.keepaliveDelay.Load()); d > 0 {
+				time.Sleep(d)
+			}
+			if r.WantReply {
+				r.Reply(false, nil) // as OpenSSH answers keepalive@openssh.com
+			}
+		}
+	}()
 	for nc := range chans {
 		if ts.noForwarding.Load() && nc.ChannelType() != "session" {
 			nc.Reject(ssh.Prohibited, "administratively prohibited")
@@ -468,5 +480,41 @@ func TestForwardingRefused(t *testing.T) {
 		if errors.Is(err, ErrDisconnected) || c.Lost() {
 			t.Errorf("%s: a refused tunnel was taken for a lost connection", network)
 		}
+	}
+}
+
+// A host slow to answer (seconds, under load) is not a lost one.
+func TestSlowHostIsNotLost(t *testing.T) {
+	cfg, ts := setup(t, func(ts *testServer) ssh.PublicKey { return ts.hostKey.PublicKey() })
+	c, err := Dial(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.keepaliveDelay.Store(int64(4 * time.Second))
+	if c.Lost() {
+		t.Errorf("a connection whose keepalive took 4 s was called lost")
+	}
+	c.Close()
+	if !c.Lost() {
+		t.Errorf("a closed connection is not lost")
+	}
+}
+
+// An SFTP call that hangs (a stalled host) fails its caller when the caller's
+// context ends: the lock's heartbeat relies on it.
+func TestFileCallsHonourContext(t *testing.T) {
+	hang := make(chan struct{})
+	defer close(hang)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := withContext(ctx, func() ([]byte, error) { <-hang; return nil, nil })
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a hung call: %v, want the context's deadline", err)
+	}
+	c := connect(t)
+	cctx, ccancel := context.WithCancel(context.Background())
+	ccancel()
+	if _, err := c.ReadFile(cctx, "/etc/hostname"); !errors.Is(err, context.Canceled) {
+		t.Errorf("ReadFile with a cancelled context: %v", err)
 	}
 }

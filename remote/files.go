@@ -28,7 +28,12 @@ func (c *Client) files() (*sftp.Client, error) {
 
 // ReadFile reads a file on the host. A missing file gives an error matching
 // os.ErrNotExist.
-func (c *Client) ReadFile(_ context.Context, path string) ([]byte, error) {
+func (c *Client) ReadFile(ctx context.Context, path string) ([]byte, error) {
+	return withContext(ctx, func() ([]byte, error) { return c.readFile(path) })
+}
+
+// readFile is ReadFile without a context.
+func (c *Client) readFile(path string) ([]byte, error) {
 	s, err := c.files()
 	if err != nil {
 		return nil, err
@@ -44,7 +49,13 @@ func (c *Client) ReadFile(_ context.Context, path string) ([]byte, error) {
 // WriteFile writes data to path atomically: a temp file in the same folder is
 // written, given its mode and renamed over path, so readers see the old or the new
 // content, never a mix. Missing folders are created (mode 0755).
-func (c *Client) WriteFile(_ context.Context, path string, data []byte, mode os.FileMode) error {
+func (c *Client) WriteFile(ctx context.Context, path string, data []byte, mode os.FileMode) error {
+	_, err := withContext(ctx, func() (struct{}, error) { return struct{}{}, c.writeFile(path, data, mode) })
+	return err
+}
+
+// writeFile is WriteFile without a context.
+func (c *Client) writeFile(path string, data []byte, mode os.FileMode) error {
 	s, err := c.files()
 	if err != nil {
 		return err
@@ -81,7 +92,13 @@ func (c *Client) WriteFile(_ context.Context, path string, data []byte, mode os.
 }
 
 // AppendFile appends data to path, creating it with mode when missing.
-func (c *Client) AppendFile(_ context.Context, path string, data []byte, mode os.FileMode) error {
+func (c *Client) AppendFile(ctx context.Context, path string, data []byte, mode os.FileMode) error {
+	_, err := withContext(ctx, func() (struct{}, error) { return struct{}{}, c.appendFile(path, data, mode) })
+	return err
+}
+
+// appendFile is AppendFile without a context.
+func (c *Client) appendFile(path string, data []byte, mode os.FileMode) error {
 	s, err := c.files()
 	if err != nil {
 		return err
@@ -103,7 +120,13 @@ func (c *Client) AppendFile(_ context.Context, path string, data []byte, mode os
 
 // Mkdir creates path (and its parents) with mode. It reports os.ErrExist when
 // exclusive is set and path already exists, which makes it a lock primitive.
-func (c *Client) Mkdir(_ context.Context, path string, mode os.FileMode, exclusive bool) error {
+func (c *Client) Mkdir(ctx context.Context, path string, mode os.FileMode, exclusive bool) error {
+	_, err := withContext(ctx, func() (struct{}, error) { return struct{}{}, c.mkdir(path, mode, exclusive) })
+	return err
+}
+
+// mkdir is Mkdir without a context.
+func (c *Client) mkdir(path string, mode os.FileMode, exclusive bool) error {
 	s, err := c.files()
 	if err != nil {
 		return err
@@ -127,7 +150,13 @@ func (c *Client) Mkdir(_ context.Context, path string, mode os.FileMode, exclusi
 // Rename moves oldpath to newpath with rename(2), so it is atomic and fails when
 // newpath is a folder that is not empty: with folders that always hold a file,
 // that makes it a lock primitive.
-func (c *Client) Rename(_ context.Context, oldpath, newpath string) error {
+func (c *Client) Rename(ctx context.Context, oldpath, newpath string) error {
+	_, err := withContext(ctx, func() (struct{}, error) { return struct{}{}, c.rename(oldpath, newpath) })
+	return err
+}
+
+// rename is Rename without a context.
+func (c *Client) rename(oldpath, newpath string) error {
 	s, err := c.files()
 	if err != nil {
 		return err
@@ -136,7 +165,13 @@ func (c *Client) Rename(_ context.Context, oldpath, newpath string) error {
 }
 
 // Remove deletes a file or a folder tree on the host; a missing one is not an error.
-func (c *Client) Remove(_ context.Context, path string) error {
+func (c *Client) Remove(ctx context.Context, path string) error {
+	_, err := withContext(ctx, func() (struct{}, error) { return struct{}{}, c.remove(path) })
+	return err
+}
+
+// remove is Remove without a context.
+func (c *Client) remove(path string) error {
 	s, err := c.files()
 	if err != nil {
 		return err
@@ -160,3 +195,29 @@ func parentDir(p string) string {
 }
 
 func baseName(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }
+
+// withContext runs op, an SFTP call that takes no context, and returns when it
+// ends or when ctx is done: a hung host then fails the caller in time (the
+// lock's heartbeat has 5 s), while the call finishes in the background.
+func withContext[T any](ctx context.Context, op func() (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	if err := ctx.Err(); err != nil {
+		var zero T
+		return zero, err
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := op()
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
+}
