@@ -35,7 +35,8 @@ fi
 rm -f "$bin"
 
 echo "== unit tests"
-go test -count=1 $(go list ./... | grep -v /e2e)
+# Under the race detector: fleet commands run one goroutine per host.
+go test -race -count=1 $(go list ./... | grep -v /e2e)
 
 echo "== fuzz (bounded)"
 go test -run '^$' -fuzz '^FuzzRunArgv$' -fuzztime 20s ./remote
