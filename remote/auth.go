@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -97,14 +98,41 @@ func hostKeyCheck(cfg Config) (ssh.HostKeyCallback, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	cas := authorities(cfg)
 	cb := func(hostname string, remote net.Addr, key ssh.PublicKey) error {
-		err := refusal(cfg, key, check(hostname, remote, key))
+		err := refusal(cfg, key, cas, check(hostname, remote, key))
 		if errors.Is(err, ErrHostKeyUnknown) && cfg.AcceptNewHostKey && cfg.KnownHostsFile != "" {
 			return acceptNew(cfg, hostname, remote, key)
 		}
 		return err
 	}
-	return cb, algorithmsOnFile(cfg, check), nil
+	return cb, algorithmsOnFile(cfg, check, cas), nil
+}
+
+// authorities lists the keys of the @cert-authority lines of the host's
+// known_hosts sources. x/crypto's known_hosts check lists such a CA among a
+// host's known keys; a CA is not a host key, so it must not narrow the key
+// types asked for, nor make a plain key look "changed".
+func authorities(cfg Config) map[string]bool {
+	cas := map[string]bool{}
+	sources := [][]byte{cfg.KnownHosts}
+	if cfg.KnownHostsFile != "" {
+		if data, err := os.ReadFile(cfg.KnownHostsFile); err == nil {
+			sources = append(sources, data)
+		}
+	}
+	for _, src := range sources {
+		for _, line := range strings.Split(string(src), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 4 || f[0] != "@cert-authority" {
+				continue
+			}
+			if key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(strings.Join(f[2:], " "))); err == nil {
+				cas[string(key.Marshal())] = true
+			}
+		}
+	}
+	return cas
 }
 
 // readKnownHosts parses the host's known_hosts file and the KnownHosts lines.
@@ -156,11 +184,23 @@ func readKnownHosts(cfg Config) (ssh.HostKeyCallback, error) {
 
 // refusal turns the known_hosts verdict on key into a *hostKeyError when the key
 // is unknown or changed; other results pass through.
-func refusal(cfg Config, key ssh.PublicKey, err error) error {
+func refusal(cfg Config, key ssh.PublicKey, cas map[string]bool, err error) error {
+	var re *knownhosts.RevokedError
+	if errors.As(err, &re) {
+		where := fmt.Sprintf("%s line %d", EnvKnownHosts, re.Revoked.Line)
+		if re.Revoked.Filename == cfg.KnownHostsFile {
+			where = fmt.Sprintf("%s:%d", re.Revoked.Filename, re.Revoked.Line)
+		}
+		return &knownHostsError{fmt.Errorf("%w: %s (%s) shows %s key %s, which %s marks @revoked; it is refused. Ask the host's owner for its current key",
+			ErrHostKeyRevoked, cfg.Name, cfg.addr(), key.Type(), ssh.FingerprintSHA256(key), where)}
+	}
 	var ke *knownhosts.KeyError
 	if !errors.As(err, &ke) {
 		return err
 	}
+	// A CA on file is no known host key: a plain key it did not sign is
+	// unknown, not changed.
+	ke.Want = slices.DeleteFunc(slices.Clone(ke.Want), func(w knownhosts.KnownKey) bool { return cas[string(w.Key.Marshal())] })
 	he := &hostKeyError{kind: ErrHostKeyUnknown, host: knownhosts.Normalize(cfg.addr()), address: cfg.Address, port: cfg.port(),
 		file: cfg.KnownHostsFile, env: len(cfg.KnownHosts) > 0, fingerprint: ssh.FingerprintSHA256(key), keyType: key.Type()}
 	if cfg.hop {
@@ -198,7 +238,7 @@ func acceptNew(cfg Config, hostname string, remote net.Addr, key ssh.PublicKey) 
 	if err != nil {
 		return &knownHostsError{err}
 	}
-	if err := refusal(cfg, key, check(hostname, remote, key)); !errors.Is(err, ErrHostKeyUnknown) {
+	if err := refusal(cfg, key, authorities(cfg), check(hostname, remote, key)); !errors.Is(err, ErrHostKeyUnknown) {
 		return err
 	}
 	host := knownhosts.Normalize(hostname)
@@ -241,17 +281,34 @@ func appendLine(file, line string) error {
 
 // algorithmsOnFile asks the file which key types it holds for this host, by
 // checking a throwaway key. None on file leaves the choice to the server.
-func algorithmsOnFile(cfg Config, check ssh.HostKeyCallback) []string {
+func algorithmsOnFile(cfg Config, check ssh.HostKeyCallback, cas map[string]bool) []string {
 	_, probe, _ := ed25519.GenerateKey(nil)
 	pk, _ := ssh.NewSignerFromKey(probe)
-	var algos []string
+	var algos, plain []string
 	var ke *knownhosts.KeyError
 	if err := check(cfg.addr(), &net.TCPAddr{IP: net.ParseIP(cfg.Address)}, pk.PublicKey()); errors.As(err, &ke) {
 		for _, w := range ke.Want {
-			algos = append(algos, algorithmsFor(w.Key.Type())...)
+			if cas[string(w.Key.Marshal())] {
+				// A CA signs host certificates of any key type: ask for those first.
+				algos = append(algos, ssh.CertAlgoED25519v01, ssh.CertAlgoECDSA256v01, ssh.CertAlgoECDSA384v01,
+					ssh.CertAlgoECDSA521v01, ssh.CertAlgoRSASHA512v01, ssh.CertAlgoRSASHA256v01)
+				continue
+			}
+			plain = append(plain, algorithmsFor(w.Key.Type())...)
 		}
 	}
-	return algos
+	if len(algos) > 0 && len(plain) == 0 {
+		// Only a CA on file: the host's plain keys are asked for too, so that a
+		// host without a certificate is told apart from one that cannot talk.
+		plain = []string{ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521, ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256}
+	}
+	var out []string
+	for _, a := range append(algos, plain...) {
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 func algorithmsFor(keyType string) []string {

@@ -23,6 +23,7 @@ import (
 var (
 	ErrHostKeyUnknown  = errors.New("host key unknown")
 	ErrHostKeyMismatch = errors.New("host key changed")
+	ErrHostKeyRevoked  = errors.New("host key revoked")
 	ErrAuth            = errors.New("ssh authentication failed")
 	ErrUnreachable     = errors.New("host unreachable")
 	ErrPassphrase      = errors.New("ssh key passphrase needed")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/binary"
 	"encoding/pem"
 	"errors"
@@ -49,7 +50,13 @@ func newKey(t *testing.T) ssh.Signer {
 }
 
 func startServer(t *testing.T, clientKey ssh.PublicKey) *testServer {
-	ts := &testServer{hostKey: newKey(t)}
+	return startServerWith(t, clientKey, newKey(t))
+}
+
+// startServerWith starts a server that shows hostKey (a plain key or a
+// certificate signer).
+func startServerWith(t *testing.T, clientKey ssh.PublicKey, hostKey ssh.Signer) *testServer {
+	ts := &testServer{hostKey: hostKey}
 	cfg := &ssh.ServerConfig{PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
 		if string(k.Marshal()) == string(clientKey.Marshal()) {
 			ts.logins.Add(1)
@@ -516,5 +523,51 @@ func TestFileCallsHonourContext(t *testing.T) {
 	ccancel()
 	if _, err := c.ReadFile(cctx, "/etc/hostname"); !errors.Is(err, context.Canceled) {
 		t.Errorf("ReadFile with a cancelled context: %v", err)
+	}
+}
+
+// Host certificates signed by a CA that known_hosts trusts (@cert-authority)
+// are accepted as OpenSSH accepts them; a plain key the CA did not sign is
+// unknown (not "changed"); a key marked @revoked is refused as revoked.
+func TestHostCertificates(t *testing.T) {
+	ca, hostKey := newKey(t), newKey(t)
+	cert := &ssh.Certificate{Key: hostKey.PublicKey(), CertType: ssh.HostCert, KeyId: "host", ValidPrincipals: []string{"127.0.0.1"},
+		ValidBefore: ssh.CertTimeInfinity}
+	if err := cert.SignCert(rand.Reader, ca); err != nil {
+		t.Fatal(err)
+	}
+	certSigner, err := ssh.NewCertSigner(cert, hostKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial := func(t *testing.T, shown ssh.Signer, knownHosts func(hostport string) string) error {
+		cfg, _ := setup(t, func(*testServer) ssh.PublicKey { return nil })
+		clientKey, _ := os.ReadFile(cfg.IdentityFiles[0])
+		signer, _ := ssh.ParsePrivateKey(clientKey)
+		ts := startServerWith(t, signer.PublicKey(), shown)
+		host, port, _ := net.SplitHostPort(ts.addr)
+		fmt.Sscan(port, &cfg.Port)
+		cfg.Address = host
+		os.WriteFile(cfg.KnownHostsFile, []byte(knownHosts(fmt.Sprintf("[%s]:%s", host, port))), 0o600)
+		c, err := Dial(context.Background(), cfg)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	caLine := func(hp string) string {
+		return "@cert-authority " + hp + " " + string(ssh.MarshalAuthorizedKey(ca.PublicKey()))
+	}
+	if err := dial(t, certSigner, caLine); err != nil {
+		t.Errorf("a host certificate signed by the trusted CA: %v", err)
+	}
+	if err := dial(t, hostKey, caLine); !errors.Is(err, ErrHostKeyUnknown) {
+		t.Errorf("a plain key with only a CA on file: %v, want ErrHostKeyUnknown", err)
+	}
+	revoked := func(hp string) string {
+		return hp + " " + string(ssh.MarshalAuthorizedKey(hostKey.PublicKey())) + "@revoked * " + string(ssh.MarshalAuthorizedKey(hostKey.PublicKey()))
+	}
+	if err := dial(t, hostKey, revoked); !errors.Is(err, ErrHostKeyRevoked) || errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "@revoked") {
+		t.Errorf("a revoked key: %v, want ErrHostKeyRevoked", err)
 	}
 }
