@@ -395,7 +395,7 @@ type EnvMap map[string]string
 
 func (m *EnvMap) UnmarshalYAML(n *yaml.Node) error {
 	out := EnvMap{}
-	if err := decodeEnv(n, out, 0); err != nil {
+	if err := decodeEnv(n, out, 0, map[*yaml.Node]bool{}); err != nil {
 		return err
 	}
 	*m = out
@@ -403,11 +403,16 @@ func (m *EnvMap) UnmarshalYAML(n *yaml.Node) error {
 }
 
 // decodeEnv adds n's pairs to out. Keys merged in with <<: never replace one
-// already set: the map's own keys come first, then its merges in order.
-func decodeEnv(n *yaml.Node, out EnvMap, depth int) error {
+// already set: the map's own keys come first, then its merges in order. A map
+// merged twice adds nothing the second time, so aliases cannot multiply work.
+func decodeEnv(n *yaml.Node, out EnvMap, depth int, seen map[*yaml.Node]bool) error {
 	for n != nil && n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
+	if seen[n] {
+		return nil
+	}
+	seen[n] = true
 	switch {
 	case n == nil || n.Tag == "!!null":
 		return nil
@@ -415,7 +420,7 @@ func decodeEnv(n *yaml.Node, out EnvMap, depth int) error {
 		return fmt.Errorf("line %d: env: merges (<<:) nest too deep", n.Line)
 	case n.Kind == yaml.SequenceNode && depth > 0: // <<: [*a, *b]
 		for _, c := range n.Content {
-			if err := decodeEnv(c, out, depth+1); err != nil {
+			if err := decodeEnv(c, out, depth+1, seen); err != nil {
 				return err
 			}
 		}
@@ -450,7 +455,7 @@ func decodeEnv(n *yaml.Node, out EnvMap, depth int) error {
 		}
 	}
 	for _, m := range merges {
-		if err := decodeEnv(m, out, depth+1); err != nil {
+		if err := decodeEnv(m, out, depth+1, seen); err != nil {
 			return err
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 const goodCompose = `services:
@@ -303,12 +304,26 @@ func TestLoadCleansStackPaths(t *testing.T) {
 // folders. Seeds are in testdata/fuzz/FuzzParse.
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(goodInventory))
+	// Aliases that multiply (a "billion laughs"), in env merges and elsewhere.
+	laughs := "      env:\n        a0: &a0 {K: v}\n"
+	for i := 1; i < 9; i++ {
+		laughs = strings.Replace(laughs, "      env:\n", fmt.Sprintf("      env:\n        <<: [*a%[1]d, *a%[1]d, *a%[1]d, *a%[1]d]\n", i-1), 1)
+		laughs += fmt.Sprintf("        a%d: &a%d\n          <<: [*a%d, *a%d, *a%d, *a%d]\n", i, i, i-1, i-1, i-1, i-1)
+	}
+	f.Add([]byte(strings.Replace(goodInventory, "      env:\n        SECRET: s3cret\n", laughs, 1)))
+	f.Add([]byte("x: &x [a, a, a, a, a, a, a, a, a]\ny: &y [*x, *x, *x, *x, *x, *x, *x, *x, *x]\nz: &z [*y, *y, *y, *y, *y, *y, *y, *y, *y]\nenvironments: {demo: {hosts: *z}}\n"))
 	dir := f.TempDir()
 	os.WriteFile(filepath.Join(dir, "compose.yml"), []byte(goodCompose), 0o644)
 	file := filepath.Join(dir, "inventory.yaml")
 	located := regexp.MustCompile("^" + regexp.QuoteMeta(ErrBadInput.Error()+": "+file) + `:[1-9][0-9]*: `)
 	f.Fuzz(func(t *testing.T, data []byte) {
+		start := time.Now()
 		inv, err := Parse(file, data)
+		if took := time.Since(start); took > 10*time.Second {
+			// Far above any real inventory's milliseconds: aliases or size
+			// multiplied the work.
+			t.Fatalf("parsing %d bytes took %s", len(data), took)
+		}
 		if err != nil {
 			if inv != nil || !errors.Is(err, ErrBadInput) {
 				t.Fatalf("error %v with inventory %v", err, inv)
