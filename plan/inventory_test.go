@@ -458,3 +458,12 @@ func BenchmarkInventoryEnv(b *testing.B) {
 		})
 	}
 }
+
+// One bad alias used in several places is reported once.
+func TestAliasErrorOnce(t *testing.T) {
+	inv := "environments:\n  demo:\n    hosts: []\n    stack:\n      stateless: &m {a: b}\n      stateful: *m\n      routes: *m\n"
+	_, err := Load(writeStack(t, inv, goodCompose))
+	if err == nil || strings.Count(err.Error(), "found keys where a list belongs") != 1 {
+		t.Errorf("an alias misused three times: %v", err)
+	}
+}

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"taledeploy/plan"
@@ -78,6 +82,20 @@ func TestHostsFlag(t *testing.T) {
 	}
 }
 
+// buildBinary builds taledeploy once for the tests that run it as a user does.
+var buildBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "taledeploy-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "taledeploy")
+	out, err := exec.Command("go", "build", "-buildvcs=true", "-ldflags", "-X main.version=v9.8.7", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
 // --version names the version and the git revision the binary was built from,
 // so a report of a bug can say exactly which code ran.
 func TestVersion(t *testing.T) {
@@ -85,10 +103,9 @@ func TestVersion(t *testing.T) {
 	if err != nil {
 		t.Skipf("not in a git checkout: %v", err)
 	}
-	bin := filepath.Join(t.TempDir(), "taledeploy")
-	build := exec.Command("go", "build", "-buildvcs=true", "-ldflags", "-X main.version=v9.8.7", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
 	}
 	out, err := exec.Command(bin, "--version").CombinedOutput()
 	if err != nil {
@@ -134,5 +151,40 @@ func TestExitCodes(t *testing.T) {
 		if got := exitCode(tc.err); got != tc.want {
 			t.Errorf("exitCode(%v) = %d, want %d", tc.err, got, tc.want)
 		}
+	}
+}
+
+// push --json ends with a summary line even when no host can be reached, so a
+// CI job that reads the last line always finds one.
+func TestJSONSummaryWhenNoHostConnects(t *testing.T) {
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "compose.yml"), []byte("services:\n  proxy: {image: caddy}\n  web: {image: web}\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "known_hosts"), nil, 0o600)
+	os.WriteFile(filepath.Join(dir, "inventory.yaml"), []byte(`environments:
+  prod:
+    hosts:
+      - {name: h1, address: 127.0.0.1, port: 1, user: deploy, known_hosts: known_hosts}
+    stack:
+      project: app
+      remote_dir: /srv/app
+      stateless: [web]
+      stateful: [proxy]
+      routes: [{site: ":80", path: /*, service: web, port: 80, health_path: /}]
+`), 0o644)
+	cmd := exec.Command(bin, "--inventory", filepath.Join(dir, "inventory.yaml"), "--json", "push", "prod")
+	cmd.Env = append(os.Environ(), "HOME="+dir, "TALEDEPLOY_SSH_CONFIG=none", "SSH_AUTH_SOCK=", "TALEDEPLOY_SSH_KEY=")
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	if err := cmd.Run(); err == nil {
+		t.Fatal("push to a closed port succeeded")
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	var last map[string]any
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || last["type"] != "summary" || last["ok"] != false {
+		t.Errorf("the last line of stdout is not a failed summary: %q (%v)", stdout.String(), err)
 	}
 }
