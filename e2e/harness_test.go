@@ -116,6 +116,13 @@ func newStack(t testing.TB, name string, port int) *stack {
 	return s
 }
 
+// oddValue is an env value Compose's env-file parser would change if written
+// raw ($ expanded, # cut, quotes stripped); containers must get it as it is.
+const (
+	oddValue     = `pa$word ${HOME} #1 "q" 'x' C:\new\ ` + "  "
+	oddValueYAML = `"pa$word ${HOME} #1 \"q\" 'x' C:\\new\\   "`
+)
+
 // stackYAML is the example stack's inventory block for one project; a port of 0
 // leaves HTTP_PORT to the hosts.
 func stackYAML(project, remoteDir, verifyWindow string, port int) string {
@@ -138,7 +145,8 @@ func stackYAML(project, remoteDir, verifyWindow string, port int) string {
       env:
         APP_SECRET: e2e-planted-secret-value
         POSTGRES_PASSWORD: e2e-planted-db-password%s
-`, project, remoteDir, verifyWindow, env)
+        ODD_VALUE: %s
+`, project, remoteDir, verifyWindow, env, oddValueYAML)
 }
 
 // buildServices rebuilds the example binaries; ldflags change the platform build.

@@ -244,6 +244,21 @@ func TestPushRollbackUnderLoad(t *testing.T) {
 	if err != nil || info.Mode().Perm() != 0o600 {
 		t.Errorf("env file on the host: %v, mode %v; want 0600", err, info.Mode().Perm())
 	}
+	// Values arrive byte for byte: the live platform container has ODD_VALUE
+	// exactly as the inventory holds it.
+	ids, err := exec.Command("docker", "ps", "-q", "--filter", "label=com.docker.compose.project="+s.project+"-green",
+		"--filter", "label=com.docker.compose.service=platform").Output()
+	if id := strings.TrimSpace(string(ids)); err != nil || id == "" {
+		t.Errorf("no live platform container: %v", err)
+	} else if env, err := exec.Command("docker", "inspect", "--format", "{{json .Config.Env}}", id).Output(); err != nil {
+		t.Errorf("docker inspect: %v", err)
+	} else {
+		var vars []string
+		json.Unmarshal(env, &vars)
+		if !slices.Contains(vars, "ODD_VALUE="+oddValue) {
+			t.Errorf("the container's ODD_VALUE is not the inventory's %q", oddValue)
+		}
+	}
 	for _, out := range s.outputs {
 		if strings.Contains(out, "e2e-planted-secret-value") || strings.Contains(out, "e2e-planted-db-password") {
 			t.Errorf("a secret from the inventory's env appeared in the output")

@@ -315,7 +315,11 @@ func (s *Stack) remotePath(rel string) (string, error) {
 	return p, nil
 }
 
-// envFile renders stack.env; values never leave this file.
+// envFile renders stack.env; values never leave this file. Every value is
+// double-quoted and escaped so that Compose's own env-file parser (compose-go's
+// dotenv, used for --env-file and env_file:) reads it back byte for byte: no
+// ${...} is expanded, no # starts a comment, quotes, backslashes and spaces at
+// either end survive.
 func (s *Stack) envFile() []byte {
 	var keys []string
 	for k := range s.Env {
@@ -325,9 +329,16 @@ func (s *Stack) envFile() []byte {
 	var b bytes.Buffer
 	b.WriteString("# Written by taledeploy from the inventory; mode 0600.\n")
 	for _, k := range keys {
-		fmt.Fprintf(&b, "%s=%s\n", k, s.Env[k])
+		fmt.Fprintf(&b, "%s=%s\n", k, envQuote(s.Env[k]))
 	}
 	return b.Bytes()
+}
+
+// envQuote writes v as a double-quoted dotenv value: \ and " are escaped,
+// $ is doubled ($$ is a literal $ to Compose), line breaks become \n.
+func envQuote(v string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `$`, `$$`, "\n", `\n`, "\r", `\r`)
+	return `"` + r.Replace(v) + `"`
 }
 
 // uploadMode is the mode a context file gets on the host: readable by all,
