@@ -120,7 +120,7 @@ func newStack(t testing.TB, name string, port int) *stack {
 // raw ($ expanded, # cut, quotes stripped); containers must get it as it is.
 const (
 	oddValue     = `pa$word ${HOME} #1 "q" 'x' C:\new\ ` + "  "
-	oddValueYAML = `"pa$word ${HOME} #1 \"q\" 'x' C:\\new\\   "`
+	oddValueYAML = `"pa$word $${HOME} #1 \"q\" 'x' C:\\new\\   "` // $${ is a literal ${ in the inventory
 )
 
 // stackYAML is the example stack's inventory block for one project; a port of 0

@@ -1,7 +1,11 @@
 package plan
 
 import (
+	"errors"
 	"maps"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/compose-spec/compose-go/v2/dotenv"
@@ -55,4 +59,56 @@ func FuzzEnvFile(f *testing.F) {
 			t.Fatalf("%q reads back as %q (%v)", v, got["V"], err)
 		}
 	})
+}
+
+// Secrets stay out of the inventory: ${NAME} comes from the environment of the
+// machine running taledeploy, env_files from local files; a missing one is
+// named, its value never shown.
+func TestResolveEnv(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, ".env.prod"), []byte("FROM_FILE=file-value\nOVERRIDDEN=file\nQUOTED=\"a #b\"\n"), 0o600)
+	load := func(env string) *Environment {
+		inv := strings.Replace(goodInventory, "      env:\n        SECRET: s3cret\n", env, 1)
+		i, err := Load(writeStack(t, inv, goodCompose))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, _ := i.Env("demo")
+		e.Stack.Root = dir
+		return e
+	}
+	lookup := func(k string) (string, bool) {
+		v, ok := map[string]string{"DB_PASS": "db-secret-Ω", "HOST_TOKEN": "tok"}[k]
+		return v, ok
+	}
+	e := load("      env_files: [.env.prod]\n      env:\n        POSTGRES_PASSWORD: ${DB_PASS}\n        URL: postgres://u:${DB_PASS}@db/x\n        LITERAL: $${HOME}\n        OVERRIDDEN: inventory\n")
+	e.Hosts[0].Env = EnvMap{"TOKEN": "${HOST_TOKEN}"}
+	if err := e.ResolveEnv(lookup); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"POSTGRES_PASSWORD": "db-secret-Ω", "URL": "postgres://u:db-secret-Ω@db/x", "LITERAL": "${HOME}",
+		"OVERRIDDEN": "inventory", "FROM_FILE": "file-value", "QUOTED": "a #b", "TOKEN": "tok"}
+	if got := e.StackFor("one").Env; !maps.Equal(got, want) {
+		t.Errorf("env = %v, want %v", got, want)
+	}
+
+	e = load("      env:\n        A: ${NOPE_ONE}\n        B: x${NOPE_TWO}y\n")
+	e.Hosts[0].Env = EnvMap{"C": "${DB_PASS}"}
+	err := e.ResolveEnv(lookup)
+	if !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), "NOPE_ONE (used by env A)") || !strings.Contains(err.Error(), "NOPE_TWO (used by env B)") {
+		t.Errorf("missing variables: %v", err)
+	}
+	if err != nil && strings.Contains(err.Error(), "db-secret") {
+		t.Errorf("the error shows a value: %v", err)
+	}
+
+	os.WriteFile(filepath.Join(dir, ".env.bad"), []byte("GOOD=1\nBAD=\"db-secret-unterminated\n"), 0o600)
+	e = load("      env_files: [.env.bad]\n      env:\n        X: y\n")
+	if err := e.ResolveEnv(lookup); err == nil || strings.Contains(err.Error(), "db-secret") || !strings.Contains(err.Error(), ".env.bad") {
+		t.Errorf("a malformed env file: %v", err)
+	}
+	e = load("      env_files: [.env.missing]\n      env:\n        X: y\n")
+	if err := e.ResolveEnv(lookup); !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), ".env.missing") {
+		t.Errorf("a missing env file: %v", err)
+	}
 }

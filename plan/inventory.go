@@ -49,11 +49,12 @@ type Environment struct {
 	Hosts []*Host `yaml:"hosts"`
 	Stack Stack   `yaml:"stack"`
 
-	Name   string `yaml:"-"`
-	line   int
-	lines  map[string]int // line of each key
-	stacks map[string]*Stack
-	mu     sync.Mutex // guards stacks
+	Name     string `yaml:"-"`
+	line     int
+	lines    map[string]int // line of each key
+	stacks   map[string]*Stack
+	resolved bool       // ResolveEnv ran
+	mu       sync.Mutex // guards stacks and resolved
 }
 
 // StackFor returns the stack as deployed on the named host: the environment's,
@@ -132,6 +133,9 @@ type Stack struct {
 	ReserveMemory Size   `yaml:"reserve_memory"`
 	ReserveDisk   Size   `yaml:"reserve_disk"`
 	Env           EnvMap `yaml:"env"`
+	// EnvFiles are local dotenv files (kept out of git) whose values come
+	// under Env's; see Environment.ResolveEnv.
+	EnvFiles []string `yaml:"env_files"`
 	// Migrations are the SQL migrations a push applies before it starts the new
 	// color (expand) and `migrate contract` applies once the old color is gone.
 	Migrations []*Migration `yaml:"migrations"`

@@ -55,6 +55,9 @@ func (c *PushCmd) Run(cli *CLI, ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := env.ResolveEnv(os.LookupEnv); err != nil {
+		return err
+	}
 	opts := plan.Options{Who: who(), GitRevision: gitRevision(env.Stack.Root), Release: c.Release, RecreateStateful: c.RecreateStateful,
 		Repair: c.Repair, SkipPreflight: c.SkipPreflight}
 	return deploy(ctx, cli, env, opts, "push", c.RollbackOnFailure)

@@ -160,7 +160,15 @@ type PlanCmd struct {
 }
 
 func (c *PlanCmd) Run(cli *CLI, ctx context.Context) error {
-	env, conns, err := connectEnv(ctx, cli, c.Env, c.Hosts)
+	env, err := loadEnv(cli.Inventory, c.Env, c.Hosts)
+	if err != nil {
+		return err
+	}
+	// The plan compares the env file a push would write: its values, too.
+	if err := env.ResolveEnv(os.LookupEnv); err != nil {
+		return err
+	}
+	conns, err := connectAll(ctx, cli, env)
 	defer closeAll(conns)
 	if err != nil {
 		return err

@@ -1,0 +1,92 @@
+package plan
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/compose-spec/compose-go/v2/dotenv"
+)
+
+// refRE finds ${NAME} in an env value (a value taken from the environment of
+// the machine running taledeploy) and $${, a literal ${.
+var refRE = regexp.MustCompile(`\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// ResolveEnv fills the env values that come from outside the inventory, so
+// that no secret has to be committed: the stack's env_files (local dotenv
+// files, read as Compose reads them), under the inventory's own env; and
+// every ${NAME} in a value, from lookup (the environment of the machine that
+// runs taledeploy: a shell, a CI runner's secrets). A NAME that is not set is
+// an error that names it and the variable that uses it, never a value.
+func (e *Environment) ResolveEnv(lookup func(string) (string, bool)) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.resolved {
+		return nil
+	}
+	s := &e.Stack
+	fromFiles := EnvMap{}
+	for _, f := range s.EnvFiles {
+		p := f
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(s.Root, p)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return fmt.Errorf("%w: environment %s: env_files: %v; create it (and keep it out of git), or remove it from env_files", ErrBadInput, e.Name, err)
+		}
+		vals, err := dotenv.UnmarshalBytesWithLookup(data, lookup)
+		if err != nil {
+			// The parser's message may quote a value: only its line is told.
+			line := regexp.MustCompile(`line \d+`).FindString(err.Error())
+			return fmt.Errorf("%w: environment %s: env file %s cannot be read as KEY=value lines (%s); quote values that hold spaces, # or quotes", ErrBadInput, e.Name, p, orUnknown(line))
+		}
+		maps.Copy(fromFiles, vals)
+	}
+	var missing []string
+	resolve := func(where string, env EnvMap) EnvMap {
+		if len(env) == 0 {
+			return env
+		}
+		out := make(EnvMap, len(env))
+		for k, v := range env {
+			out[k] = refRE.ReplaceAllStringFunc(v, func(m string) string {
+				if m == "$${" {
+					return "${"
+				}
+				name := refRE.FindStringSubmatch(m)[1]
+				val, ok := lookup(name)
+				if !ok {
+					missing = append(missing, fmt.Sprintf("%s (used by env %s%s)", name, k, where))
+				}
+				return val
+			})
+		}
+		return out
+	}
+	env := maps.Clone(fromFiles)
+	if env == nil {
+		env = EnvMap{}
+	}
+	maps.Copy(env, resolve("", s.Env))
+	s.Env = env
+	for _, h := range e.Hosts {
+		h.Env = resolve(" of host "+h.Name, h.Env)
+	}
+	for k, v := range s.Env {
+		if strings.ContainsAny(v, "\x00") {
+			return fmt.Errorf("%w: environment %s: env %s holds a NUL byte, which no env file can carry", ErrBadInput, e.Name, k)
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return fmt.Errorf("%w: environment %s takes these from the environment, but they are not set here: %s. Export them in this shell (in CI: from the job's secrets), or write the value into an env_files file",
+			ErrBadInput, e.Name, strings.Join(slices.Compact(missing), ", "))
+	}
+	e.resolved, e.stacks = true, nil
+	return nil
+}
