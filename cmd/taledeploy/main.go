@@ -41,6 +41,7 @@ type CLI struct {
 
 	Migrations MigrationsCmd `cmd:"" help:"Check SQL migrations for blue/green safety: taledeploy migrations check [DIR...]."`
 	Migrate    MigrateCmd    `cmd:"" help:"Apply the contract migrations once no older release is left: taledeploy migrate contract ENV."`
+	Init       InitCmd       `cmd:"" help:"Write a first inventory.yaml from this folder's compose file and Caddyfile: services, routes and the variables it reads (never overwrites a file)."`
 	Completion CompletionCmd `cmd:"" help:"Print a shell completion script for bash or zsh: source <(taledeploy completion bash)."`
 }
 

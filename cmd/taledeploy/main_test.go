@@ -188,3 +188,36 @@ func TestJSONSummaryWhenNoHostConnects(t *testing.T) {
 		t.Errorf("the last line of stdout is not a failed summary: %q (%v)", stdout.String(), err)
 	}
 }
+
+// init writes a first inventory from the folder's compose file and never
+// overwrites a file.
+func TestInitNeverOverwrites(t *testing.T) {
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte("services:\n  web: {build: .}\n  db: {image: postgres:16}\n"), 0o644)
+	run := func() (string, error) {
+		cmd := exec.Command(bin, "init")
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run(); err != nil || !strings.Contains(out, "wrote") {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	first, _ := os.ReadFile(filepath.Join(dir, "inventory.yaml"))
+	if !strings.Contains(string(first), "- web") || !strings.Contains(string(first), "- db  # a data store") {
+		t.Errorf("inventory:\n%s", first)
+	}
+	os.WriteFile(filepath.Join(dir, "inventory.yaml"), []byte("# mine\n"), 0o644)
+	out, err := run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitBadInput || !strings.Contains(out, "never overwrites") {
+		t.Errorf("init over an existing inventory: %v\n%s", err, out)
+	}
+	if data, _ := os.ReadFile(filepath.Join(dir, "inventory.yaml")); string(data) != "# mine\n" {
+		t.Errorf("init overwrote the inventory")
+	}
+}
