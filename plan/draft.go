@@ -208,6 +208,12 @@ func caddyRoutes(text []byte, d *Draft, health map[string]string) []Route {
 			for _, up := range f[1:] {
 				up = strings.TrimPrefix(strings.TrimPrefix(up, "http://"), "h2c://")
 				host, port, ok := strings.Cut(up, ":")
+				// A Caddyfile taledeploy rendered names the colors' aliases.
+				if base, ok := strings.CutSuffix(host, "-"+Blue); ok && stateless[base] {
+					host = base
+				} else if base, ok := strings.CutSuffix(host, "-"+Green); ok && stateless[base] {
+					host = base
+				}
 				if !ok || !stateless[host] {
 					continue
 				}
