@@ -56,19 +56,28 @@ func TestInitThenPush(t *testing.T) {
 	if r := s.taledeployEnv([]string{"HTTP_PORT=18097"}, "push", "prod"); exitCode(r.err) != 2 || !strings.Contains(r.out, "POSTGRES_PASSWORD (used by env POSTGRES_PASSWORD)") {
 		t.Errorf("a push without POSTGRES_PASSWORD exported: exit %d, want 2 naming it:\n%s", exitCode(r.err), r.out)
 	}
-	if r := s.taledeployEnv(env, "push", "prod", "--release", "i1"); r.failed() {
+	var outputs []string // what taledeploy printed, for the planted password
+	r := s.taledeployEnv(env, "push", "prod", "--release", "i1")
+	outputs = append(outputs, r.out)
+	if r.failed() {
 		t.Fatalf("first push from the drafted inventory: %v", r.err)
 	}
 	l := startLoad(t, s.port, 40, 10)
 	defer l.stopOnce()
 	l.phase("push")
 	s.buildServices("-X main.build=2")
-	if r := s.taledeployEnv(env, "push", "prod", "--release", "i2"); r.failed() {
+	r = s.taledeployEnv(env, "push", "prod", "--release", "i2")
+	outputs = append(outputs, r.out)
+	if r.failed() {
 		t.Errorf("second push: %v", r.err)
 	}
 	expectServing(t, s.port, "green/i2/build 2")
 	l.phase("rollback")
-	if r := s.taledeploy("rollback", "prod"); r.failed() {
+	r = s.taledeployEnv(env, "--json", "plan", "prod")
+	outputs = append(outputs, r.out)
+	r = s.taledeploy("rollback", "prod")
+	outputs = append(outputs, r.out)
+	if r.failed() {
 		t.Errorf("rollback: %v", r.err)
 	}
 	expectServing(t, s.port, "blue/i1/build 1")
@@ -83,7 +92,7 @@ func TestInitThenPush(t *testing.T) {
 	if strings.Contains(string(readFile(t, inv)), password) {
 		t.Errorf("the password was written into the inventory")
 	}
-	for _, o := range s.outputs {
+	for _, o := range outputs {
 		if strings.Contains(o, password) {
 			t.Errorf("the exported password appeared in taledeploy's output")
 		}
