@@ -112,3 +112,43 @@ func TestResolveEnv(t *testing.T) {
 		t.Errorf("a missing env file: %v", err)
 	}
 }
+
+// env_commands take a value from a command (a password manager), run once
+// each, without a shell; a failing one is named with its own message, and
+// nothing it printed on stdout is shown.
+func TestEnvCommands(t *testing.T) {
+	load := func(block string) *Environment {
+		inv := strings.Replace(goodInventory, "      env:\n        SECRET: s3cret\n", block, 1)
+		i, err := Load(writeStack(t, inv, goodCompose))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, _ := i.Env("demo")
+		return e
+	}
+	none := func(string) (string, bool) { return "", false }
+	e := load("      env_commands:\n        DB_PASSWORD: [printf, \"%s\\n\", \"pass word $HOME ;\"]\n        OVERRIDDEN: [printf, cmd]\n      env:\n        OVERRIDDEN: inventory\n")
+	if err := e.ResolveEnv(none); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.StackFor("one").Env; got["DB_PASSWORD"] != "pass word $HOME ;" || got["OVERRIDDEN"] != "inventory" {
+		t.Errorf("env = %q", got)
+	}
+
+	e = load("      env_commands:\n        DB_PASSWORD: [sh, -c, \"echo cmd-secret-output; echo 'item not found' >&2; exit 3\"]\n      env:\n        X: y\n")
+	err := e.ResolveEnv(none)
+	if !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), "env_commands DB_PASSWORD: sh failed") || !strings.Contains(err.Error(), "item not found") {
+		t.Errorf("a failing command: %v", err)
+	}
+	if err != nil && strings.Contains(err.Error(), "cmd-secret-output") {
+		t.Errorf("the error shows the command's output: %v", err)
+	}
+	runs := 0
+	e = load("      env_commands:\n        A: [x]\n      env:\n        X: y\n")
+	for range 2 {
+		e.ResolveEnvWith(none, func([]string) ([]byte, error) { runs++; return []byte("v\n"), nil })
+	}
+	if runs != 1 {
+		t.Errorf("the command ran %d times, want once per run", runs)
+	}
+}

@@ -136,6 +136,9 @@ type Stack struct {
 	// EnvFiles are local dotenv files (kept out of git) whose values come
 	// under Env's; see Environment.ResolveEnv.
 	EnvFiles []string `yaml:"env_files"`
+	// EnvCommands take a value from a command's output, run on the machine
+	// running taledeploy (a password manager: [op, read, "op://prod/db/pass"]).
+	EnvCommands map[string][]string `yaml:"env_commands"`
 	// Migrations are the SQL migrations a push applies before it starts the new
 	// color (expand) and `migrate contract` applies once the old color is gone.
 	Migrations []*Migration `yaml:"migrations"`

@@ -1,9 +1,11 @@
 package plan
 
 import (
+	"bytes"
 	"fmt"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -18,11 +20,38 @@ var refRE = regexp.MustCompile(`\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
 // ResolveEnv fills the env values that come from outside the inventory, so
 // that no secret has to be committed: the stack's env_files (local dotenv
-// files, read as Compose reads them), under the inventory's own env; and
+// files, read as Compose reads them) and env_commands (a command's output,
+// each run once), under the inventory's own env; and
 // every ${NAME} in a value, from lookup (the environment of the machine that
 // runs taledeploy: a shell, a CI runner's secrets). A NAME that is not set is
 // an error that names it and the variable that uses it, never a value.
 func (e *Environment) ResolveEnv(lookup func(string) (string, bool)) error {
+	return e.ResolveEnvWith(lookup, runLocal)
+}
+
+// runLocal runs argv on this machine, without a shell, and returns its output.
+func runLocal(argv []string) ([]byte, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		// Its own last line of stderr says why (a password manager's message
+		// names the item, not its value); the output itself is never shown.
+		last := strings.TrimSpace(stderr.String())
+		if i := strings.LastIndexByte(last, '\n'); i >= 0 {
+			last = last[i+1:]
+		}
+		if last != "" {
+			return nil, fmt.Errorf("%v: %.200s", err, last)
+		}
+		return nil, err
+	}
+	return out, nil
+}
+
+// ResolveEnvWith is ResolveEnv with the way env_commands are run.
+func (e *Environment) ResolveEnvWith(lookup func(string) (string, bool), run func(argv []string) ([]byte, error)) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.resolved {
@@ -46,6 +75,19 @@ func (e *Environment) ResolveEnv(lookup func(string) (string, bool)) error {
 			return fmt.Errorf("%w: environment %s: env file %s cannot be read as KEY=value lines (%s); quote values that hold spaces, # or quotes", ErrBadInput, e.Name, p, orUnknown(line))
 		}
 		maps.Copy(fromFiles, vals)
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.EnvCommands)) {
+		argv := s.EnvCommands[k]
+		if len(argv) == 0 || argv[0] == "" {
+			return fmt.Errorf("%w: environment %s: env_commands %s has no command; give it as a list, e.g. [op, read, \"op://vault/item/field\"]", ErrBadInput, e.Name, k)
+		}
+		out, err := run(argv)
+		if err != nil {
+			return fmt.Errorf("%w: environment %s: env_commands %s: %s failed: %v", ErrBadInput, e.Name, k, argv[0], err)
+		}
+		// One trailing line break is the command's, not the value's.
+		v := strings.TrimSuffix(strings.TrimSuffix(string(out), "\n"), "\r")
+		fromFiles[k] = v
 	}
 	var missing []string
 	resolve := func(where string, env EnvMap) EnvMap {
