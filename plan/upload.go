@@ -83,7 +83,15 @@ func (s *Stack) uploadsPath() string { return s.metaDir() + "/uploads.json" }
 // so it is uploaded again.
 func currentFiles(ctx context.Context, h Conn, s *Stack, files []releaseFile) map[string]bool {
 	have := map[string]bool{}
+	// The manifest and the listing are asked for together: one round trip.
+	var out []byte
+	listing := make(chan struct{})
+	go func() {
+		defer close(listing)
+		out, _ = h.Run(ctx, remote.Cmd{Argv: findArgv(s, files)})
+	}()
 	data, err := h.ReadFile(ctx, s.uploadsPath())
+	<-listing
 	if err != nil {
 		return have
 	}
@@ -91,7 +99,6 @@ func currentFiles(ctx context.Context, h Conn, s *Stack, files []releaseFile) ma
 	if json.Unmarshal(data, &m) != nil {
 		return have
 	}
-	out, _ := h.Run(ctx, remote.Cmd{Argv: findArgv(s, files)})
 	listed := parseFind(out)
 	mark, ok := listed[s.uploadsPath()]
 	if !ok {
