@@ -269,7 +269,8 @@ func (d *Deployer) Push(ctx context.Context) (err error) {
 	started := false
 	switched := false
 	defer func() {
-		if err != nil && !switched && started {
+		// Another command that took the lock over owns the host now: undo nothing.
+		if err != nil && !switched && started && !errors.Is(err, ErrLockLost) {
 			// Traffic never moved: remove the new color, so the host is as it was.
 			cctx := context.WithoutCancel(ctx)
 			_ = d.step("remove-new", func() (string, error) {
@@ -335,7 +336,7 @@ func (d *Deployer) Rollback(ctx context.Context) (err error) {
 	}
 	switched := false
 	defer func() {
-		if err != nil && !switched {
+		if err != nil && !switched && !errors.Is(err, ErrLockLost) {
 			// Put the previous color back to sleep: it was stopped before we began.
 			_, _ = d.Host.Run(context.WithoutCancel(ctx), remote.Cmd{Argv: append([]string{"docker", "stop"}, ids(old)...)})
 		}
@@ -360,7 +361,7 @@ func (d *Deployer) finish(ctx context.Context, action, newColor, release string,
 	if err := d.step("switch", func() (string, error) {
 		return "traffic to " + newColor, d.switchTo(ctx, newColor, false)
 	}); err != nil {
-		if d.live != "" {
+		if d.live != "" && !errors.Is(err, ErrLockLost) {
 			// Keep traffic where it was: the new color may have been admitted.
 			_ = d.retire(context.WithoutCancel(ctx), newColor)
 		}
@@ -383,7 +384,8 @@ func (d *Deployer) finish(ctx context.Context, action, newColor, release string,
 			return msg, err
 		}); err != nil {
 			if errors.Is(err, remote.ErrDisconnected) && lost(d.Host) {
-				return err
+				// Traffic had moved: the host changed, whatever the connection did.
+				return fmt.Errorf("%w: %w", ErrAfterSwitch, err)
 			}
 			// The old color still runs: give it the traffic back. A host that
 			// only answered slowly is asked again, never left on a failing release.

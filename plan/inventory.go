@@ -146,9 +146,12 @@ type Stack struct {
 	// Compose is compose_file, read and checked against the settings above.
 	Compose *Compose `yaml:"-"`
 	// Root is the local folder that compose_file and the build contexts are in.
-	Root  string `yaml:"-"`
-	line  int
-	lines map[string]int // line of each key, for errors about its value
+	Root string `yaml:"-"`
+	// private are local files never uploaded (the inventory, env_files), as
+	// real paths.
+	private []string
+	line    int
+	lines   map[string]int // line of each key, for errors about its value
 }
 
 // Route is one path Caddy serves from a stateless service.

@@ -271,7 +271,7 @@ func (s *Stack) walkContext(root, ctxDir string, add func(string, []byte, os.Fil
 				return fmt.Errorf("%s: %w; copy what it points to into the stack folder, or remove the link", rel, err)
 			}
 			return nil
-		case !e.Type().IsRegular() || filepath.ToSlash(rel) == filepath.ToSlash(s.Caddyfile):
+		case !e.Type().IsRegular() || filepath.ToSlash(rel) == filepath.ToSlash(s.Caddyfile) || slices.Contains(s.private, p):
 			return nil
 		}
 		info, err := e.Info()

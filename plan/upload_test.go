@@ -297,3 +297,33 @@ func TestUploadModes(t *testing.T) {
 		}
 	}
 }
+
+// With `build: .`, the inventory and the env files beside the compose file are
+// in the build context: they are never uploaded (nor shown by plan).
+func TestUploadLeavesSecretsBehind(t *testing.T) {
+	inv := strings.Replace(goodInventory, "      env:\n", "      env_files: [.env.prod]\n      env:\n", 1)
+	compose := strings.NewReplacer("build: services/platform", "build: .", "build: services/rag", "image: rag", "build: services/db", "image: postgres").Replace(goodCompose)
+	p := writeStack(t, inv, compose)
+	dir := filepath.Dir(p)
+	os.WriteFile(filepath.Join(dir, ".env.prod"), []byte("DB_PASSWORD=planted-file-secret\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\n"), 0o644)
+	i, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _ := i.Env("demo")
+	files, err := e.StackFor("one").releaseFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rels []string
+	for _, f := range files {
+		rels = append(rels, f.rel)
+		if strings.Contains(string(f.data), "planted-file-secret") || strings.Contains(string(f.data), "s3cret") && f.rel != ".taledeploy/env/stack.env" {
+			t.Errorf("%s carries a secret", f.rel)
+		}
+	}
+	if !slices.Contains(rels, "Dockerfile") || slices.Contains(rels, "inventory.yaml") || slices.Contains(rels, ".env.prod") {
+		t.Errorf("uploads %q", rels)
+	}
+}

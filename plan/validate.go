@@ -210,6 +210,22 @@ func (inv *Inventory) check(e *Environment) error {
 		}
 	}
 	s.Root = inv.dir
+	// The inventory and the local env files hold secrets or point to them:
+	// never part of an upload, even when a build context holds them.
+	s.private = []string{inv.file}
+	for _, f := range s.EnvFiles {
+		if !filepath.IsAbs(f) {
+			f = filepath.Join(inv.dir, f)
+		}
+		s.private = append(s.private, f)
+	}
+	for i, p := range s.private {
+		if real, err := realPath(p); err == nil {
+			s.private[i] = real
+		} else if abs, err := filepath.Abs(p); err == nil {
+			s.private[i] = abs
+		}
+	}
 	c, err := LoadCompose(filepath.Join(inv.dir, s.ComposeFile))
 	if err != nil {
 		return kat("compose_file", "%v", err)
