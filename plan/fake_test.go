@@ -1,9 +1,11 @@
 package plan
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -44,6 +46,18 @@ func (f *fakeConn) Run(_ context.Context, cmd remote.Cmd) ([]byte, error) {
 	f.mu.Lock()
 	f.cmds = append(f.cmds, remote.Cmd{Argv: slices.Clone(cmd.Argv), Env: slices.Clone(cmd.Env)})
 	f.mu.Unlock()
+	if len(cmd.Argv) == 6 && cmd.Argv[0] == "sh" && cmd.Argv[2] == beatScript {
+		// The lock's heartbeat: write stdin only while the record holds the token.
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		rec := cmd.Argv[4] + "/owner.json"
+		if !bytes.Contains(f.files[rec], []byte(cmd.Argv[5])) {
+			return nil, &remote.ExitError{Argv: cmd.Argv, Code: 3}
+		}
+		data, _ := io.ReadAll(cmd.Stdin)
+		f.files[rec] = data
+		return nil, nil
+	}
 	if f.reply != nil {
 		return f.reply(cmd.Argv)
 	}

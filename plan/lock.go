@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -305,29 +306,46 @@ func (l *lockHolder) heartbeat() {
 		case <-l.wake:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		// Never recreate a lock someone removed with --force, nor write over
-		// one another command took over.
-		cur, err := readLockAt(ctx, l.h, l.path)
-		switch {
-		case err != nil:
-			// Not seen: owned() stops the command once this lasts.
-		case cur == nil:
-			l.setLost("the lock was removed (taledeploy lock release --force?)")
-		case cur.Token != l.rec.Token:
-			l.setLost("another command took it over: " + cur.Describe(time.Now()))
-		default:
-			l.mu.Lock()
-			l.rec.Heartbeat = time.Now().UTC()
-			data, _ := json.Marshal(l.rec)
-			l.mu.Unlock()
-			if l.h.WriteFile(ctx, l.path+"/owner.json", data, 0o600) == nil {
-				l.mu.Lock()
-				l.lastOK = time.Now()
-				l.mu.Unlock()
-			}
-		}
+		_ = l.beat(ctx) // a beat that fails is seen by owned()
 		cancel()
 	}
+}
+
+// beatScript rewrites the owner record only while it still holds this lock's
+// token ($2), checked and written on the host in one command: a beat that
+// arrives late (a slow host, a timed-out call) never writes over another
+// holder's record, nor recreates a lock removed with --force. Exit 3: not ours.
+const beatScript = `umask 077 && { grep -qF "$2" "$1/owner.json" || exit 3; } && cat > "$1/owner.json.beat" && mv -f "$1/owner.json.beat" "$1/owner.json"`
+
+// beat writes the owner record with a fresh heartbeat time, if the lock is
+// still ours; when it is not, it records why.
+func (l *lockHolder) beat(ctx context.Context) error {
+	l.mu.Lock()
+	l.rec.Heartbeat = time.Now().UTC()
+	data, _ := json.Marshal(l.rec)
+	token := l.rec.Token
+	l.mu.Unlock()
+	_, err := l.h.Run(ctx, remote.Cmd{Argv: []string{"sh", "-c", beatScript, "sh", l.path, `"token":"` + token + `"`}, Stdin: bytes.NewReader(data)})
+	var ee *remote.ExitError
+	if errors.As(err, &ee) && ee.Code == 3 {
+		cur, rerr := readLockAt(ctx, l.h, l.path)
+		switch {
+		case rerr != nil:
+			return rerr
+		case cur == nil:
+			l.setLost("the lock was removed (taledeploy lock release --force?)")
+		case cur.Token != token:
+			l.setLost("another command took it over: " + cur.Describe(time.Now()))
+		}
+		return ErrLockLost
+	}
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.lastOK = time.Now()
+	l.mu.Unlock()
+	return nil
 }
 
 func (l *lockHolder) setLost(why string) {
@@ -341,6 +359,15 @@ func (l *lockHolder) setLost(why string) {
 // owned says why this command may not change the host any more: its lock was
 // taken over or removed, or no heartbeat has reached the host for too long.
 func (l *lockHolder) owned() error {
+	l.mu.Lock()
+	silent := time.Since(l.lastOK) > lockLostAfter
+	l.mu.Unlock()
+	if silent {
+		// A slow host is not a lost lock: try once more, and wait for it.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = l.beat(ctx)
+		cancel()
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {

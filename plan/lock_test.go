@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"taledeploy/remote"
 	"testing"
 	"time"
 )
@@ -122,13 +123,26 @@ func TestLostLockStopsTheDeploy(t *testing.T) {
 	}
 }
 
+// silentConn is a host that answers no command (a stalled connection).
+type silentConn struct{ fakeConn }
+
+func (*silentConn) Run(context.Context, remote.Cmd) ([]byte, error) {
+	return nil, errors.New("i/o timeout")
+}
+
+// A holder whose heartbeat cannot reach the host for lockLostAfter stops; one
+// that only answered slowly is asked once more and goes on.
 func TestSilentHeartbeatStopsTheDeploy(t *testing.T) {
-	l := &lockHolder{h: &fakeConn{}, lastOK: time.Now().Add(-lockLostAfter - time.Second)}
+	long := time.Now().Add(-lockLostAfter - time.Second)
+	l := &lockHolder{h: &silentConn{}, path: "/srv/tale/.taledeploy/lock", lastOK: long}
 	if err := l.owned(); !errors.Is(err, ErrLockLost) || !strings.Contains(err.Error(), "no heartbeat has reached the host") {
 		t.Errorf("owned after %s of silence: %v", lockLostAfter, err)
 	}
-	l.lastOK = time.Now()
+	rec := Lock{Token: "mine", Command: "taledeploy push prod"}
+	data, _ := json.Marshal(rec)
+	slow := &fakeConn{files: map[string][]byte{"/srv/tale/.taledeploy/lock/owner.json": data}}
+	l = &lockHolder{h: slow, path: "/srv/tale/.taledeploy/lock", rec: rec, lastOK: long}
 	if err := l.owned(); err != nil {
-		t.Errorf("owned with a fresh heartbeat: %v", err)
+		t.Errorf("owned on a host that answers again: %v", err)
 	}
 }

@@ -507,8 +507,9 @@ func TestSlowHostIsNotLost(t *testing.T) {
 	}
 }
 
-// An SFTP call that hangs (a stalled host) fails its caller when the caller's
-// context ends: the lock's heartbeat relies on it.
+// An SFTP read that hangs (a stalled host) fails its caller when the caller's
+// context ends; a write never starts once it has ended (and, once started, is
+// waited for, so it cannot land after its caller moved on).
 func TestFileCallsHonourContext(t *testing.T) {
 	hang := make(chan struct{})
 	defer close(hang)
@@ -523,6 +524,13 @@ func TestFileCallsHonourContext(t *testing.T) {
 	ccancel()
 	if _, err := c.ReadFile(cctx, "/etc/hostname"); !errors.Is(err, context.Canceled) {
 		t.Errorf("ReadFile with a cancelled context: %v", err)
+	}
+	p := filepath.Join(t.TempDir(), "late")
+	if err := c.WriteFile(cctx, p, []byte("x"), 0o600); !errors.Is(err, context.Canceled) {
+		t.Errorf("WriteFile with a cancelled context: %v", err)
+	}
+	if _, err := os.Stat(p); err == nil {
+		t.Errorf("a write with a cancelled context landed")
 	}
 }
 

@@ -50,8 +50,10 @@ func (c *Client) readFile(path string) ([]byte, error) {
 // written, given its mode and renamed over path, so readers see the old or the new
 // content, never a mix. Missing folders are created (mode 0755).
 func (c *Client) WriteFile(ctx context.Context, path string, data []byte, mode os.FileMode) error {
-	_, err := withContext(ctx, func() (struct{}, error) { return struct{}{}, c.writeFile(path, data, mode) })
-	return err
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return c.writeFile(path, data, mode)
 }
 
 // writeFile is WriteFile without a context.
@@ -93,8 +95,10 @@ func (c *Client) writeFile(path string, data []byte, mode os.FileMode) error {
 
 // AppendFile appends data to path, creating it with mode when missing.
 func (c *Client) AppendFile(ctx context.Context, path string, data []byte, mode os.FileMode) error {
-	_, err := withContext(ctx, func() (struct{}, error) { return struct{}{}, c.appendFile(path, data, mode) })
-	return err
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return c.appendFile(path, data, mode)
 }
 
 // appendFile is AppendFile without a context.
@@ -121,8 +125,10 @@ func (c *Client) appendFile(path string, data []byte, mode os.FileMode) error {
 // Mkdir creates path (and its parents) with mode. It reports os.ErrExist when
 // exclusive is set and path already exists, which makes it a lock primitive.
 func (c *Client) Mkdir(ctx context.Context, path string, mode os.FileMode, exclusive bool) error {
-	_, err := withContext(ctx, func() (struct{}, error) { return struct{}{}, c.mkdir(path, mode, exclusive) })
-	return err
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return c.mkdir(path, mode, exclusive)
 }
 
 // mkdir is Mkdir without a context.
@@ -151,8 +157,10 @@ func (c *Client) mkdir(path string, mode os.FileMode, exclusive bool) error {
 // newpath is a folder that is not empty: with folders that always hold a file,
 // that makes it a lock primitive.
 func (c *Client) Rename(ctx context.Context, oldpath, newpath string) error {
-	_, err := withContext(ctx, func() (struct{}, error) { return struct{}{}, c.rename(oldpath, newpath) })
-	return err
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return c.rename(oldpath, newpath)
 }
 
 // rename is Rename without a context.
@@ -166,8 +174,10 @@ func (c *Client) rename(oldpath, newpath string) error {
 
 // Remove deletes a file or a folder tree on the host; a missing one is not an error.
 func (c *Client) Remove(ctx context.Context, path string) error {
-	_, err := withContext(ctx, func() (struct{}, error) { return struct{}{}, c.remove(path) })
-	return err
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return c.remove(path)
 }
 
 // remove is Remove without a context.
@@ -196,9 +206,13 @@ func parentDir(p string) string {
 
 func baseName(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }
 
-// withContext runs op, an SFTP call that takes no context, and returns when it
-// ends or when ctx is done: a hung host then fails the caller in time (the
-// lock's heartbeat has 5 s), while the call finishes in the background.
+// withContext runs op, an SFTP read that takes no context, and returns when it
+// ends or when ctx is done: a hung host then fails the caller in time, while
+// the call finishes in the background. Writes do not use it: one that went on
+// in the background could land after its caller moved on (a gate file put
+// back after it was retired), so a write starts only while ctx is live and is
+// then waited for. The lock's heartbeat, which must give up in time, writes
+// with a host command instead (see beatScript).
 func withContext[T any](ctx context.Context, op func() (T, error)) (T, error) {
 	type result struct {
 		v   T
