@@ -143,6 +143,12 @@ func TestEnvCommands(t *testing.T) {
 	if err != nil && strings.Contains(err.Error(), "cmd-secret-output") {
 		t.Errorf("the error shows the command's output: %v", err)
 	}
+	// init writes NAME: ${NAME} for every variable: a command for NAME fills it
+	// when the shell does not export it.
+	e = load("      env_commands:\n        DB: [printf, from-command]\n      env:\n        DB: ${DB}\n")
+	if err := e.ResolveEnv(none); err != nil || e.StackFor("one").Env["DB"] != "from-command" {
+		t.Errorf("${DB} with DB from env_commands: %v, %q", err, e.StackFor("one").Env["DB"])
+	}
 	runs := 0
 	e = load("      env_commands:\n        A: [x]\n      env:\n        X: y\n")
 	for range 2 {

@@ -356,21 +356,30 @@ func ParseWith(file string, data []byte, opts LoadOptions) (*Inventory, error) {
 // stack named P-blue beside P would take over P's blue color.
 func (inv *Inventory) checkProjects() error {
 	type placed struct {
-		env     string
-		host    *Host
-		project string
+		env             string
+		host            *Host
+		project, remote string
 	}
 	byHost := map[string][]placed{}
 	for _, name := range inv.EnvNames() {
 		e := inv.Environments[name]
 		for _, h := range e.Hosts {
-			key := fmt.Sprintf("%s:%d", h.Address, h.Port)
-			byHost[key] = append(byHost[key], placed{name, h, e.StackFor(h.Name).Project})
+			port := h.Port
+			if port == 0 {
+				port = 22
+			}
+			key := fmt.Sprintf("%s:%d", h.Address, port)
+			st := e.StackFor(h.Name)
+			byHost[key] = append(byHost[key], placed{name, h, st.Project, st.RemoteDir})
 		}
 	}
 	for _, ps := range byHost {
 		for _, a := range ps {
 			for _, b := range ps {
+				if a.project == b.project && a.remote != b.remote {
+					return fmt.Errorf("%s:%d: environment %s: host %s: project %q is also the project of environment %s, host %s, on the same machine (in %s, not %s): they would deploy over each other's containers; give each stack its own project",
+						inv.file, a.host.line, a.env, a.host.Name, a.project, b.env, b.host.Name, b.remote, a.remote)
+				}
 				if a.project == b.project+"-"+Blue || a.project == b.project+"-"+Green {
 					return fmt.Errorf("%s:%d: environment %s: host %s: project %q is the color project of %q (environment %s, host %s) on the same machine; rename one so neither is the other's name with -blue or -green",
 						inv.file, a.host.line, a.env, a.host.Name, a.project, b.project, b.env, b.host.Name)

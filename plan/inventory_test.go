@@ -137,6 +137,8 @@ func TestLoadRejects(t *testing.T) {
 			[]string{"inventory.yaml:16:", `route to "proxy", the proxy itself`}},
 		{"route to a stateful service", strings.Replace(goodInventory, "service: platform", "service: db", 1), goodCompose,
 			[]string{"inventory.yaml:16:", `route to "db", a stateful service`}},
+		{"one project twice on a machine", goodInventory + "  staging:\n    hosts:\n      - {name: one, address: 127.0.0.1, port: 2222, user: root, known_hosts: known_hosts}\n    stack:\n      project: tale\n      remote_dir: /srv/tale-stg\n      stateless: [platform, rag]\n      stateful: [proxy, db]\n      routes: [{site: \":81\", path: /*, service: platform, port: 8080, health_path: /h}]\n", goodCompose,
+			[]string{"environment demo: host one", `project "tale" is also the project of environment staging`}},
 		{"bad duration", strings.Replace(goodInventory, "      env:", "      drain_timeout: soon\n      env:", 1), goodCompose,
 			[]string{"inventory.yaml:", `"soon" is not a duration`}},
 		{"proxy not stateful", strings.Replace(goodInventory, "[proxy, db]", "[db]", 1), goodCompose,

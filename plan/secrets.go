@@ -78,6 +78,9 @@ func (e *Environment) ResolveEnvWith(lookup func(string) (string, bool), run fun
 	}
 	for _, k := range slices.Sorted(maps.Keys(s.EnvCommands)) {
 		argv := s.EnvCommands[k]
+		if !envKeyRE.MatchString(k) {
+			return fmt.Errorf("%w: environment %s: env_commands key %q is not a valid variable name", ErrBadInput, e.Name, k)
+		}
 		if len(argv) == 0 || argv[0] == "" {
 			return fmt.Errorf("%w: environment %s: env_commands %s has no command; give it as a list, e.g. [op, read, \"op://vault/item/field\"]", ErrBadInput, e.Name, k)
 		}
@@ -103,6 +106,11 @@ func (e *Environment) ResolveEnvWith(lookup func(string) (string, bool), run fun
 				name := refRE.FindStringSubmatch(m)[1]
 				val, ok := lookup(name)
 				if !ok {
+					// Not exported here: an env_files or env_commands value of
+					// that name stands in (init writes NAME: ${NAME} for all).
+					val, ok = fromFiles[name]
+				}
+				if !ok {
 					missing = append(missing, fmt.Sprintf("%s (used by env %s%s)", name, k, where))
 				}
 				return val
@@ -115,19 +123,24 @@ func (e *Environment) ResolveEnvWith(lookup func(string) (string, bool), run fun
 		env = EnvMap{}
 	}
 	maps.Copy(env, resolve("", s.Env))
-	s.Env = env
-	for _, h := range e.Hosts {
-		h.Env = resolve(" of host "+h.Name, h.Env)
+	hostEnvs := make([]EnvMap, len(e.Hosts))
+	for i, h := range e.Hosts {
+		hostEnvs[i] = resolve(" of host "+h.Name, h.Env)
 	}
-	for k, v := range s.Env {
+	for k, v := range env {
 		if strings.ContainsAny(v, "\x00") {
 			return fmt.Errorf("%w: environment %s: env %s holds a NUL byte, which no env file can carry", ErrBadInput, e.Name, k)
 		}
 	}
 	if len(missing) > 0 {
 		slices.Sort(missing)
-		return fmt.Errorf("%w: environment %s takes these from the environment, but they are not set here: %s. Export them in this shell (in CI: from the job's secrets), or write the value into an env_files file",
+		return fmt.Errorf("%w: environment %s takes these from the environment, but they are not set here: %s. Export them in this shell (in CI: from the job's secrets), or give them in an env_files file or env_commands",
 			ErrBadInput, e.Name, strings.Join(slices.Compact(missing), ", "))
+	}
+	// Only a complete resolution changes the environment.
+	s.Env = env
+	for i, h := range e.Hosts {
+		h.Env = hostEnvs[i]
 	}
 	e.resolved, e.stacks = true, nil
 	return nil

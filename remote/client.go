@@ -388,7 +388,7 @@ func (c *Client) Dial(ctx context.Context, network, addr string) (net.Conn, erro
 			var oce *ssh.OpenChannelError
 			if errors.As(r.err, &oce) && oce.Reason == ssh.Prohibited {
 				what := map[string]string{"tcp": "AllowTcpForwarding", "unix": "AllowStreamLocalForwarding"}[network]
-				return nil, fmt.Errorf("%s: tunnel to %s %s: %w: sshd on the host forbids it; set %s yes in its sshd_config (the default) and reload sshd", c.cfg.Name, network, addr, ErrForwardingRefused, what)
+				return nil, fmt.Errorf("%s: tunnel to %s %s: %w: sshd on the host forbids it; set %s yes in its sshd_config (the default) and reload sshd, and check that the deploy key's line in authorized_keys has no restrict, no-port-forwarding or permitopen", c.cfg.Name, network, addr, ErrForwardingRefused, what)
 			}
 			return nil, c.lostErr(fmt.Errorf("%s: tunnel to %s %s: %w", c.cfg.Name, network, addr, r.err))
 		}
