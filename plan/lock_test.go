@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"taledeploy/remote"
 	"testing"
@@ -144,5 +146,46 @@ func TestSilentHeartbeatStopsTheDeploy(t *testing.T) {
 	l = &lockHolder{h: slow, path: "/srv/tale/.taledeploy/lock", rec: rec, lastOK: long}
 	if err := l.owned(); err != nil {
 		t.Errorf("owned on a host that answers again: %v", err)
+	}
+}
+
+// A push whose lock another command took over stops at its next step that
+// changes the host and undoes nothing: the color it would remove may already
+// be the new holder's.
+func TestPushWithLostLockUndoesNothing(t *testing.T) {
+	s := fuzzStack(t.TempDir(), "tale", "/srv/tale", "compose.yml", "platform", "db", "x")
+	os.WriteFile(filepath.Join(s.Root, "compose.yml"), []byte("services: {}\n"), 0o644)
+	fc := &fakeConn{reply: func(argv []string) ([]byte, error) {
+		if slices.Contains(argv, "--hash") {
+			return []byte("proxy h1\ndb h2\n"), nil
+		}
+		return nil, nil
+	}}
+	ctx := context.Background()
+	d := &Deployer{Host: fc, Stack: s, Opts: Options{Who: "a", Release: "r1", SkipPreflight: true}}
+	if err := d.Lock(ctx, "taledeploy push prod"); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Unlock(ctx)
+	// Another command takes the lock over once the stateful services are up,
+	// just before this one would start its color.
+	d.Report = func(e Event) {
+		if e.Step == "stateful" && e.Status == "ok" {
+			other, _ := json.Marshal(Lock{Token: "other", Command: "taledeploy push prod", Since: time.Now()})
+			fc.WriteFile(ctx, s.lockPath()+"/owner.json", other, 0o600)
+			d.lock.beat(ctx) // sees the takeover
+			fc.mu.Lock()
+			fc.cmds = nil
+			fc.mu.Unlock()
+		}
+	}
+	err := d.Push(ctx)
+	if !errors.Is(err, ErrLockLost) {
+		t.Fatalf("push after the takeover: %v, want ErrLockLost", err)
+	}
+	for _, c := range fc.cmds {
+		if slices.Contains(c.Argv, "down") || slices.Contains(c.Argv, "up") || slices.Contains(c.Argv, "stop") {
+			t.Errorf("a push that lost its lock ran %q", c.Argv)
+		}
 	}
 }
