@@ -15,7 +15,7 @@ import (
 
 // admin calls Caddy's admin API on its unix socket, through the SSH connection.
 func (d *Deployer) admin(ctx context.Context, method, urlPath, contentType string, body []byte) ([]byte, error) {
-	sock := d.Stack.adminDir() + "/admin.sock"
+	sock := d.Stack.AdminDir() + "/admin.sock"
 	client := &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"taledeploy/internal/shelltest"
+	"taledeploy/internal/stack"
 	"taledeploy/remote"
 )
 
@@ -18,15 +19,15 @@ func TestMain(m *testing.M) { os.Exit(shelltest.Main(m)) }
 
 // fuzzStack is a stack made straight from the fuzzed strings, without the
 // inventory's checks, so the commands are tested with whatever reaches them.
-func fuzzStack(root, project, remoteDir, composeFile, stateless, stateful, envValue string) *Stack {
-	return &Stack{
+func fuzzStack(root, project, remoteDir, composeFile, stateless, stateful, envValue string) *stack.Stack {
+	return &stack.Stack{
 		Project: project, RemoteDir: remoteDir, ComposeFile: composeFile, Caddyfile: "services/proxy/Caddyfile",
 		Proxy: "proxy", Stateless: []string{stateless}, Stateful: []string{"proxy", stateful},
-		Routes:        []*Route{{Site: ":80", Path: "/*", Service: stateless, Port: 8080, HealthPath: "/health"}},
-		HealthTimeout: Duration{time.Millisecond}, DrainTimeout: Duration{time.Millisecond},
+		Routes:        []*stack.Route{{Site: ":80", Path: "/*", Service: stateless, Port: 8080, HealthPath: "/health"}},
+		HealthTimeout: stack.Duration{Duration: time.Millisecond}, DrainTimeout: stack.Duration{Duration: time.Millisecond},
 		Env:  map[string]string{"SECRET": envValue},
 		Root: root,
-		Compose: &Compose{Services: map[string]*ComposeService{
+		Compose: &stack.Compose{Services: map[string]*stack.ComposeService{
 			"proxy": {Name: "proxy"}, stateless: {Name: stateless}, stateful: {Name: stateful},
 		}},
 	}
@@ -36,7 +37,7 @@ func fuzzStack(root, project, remoteDir, composeFile, stateless, stateful, envVa
 // host (check, the stateful services, a whole push: upload, build, start, verify
 // and removal of the failed color, the other color's logs, status), and returns
 // every command it ran.
-func deployCommands(s *Stack, release string) []remote.Cmd {
+func deployCommands(s *stack.Stack, release string) []remote.Cmd {
 	fc := &fakeConn{reply: func(argv []string) ([]byte, error) {
 		if slices.Contains(argv, "inspect") && slices.Contains(argv, "network") {
 			return nil, &remote.ExitError{Argv: argv, Code: 1} // so the network is created
@@ -46,9 +47,9 @@ func deployCommands(s *Stack, release string) []remote.Cmd {
 	ctx := context.Background()
 	d := &Deployer{Host: fc, Stack: s, Opts: Options{Who: "fuzz", Release: release}}
 	_ = d.Check(ctx)
-	_, _ = d.stateful(ctx, Blue, release)
+	_, _ = d.stateful(ctx, stack.Blue, release)
 	_ = d.Push(ctx) // fails at verify: the fake host runs no container
-	_ = d.withLogs(ctx, Green, nil)
+	_ = d.withLogs(ctx, stack.Green, nil)
 	Status(ctx, fc, s)
 	return fc.cmds
 }

@@ -1,15 +1,16 @@
 package plan
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
+	"taledeploy/internal/stack"
 	"taledeploy/remote"
 )
 
@@ -52,7 +53,7 @@ type Options struct {
 // Deployer carries out pushes and rollbacks on one host.
 type Deployer struct {
 	Host   Conn
-	Stack  *Stack
+	Stack  *stack.Stack
 	Opts   Options
 	Report func(Event)
 
@@ -148,13 +149,6 @@ func (d *Deployer) Unlock(ctx context.Context) error {
 	return err
 }
 
-func orUnknown(s string) string {
-	if s == "" {
-		return "unknown"
-	}
-	return s
-}
-
 // Check reads the recorded state and compares it with what runs. Where they
 // disagree it refuses, unless a deploy was interrupted here (its stale lock was
 // taken over) or Repair is set: then the record is rebuilt from what runs.
@@ -187,7 +181,7 @@ func (d *Deployer) Check(ctx context.Context) error {
 		}
 		nst := o.rebuild(s, st, d.Opts.Who)
 		if nst == nil {
-			if err := d.Host.Remove(ctx, s.statePath()); err != nil {
+			if err := d.Host.Remove(ctx, s.StatePath()); err != nil {
 				return "", err
 			}
 		} else {
@@ -199,14 +193,14 @@ func (d *Deployer) Check(ctx context.Context) error {
 			if err := d.admit(ctx, nst.Active); err != nil {
 				return "", err
 			}
-			if err := d.retire(ctx, Other(nst.Active)); err != nil {
+			if err := d.retire(ctx, stack.Other(nst.Active)); err != nil {
 				return "", err
 			}
 		}
 		d.state, d.live, d.before = nst, o.live, o.live
 		why := "repaired the record"
 		if d.stale != nil {
-			why = fmt.Sprintf("a %s was interrupted (at step %s); converged", d.stale.Command, orUnknown(d.stale.Step))
+			why = fmt.Sprintf("a %s was interrupted (at step %s); converged", d.stale.Command, cmp.Or(d.stale.Step, "unknown"))
 		}
 		now := "nothing serves"
 		if nst != nil {
@@ -229,9 +223,9 @@ type pushTarget struct {
 // release's files and runs the preflight checks. A fleet push prepares every
 // host before it deploys the first. Lock and Check must have succeeded.
 func (d *Deployer) Prepare(ctx context.Context) (err error) {
-	t := &pushTarget{color: Blue, release: d.Opts.Release, start: time.Now()}
+	t := &pushTarget{color: stack.Blue, release: d.Opts.Release, start: time.Now()}
 	if d.live != "" {
-		t.color = Other(d.live)
+		t.color = stack.Other(d.live)
 	}
 	if t.release == "" {
 		t.release = NewRelease(t.start, d.Opts.GitRevision)
@@ -331,7 +325,7 @@ func (d *Deployer) Rollback(ctx context.Context) (err error) {
 			old = append(old, c)
 		}
 	}
-	if got := services(old); !slices.Equal(got, sorted(s.Stateless)) {
+	if got := services(old); !slices.Equal(got, slices.Sorted(slices.Values(s.Stateless))) {
 		return fmt.Errorf("%w on %s: the containers of %s are gone (have %v); push instead", ErrNoRollback, d.Host.Name(), s.ColorProject(prev.Color), got)
 	}
 	switched := false
@@ -373,7 +367,7 @@ func (d *Deployer) finish(ctx context.Context, action, newColor, release string,
 	// recording the new one, would leave the record naming a color the gate no
 	// longer admits. Every remaining step is bounded by its own timeout.
 	ctx = context.WithoutCancel(ctx)
-	old := Other(newColor)
+	old := stack.Other(newColor)
 	if d.live != "" && s.VerifyWindow.Duration > 0 {
 		if err := d.step("window", func() (string, error) {
 			msg, err := d.watch(ctx, newColor)
@@ -469,20 +463,4 @@ func (d *Deployer) finish(ctx context.Context, action, newColor, release string,
 			ErrAfterSwitch, newColor, release, err)
 	}
 	return nil
-}
-
-func humanBytes(n int) string {
-	switch {
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}
-
-func sorted(in []string) []string {
-	out := slices.Clone(in)
-	sort.Strings(out)
-	return out
 }

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"taledeploy/internal/stack"
 	"taledeploy/remote"
 )
 
@@ -30,7 +32,7 @@ const (
 // Doctor checks what a push needs of a host: Docker Engine and Compose v2,
 // room for a second color, the proxy and its admin socket, the lock and the
 // record. It changes nothing.
-func Doctor(ctx context.Context, h Conn, s *Stack) []Finding {
+func Doctor(ctx context.Context, h Conn, s *stack.Stack) []Finding {
 	var out []Finding
 	add := func(check string, ok bool, detail, fix string) {
 		f := Finding{Check: check, OK: ok, Detail: detail}
@@ -87,7 +89,7 @@ func Doctor(ctx context.Context, h Conn, s *Stack) []Finding {
 	d := &Deployer{Host: h, Stack: s}
 	o, err := d.observe(ctx)
 	if err != nil {
-		add("proxy", false, err.Error(), fmt.Sprintf("check that %s runs and mounts %s", s.Proxy, s.adminDir()))
+		add("proxy", false, err.Error(), fmt.Sprintf("check that %s runs and mounts %s", s.Proxy, s.AdminDir()))
 		return out
 	}
 	d.cs, d.live = o.cs, o.live
@@ -99,14 +101,14 @@ func Doctor(ctx context.Context, h Conn, s *Stack) []Finding {
 		add("proxy", false, s.Proxy+" is not running", "run `taledeploy push` to start it, or look at `docker logs "+s.Project+"-"+s.Proxy+"`")
 	default:
 		if _, err := d.admin(ctx, http.MethodGet, "/config/", "", nil); err != nil {
-			add("proxy", false, "admin socket "+s.adminDir()+"/admin.sock: "+err.Error(),
-				"the proxy must serve its admin API on that socket (`admin unix//run/caddy/admin.sock` in the Caddyfile) and mount "+s.adminDir()+"; a non-root SSH user needs write access to the socket")
+			add("proxy", false, "admin socket "+s.AdminDir()+"/admin.sock: "+err.Error(),
+				"the proxy must serve its admin API on that socket (`admin unix//run/caddy/admin.sock` in the Caddyfile) and mount "+s.AdminDir()+"; a non-root SSH user needs write access to the socket")
 		} else {
-			how := "the gate admits " + orNone(strings.Join(o.admitted, " and "))
+			how := "the gate admits " + cmp.Or(strings.Join(o.admitted, " and "), "nothing")
 			if !o.gated {
 				how = "Caddy runs a Caddyfile from an older taledeploy, without the gate; the next push loads the current one (one reload)"
 			}
-			add("proxy", true, fmt.Sprintf("%s runs, admin socket answers, traffic goes to %s; %s", s.Proxy, orNone(o.caddy), how), "")
+			add("proxy", true, fmt.Sprintf("%s runs, admin socket answers, traffic goes to %s; %s", s.Proxy, cmp.Or(o.caddy, "nothing"), how), "")
 		}
 	}
 

@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"slices"
 	"time"
 
+	"taledeploy/internal/stack"
 	"taledeploy/templates"
 )
 
@@ -29,29 +29,14 @@ var (
 	retireSettle = (templates.GateFails + 1) * templates.GateInterval
 )
 
-func (s *Stack) gateDir() string { return s.adminDir() + "/live" }
-
-// upstreams lists the dial addresses of one color's routed services, as the
-// Caddyfile names them.
-func (s *Stack) upstreams(color string) []string {
-	var out []string
-	for _, r := range s.Routes {
-		u := fmt.Sprintf("%s-%s:%d", r.Service, color, r.Port)
-		if !slices.Contains(out, u) {
-			out = append(out, u)
-		}
-	}
-	return out
-}
-
 // admit lets every routed service of color take traffic.
 func (d *Deployer) admit(ctx context.Context, color string) error {
 	s := d.Stack
-	if err := d.Host.Mkdir(ctx, s.gateDir(), 0o755, false); err != nil {
-		return fmt.Errorf("create %s: %w", s.gateDir(), err)
+	if err := d.Host.Mkdir(ctx, s.GateDir(), 0o755, false); err != nil {
+		return fmt.Errorf("create %s: %w", s.GateDir(), err)
 	}
-	for _, u := range s.upstreams(color) {
-		if err := d.Host.WriteFile(ctx, s.gateDir()+"/"+u, nil, 0o644); err != nil {
+	for _, u := range s.Upstreams(color) {
+		if err := d.Host.WriteFile(ctx, s.GateDir()+"/"+u, nil, 0o644); err != nil {
 			return fmt.Errorf("admit %s: %w", u, err)
 		}
 	}
@@ -61,8 +46,8 @@ func (d *Deployer) admit(ctx context.Context, color string) error {
 // retire takes color out of rotation; requests it is serving go on.
 func (d *Deployer) retire(ctx context.Context, color string) error {
 	s := d.Stack
-	for _, u := range s.upstreams(color) {
-		if err := d.Host.Remove(ctx, s.gateDir()+"/"+u); err != nil {
+	for _, u := range s.Upstreams(color) {
+		if err := d.Host.Remove(ctx, s.GateDir()+"/"+u); err != nil {
 			return fmt.Errorf("retire %s: %w", u, err)
 		}
 	}
@@ -71,8 +56,8 @@ func (d *Deployer) retire(ctx context.Context, color string) error {
 
 // admitted tells whether the gate admits every routed service of color.
 func (d *Deployer) admitted(ctx context.Context, color string) (bool, error) {
-	for _, u := range d.Stack.upstreams(color) {
-		if _, err := d.Host.ReadFile(ctx, d.Stack.gateDir()+"/"+u); errors.Is(err, os.ErrNotExist) {
+	for _, u := range d.Stack.Upstreams(color) {
+		if _, err := d.Host.ReadFile(ctx, d.Stack.GateDir()+"/"+u); errors.Is(err, os.ErrNotExist) {
 			return false, nil
 		} else if err != nil {
 			return false, err
@@ -121,7 +106,7 @@ func (d *Deployer) switchTo(ctx context.Context, color string, hurry bool) error
 			return err
 		}
 	}
-	if err := d.retire(ctx, Other(color)); err != nil {
+	if err := d.retire(ctx, stack.Other(color)); err != nil {
 		return err
 	}
 	// Caddy stops choosing the retired color within retireSettle: drain waits
@@ -135,7 +120,7 @@ func (d *Deployer) switchTo(ctx context.Context, color string, hurry bool) error
 func (d *Deployer) loadCaddyfile(ctx context.Context) error {
 	s := d.Stack
 	next := s.CaddyfileText()
-	p, err := s.remotePath(s.Caddyfile)
+	p, err := s.RemotePath(s.Caddyfile)
 	if err != nil {
 		return err
 	}
@@ -157,7 +142,7 @@ func (d *Deployer) loadCaddyfile(ctx context.Context) error {
 // reverse proxy in Caddy's config asks the gate.
 func (d *Deployer) runsCaddyfile(ctx context.Context) (bool, error) {
 	s := d.Stack
-	p, err := s.remotePath(s.Caddyfile)
+	p, err := s.RemotePath(s.Caddyfile)
 	if err != nil {
 		return false, err
 	}

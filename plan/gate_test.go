@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"taledeploy/internal/stack"
+	"taledeploy/internal/stack/stacktest"
 	"testing"
 )
 
@@ -39,9 +41,9 @@ func (c *fakeCaddy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func gateStack(t *testing.T) *Stack {
+func gateStack(t *testing.T) *stack.Stack {
 	t.Helper()
-	inv, err := Load(writeStack(t, goodInventory, goodCompose))
+	inv, err := stack.Load(stacktest.Write(t, stacktest.Inventory, stacktest.Compose))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,21 +62,21 @@ func TestSwitchAdmitsTheNewColorBeforeItRetiresTheOld(t *testing.T) {
 	s := gateStack(t)
 	caddy := &fakeCaddy{gated: true}
 	f := &fakeConn{caddy: caddy}
-	f.WriteFile(context.Background(), s.remote(s.Caddyfile), s.CaddyfileText(), 0o644)
-	f.WriteFile(context.Background(), s.gateDir()+"/platform-blue:8080", nil, 0o644)
+	f.WriteFile(context.Background(), s.Remote(s.Caddyfile), s.CaddyfileText(), 0o644)
+	f.WriteFile(context.Background(), s.GateDir()+"/platform-blue:8080", nil, 0o644)
 	f.ops = nil
-	d := &Deployer{Host: f, Stack: s, live: Blue}
-	if err := d.switchTo(context.Background(), Green, false); err != nil {
+	d := &Deployer{Host: f, Stack: s, live: stack.Blue}
+	if err := d.switchTo(context.Background(), stack.Green, false); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"write " + s.gateDir() + "/platform-green:8080", "remove " + s.gateDir() + "/platform-blue:8080"}
+	want := []string{"write " + s.GateDir() + "/platform-green:8080", "remove " + s.GateDir() + "/platform-blue:8080"}
 	if !slices.Equal(f.ops, want) {
 		t.Errorf("switch did %q, want %q: never a moment with no color admitted", f.ops, want)
 	}
 	if slices.Contains(caddy.calls, "POST /load") {
 		t.Errorf("a switch reloaded Caddy: %v", caddy.calls)
 	}
-	for color, want := range map[string]bool{Green: true, Blue: false} {
+	for color, want := range map[string]bool{stack.Green: true, stack.Blue: false} {
 		if got, err := d.admitted(context.Background(), color); err != nil || got != want {
 			t.Errorf("%s admitted: %v, %v", color, got, err)
 		}
@@ -88,13 +90,13 @@ func TestSwitchLoadsTheGatedCaddyfileOnceKeepingTrafficWhereItIs(t *testing.T) {
 	f := &fakeConn{caddy: caddy}
 	// The file on the host is already the gated one (a proxy that was not
 	// reloaded, say): what Caddy runs decides.
-	f.WriteFile(context.Background(), s.remote(s.Caddyfile), s.CaddyfileText(), 0o644)
+	f.WriteFile(context.Background(), s.Remote(s.Caddyfile), s.CaddyfileText(), 0o644)
 	f.ops = nil
-	d := &Deployer{Host: f, Stack: s, live: Blue, validated: true}
-	if err := d.switchTo(context.Background(), Green, false); err != nil {
+	d := &Deployer{Host: f, Stack: s, live: stack.Blue, validated: true}
+	if err := d.switchTo(context.Background(), stack.Green, false); err != nil {
 		t.Fatal(err)
 	}
-	blue, green := "write "+s.gateDir()+"/platform-blue:8080", "write "+s.gateDir()+"/platform-green:8080"
+	blue, green := "write "+s.GateDir()+"/platform-blue:8080", "write "+s.GateDir()+"/platform-green:8080"
 	if i, j := slices.Index(f.ops, blue), slices.Index(f.ops, green); i < 0 || j < i {
 		t.Errorf("ops %q: the live color must be admitted before the gated Caddyfile loads", f.ops)
 	}
@@ -102,7 +104,7 @@ func TestSwitchLoadsTheGatedCaddyfileOnceKeepingTrafficWhereItIs(t *testing.T) {
 		t.Errorf("Caddy loaded %q", caddy.body)
 	}
 	caddy.calls = nil
-	if err := d.switchTo(context.Background(), Blue, false); err != nil {
+	if err := d.switchTo(context.Background(), stack.Blue, false); err != nil {
 		t.Fatal(err)
 	}
 	if slices.Contains(caddy.calls, "POST /load") {
@@ -116,15 +118,15 @@ func TestSwitchLoadsAChangedCaddyfile(t *testing.T) {
 	caddy := &fakeCaddy{gated: true}
 	f := &fakeConn{caddy: caddy}
 	// Gated, but from routes the inventory no longer has.
-	f.WriteFile(context.Background(), s.remote(s.Caddyfile), []byte("# older routes\n"), 0o644)
-	d := &Deployer{Host: f, Stack: s, live: Blue, validated: true}
-	if err := d.switchTo(context.Background(), Green, false); err != nil {
+	f.WriteFile(context.Background(), s.Remote(s.Caddyfile), []byte("# older routes\n"), 0o644)
+	d := &Deployer{Host: f, Stack: s, live: stack.Blue, validated: true}
+	if err := d.switchTo(context.Background(), stack.Green, false); err != nil {
 		t.Fatal(err)
 	}
 	if caddy.body != string(s.CaddyfileText()) {
 		t.Errorf("the changed Caddyfile was not loaded: calls %v", caddy.calls)
 	}
-	if got, _ := f.ReadFile(context.Background(), s.remote(s.Caddyfile)); string(got) != string(s.CaddyfileText()) {
+	if got, _ := f.ReadFile(context.Background(), s.Remote(s.Caddyfile)); string(got) != string(s.CaddyfileText()) {
 		t.Errorf("the Caddyfile on the host is %q", got)
 	}
 }

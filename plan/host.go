@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"taledeploy/internal/stack"
 	"taledeploy/remote"
 )
 
@@ -56,8 +57,8 @@ func (c Container) Ready() bool {
 }
 
 // inspectStack lists the containers of the stack's three projects.
-func inspectStack(ctx context.Context, h Conn, s *Stack) ([]Container, error) {
-	return inspect(ctx, h, s.Project, s.Project, s.ColorProject(Blue), s.ColorProject(Green))
+func inspectStack(ctx context.Context, h Conn, s *stack.Stack) ([]Container, error) {
+	return inspect(ctx, h, s.Project, s.Project, s.ColorProject(stack.Blue), s.ColorProject(stack.Green))
 }
 
 // inspect lists the containers of the given compose projects, with their

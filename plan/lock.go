@@ -2,6 +2,7 @@ package plan
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"taledeploy/internal/stack"
 	"taledeploy/remote"
 	"time"
 )
@@ -85,7 +87,7 @@ func thisMachine() string {
 
 // Describe says who holds the lock and what it was doing, for messages.
 func (l *Lock) Describe(now time.Time) string {
-	s := fmt.Sprintf("%q by %s (pid %d on %s) since %s", l.Command, orUnknown(l.Who), l.PID, orUnknown(l.Machine),
+	s := fmt.Sprintf("%q by %s (pid %d on %s) since %s", l.Command, cmp.Or(l.Who, "unknown"), l.PID, cmp.Or(l.Machine, "unknown"),
 		l.Since.Local().Format(time.DateTime))
 	if l.Step != "" {
 		s += ", at step " + l.Step
@@ -97,7 +99,7 @@ func (l *Lock) Describe(now time.Time) string {
 // long ago its holder last wrote it is asked of the host at the same time, so
 // that staleness is judged by the host's clock alone: a laptop whose clock is
 // off, or that slept, must not take a live lock.
-func ReadLock(ctx context.Context, h Conn, s *Stack) (*Lock, error) {
+func ReadLock(ctx context.Context, h Conn, s *stack.Stack) (*Lock, error) {
 	var (
 		age   time.Duration
 		known bool
@@ -105,9 +107,9 @@ func ReadLock(ctx context.Context, h Conn, s *Stack) (*Lock, error) {
 	)
 	go func() {
 		defer close(done)
-		age, known = recordAge(ctx, h, s.lockPath()+"/owner.json")
+		age, known = recordAge(ctx, h, s.LockPath()+"/owner.json")
 	}()
-	l, err := readLockAt(ctx, h, s.lockPath())
+	l, err := readLockAt(ctx, h, s.LockPath())
 	<-done
 	if l != nil {
 		l.age, l.ageKnown = age, known
@@ -165,19 +167,19 @@ type lockHolder struct {
 
 // acquireLock takes the stack's lock. A lock whose holder is gone is taken over
 // and returned as stale, so the caller can clean up after it.
-func acquireLock(ctx context.Context, h Conn, s *Stack, rec Lock) (held *lockHolder, stale *Lock, err error) {
-	if err := h.Mkdir(ctx, s.metaDir(), 0o700, false); err != nil {
-		return nil, nil, fmt.Errorf("create %s: %w", s.metaDir(), err)
+func acquireLock(ctx context.Context, h Conn, s *stack.Stack, rec Lock) (held *lockHolder, stale *Lock, err error) {
+	if err := h.Mkdir(ctx, s.MetaDir(), 0o700, false); err != nil {
+		return nil, nil, fmt.Errorf("create %s: %w", s.MetaDir(), err)
 	}
 	for range 3 {
 		rec.Token = newToken()
 		rec.Since, rec.Heartbeat = time.Now().UTC(), time.Now().UTC()
-		ok, err := tryLock(ctx, h, s.lockPath(), rec)
+		ok, err := tryLock(ctx, h, s.LockPath(), rec)
 		if err != nil {
 			return nil, nil, err
 		}
 		if ok {
-			l := &lockHolder{h: h, path: s.lockPath(), rec: rec, lastOK: time.Now(), wake: make(chan struct{}, 1), done: make(chan struct{})}
+			l := &lockHolder{h: h, path: s.LockPath(), rec: rec, lastOK: time.Now(), wake: make(chan struct{}, 1), done: make(chan struct{})}
 			l.wg.Add(1)
 			go l.heartbeat()
 			return l, stale, nil
@@ -194,7 +196,7 @@ func acquireLock(ctx context.Context, h Conn, s *Stack, rec Lock) (held *lockHol
 			return nil, nil, fmt.Errorf("%w: %s holds it: %s. Wait for it to finish; if it is not running any more, `taledeploy lock release ENV` clears it (add --force if it still looks alive)",
 				ErrLocked, h.Name(), cur.Describe(time.Now()))
 		}
-		if err := breakLock(ctx, h, s.lockPath(), cur.Token); err != nil {
+		if err := breakLock(ctx, h, s.LockPath(), cur.Token); err != nil {
 			return nil, nil, err
 		}
 		stale = cur
@@ -244,13 +246,13 @@ func breakLock(ctx context.Context, h Conn, lockPath, token string) error {
 
 // ReleaseLock removes the stack's lock. A lock whose holder may still run is
 // removed only with force.
-func ReleaseLock(ctx context.Context, h Conn, s *Stack, force bool) (string, error) {
+func ReleaseLock(ctx context.Context, h Conn, s *stack.Stack, force bool) (string, error) {
 	l, err := ReadLock(ctx, h, s)
 	if err != nil {
 		if !force {
 			return "", fmt.Errorf("%v; pass --force to remove it", err)
 		}
-		return "removed a corrupt lock", h.Remove(ctx, s.lockPath())
+		return "removed a corrupt lock", h.Remove(ctx, s.LockPath())
 	}
 	if l == nil {
 		return "not locked", nil
@@ -260,7 +262,7 @@ func ReleaseLock(ctx context.Context, h Conn, s *Stack, force bool) (string, err
 		return "", fmt.Errorf("%w: %s holds it and may still be running: %s. Pass --force only if you are sure it is not",
 			ErrLocked, h.Name(), l.Describe(time.Now()))
 	}
-	if err := breakLock(ctx, h, s.lockPath(), l.Token); err != nil {
+	if err := breakLock(ctx, h, s.LockPath(), l.Token); err != nil {
 		return "", err
 	}
 	if why == "" {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"taledeploy/internal/stack"
 	"taledeploy/remote"
 	"testing"
 	"time"
@@ -17,12 +18,12 @@ import (
 
 // lockedHost is a fake host holding rec as its lock, whose clock says the
 // record was written age ago.
-func lockedHost(t *testing.T, s *Stack, rec Lock, age time.Duration) *fakeConn {
+func lockedHost(t *testing.T, s *stack.Stack, rec Lock, age time.Duration) *fakeConn {
 	t.Helper()
 	data, _ := json.Marshal(rec)
-	fc := &fakeConn{files: map[string][]byte{s.lockPath() + "/owner.json": data}}
+	fc := &fakeConn{files: map[string][]byte{s.LockPath() + "/owner.json": data}}
 	fc.reply = func(argv []string) ([]byte, error) {
-		if argv[0] == "sh" && argv[len(argv)-1] == s.lockPath()+"/owner.json" {
+		if argv[0] == "sh" && argv[len(argv)-1] == s.LockPath()+"/owner.json" {
 			now := int64(1_800_000_000)
 			return fmt.Appendf(nil, "%d\n%d\n", now, now-int64(age/time.Second)), nil
 		}
@@ -43,7 +44,7 @@ func deadPID(t *testing.T) int {
 // Staleness is judged by the host's clock and by which machine (not which
 // hostname) holds the lock.
 func TestLockStaleness(t *testing.T) {
-	s := &Stack{Project: "tale", RemoteDir: "/srv/tale"}
+	s := &stack.Stack{Project: "tale", RemoteDir: "/srv/tale"}
 	host, _ := os.Hostname()
 	now := time.Now()
 	for _, tc := range []struct {
@@ -84,7 +85,7 @@ func TestLockStaleness(t *testing.T) {
 // A command whose lock was taken over, or whose heartbeat no longer reaches
 // the host, stops before its next step that changes the host, and says so.
 func TestLostLockStopsTheDeploy(t *testing.T) {
-	s := &Stack{Project: "tale", RemoteDir: "/srv/tale"}
+	s := &stack.Stack{Project: "tale", RemoteDir: "/srv/tale"}
 	fc := &fakeConn{}
 	ctx := context.Background()
 	held, stale, err := acquireLock(ctx, fc, s, Lock{Who: "a", Command: "taledeploy push prod"})
@@ -100,7 +101,7 @@ func TestLostLockStopsTheDeploy(t *testing.T) {
 
 	// Another command takes the lock over (it judged this one dead).
 	other, _ := json.Marshal(Lock{Token: "other", Who: "b", Command: "taledeploy push prod", Since: time.Now()})
-	fc.WriteFile(ctx, s.lockPath()+"/owner.json", other, 0o600)
+	fc.WriteFile(ctx, s.LockPath()+"/owner.json", other, 0o600)
 	deadline := time.Now().Add(5 * time.Second)
 	for held.owned() == nil && time.Now().Before(deadline) {
 		held.setStep("verify") // wakes the heartbeat
@@ -114,13 +115,13 @@ func TestLostLockStopsTheDeploy(t *testing.T) {
 	if ran != 1 {
 		t.Errorf("steps ran after the lock was lost: %d", ran)
 	}
-	if got, _ := fc.ReadFile(ctx, s.lockPath()+"/owner.json"); !strings.Contains(string(got), `"token":"other"`) {
+	if got, _ := fc.ReadFile(ctx, s.LockPath()+"/owner.json"); !strings.Contains(string(got), `"token":"other"`) {
 		t.Errorf("the heartbeat wrote over the new holder's record: %s", got)
 	}
 	if err := held.release(ctx); !errors.Is(err, ErrLockLost) {
 		t.Errorf("release of a lock taken over: %v, want ErrLockLost", err)
 	}
-	if _, err := fc.ReadFile(ctx, s.lockPath()+"/owner.json"); err != nil {
+	if _, err := fc.ReadFile(ctx, s.LockPath()+"/owner.json"); err != nil {
 		t.Errorf("release removed the new holder's lock")
 	}
 }
@@ -172,7 +173,7 @@ func TestPushWithLostLockUndoesNothing(t *testing.T) {
 	d.Report = func(e Event) {
 		if e.Step == "stateful" && e.Status == "ok" {
 			other, _ := json.Marshal(Lock{Token: "other", Command: "taledeploy push prod", Since: time.Now()})
-			fc.WriteFile(ctx, s.lockPath()+"/owner.json", other, 0o600)
+			fc.WriteFile(ctx, s.LockPath()+"/owner.json", other, 0o600)
 			d.lock.beat(ctx) // sees the takeover
 			fc.mu.Lock()
 			fc.cmds = nil

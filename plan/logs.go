@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"taledeploy/internal/stack"
 	"taledeploy/remote"
 )
 
@@ -20,7 +21,7 @@ type LogOptions struct {
 
 // Logs streams a service's logs to w: a stateless service's from the live color,
 // a stateful one's from the stack's project.
-func Logs(ctx context.Context, h Conn, s *Stack, o LogOptions, w io.Writer) error {
+func Logs(ctx context.Context, h Conn, s *stack.Stack, o LogOptions, w io.Writer) error {
 	color := ""
 	switch {
 	case slices.Contains(s.Stateless, o.Service):
@@ -34,7 +35,7 @@ func Logs(ctx context.Context, h Conn, s *Stack, o LogOptions, w io.Writer) erro
 		color = st.Active
 	case slices.Contains(s.Stateful, o.Service):
 	default:
-		return fmt.Errorf("%w: no service %q; the stack has %s", ErrBadInput, o.Service, strings.Join(append(slices.Clone(s.Stateless), s.Stateful...), ", "))
+		return fmt.Errorf("%w: no service %q; the stack has %s", stack.ErrBadInput, o.Service, strings.Join(append(slices.Clone(s.Stateless), s.Stateful...), ", "))
 	}
 	d := &Deployer{Host: h, Stack: s}
 	args := []string{"logs", "--no-color", "--timestamps", "--tail", o.Tail}

@@ -1,16 +1,16 @@
 package plan
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"taledeploy/internal/stack"
 	"taledeploy/migcheck"
 	"taledeploy/remote"
 )
@@ -55,27 +55,25 @@ type ContractRun struct {
 	At      time.Time `json:"at"`
 }
 
-func (s *Stack) migrationsPath() string { return s.metaDir() + "/migrations.json" }
-
 // ReadMigrations returns the host's migration log (empty when it has none).
-func ReadMigrations(ctx context.Context, h Conn, s *Stack) (*MigrationLog, error) {
-	data, err := h.ReadFile(ctx, s.migrationsPath())
+func ReadMigrations(ctx context.Context, h Conn, s *stack.Stack) (*MigrationLog, error) {
+	data, err := h.ReadFile(ctx, s.MigrationsPath())
 	if isNotExist(err) {
 		return &MigrationLog{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", s.migrationsPath(), err)
+		return nil, fmt.Errorf("read %s: %w", s.MigrationsPath(), err)
 	}
 	var l MigrationLog
 	if err := json.Unmarshal(data, &l); err != nil {
-		return nil, fmt.Errorf("%s is corrupt (%v); it lists the migrations applied on this host, fix or restore it", s.migrationsPath(), err)
+		return nil, fmt.Errorf("%s is corrupt (%v); it lists the migrations applied on this host, fix or restore it", s.MigrationsPath(), err)
 	}
 	return &l, nil
 }
 
-func writeMigrations(ctx context.Context, h Conn, s *Stack, l *MigrationLog) error {
+func writeMigrations(ctx context.Context, h Conn, s *stack.Stack, l *MigrationLog) error {
 	data, _ := json.MarshalIndent(l, "", "  ")
-	return h.WriteFile(ctx, s.migrationsPath(), append(data, '\n'), 0o600)
+	return h.WriteFile(ctx, s.MigrationsPath(), append(data, '\n'), 0o600)
 }
 
 func (l *MigrationLog) has(service, file string) bool {
@@ -91,50 +89,21 @@ func (l *MigrationLog) ByRelease() map[string][]string {
 	return out
 }
 
-// migFile is one migration file of the working tree.
-type migFile struct {
-	m        *Migration
-	name     string // file name, what the command is given
-	path     string // local path
-	contract bool
-}
-
-// migrationFiles lists the working tree's migrations, service by service, each
-// folder's *.sql files in lexical order.
-func (s *Stack) migrationFiles() ([]migFile, error) {
-	var out []migFile
-	for _, m := range s.Migrations {
-		dir := filepath.Join(s.Root, m.Dir)
-		files, err := migcheck.Files(dir)
-		if err != nil {
-			return nil, err
-		}
-		for _, f := range files {
-			src, err := os.ReadFile(f)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, migFile{m: m, name: filepath.Base(f), path: f, contract: migcheck.IsContract(f, src)})
-		}
-	}
-	return out, nil
-}
-
 // pendingMigrations splits the migrations the host has not applied into expand
 // and contract ones.
-func (d *Deployer) pendingMigrations(ctx context.Context) (expand, contract []migFile, log *MigrationLog, err error) {
+func (d *Deployer) pendingMigrations(ctx context.Context) (expand, contract []stack.MigrationFile, log *MigrationLog, err error) {
 	log, err = ReadMigrations(ctx, d.Host, d.Stack)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	files, err := d.Stack.migrationFiles()
+	files, err := d.Stack.MigrationFiles()
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	for _, f := range files {
 		switch {
-		case log.has(f.m.Service, f.name):
-		case f.contract:
+		case log.has(f.Migration.Service, f.Name):
+		case f.Contract:
 			contract = append(contract, f)
 		default:
 			expand = append(expand, f)
@@ -146,13 +115,13 @@ func (d *Deployer) pendingMigrations(ctx context.Context) (expand, contract []mi
 // checkMigrations refuses migrations the checker flags: in an expand migration
 // anything that breaks the old color or locks a table; in a contract migration
 // only what is unsafe even then (a lock without lock_timeout, say).
-func checkMigrations(files []migFile) error {
+func checkMigrations(files []stack.MigrationFile) error {
 	if len(files) == 0 {
 		return nil
 	}
 	var paths []string
 	for _, f := range files {
-		paths = append(paths, f.path)
+		paths = append(paths, f.Path)
 	}
 	findings, err := migcheck.Check(paths)
 	if err != nil {
@@ -194,12 +163,12 @@ func (d *Deployer) checkPendingMigrations(ctx context.Context) (string, error) {
 // applyMigrations runs each file in a one-off container of color's image of its
 // service, on the stack's network (`docker compose run --rm --no-deps`), and
 // records each as it succeeds. A failure stops at that file with its output.
-func (d *Deployer) applyMigrations(ctx context.Context, color, release, kind string, files []migFile, log *MigrationLog) ([]string, error) {
+func (d *Deployer) applyMigrations(ctx context.Context, color, release, kind string, files []stack.MigrationFile, log *MigrationLog) ([]string, error) {
 	var done []string
 	env := d.composeEnv(color, release)
 	for _, f := range files {
-		argv := []string{"run", "--rm", "--no-deps", "-T", "--entrypoint", f.m.Command[0], f.m.Service}
-		argv = append(append(argv, f.m.Command[1:]...), f.name)
+		argv := []string{"run", "--rm", "--no-deps", "-T", "--entrypoint", f.Migration.Command[0], f.Migration.Service}
+		argv = append(append(argv, f.Migration.Command[1:]...), f.Name)
 		out, err := d.compose(ctx, color, env, argv...)
 		if err != nil {
 			// The command's own output says what went wrong; the compose command
@@ -212,13 +181,13 @@ func (d *Deployer) applyMigrations(ctx context.Context, color, release, kind str
 			if why == "" {
 				why = err.Error()
 			}
-			return done, fmt.Errorf("%w: %s of %s (nothing after it was applied; traffic is untouched): %s", ErrMigration, f.name, f.m.Service, why)
+			return done, fmt.Errorf("%w: %s of %s (nothing after it was applied; traffic is untouched): %s", ErrMigration, f.Name, f.Migration.Service, why)
 		}
-		log.Applied = append(log.Applied, AppliedMigration{Service: f.m.Service, File: f.name, Kind: kind, Release: release, At: time.Now().UTC()})
+		log.Applied = append(log.Applied, AppliedMigration{Service: f.Migration.Service, File: f.Name, Kind: kind, Release: release, At: time.Now().UTC()})
 		if err := writeMigrations(ctx, d.Host, d.Stack, log); err != nil {
 			return done, err
 		}
-		done = append(done, f.name)
+		done = append(done, f.Name)
 	}
 	return done, nil
 }
@@ -247,10 +216,10 @@ func (d *Deployer) migrateExpand(ctx context.Context, color, release string) (st
 	return msg, nil
 }
 
-func names(files []migFile) string {
+func names(files []stack.MigrationFile) string {
 	var out []string
 	for _, f := range files {
-		out = append(out, f.name)
+		out = append(out, f.Name)
 	}
 	return strings.Join(out, ", ")
 }
@@ -271,7 +240,7 @@ func (d *Deployer) OlderReleases() []Container {
 // rollback to it is then impossible, and the record says so.
 func (d *Deployer) RemoveOlder(ctx context.Context) error {
 	return d.step("remove-old", func() (string, error) {
-		old := Other(d.live)
+		old := stack.Other(d.live)
 		if _, err := d.compose(ctx, old, d.composeEnv(old, ""), "down", "--remove-orphans"); err != nil {
 			return "", err
 		}
@@ -331,7 +300,7 @@ func (d *Deployer) MigrateContract(ctx context.Context) error {
 func describe(cs []Container) string {
 	var out []string
 	for _, c := range cs {
-		out = append(out, fmt.Sprintf("%s (release %s, %s)", c.Name, orUnknown(c.Release), c.State))
+		out = append(out, fmt.Sprintf("%s (release %s, %s)", c.Name, cmp.Or(c.Release, "unknown"), c.State))
 	}
 	return strings.Join(out, ", ")
 }

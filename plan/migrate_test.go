@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"taledeploy/internal/stack"
+	"taledeploy/internal/stack/stacktest"
 	"testing"
 )
 
@@ -15,15 +17,15 @@ const migrationsInventory = `      migrations:
 `
 
 // migrationStack is the good stack with a migrations folder holding files.
-func migrationStack(t *testing.T, files map[string]string) *Stack {
+func migrationStack(t *testing.T, files map[string]string) *stack.Stack {
 	t.Helper()
-	p := writeStack(t, strings.Replace(goodInventory, "      env:\n", migrationsInventory+"      env:\n", 1), goodCompose)
+	p := stacktest.Write(t, strings.Replace(stacktest.Inventory, "      env:\n", migrationsInventory+"      env:\n", 1), stacktest.Compose)
 	dir := filepath.Join(filepath.Dir(p), "migrations")
 	os.Mkdir(dir, 0o755)
 	for name, src := range files {
 		os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644)
 	}
-	inv, err := Load(p)
+	inv, err := stack.Load(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,10 +42,10 @@ func TestLoadRejectsBadMigrations(t *testing.T) {
 		{"{service: platform, dir: ../, command: [x]}", "must be inside"},
 		{"{service: platform, dir: migrations, command: [x], sql: y}", "sql"},
 	} {
-		inv := strings.Replace(goodInventory, "      env:\n", "      migrations:\n        - "+c.entry+"\n      env:\n", 1)
-		p := writeStack(t, inv, goodCompose)
+		inv := strings.Replace(stacktest.Inventory, "      env:\n", "      migrations:\n        - "+c.entry+"\n      env:\n", 1)
+		p := stacktest.Write(t, inv, stacktest.Compose)
 		os.Mkdir(filepath.Join(filepath.Dir(p), "migrations"), 0o755)
-		_, err := Load(p)
+		_, err := stack.Load(p)
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "inventory.yaml:") {
 			t.Errorf("%s: got %v, want an error with file, line and %q", c.entry, err, c.want)
 		}
@@ -65,7 +67,7 @@ func TestPushAppliesOnlyPendingExpandMigrations(t *testing.T) {
 	if err := writeMigrations(ctx, f, s, &MigrationLog{Applied: []AppliedMigration{{Service: "platform", File: "0000_already_applied.sql", Release: "r0"}}}); err != nil {
 		t.Fatal(err)
 	}
-	msg, err := d.migrateExpand(ctx, Green, "r1")
+	msg, err := d.migrateExpand(ctx, stack.Green, "r1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +93,7 @@ func TestPushAppliesOnlyPendingExpandMigrations(t *testing.T) {
 	}
 	// A second push has nothing to apply.
 	f.cmds = nil
-	if msg, err := d.migrateExpand(ctx, Blue, "r2"); err != nil || !strings.HasPrefix(msg, "none pending") || len(f.cmds) != 0 {
+	if msg, err := d.migrateExpand(ctx, stack.Blue, "r2"); err != nil || !strings.HasPrefix(msg, "none pending") || len(f.cmds) != 0 {
 		t.Errorf("second push: %q, %v, ran %v", msg, err, f.cmds)
 	}
 }
@@ -106,7 +108,7 @@ func TestPushRefusesUnsafeMigrationsUnlessContract(t *testing.T) {
 	if !errors.Is(err, ErrUnsafeMigration) || !strings.Contains(err.Error(), "0001_drop.sql:3: drop-column") || !strings.Contains(err.Error(), "NAME.contract.sql") {
 		t.Errorf("got %v, want the drop-column finding with its line and how to mark it contract", err)
 	}
-	if _, err := d.migrateExpand(context.Background(), Blue, "r1"); !errors.Is(err, ErrUnsafeMigration) || len(f.cmds) != 0 {
+	if _, err := d.migrateExpand(context.Background(), stack.Blue, "r1"); !errors.Is(err, ErrUnsafeMigration) || len(f.cmds) != 0 {
 		t.Errorf("push applied an unsafe migration: %v, ran %v", err, f.cmds)
 	}
 	os.Rename(filepath.Join(s.Root, "migrations", "0001_drop.sql"), filepath.Join(s.Root, "migrations", "0001_drop.contract.sql"))
@@ -118,8 +120,8 @@ func TestPushRefusesUnsafeMigrationsUnlessContract(t *testing.T) {
 func TestMigrateContractRefusesWhileAnOlderReleaseIsLeft(t *testing.T) {
 	s := migrationStack(t, map[string]string{"0001_drop.contract.sql": "SET lock_timeout = '5s';\nALTER TABLE t DROP COLUMN note;\n"})
 	f := &fakeConn{}
-	d := &Deployer{Host: f, Stack: s, state: &State{Active: Green, Release: "r2", Previous: &Slot{Color: Blue, Release: "r1"}}, live: Green,
-		cs: []Container{{Name: "tale-blue-platform-1", Color: Blue, Release: "r1", State: "exited"}, {Name: "tale-green-platform-1", Color: Green, Release: "r2", State: "running"}}}
+	d := &Deployer{Host: f, Stack: s, state: &State{Active: stack.Green, Release: "r2", Previous: &Slot{Color: stack.Blue, Release: "r1"}}, live: stack.Green,
+		cs: []Container{{Name: "tale-blue-platform-1", Color: stack.Blue, Release: "r1", State: "exited"}, {Name: "tale-green-platform-1", Color: stack.Green, Release: "r2", State: "running"}}}
 	err := d.MigrateContract(context.Background())
 	if !errors.Is(err, ErrOlderRelease) || !strings.Contains(err.Error(), "tale-blue-platform-1 (release r1, exited)") || len(f.cmds) != 0 {
 		t.Fatalf("got %v (ran %v), want a refusal naming the stopped rollback container", err, f.cmds)

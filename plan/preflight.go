@@ -2,8 +2,6 @@ package plan
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -14,7 +12,10 @@ import (
 	"strings"
 	"sync"
 
+	"taledeploy/internal/stack"
 	"taledeploy/remote"
+
+	"github.com/docker/go-units"
 )
 
 // preflight checks, before anything is built or started, what would make the
@@ -63,7 +64,7 @@ func (d *Deployer) preflight(ctx context.Context, newColor, release string) (str
 // recreating it interrupts what depends on it.
 func (d *Deployer) checkStateful(ctx context.Context, release string) (string, error) {
 	s := d.Stack
-	d.composeSum = s.composeSum()
+	d.composeSum = s.ComposeSum()
 	if d.statefulAsRecorded() {
 		// Same compose file and env as the last push, same containers: Compose
 		// would print the hashes the containers carry.
@@ -95,25 +96,6 @@ func (d *Deployer) checkStateful(ctx context.Context, release string) (string, e
 		return "will recreate " + strings.Join(d.changed, ", "), nil
 	}
 	return "", nil
-}
-
-// composeSum identifies what a stateful service's definition is made from: the
-// compose file, the env file it interpolates, and where it runs.
-func (s *Stack) composeSum() string {
-	files, err := s.releaseFiles()
-	if err != nil {
-		return ""
-	}
-	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00", s.Project, s.RemoteDir)
-	for _, f := range files {
-		if f.rel == s.ComposeFile {
-			h.Write(f.data)
-		}
-	}
-	h.Write([]byte{0})
-	h.Write(s.envFile())
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 // statefulAsRecorded tells whether the compose file and env are those of the
@@ -169,7 +151,7 @@ func (d *Deployer) validateCaddyfile(ctx context.Context) (string, error) {
 		return "", nil
 	}
 	proxy := d.cs[i]
-	caddyfile, err := s.remotePath(s.Caddyfile)
+	caddyfile, err := s.RemotePath(s.Caddyfile)
 	if err != nil {
 		return "", err
 	}
@@ -223,17 +205,17 @@ func (d *Deployer) checkResources(ctx context.Context) (string, error) {
 	var short []string
 	if need := memUse + s.ReserveMemory.Bytes; memAvail < need {
 		short = append(short, fmt.Sprintf("memory: %s available, but the new color needs about %s (what the live color uses now) and reserve_memory keeps %s free",
-			Size{memAvail}, Size{memUse}, s.ReserveMemory))
+			units.BytesSize(float64(memAvail)), units.BytesSize(float64(memUse)), s.ReserveMemory))
 	}
 	if need := diskUse + s.ReserveDisk.Bytes; diskAvail < need {
 		short = append(short, fmt.Sprintf("disk: %s free on %s, but the new images need up to %s (the live color's) and reserve_disk keeps %s free",
-			Size{diskAvail}, s.RemoteDir, Size{diskUse}, s.ReserveDisk))
+			units.BytesSize(float64(diskAvail)), s.RemoteDir, units.BytesSize(float64(diskUse)), s.ReserveDisk))
 	}
 	if len(short) > 0 {
 		return "", fmt.Errorf("%w on %s: %s. A push runs both colors at once for a while; free some room, lower the reserve in the inventory, or pass --skip-preflight",
 			ErrPreflight, d.Host.Name(), strings.Join(short, "; "))
 	}
-	return fmt.Sprintf("memory %s free (live color uses %s), disk %s free", Size{memAvail}, Size{memUse}, Size{diskAvail}), nil
+	return fmt.Sprintf("memory %s free (live color uses %s), disk %s free", units.BytesSize(float64(memAvail)), units.BytesSize(float64(memUse)), units.BytesSize(float64(diskAvail))), nil
 }
 
 func hostMemAvailable(ctx context.Context, h Conn) (int64, error) {
@@ -324,7 +306,7 @@ func containersMemory(ctx context.Context, h Conn, ids []string) (int64, error) 
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		used, _, _ := strings.Cut(line, "/")
-		n, err := ParseSize(strings.TrimSpace(used))
+		n, err := stack.ParseSize(strings.TrimSpace(used))
 		if err != nil {
 			return 0, fmt.Errorf("docker stats: %w", err)
 		}

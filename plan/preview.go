@@ -2,6 +2,7 @@ package plan
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -9,8 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/docker/go-units"
 	"github.com/pmezard/go-difflib/difflib"
 
+	"taledeploy/internal/stack"
 	"taledeploy/remote"
 )
 
@@ -56,9 +59,9 @@ func (d *Deployer) Preview(ctx context.Context) (*Preview, error) {
 	if probs := o.disagreements(s, st, stErr); len(probs) > 0 {
 		p.Refused = append(p.Refused, fmt.Sprintf("the record disagrees with the host (%s); --repair would rebuild it", strings.Join(probs, "; ")))
 	}
-	p.Live, p.NewColor = o.live, Blue
+	p.Live, p.NewColor = o.live, stack.Blue
 	if o.live != "" {
-		p.NewColor = Other(o.live)
+		p.NewColor = stack.Other(o.live)
 		p.Release = o.release(s, o.live)
 	}
 
@@ -99,9 +102,9 @@ func (d *Deployer) Preview(ctx context.Context) (*Preview, error) {
 		p.Steps = append(p.Steps, step)
 	}
 	p.Steps = append(p.Steps,
-		fmt.Sprintf("start: %s beside %s", s.ColorProject(p.NewColor), orNone(p.Live)),
+		fmt.Sprintf("start: %s beside %s", s.ColorProject(p.NewColor), cmp.Or(p.Live, "nothing")),
 		fmt.Sprintf("verify: wait up to %s for health checks and %d route(s)", s.HealthTimeout.Duration, len(s.Routes)),
-		fmt.Sprintf("switch: Caddy sends traffic to %s: the gate admits it%s%s", p.NewColor, retireNote(p.Live), reloadNote(o, files, s.remote(s.Caddyfile))))
+		fmt.Sprintf("switch: Caddy sends traffic to %s: the gate admits it%s%s", p.NewColor, retireNote(p.Live), reloadNote(o, files, s.Remote(s.Caddyfile))))
 	if p.Live != "" {
 		if s.VerifyWindow.Duration > 0 {
 			p.Steps = append(p.Steps, fmt.Sprintf("window: watch %s through Caddy for %s, switch back on failure", p.NewColor, s.VerifyWindow.Duration))
@@ -118,16 +121,16 @@ func (d *Deployer) Preview(ctx context.Context) (*Preview, error) {
 // would write, with the host's files.
 func (d *Deployer) fileChanges(ctx context.Context, newColor string) ([]FileChange, error) {
 	s := d.Stack
-	files, err := s.releaseFiles()
+	files, err := s.ReleaseFiles()
 	if err != nil {
 		return nil, err
 	}
 	// Files the last upload left as they are here need no reading.
 	have := currentFiles(ctx, d.Host, s, files)
-	files = append(files, releaseFile{rel: s.Caddyfile, data: s.CaddyfileText()})
+	files = append(files, stack.ReleaseFile{Rel: s.Caddyfile, Data: s.CaddyfileText()})
 	var out []FileChange
 	for _, f := range files {
-		remotePath := s.remote(f.rel)
+		remotePath := s.Remote(f.Rel)
 		if have[remotePath] {
 			continue
 		}
@@ -138,19 +141,19 @@ func (d *Deployer) fileChanges(ctx context.Context, newColor string) ([]FileChan
 			change, old = "new", nil
 		case err != nil:
 			return nil, err
-		case bytes.Equal(old, f.data):
+		case bytes.Equal(old, f.Data):
 			continue
 		}
 		fc := FileChange{Path: remotePath, Change: change}
 		switch {
-		case remotePath == s.envPath():
-			fc.Diff = envDiff(old, f.data)
-		case isText(old) && isText(f.data):
+		case remotePath == s.EnvPath():
+			fc.Diff = envDiff(old, f.Data)
+		case isText(old) && isText(f.Data):
 			fc.Diff, _ = difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-				A: difflib.SplitLines(string(old)), B: difflib.SplitLines(string(f.data)),
-				FromFile: remotePath + " (host)", ToFile: f.rel + " (after the push)", Context: 2})
+				A: difflib.SplitLines(string(old)), B: difflib.SplitLines(string(f.Data)),
+				FromFile: remotePath + " (host)", ToFile: f.Rel + " (after the push)", Context: 2})
 		default:
-			fc.Diff = fmt.Sprintf("binary: %s -> %s\n", humanBytes(len(old)), humanBytes(len(f.data)))
+			fc.Diff = fmt.Sprintf("binary: %s -> %s\n", units.BytesSize(float64(len(old))), units.BytesSize(float64(len(f.Data))))
 		}
 		out = append(out, fc)
 	}
@@ -200,8 +203,8 @@ func (d *Deployer) statefulPreview(ctx context.Context) (changed, missing []stri
 		return nil, nil, err
 	}
 	argv := append(lowPriority(), "docker", "compose", "--project-directory", s.RemoteDir, "-f", "-", "-p", s.Project)
-	if _, err := d.Host.ReadFile(ctx, s.envPath()); err == nil {
-		argv = append(argv, "--env-file", s.envPath())
+	if _, err := d.Host.ReadFile(ctx, s.EnvPath()); err == nil {
+		argv = append(argv, "--env-file", s.EnvPath())
 	}
 	argv = append(argv, "config", "--hash", strings.Join(s.Stateful, ","))
 	out, err := d.Host.Run(ctx, remote.Cmd{Argv: argv, Env: d.composeEnv("", ""), Stdin: bytes.NewReader(local)})
@@ -211,17 +214,17 @@ func (d *Deployer) statefulPreview(ctx context.Context) (changed, missing []stri
 	return d.compareStateful(out)
 }
 
-func readLocal(s *Stack) ([]byte, error) {
-	files, err := s.releaseFiles()
+func readLocal(s *stack.Stack) ([]byte, error) {
+	files, err := s.ReleaseFiles()
 	if err != nil {
 		return nil, err
 	}
 	for _, f := range files {
-		if f.rel == s.ComposeFile {
-			return f.data, nil
+		if f.Rel == s.ComposeFile {
+			return f.Data, nil
 		}
 	}
-	return nil, fmt.Errorf("%w: compose file %s is not among the files a push uploads", ErrBadInput, s.ComposeFile)
+	return nil, fmt.Errorf("%w: compose file %s is not among the files a push uploads", stack.ErrBadInput, s.ComposeFile)
 }
 
 func retireNote(live string) string {

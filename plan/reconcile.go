@@ -1,12 +1,14 @@
 package plan
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
+	"taledeploy/internal/stack"
 	"time"
 )
 
@@ -42,7 +44,7 @@ func (d *Deployer) observe(ctx context.Context) (*observed, error) {
 		}
 	}
 	if o.gated {
-		for _, c := range []string{Blue, Green} {
+		for _, c := range []string{stack.Blue, stack.Green} {
 			ok, err := d.admitted(ctx, c)
 			if err != nil {
 				return nil, err
@@ -61,20 +63,20 @@ func (d *Deployer) observe(ctx context.Context) (*observed, error) {
 
 // serving is the color that serves: Caddy's when it runs, else the only color
 // that runs, else "".
-func (o *observed) serving(s *Stack) string {
+func (o *observed) serving(s *stack.Stack) string {
 	switch {
 	case o.caddy != "" && o.runs(s, o.caddy):
 		return o.caddy
-	case o.runs(s, Blue) && !o.runs(s, Green):
-		return Blue
-	case o.runs(s, Green) && !o.runs(s, Blue):
-		return Green
+	case o.runs(s, stack.Blue) && !o.runs(s, stack.Green):
+		return stack.Blue
+	case o.runs(s, stack.Green) && !o.runs(s, stack.Blue):
+		return stack.Green
 	}
 	return ""
 }
 
 // color returns the containers of one color.
-func (o *observed) color(s *Stack, color string) []Container {
+func (o *observed) color(s *stack.Stack, color string) []Container {
 	var out []Container
 	for _, c := range o.cs {
 		if c.Project == s.ColorProject(color) {
@@ -85,7 +87,7 @@ func (o *observed) color(s *Stack, color string) []Container {
 }
 
 // runs tells whether every stateless service of the color has a running container.
-func (o *observed) runs(s *Stack, color string) bool {
+func (o *observed) runs(s *stack.Stack, color string) bool {
 	cs := o.color(s, color)
 	for _, svc := range s.Stateless {
 		if !slices.ContainsFunc(cs, func(c Container) bool { return c.Service == svc && c.Running() }) {
@@ -97,7 +99,7 @@ func (o *observed) runs(s *Stack, color string) bool {
 
 // release returns the release every stateless container of the color runs, or ""
 // when a service has no container or they differ.
-func (o *observed) release(s *Stack, color string) string {
+func (o *observed) release(s *stack.Stack, color string) string {
 	cs := o.color(s, color)
 	rel := ""
 	for _, svc := range s.Stateless {
@@ -111,7 +113,7 @@ func (o *observed) release(s *Stack, color string) string {
 }
 
 // disagreements lists where the record and the host differ.
-func (o *observed) disagreements(s *Stack, st *State, stErr error) []string {
+func (o *observed) disagreements(s *stack.Stack, st *State, stErr error) []string {
 	var out []string
 	if stErr != nil {
 		out = append(out, stErr.Error())
@@ -119,7 +121,7 @@ func (o *observed) disagreements(s *Stack, st *State, stErr error) []string {
 	switch {
 	case st == nil && o.live != "":
 		if stErr == nil {
-			out = append(out, fmt.Sprintf("%s is missing, but %s serves release %s", s.statePath(), s.ColorProject(o.live), o.release(s, o.live)))
+			out = append(out, fmt.Sprintf("%s is missing, but %s serves release %s", s.StatePath(), s.ColorProject(o.live), o.release(s, o.live)))
 		}
 	case st == nil:
 	case o.live == "":
@@ -127,12 +129,12 @@ func (o *observed) disagreements(s *Stack, st *State, stErr error) []string {
 	case st.Active != o.live:
 		out = append(out, fmt.Sprintf("the record says %s (release %s) is live, but traffic goes to %s (release %s)", st.Active, st.Release, o.live, o.release(s, o.live)))
 	case o.release(s, o.live) != st.Release:
-		out = append(out, fmt.Sprintf("the record says release %s is live, but %s runs release %s", st.Release, s.ColorProject(o.live), orUnknown(o.release(s, o.live))))
+		out = append(out, fmt.Sprintf("the record says release %s is live, but %s runs release %s", st.Release, s.ColorProject(o.live), cmp.Or(o.release(s, o.live), "unknown")))
 	}
 	if o.gated && o.live != "" {
 		switch {
 		case !slices.Contains(o.admitted, o.live):
-			out = append(out, fmt.Sprintf("the gate admits no color that runs, so Caddy sends %s no traffic (%s is empty)", o.live, s.gateDir()))
+			out = append(out, fmt.Sprintf("the gate admits no color that runs, so Caddy sends %s no traffic (%s is empty)", o.live, s.GateDir()))
 		case len(o.admitted) == 2:
 			out = append(out, "the gate admits both colors (a switch was interrupted)")
 		}
@@ -140,7 +142,7 @@ func (o *observed) disagreements(s *Stack, st *State, stErr error) []string {
 	if st != nil && st.Previous != nil && st.Active == o.live {
 		if got := o.release(s, st.Previous.Color); got != st.Previous.Release {
 			out = append(out, fmt.Sprintf("the rollback target %s (release %s) is gone: %s holds %s", st.Previous.Color, st.Previous.Release,
-				s.ColorProject(st.Previous.Color), orNone(got)))
+				s.ColorProject(st.Previous.Color), cmp.Or(got, "nothing")))
 		}
 	}
 	return out
@@ -148,7 +150,7 @@ func (o *observed) disagreements(s *Stack, st *State, stErr error) []string {
 
 // rebuild makes the record that matches what runs. old is the record it
 // replaces, nil when missing or corrupt. A nil result means nothing serves.
-func (o *observed) rebuild(s *Stack, old *State, who string) *State {
+func (o *observed) rebuild(s *stack.Stack, old *State, who string) *State {
 	if o.live == "" {
 		return nil
 	}
@@ -162,7 +164,7 @@ func (o *observed) rebuild(s *Stack, old *State, who string) *State {
 	}
 	// The other color is a rollback target only when the record knew its release:
 	// a color left half-started by an interrupted push was never verified.
-	other := Slot{Color: Other(o.live), Release: o.release(s, Other(o.live))}
+	other := Slot{Color: stack.Other(o.live), Release: o.release(s, stack.Other(o.live))}
 	switch {
 	case other.Release == "":
 	case old == nil:
@@ -199,7 +201,7 @@ func (d *Deployer) caddyColor(ctx context.Context) (string, error) {
 		dial, _ := first["dial"].(string)
 		host, _, _ := strings.Cut(dial, ":")
 		for _, svc := range d.Stack.Stateless {
-			if c, ok := strings.CutPrefix(host, svc+"-"); ok && (c == Blue || c == Green) {
+			if c, ok := strings.CutPrefix(host, svc+"-"); ok && (c == stack.Blue || c == stack.Green) {
 				colors[c] = true
 			}
 		}
@@ -226,11 +228,4 @@ func walkJSON(v any, fn func(map[string]any)) {
 			walkJSON(e, fn)
 		}
 	}
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "nothing"
-	}
-	return s
 }

@@ -3,12 +3,13 @@ package plan
 import (
 	"errors"
 	"strings"
+	"taledeploy/internal/stack"
 	"testing"
 	"time"
 )
 
 func TestRecordAgainstHost(t *testing.T) {
-	s := &Stack{Project: "p", RemoteDir: "/srv/p", Stateless: []string{"web", "api"}, Stateful: []string{"proxy"}, Proxy: "proxy"}
+	s := &stack.Stack{Project: "p", RemoteDir: "/srv/p", Stateless: []string{"web", "api"}, Stateful: []string{"proxy"}, Proxy: "proxy"}
 	// color makes the containers of one color, all with one state and release.
 	color := func(c, state, release string) []Container {
 		var cs []Container

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -17,7 +18,7 @@ func (d *Deployer) recordInterrupted(ctx context.Context) {
 		action = f[1]
 	}
 	e := HistoryEntry{Time: l.Heartbeat, Action: action, Release: l.Release, Color: l.Color, By: l.Who, Result: "interrupted",
-		Error: fmt.Sprintf("interrupted at step %s (its process died or lost its connection)", orUnknown(l.Step)), Seconds: l.Heartbeat.Sub(l.Since).Seconds()}
+		Error: fmt.Sprintf("interrupted at step %s (its process died or lost its connection)", cmp.Or(l.Step, "unknown")), Seconds: l.Heartbeat.Sub(l.Since).Seconds()}
 	if log, err := ReadMigrations(ctx, d.Host, d.Stack); err == nil {
 		for _, a := range log.Applied {
 			if a.Release == l.Release && !a.At.Before(l.Since) {

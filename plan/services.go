@@ -34,11 +34,11 @@ func lowPriority() []string { return []string{"nice", "-n", "10"} }
 func (d *Deployer) composeArgv(color string) []string {
 	s := d.Stack
 	project := s.Project
-	argv := append(lowPriority(), "docker", "compose", "--project-directory", s.RemoteDir, "--env-file", s.envPath(),
-		"-f", s.remote(s.ComposeFile))
+	argv := append(lowPriority(), "docker", "compose", "--project-directory", s.RemoteDir, "--env-file", s.EnvPath(),
+		"-f", s.Remote(s.ComposeFile))
 	if color != "" {
 		project = s.ColorProject(color)
-		argv = append(argv, "-f", s.remote(s.OverlayFile(color)))
+		argv = append(argv, "-f", s.Remote(s.OverlayFile(color)))
 	}
 	return append(argv, "-p", project)
 }
@@ -63,7 +63,7 @@ func (d *Deployer) stateful(ctx context.Context, newColor, release string) (stri
 	if !proxyRunning {
 		// The proxy starts with the current Caddyfile; the gate keeps traffic on
 		// the admitted color, if any.
-		p, err := s.remotePath(s.Caddyfile)
+		p, err := s.RemotePath(s.Caddyfile)
 		if err != nil {
 			return "", err
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"taledeploy/internal/stack"
 	"time"
 )
 
@@ -48,50 +49,39 @@ type HistoryEntry struct {
 	Migrations  []string  `json:"migrations,omitempty"` // applied by this command
 }
 
-// Paths on the host, below the stack's remote_dir.
-func (s *Stack) metaDir() string     { return s.RemoteDir + "/.taledeploy" }
-func (s *Stack) statePath() string   { return s.metaDir() + "/state.json" }
-func (s *Stack) historyPath() string { return s.metaDir() + "/history.jsonl" }
-func (s *Stack) lockPath() string    { return s.metaDir() + "/lock" }
-func (s *Stack) envPath() string     { return s.metaDir() + "/env/stack.env" }
-func (s *Stack) adminDir() string    { return s.RemoteDir + "/run/caddy" }
-func (s *Stack) remote(rel string) string {
-	return s.RemoteDir + "/" + rel
-}
-
 func isNotExist(err error) bool {
 	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, os.ErrNotExist)
 }
 
 // ReadState returns the recorded state, or nil when the host has none.
-func ReadState(ctx context.Context, h Conn, s *Stack) (*State, error) {
-	data, err := h.ReadFile(ctx, s.statePath())
+func ReadState(ctx context.Context, h Conn, s *stack.Stack) (*State, error) {
+	data, err := h.ReadFile(ctx, s.StatePath())
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", s.statePath(), err)
+		return nil, fmt.Errorf("read %s: %w", s.StatePath(), err)
 	}
 	var st State
 	if err := json.Unmarshal(data, &st); err != nil {
-		return nil, fmt.Errorf("%s is corrupt (%v)", s.statePath(), err)
+		return nil, fmt.Errorf("%s is corrupt (%v)", s.StatePath(), err)
 	}
 	return &st, nil
 }
 
-func writeState(ctx context.Context, h Conn, s *Stack, st *State) error {
+func writeState(ctx context.Context, h Conn, s *stack.Stack, st *State) error {
 	data, _ := json.MarshalIndent(st, "", "  ")
-	return h.WriteFile(ctx, s.statePath(), append(data, '\n'), 0o600)
+	return h.WriteFile(ctx, s.StatePath(), append(data, '\n'), 0o600)
 }
 
-func appendHistory(ctx context.Context, h Conn, s *Stack, e HistoryEntry) error {
+func appendHistory(ctx context.Context, h Conn, s *stack.Stack, e HistoryEntry) error {
 	data, _ := json.Marshal(e)
-	return h.AppendFile(ctx, s.historyPath(), append(data, '\n'), 0o600)
+	return h.AppendFile(ctx, s.HistoryPath(), append(data, '\n'), 0o600)
 }
 
 // ReadHistory returns the host's deploy history, oldest first.
-func ReadHistory(ctx context.Context, h Conn, s *Stack) ([]HistoryEntry, error) {
-	data, err := h.ReadFile(ctx, s.historyPath())
+func ReadHistory(ctx context.Context, h Conn, s *stack.Stack) ([]HistoryEntry, error) {
+	data, err := h.ReadFile(ctx, s.HistoryPath())
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}

@@ -1,9 +1,11 @@
 package plan
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
+	"taledeploy/internal/stack"
 	"time"
 )
 
@@ -35,7 +37,7 @@ type LockStatus struct {
 }
 
 // Status reads the record and what runs on a host, and says where they disagree.
-func Status(ctx context.Context, h Conn, s *Stack) HostStatus {
+func Status(ctx context.Context, h Conn, s *stack.Stack) HostStatus {
 	hs := HostStatus{Host: h.Name(), Containers: []Container{}}
 	st, stErr := ReadState(ctx, h, s)
 	l, err := ReadLock(ctx, h, s)
@@ -46,7 +48,7 @@ func Status(ctx context.Context, h Conn, s *Stack) HostStatus {
 		hs.Lock = &LockStatus{Lock: *l, Stale: l.Stale(time.Now())}
 		if hs.Lock.Stale != "" {
 			hs.Problems = append(hs.Problems, fmt.Sprintf("a %s was interrupted at step %s (%s); the next push or rollback converges, or `taledeploy lock release ENV` clears the lock",
-				l.Command, orUnknown(l.Step), hs.Lock.Stale))
+				l.Command, cmp.Or(l.Step, "unknown"), hs.Lock.Stale))
 		}
 	}
 	if len(s.Migrations) > 0 {
@@ -77,8 +79,8 @@ func Status(ctx context.Context, h Conn, s *Stack) HostStatus {
 				hs.Problems = append(hs.Problems, fmt.Sprintf("live container %s is %s %s", c.Name, c.State, c.Health))
 			}
 		}
-		if o.runs(s, Other(o.live)) && hs.Lock == nil {
-			hs.Problems = append(hs.Problems, fmt.Sprintf("%s runs but serves nothing (left by an interrupted deploy?); the next push replaces it", s.ColorProject(Other(o.live))))
+		if o.runs(s, stack.Other(o.live)) && hs.Lock == nil {
+			hs.Problems = append(hs.Problems, fmt.Sprintf("%s runs but serves nothing (left by an interrupted deploy?); the next push replaces it", s.ColorProject(stack.Other(o.live))))
 		}
 	}
 	for _, svc := range s.Stateful {

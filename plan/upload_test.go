@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"taledeploy/internal/stack"
+	"taledeploy/internal/stack/stacktest"
 	"testing"
 )
 
@@ -32,10 +34,10 @@ func TestRemotePathStaysInsideRemoteDir(t *testing.T) {
 		{"/srv/tale/", "compose.yml", ""},
 		{"", "compose.yml", ""},
 	} {
-		s := &Stack{RemoteDir: tc.remoteDir}
-		got, err := s.remotePath(tc.rel)
+		s := &stack.Stack{RemoteDir: tc.remoteDir}
+		got, err := s.RemotePath(tc.rel)
 		switch {
-		case tc.want == "" && !errors.Is(err, ErrBadInput):
+		case tc.want == "" && !errors.Is(err, stack.ErrBadInput):
 			t.Errorf("remote_dir %q, %q: got %q, %v; want it refused", tc.remoteDir, tc.rel, got, err)
 		case tc.want != "" && (got != tc.want || err != nil):
 			t.Errorf("remote_dir %q, %q: got %q, %v; want %q", tc.remoteDir, tc.rel, got, err, tc.want)
@@ -60,10 +62,10 @@ func stackDir(t *testing.T) (root, outside string) {
 	return root, outside
 }
 
-func appStack(root, context string) *Stack {
-	return &Stack{Project: "tale", RemoteDir: "/srv/tale", ComposeFile: "compose.yml", Caddyfile: "services/proxy/Caddyfile",
+func appStack(root, context string) *stack.Stack {
+	return &stack.Stack{Project: "tale", RemoteDir: "/srv/tale", ComposeFile: "compose.yml", Caddyfile: "services/proxy/Caddyfile",
 		Root: root, Stateless: []string{"app"},
-		Compose: &Compose{Services: map[string]*ComposeService{"app": {Name: "app", BuildContext: context}}}}
+		Compose: &stack.Compose{Services: map[string]*stack.ComposeService{"app": {Name: "app", BuildContext: context}}}}
 }
 
 func TestReleaseFilesSymlinks(t *testing.T) {
@@ -115,7 +117,7 @@ func TestReleaseFilesSymlinks(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			root, outside := stackDir(t)
 			tc.prepare(t, root, outside)
-			files, err := appStack(root, tc.context).releaseFiles()
+			files, err := appStack(root, tc.context).ReleaseFiles()
 			if tc.want == nil {
 				if err == nil || !strings.Contains(err.Error(), tc.errWant) || !strings.Contains(err.Error(), "outside the stack folder") {
 					t.Fatalf("releaseFiles = %d files, %v; want a refusal with %q", len(files), err, tc.errWant)
@@ -127,11 +129,11 @@ func TestReleaseFilesSymlinks(t *testing.T) {
 			}
 			var got []string
 			for _, f := range files {
-				if strings.HasPrefix(f.rel, "services/") || strings.HasPrefix(f.rel, "ext/") {
-					got = append(got, f.rel)
+				if strings.HasPrefix(f.Rel, "services/") || strings.HasPrefix(f.Rel, "ext/") {
+					got = append(got, f.Rel)
 				}
-				if strings.Contains(string(f.data), "SECRET") {
-					t.Errorf("uploads %s with the secret from outside", f.rel)
+				if strings.Contains(string(f.Data), "SECRET") {
+					t.Errorf("uploads %s with the secret from outside", f.Rel)
 				}
 			}
 			if !slices.Equal(got, tc.want) {
@@ -146,14 +148,14 @@ func TestReleaseFilesSymlinks(t *testing.T) {
 func TestUploadWritesNothingOutsideRemoteDir(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		change func(s *Stack, base string)
+		change func(s *stack.Stack, base string)
 	}{
-		{"remote_dir is the root", func(s *Stack, _ string) { s.RemoteDir = "/" }},
-		{"remote_dir is relative", func(s *Stack, _ string) { s.RemoteDir = "srv/tale" }},
-		{"remote_dir climbs", func(s *Stack, _ string) { s.RemoteDir = "/srv/tale/../../etc" }},
+		{"remote_dir is the root", func(s *stack.Stack, _ string) { s.RemoteDir = "/" }},
+		{"remote_dir is relative", func(s *stack.Stack, _ string) { s.RemoteDir = "srv/tale" }},
+		{"remote_dir climbs", func(s *stack.Stack, _ string) { s.RemoteDir = "/srv/tale/../../etc" }},
 		// Inside the stack folder here, but above remote_dir on the host.
-		{"compose file climbs back in", func(s *Stack, base string) { s.ComposeFile = "../" + base + "/compose.yml" }},
-		{"build context climbs back in", func(s *Stack, base string) {
+		{"compose file climbs back in", func(s *stack.Stack, base string) { s.ComposeFile = "../" + base + "/compose.yml" }},
+		{"build context climbs back in", func(s *stack.Stack, base string) {
 			s.Compose.Services["app"].BuildContext = "../" + base + "/services/app"
 		}},
 	} {
@@ -163,7 +165,7 @@ func TestUploadWritesNothingOutsideRemoteDir(t *testing.T) {
 			tc.change(s, filepath.Base(root))
 			fc := &fakeConn{}
 			d := &Deployer{Host: fc, Stack: s}
-			if _, err := d.upload(context.Background()); !errors.Is(err, ErrBadInput) {
+			if _, err := d.upload(context.Background()); !errors.Is(err, stack.ErrBadInput) {
 				t.Fatalf("upload: %v, want a refusal", err)
 			}
 			if got := fc.touched(); len(got) > 0 || len(fc.cmds) > 0 {
@@ -230,7 +232,7 @@ func TestUploadSendsOnlyChanges(t *testing.T) {
 	if got, _ := upload(); !slices.Equal(got, all) {
 		t.Fatalf("first upload sent %q, want %q", got, all)
 	}
-	if got, msg := upload(); len(got) > 0 || msg != "0 of 5 files changed (0 B)" {
+	if got, msg := upload(); len(got) > 0 || msg != "0 of 5 files changed (0B)" {
 		t.Errorf("second upload sent %q (%s), want nothing", got, msg)
 	}
 	if slices.Contains(fc.ops, "write /srv/tale/.taledeploy/uploads.json") {
@@ -286,14 +288,14 @@ func TestUploadModes(t *testing.T) {
 		os.WriteFile(p, []byte(name), 0o600)
 		os.Chmod(p, mode)
 	}
-	files, err := appStack(root, "services/app").releaseFiles()
+	files, err := appStack(root, "services/app").ReleaseFiles()
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]os.FileMode{"open": 0o755, "private": 0o644, "script": 0o755, "plain": 0o644, "Dockerfile": 0o644}
 	for _, f := range files {
-		if m, ok := want[filepath.Base(f.rel)]; ok && f.mode != m {
-			t.Errorf("%s is uploaded with mode %o, want %o", f.rel, f.mode, m)
+		if m, ok := want[filepath.Base(f.Rel)]; ok && f.Mode != m {
+			t.Errorf("%s is uploaded with mode %o, want %o", f.Rel, f.Mode, m)
 		}
 	}
 }
@@ -301,26 +303,26 @@ func TestUploadModes(t *testing.T) {
 // With `build: .`, the inventory and the env files beside the compose file are
 // in the build context: they are never uploaded (nor shown by plan).
 func TestUploadLeavesSecretsBehind(t *testing.T) {
-	inv := strings.Replace(goodInventory, "      env:\n", "      env_files: [.env.prod]\n      env:\n", 1)
-	compose := strings.NewReplacer("build: services/platform", "build: .", "build: services/rag", "image: rag", "build: services/db", "image: postgres").Replace(goodCompose)
-	p := writeStack(t, inv, compose)
+	inv := strings.Replace(stacktest.Inventory, "      env:\n", "      env_files: [.env.prod]\n      env:\n", 1)
+	compose := strings.NewReplacer("build: services/platform", "build: .", "build: services/rag", "image: rag", "build: services/db", "image: postgres").Replace(stacktest.Compose)
+	p := stacktest.Write(t, inv, compose)
 	dir := filepath.Dir(p)
 	os.WriteFile(filepath.Join(dir, ".env.prod"), []byte("DB_PASSWORD=planted-file-secret\n"), 0o600)
 	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\n"), 0o644)
-	i, err := Load(p)
+	i, err := stack.Load(p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e, _ := i.Env("demo")
-	files, err := e.StackFor("one").releaseFiles()
+	files, err := e.StackFor("one").ReleaseFiles()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var rels []string
 	for _, f := range files {
-		rels = append(rels, f.rel)
-		if strings.Contains(string(f.data), "planted-file-secret") || strings.Contains(string(f.data), "s3cret") && f.rel != ".taledeploy/env/stack.env" {
-			t.Errorf("%s carries a secret", f.rel)
+		rels = append(rels, f.Rel)
+		if strings.Contains(string(f.Data), "planted-file-secret") || strings.Contains(string(f.Data), "s3cret") && f.Rel != ".taledeploy/env/stack.env" {
+			t.Errorf("%s carries a secret", f.Rel)
 		}
 	}
 	if !slices.Contains(rels, "Dockerfile") || slices.Contains(rels, "inventory.yaml") || slices.Contains(rels, ".env.prod") {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"taledeploy/internal/stack"
 	"testing"
 	"time"
 )
@@ -21,7 +22,7 @@ func TestVerifyFailureCarriesLogs(t *testing.T) {
 	}}
 	var events []Event
 	d := &Deployer{Host: fc, Stack: s, Report: func(e Event) { events = append(events, e) }}
-	err := d.step("verify", func() (string, error) { return d.verify(context.Background(), Green) })
+	err := d.step("verify", func() (string, error) { return d.verify(context.Background(), stack.Green) })
 	if !errors.Is(err, ErrUnhealthy) {
 		t.Fatalf("verify: %v, want ErrUnhealthy", err)
 	}
@@ -38,7 +39,7 @@ func TestVerifyFailureCarriesLogs(t *testing.T) {
 // fails verify within seconds, not after the whole health timeout.
 func TestVerifyRestartLoopFailsFast(t *testing.T) {
 	s := fuzzStack(t.TempDir(), "tale", "/srv/tale", "compose.yml", "platform", "db", "x")
-	s.HealthTimeout = Duration{time.Minute}
+	s.HealthTimeout = stack.Duration{Duration: time.Minute}
 	fc := &fakeConn{}
 	fc.containers = func() string {
 		return `[{"Id":"c1","Names":["/tale-green-platform-1"],"State":"restarting","Status":"Restarting (1) 1 second ago",
@@ -46,7 +47,7 @@ func TestVerifyRestartLoopFailsFast(t *testing.T) {
 	}
 	d := &Deployer{Host: fc, Stack: s}
 	start := time.Now()
-	_, err := d.verify(context.Background(), Green)
+	_, err := d.verify(context.Background(), stack.Green)
 	if !errors.Is(err, ErrUnhealthy) || !strings.Contains(err.Error(), "keeps restarting (Restarting (1)") {
 		t.Fatalf("verify: %v, want a release that keeps restarting", err)
 	}

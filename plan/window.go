@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"taledeploy/internal/stack"
 	"taledeploy/remote"
 )
 
@@ -101,7 +102,7 @@ type probeTarget struct {
 	req    *http.Request
 }
 
-func (d *Deployer) probeTarget(ctx context.Context, proxyIP string, r *Route) (*probeTarget, error) {
+func (d *Deployer) probeTarget(ctx context.Context, proxyIP string, r *stack.Route) (*probeTarget, error) {
 	site := r.Site
 	scheme := "http"
 	if rest, ok := strings.CutPrefix(site, "https://"); ok {

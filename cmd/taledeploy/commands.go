@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"taledeploy/internal/stack"
 	"taledeploy/plan"
 	"taledeploy/remote"
 
@@ -77,7 +79,7 @@ var errPartial = errors.New("some hosts changed")
 // deploy runs a push or rollback on a fleet: connect to every host, lock, check
 // and prepare them all in parallel, and only then act on one host after
 // another, in inventory order, stopping at the first failure.
-func deploy(ctx context.Context, cli *CLI, env *plan.Environment, opts plan.Options, action string, rollbackOnFailure bool) error {
+func deploy(ctx context.Context, cli *CLI, env *stack.Environment, opts plan.Options, action string, rollbackOnFailure bool) error {
 	return onFleet(ctx, cli, env, opts, action, func(ds []*plan.Deployer) error {
 		for i, d := range ds {
 			var err error
@@ -123,7 +125,7 @@ func deploy(ctx context.Context, cli *CLI, env *plan.Environment, opts plan.Opti
 // onFleet connects to every host of env in parallel, then locks and checks each
 // (and prepares each, for a push) before body changes any; at the end it
 // releases the locks and prints the summary.
-func onFleet(ctx context.Context, cli *CLI, env *plan.Environment, opts plan.Options, action string, body func([]*plan.Deployer) error) (err error) {
+func onFleet(ctx context.Context, cli *CLI, env *stack.Environment, opts plan.Options, action string, body func([]*plan.Deployer) error) (err error) {
 	start := time.Now()
 	out := newPrinter(os.Stdout, env.Hosts, cli.JSON)
 	defer out.close()
@@ -266,7 +268,7 @@ func printStatus(hs plan.HostStatus) {
 		tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
 		fmt.Fprintf(tw, "  SERVICE\tCOLOR\tSTATE\tHEALTH\tRELEASE\tCONTAINER\n")
 		for _, c := range hs.Containers {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", c.Service, dash(c.Color), c.State, dash(c.Health), dash(c.Release), c.Name)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", c.Service, cmp.Or(c.Color, "-"), c.State, cmp.Or(c.Health, "-"), cmp.Or(c.Release, "-"), c.Name)
 		}
 		tw.Flush()
 	}
@@ -275,16 +277,9 @@ func printStatus(hs plan.HostStatus) {
 	}
 }
 
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
 func (c *RenderCmd) Run(cli *CLI, ctx context.Context) error {
 	// Rendering connects to nothing: no host needs its SSH files here.
-	inv, err := plan.LoadWith(cli.Inventory, plan.LoadOptions{NoSSH: true})
+	inv, err := stack.LoadWith(cli.Inventory, stack.LoadOptions{NoSSH: true})
 	if err != nil {
 		return err
 	}
@@ -305,10 +300,10 @@ func (c *RenderCmd) Run(cli *CLI, ctx context.Context) error {
 
 // loadEnv reads the inventory and returns environment name, limited to the
 // named hosts when there are any.
-func loadEnv(file, name string, hosts []string) (*plan.Environment, error) {
+func loadEnv(file, name string, hosts []string) (*stack.Environment, error) {
 	// With host keys in the environment, a host may go without a known_hosts file.
 	kh, _ := os.LookupEnv(remote.EnvKnownHosts)
-	inv, err := plan.LoadWith(file, plan.LoadOptions{KnownHostsFromEnv: strings.TrimSpace(kh) != ""})
+	inv, err := stack.LoadWith(file, stack.LoadOptions{KnownHostsFromEnv: strings.TrimSpace(kh) != ""})
 	if err != nil {
 		return nil, err
 	}
@@ -316,7 +311,7 @@ func loadEnv(file, name string, hosts []string) (*plan.Environment, error) {
 	if err != nil || len(hosts) == 0 {
 		return env, err
 	}
-	var keep []*plan.Host
+	var keep []*stack.Host
 	var known []string
 	for _, h := range env.Hosts {
 		known = append(known, h.Name)
@@ -326,7 +321,7 @@ func loadEnv(file, name string, hosts []string) (*plan.Environment, error) {
 	}
 	for _, n := range hosts {
 		if !slices.Contains(known, n) {
-			return nil, fmt.Errorf("%w: --hosts: environment %s has no host %q; its hosts are %s", plan.ErrBadInput, name, n, strings.Join(known, ", "))
+			return nil, fmt.Errorf("%w: --hosts: environment %s has no host %q; its hosts are %s", stack.ErrBadInput, name, n, strings.Join(known, ", "))
 		}
 	}
 	env.Hosts = keep

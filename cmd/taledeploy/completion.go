@@ -13,7 +13,7 @@ import (
 	"github.com/posener/complete"
 	"github.com/willabides/kongplete"
 
-	"taledeploy/plan"
+	"taledeploy/internal/stack"
 	"taledeploy/remote"
 )
 
@@ -49,7 +49,7 @@ func (c *CompletionCmd) Run(k *kong.Context) error {
 func writeCompletion(w io.Writer, shell, bin string) error {
 	script, ok := completionScripts[shell]
 	if !ok {
-		return fmt.Errorf("%w: no completion for shell %q; taledeploy has it for bash and zsh", plan.ErrBadInput, shell)
+		return fmt.Errorf("%w: no completion for shell %q; taledeploy has it for bash and zsh", stack.ErrBadInput, shell)
 	}
 	_, err := fmt.Fprintf(w, script, remote.Quote([]string{bin}))
 	return err
@@ -93,7 +93,7 @@ func completionPredictors() []kongplete.Option {
 
 // inventoryNames reads the names in the inventory the line names (--inventory
 // FILE, -i FILE) or inventory.yaml; an unreadable one offers nothing.
-func inventoryNames(complete.Args) plan.Names {
+func inventoryNames(complete.Args) stack.Names {
 	// The global flag may come before the command, and the Args a predictor
 	// gets start after the command: read the whole line.
 	line := os.Getenv("COMP_LINE")
@@ -112,12 +112,12 @@ func inventoryNames(complete.Args) plan.Names {
 			file = w[2:]
 		}
 	}
-	n, _ := plan.ReadNames(file)
+	n, _ := stack.ReadNames(file)
 	return n
 }
 
 // lineEnv is the environment already typed on the line, or "".
-func lineEnv(a complete.Args, n plan.Names) string {
+func lineEnv(a complete.Args, n stack.Names) string {
 	for _, w := range a.Completed {
 		if slices.Contains(n.Envs, w) {
 			return w

@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/term"
 
-	"taledeploy/plan"
+	"taledeploy/internal/stack"
 	"taledeploy/remote"
 )
 
@@ -66,7 +66,7 @@ func newDialOptions(acceptNew bool, lookup func(string) (string, bool)) (dialOpt
 	}
 	c, err := remote.LoadSSHConfig(file)
 	if err != nil {
-		return o, fmt.Errorf("%w: %v; fix it, or set %s=none to read no ssh config", plan.ErrBadInput, err, envSSHConfig)
+		return o, fmt.Errorf("%w: %v; fix it, or set %s=none to read no ssh config", stack.ErrBadInput, err, envSSHConfig)
 	}
 	o.sshConfig = c
 	return o, nil
@@ -74,7 +74,7 @@ func newDialOptions(acceptNew bool, lookup func(string) (string, bool)) (dialOpt
 
 // hostConfig says how to reach one host of the inventory: its own settings,
 // completed from the ssh config (the inventory's win where both are set).
-func hostConfig(h *plan.Host, o dialOptions) (remote.Config, error) {
+func hostConfig(h *stack.Host, o dialOptions) (remote.Config, error) {
 	cfg := remote.Config{
 		Name: h.Name, Address: h.Address, Port: h.Port, User: h.User,
 		KnownHostsFile: h.KnownHosts, Key: o.key, KnownHosts: o.knownHosts,
@@ -85,7 +85,7 @@ func hostConfig(h *plan.Host, o dialOptions) (remote.Config, error) {
 	}
 	cfg, err := o.sshConfig.Apply(cfg)
 	if err != nil {
-		return cfg, fmt.Errorf("%w: %s: %v; fix it, or set %s=none to read no ssh config", plan.ErrBadInput, h.Name, err, envSSHConfig)
+		return cfg, fmt.Errorf("%w: %s: %v; fix it, or set %s=none to read no ssh config", stack.ErrBadInput, h.Name, err, envSSHConfig)
 	}
 	if cfg.User == "" {
 		where := "the ssh config"
@@ -93,7 +93,7 @@ func hostConfig(h *plan.Host, o dialOptions) (remote.Config, error) {
 			where = o.sshConfig.File
 		}
 		return cfg, fmt.Errorf("%w: host %s has no user; add user: to the host in the inventory (the SSH login, in the docker group), or User for %s in %s",
-			plan.ErrBadInput, h.Name, h.Address, where)
+			stack.ErrBadInput, h.Name, h.Address, where)
 	}
 	return cfg, nil
 }
@@ -101,7 +101,7 @@ func hostConfig(h *plan.Host, o dialOptions) (remote.Config, error) {
 // connectAll opens one SSH connection per host, in parallel. On an error it
 // returns the connections it made, to be closed, and an error that names every
 // host that failed, each with its reason.
-func connectAll(ctx context.Context, cli *CLI, env *plan.Environment) ([]*remote.Client, error) {
+func connectAll(ctx context.Context, cli *CLI, env *stack.Environment) ([]*remote.Client, error) {
 	conns, errs := connectEach(ctx, cli, env)
 	var live []*remote.Client
 	for _, c := range conns {
@@ -125,7 +125,7 @@ func connectAll(ctx context.Context, cli *CLI, env *plan.Environment) ([]*remote
 }
 
 // connectEach dials every host in parallel: conns[i] or errs[i] is set for host i.
-func connectEach(ctx context.Context, cli *CLI, env *plan.Environment) ([]*remote.Client, []error) {
+func connectEach(ctx context.Context, cli *CLI, env *stack.Environment) ([]*remote.Client, []error) {
 	conns := make([]*remote.Client, len(env.Hosts))
 	errs := make([]error, len(env.Hosts))
 	opts, err := cli.dialOptions()
@@ -155,7 +155,7 @@ func connectEach(ctx context.Context, cli *CLI, env *plan.Environment) ([]*remot
 // connectEnv loads environment name, limited to hosts when any are named, and
 // connects to its hosts. The connections it returns must be closed, even with
 // an error.
-func connectEnv(ctx context.Context, cli *CLI, name string, hosts []string) (*plan.Environment, []*remote.Client, error) {
+func connectEnv(ctx context.Context, cli *CLI, name string, hosts []string) (*stack.Environment, []*remote.Client, error) {
 	env, err := loadEnv(cli.Inventory, name, hosts)
 	if err != nil {
 		return nil, nil, err

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"taledeploy/plan"
+	"taledeploy/internal/stack"
 	"taledeploy/remote"
 )
 
@@ -28,7 +28,7 @@ func TestDialOptionsFromEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &plan.Host{Name: "vps1", Address: "203.0.113.10", User: "deploy", IdentityFile: "/home/u/.ssh/id_ed25519"}
+	h := &stack.Host{Name: "vps1", Address: "203.0.113.10", User: "deploy", IdentityFile: "/home/u/.ssh/id_ed25519"}
 	cfg, err := hostConfig(h, o)
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +69,7 @@ Host nouser
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := hostConfig(&plan.Host{Name: "web", Address: "web1", KnownHosts: "/kh"}, o)
+	cfg, err := hostConfig(&stack.Host{Name: "web", Address: "web1", KnownHosts: "/kh"}, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ Host nouser
 	}
 
 	// The inventory's values win.
-	cfg, err = hostConfig(&plan.Host{Name: "web", Address: "web1", Port: 22, User: "root", IdentityFile: "/keys/id", KnownHosts: "/kh"}, o)
+	cfg, err = hostConfig(&stack.Host{Name: "web", Address: "web1", Port: 22, User: "root", IdentityFile: "/keys/id", KnownHosts: "/kh"}, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,8 +89,8 @@ Host nouser
 	}
 
 	// No user from either is bad input that says where to set one.
-	_, err = hostConfig(&plan.Host{Name: "db", Address: "nouser", KnownHosts: "/kh"}, o)
-	if !errors.Is(err, plan.ErrBadInput) || !strings.Contains(err.Error(), "user:") || !strings.Contains(err.Error(), filepath.Join(home, ".ssh", "config")) {
+	_, err = hostConfig(&stack.Host{Name: "db", Address: "nouser", KnownHosts: "/kh"}, o)
+	if !errors.Is(err, stack.ErrBadInput) || !strings.Contains(err.Error(), "user:") || !strings.Contains(err.Error(), filepath.Join(home, ".ssh", "config")) {
 		t.Errorf("host with no user: %v", err)
 	}
 
@@ -98,17 +98,17 @@ Host nouser
 	other := filepath.Join(t.TempDir(), "ssh_config")
 	os.WriteFile(other, []byte("Host web1\n  HostName 192.0.2.1\n  User other\n"), 0o600)
 	o, _ = newDialOptions(false, lookupIn(map[string]string{envSSHConfig: other}))
-	if cfg, err := hostConfig(&plan.Host{Name: "web", Address: "web1", KnownHosts: "/kh"}, o); err != nil || cfg.Address != "192.0.2.1" || cfg.User != "other" {
+	if cfg, err := hostConfig(&stack.Host{Name: "web", Address: "web1", KnownHosts: "/kh"}, o); err != nil || cfg.Address != "192.0.2.1" || cfg.User != "other" {
 		t.Errorf("with %s=%s: %+v, %v", envSSHConfig, other, cfg, err)
 	}
 	o, _ = newDialOptions(false, lookupIn(map[string]string{envSSHConfig: "none"}))
-	if cfg, err := hostConfig(&plan.Host{Name: "web", Address: "web1", User: "u", KnownHosts: "/kh"}, o); err != nil || cfg.Address != "web1" || len(cfg.Jumps) > 0 {
+	if cfg, err := hostConfig(&stack.Host{Name: "web", Address: "web1", User: "u", KnownHosts: "/kh"}, o); err != nil || cfg.Address != "web1" || len(cfg.Jumps) > 0 {
 		t.Errorf("with %s=none: %+v, %v", envSSHConfig, cfg, err)
 	}
 
 	// A config taledeploy cannot read is bad input with the fix.
 	os.WriteFile(other, []byte("Match exec \"test -f /x\"\n  User u\n"), 0o600)
-	if _, err := newDialOptions(false, lookupIn(map[string]string{envSSHConfig: other})); !errors.Is(err, plan.ErrBadInput) ||
+	if _, err := newDialOptions(false, lookupIn(map[string]string{envSSHConfig: other})); !errors.Is(err, stack.ErrBadInput) ||
 		!strings.Contains(err.Error(), other) || !strings.Contains(err.Error(), envSSHConfig+"=none") {
 		t.Errorf("unreadable ssh config: %v", err)
 	}
@@ -116,7 +116,7 @@ Host nouser
 	// A config that refers to ProxyCommand is bad input with the fix.
 	os.WriteFile(other, []byte("Host web1\n  ProxyCommand nc %h %p\n"), 0o600)
 	o, _ = newDialOptions(false, lookupIn(map[string]string{envSSHConfig: other}))
-	if _, err := hostConfig(&plan.Host{Name: "web", Address: "web1", User: "u", KnownHosts: "/kh"}, o); !errors.Is(err, plan.ErrBadInput) ||
+	if _, err := hostConfig(&stack.Host{Name: "web", Address: "web1", User: "u", KnownHosts: "/kh"}, o); !errors.Is(err, stack.ErrBadInput) ||
 		!strings.Contains(err.Error(), "ProxyJump") || !strings.Contains(err.Error(), envSSHConfig+"=none") {
 		t.Errorf("ProxyCommand: %v", err)
 	}
@@ -144,7 +144,7 @@ func TestConnectAllNamesEveryFailedHost(t *testing.T) {
 	os.WriteFile(kh, nil, 0o600)
 	key := filepath.Join(dir, "id")
 	os.WriteFile(key, nil, 0o600)
-	env := &plan.Environment{Name: "prod", Hosts: []*plan.Host{
+	env := &stack.Environment{Name: "prod", Hosts: []*stack.Host{
 		{Name: "h1", Address: "127.0.0.1", Port: 1, User: "deploy", IdentityFile: key, KnownHosts: kh},
 		{Name: "h2", Address: "127.0.0.1", Port: 1, User: "deploy", IdentityFile: key, KnownHosts: filepath.Join(dir, "missing")},
 		{Name: "h3", Address: "127.0.0.1", Port: 1, IdentityFile: key, KnownHosts: kh},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -61,7 +62,7 @@ func (c *HistoryCmd) Run(cli *CLI, ctx context.Context) error {
 				result += ": " + truncate(e.Error, 80)
 			}
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1fs\n", e.Time.Local().Format(time.DateTime), e.Action, e.Release,
-				fromTo(e.From, e.Color), e.By, dash(e.GitRevision), dash(strings.Join(e.Migrations, ",")), result, e.Seconds)
+				fromTo(e.From, e.Color), e.By, cmp.Or(e.GitRevision, "-"), cmp.Or(strings.Join(e.Migrations, ","), "-"), result, e.Seconds)
 		}
 		tw.Flush()
 	}
@@ -191,7 +192,7 @@ func (c *PlanCmd) Run(cli *CLI, ctx context.Context) error {
 		return errors.Join(errs...)
 	}
 	for i, p := range all {
-		fmt.Printf("%d. %s: live %s (release %s) -> a push deploys %s\n", i+1, p.Host, dash(p.Live), dash(p.Release), p.NewColor)
+		fmt.Printf("%d. %s: live %s (release %s) -> a push deploys %s\n", i+1, p.Host, cmp.Or(p.Live, "-"), cmp.Or(p.Release, "-"), p.NewColor)
 		for _, r := range p.Refused {
 			fmt.Printf("   REFUSED: %s\n", r)
 		}

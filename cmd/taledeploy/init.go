@@ -9,7 +9,7 @@ import (
 	"slices"
 	"strings"
 
-	"taledeploy/plan"
+	"taledeploy/internal/stack"
 )
 
 // InitCmd is `taledeploy init`: a first inventory from the project's own files.
@@ -21,7 +21,7 @@ type InitCmd struct {
 func (c *InitCmd) Run(cli *CLI) error {
 	out := cli.Inventory
 	if _, err := os.Stat(out); err == nil {
-		return fmt.Errorf("%w: %s exists; init never overwrites a file. Move it away, or pass --inventory NEW.yaml", plan.ErrBadInput, out)
+		return fmt.Errorf("%w: %s exists; init never overwrites a file. Move it away, or pass --inventory NEW.yaml", stack.ErrBadInput, out)
 	}
 	dir := filepath.Dir(out)
 	compose := c.Compose
@@ -34,13 +34,13 @@ func (c *InitCmd) Run(cli *CLI) error {
 		}
 	}
 	if compose == "" {
-		return fmt.Errorf("%w: no compose file in %s; run init in your project's folder, or pass --compose FILE", plan.ErrBadInput, dir)
+		return fmt.Errorf("%w: no compose file in %s; run init in your project's folder, or pass --compose FILE", stack.ErrBadInput, dir)
 	}
 	caddyfile := c.Caddyfile
 	if caddyfile == "" {
 		caddyfile = findCaddyfile(dir)
 	}
-	d, err := plan.DraftFrom(dir, compose, caddyfile)
+	d, err := stack.DraftFrom(dir, compose, caddyfile)
 	if err != nil {
 		return err
 	}

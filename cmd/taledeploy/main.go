@@ -13,6 +13,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"taledeploy/internal/stack"
 	"taledeploy/plan"
 	"taledeploy/remote"
 )
@@ -107,7 +108,7 @@ func exitCode(err error) int {
 	case errors.Is(err, errPartial), errors.Is(err, plan.ErrAfterSwitch):
 		// Some host changed: the summary says which runs what.
 		return exitPartial
-	case errors.Is(err, plan.ErrBadInput), errors.Is(err, remote.ErrLocalFile):
+	case errors.Is(err, stack.ErrBadInput), errors.Is(err, remote.ErrLocalFile):
 		return exitBadInput
 	case errors.Is(err, plan.ErrLocked):
 		return exitLocked

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	"taledeploy/internal/stack"
 	"taledeploy/plan"
 	"taledeploy/remote"
 )
@@ -21,7 +22,7 @@ import (
 // it reaches the SSH configuration of every host.
 func TestAcceptNewHostKeyFlag(t *testing.T) {
 	t.Setenv("TALEDEPLOY_SSH_CONFIG", "none")
-	h := &plan.Host{Name: "vps1", Address: "203.0.113.10", Port: 22, User: "deploy", KnownHosts: "/home/u/.ssh/known_hosts"}
+	h := &stack.Host{Name: "vps1", Address: "203.0.113.10", Port: 22, User: "deploy", KnownHosts: "/home/u/.ssh/known_hosts"}
 	for _, tc := range []struct {
 		args []string
 		want bool
@@ -144,7 +145,7 @@ func TestExitCodes(t *testing.T) {
 		{errors.New("verify failed"), exitFailed},
 		{fmt.Errorf("push failed on h1: %w", plan.ErrAfterSwitch), exitPartial},
 		{fmt.Errorf("%w; h1 already runs it", errPartial), exitPartial},
-		{fmt.Errorf("x: %w", plan.ErrBadInput), exitBadInput},
+		{fmt.Errorf("x: %w", stack.ErrBadInput), exitBadInput},
 		{fmt.Errorf("h1: %w", remote.ErrLocalFile), exitBadInput},
 		{fmt.Errorf("h1: %w", plan.ErrLocked), exitLocked},
 	} {

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/term"
 
+	"taledeploy/internal/stack"
 	"taledeploy/plan"
 )
 
@@ -36,7 +37,7 @@ func (c *MigrateContractCmd) Run(cli *CLI, ctx context.Context) error {
 
 // contract removes what older releases left, when allowed, then applies the
 // contract migrations host by host.
-func (c *MigrateContractCmd) contract(ctx context.Context, cli *CLI, env *plan.Environment, ds []*plan.Deployer) error {
+func (c *MigrateContractCmd) contract(ctx context.Context, cli *CLI, env *stack.Environment, ds []*plan.Deployer) error {
 	var older []string
 	for _, d := range ds {
 		for _, ctr := range d.OlderReleases() {

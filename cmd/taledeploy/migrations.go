@@ -10,8 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 
+	"taledeploy/internal/stack"
 	"taledeploy/migcheck"
-	"taledeploy/plan"
 )
 
 // MigrationsCmd is `taledeploy migrations check [DIR...]`.
@@ -35,7 +35,7 @@ var errFindings = errors.New("unsafe migrations")
 // exit status 2. Its message is the migration's own.
 type migrationInputError struct{ error }
 
-func (e migrationInputError) Unwrap() []error { return []error{e.error, plan.ErrBadInput} }
+func (e migrationInputError) Unwrap() []error { return []error{e.error, stack.ErrBadInput} }
 
 // migrationsReport is the --json document.
 type migrationsReport struct {
@@ -125,7 +125,7 @@ func plural(n int, noun string) string {
 // "migrations" when it names none (or cannot be read).
 func inventoryMigrationDirs(file string) []string {
 	var dirs []string
-	if inv, err := plan.Load(file); err == nil {
+	if inv, err := stack.Load(file); err == nil {
 		for _, name := range slices.Sorted(maps.Keys(inv.Environments)) {
 			s := inv.Environments[name].Stack
 			for _, m := range s.Migrations {

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"taledeploy/plan"
+	"taledeploy/internal/stack"
 )
 
 // runMigrationsCheck parses args as the command line and runs the command,
@@ -74,7 +74,7 @@ func TestMigrationsCheckExitCodes(t *testing.T) {
 	}
 
 	out, code, err = runMigrationsCheck(t, "migrations", "check", bad)
-	if code != exitBadInput || !errors.Is(err, plan.ErrBadInput) {
+	if code != exitBadInput || !errors.Is(err, stack.ErrBadInput) {
 		t.Errorf("bad: exit %d, %v", code, err)
 	}
 	if want := filepath.Join(bad, "0002_bad.sql") + `:3: syntax error at or near "DROPP"`; err == nil || !strings.HasPrefix(err.Error(), want) {

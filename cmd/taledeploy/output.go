@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"golang.org/x/term"
 
+	"taledeploy/internal/stack"
 	"taledeploy/plan"
 )
 
@@ -32,7 +34,7 @@ type printer struct {
 	stop    chan struct{}
 }
 
-func newPrinter(w io.Writer, hosts []*plan.Host, jsonLines bool) *printer {
+func newPrinter(w io.Writer, hosts []*stack.Host, jsonLines bool) *printer {
 	p := &printer{w: w, json: jsonLines, running: map[string]time.Time{}, stop: make(chan struct{})}
 	for _, h := range hosts {
 		p.width = max(p.width, len(h.Name))
@@ -163,7 +165,7 @@ type hostSummary struct {
 
 // summary prints which host runs which release, read back from each host, and
 // the command's result; with --json it is the last line.
-func (p *printer) summary(ctx context.Context, conns []plan.Conn, env *plan.Environment, start time.Time, err error) {
+func (p *printer) summary(ctx context.Context, conns []plan.Conn, env *stack.Environment, start time.Time, err error) {
 	hosts := []hostSummary{}
 	for _, c := range conns {
 		h := hostSummary{Host: c.Name()}
@@ -200,7 +202,7 @@ func (p *printer) summary(ctx context.Context, conns []plan.Conn, env *plan.Envi
 		case h.Live == "":
 			fmt.Fprintf(tw, "  %s\t-\tnothing deployed\t-\n", h.Host)
 		default:
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", h.Host, h.Live, h.Release, dash(h.Rollback))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", h.Host, h.Live, h.Release, cmp.Or(h.Rollback, "-"))
 		}
 	}
 	tw.Flush()

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"taledeploy/internal/stack"
 	"taledeploy/plan"
 )
 
@@ -18,7 +19,7 @@ import (
 func TestFailedStepLogs(t *testing.T) {
 	logs := "last log lines of tale-green:\nplatform-1  | panic: no database\nplatform-1  | exit 1\n"
 	ev := plan.Event{Host: "h1", Step: "verify", Status: "failed", Duration: 2 * time.Second, Message: "new color failed its health checks", Log: logs}
-	hosts := []*plan.Host{{Name: "h1"}}
+	hosts := []*stack.Host{{Name: "h1"}}
 
 	var out bytes.Buffer
 	p := newPrinter(&out, hosts, true)

@@ -1,4 +1,4 @@
-package plan
+package stack
 
 import (
 	"bytes"
@@ -10,59 +10,13 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"taledeploy/internal/stack/stacktest"
 	"testing"
 	"time"
 )
 
-const goodCompose = `services:
-  proxy:
-    image: caddy
-    container_name: proxy
-    ports: ["80:80"]
-  db:
-    build: services/db
-  platform:
-    build: services/platform
-  rag:
-    build: services/rag
-volumes:
-  db_data:
-`
-
-const goodInventory = `environments:
-  demo:
-    hosts:
-      - name: one
-        address: 127.0.0.1
-        port: 2222
-        user: root
-        identity_file: id
-        known_hosts: known_hosts
-    stack:
-      project: tale
-      remote_dir: /srv/tale
-      stateless: [platform, rag]
-      stateful: [proxy, db]
-      routes:
-        - site: ":80"
-          path: /*
-          service: platform
-          port: 8080
-          health_path: /api/health
-      env:
-        SECRET: s3cret
-`
-
-func writeStack(t testing.TB, inventory, compose string) string {
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "compose.yml"), []byte(compose), 0o644)
-	p := filepath.Join(dir, "inventory.yaml")
-	os.WriteFile(p, []byte(inventory), 0o644)
-	return p
-}
-
 func TestLoadGood(t *testing.T) {
-	inv, err := Load(writeStack(t, goodInventory, goodCompose))
+	inv, err := Load(stacktest.Write(t, stacktest.Inventory, stacktest.Compose))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,117 +41,117 @@ func TestLoadRejects(t *testing.T) {
 		name, inventory, compose string
 		want                     []string // all must appear in the error
 	}{
-		{"unknown key", strings.Replace(goodInventory, "        port: 2222", "        prot: 2222", 1), goodCompose,
+		{"unknown key", strings.Replace(stacktest.Inventory, "        port: 2222", "        prot: 2222", 1), stacktest.Compose,
 			[]string{"inventory.yaml:6:", `unknown key "prot"`, `did you mean "port"`}},
-		{"unknown stack key", strings.Replace(goodInventory, "      project: tale", "      project: tale\n      colour: blue", 1), goodCompose,
+		{"unknown stack key", strings.Replace(stacktest.Inventory, "      project: tale", "      project: tale\n      colour: blue", 1), stacktest.Compose,
 			[]string{"inventory.yaml:12:", `unknown key "colour"`}},
-		{"missing address", strings.Replace(goodInventory, "        address: 127.0.0.1\n", "", 1), goodCompose,
+		{"missing address", strings.Replace(stacktest.Inventory, "        address: 127.0.0.1\n", "", 1), stacktest.Compose,
 			[]string{"inventory.yaml:4:", "no address", "add address:"}},
-		{"missing known_hosts", strings.Replace(goodInventory, "        known_hosts: known_hosts\n", "", 1), goodCompose,
+		{"missing known_hosts", strings.Replace(stacktest.Inventory, "        known_hosts: known_hosts\n", "", 1), stacktest.Compose,
 			[]string{"inventory.yaml:4:", "known_hosts"}},
-		{"route to unknown service", strings.Replace(goodInventory, "service: platform", "service: platfrom", 1), goodCompose,
+		{"route to unknown service", strings.Replace(stacktest.Inventory, "service: platform", "service: platfrom", 1), stacktest.Compose,
 			[]string{"inventory.yaml:16:", `unknown service "platfrom"`, "platform, rag"}},
-		{"stateless with container_name", goodInventory, strings.Replace(goodCompose, "    build: services/platform", "    build: services/platform\n    container_name: platform", 1),
+		{"stateless with container_name", stacktest.Inventory, strings.Replace(stacktest.Compose, "    build: services/platform", "    build: services/platform\n    container_name: platform", 1),
 			[]string{"inventory.yaml:11:", "compose.yml:10:", "container_name", "remove it"}},
-		{"stateless with ports", goodInventory, strings.Replace(goodCompose, "    build: services/rag", "    build: services/rag\n    ports: [\"8000:8000\"]", 1),
+		{"stateless with ports", stacktest.Inventory, strings.Replace(stacktest.Compose, "    build: services/rag", "    build: services/rag\n    ports: [\"8000:8000\"]", 1),
 			[]string{"compose.yml:12:", "publishes ports", "remove ports:"}},
-		{"service not in compose", strings.Replace(goodInventory, "[platform, rag]", "[platform, rag, crawler]", 1), goodCompose,
+		{"service not in compose", strings.Replace(stacktest.Inventory, "[platform, rag]", "[platform, rag, crawler]", 1), stacktest.Compose,
 			[]string{"inventory.yaml:13:", `stack.stateless lists service "crawler"`, "has no such service", "db, platform, proxy, rag"}},
-		{"relative remote_dir", strings.Replace(goodInventory, "/srv/tale", "srv/tale", 1), goodCompose,
+		{"relative remote_dir", strings.Replace(stacktest.Inventory, "/srv/tale", "srv/tale", 1), stacktest.Compose,
 			[]string{"inventory.yaml:12:", "absolute path"}},
-		{"remote_dir escaping", strings.Replace(goodInventory, "/srv/tale", "/srv/../etc", 1), goodCompose,
+		{"remote_dir escaping", strings.Replace(stacktest.Inventory, "/srv/tale", "/srv/../etc", 1), stacktest.Compose,
 			[]string{"remote_dir", "holds .."}},
-		{"remote_dir a system folder", strings.Replace(goodInventory, "/srv/tale", "/etc", 1), goodCompose,
+		{"remote_dir a system folder", strings.Replace(stacktest.Inventory, "/srv/tale", "/etc", 1), stacktest.Compose,
 			[]string{"inventory.yaml:12:", `"/etc" is a system folder`}},
-		{"remote_dir inside a system folder", strings.Replace(goodInventory, "/srv/tale", "/usr/local/tale", 1), goodCompose,
+		{"remote_dir inside a system folder", strings.Replace(stacktest.Inventory, "/srv/tale", "/usr/local/tale", 1), stacktest.Compose,
 			[]string{"inventory.yaml:12:", "system folder"}},
-		{"remote_dir the folder of all stacks", strings.Replace(goodInventory, "/srv/tale", "/srv", 1), goodCompose,
+		{"remote_dir the folder of all stacks", strings.Replace(stacktest.Inventory, "/srv/tale", "/srv", 1), stacktest.Compose,
 			[]string{"inventory.yaml:12:", "system folder", "/srv/tale"}},
-		{"host remote_dir a system folder", strings.Replace(goodInventory, "        port: 2222\n", "        port: 2222\n        remote_dir: /var/lib\n", 1), goodCompose,
+		{"host remote_dir a system folder", strings.Replace(stacktest.Inventory, "        port: 2222\n", "        port: 2222\n        remote_dir: /var/lib\n", 1), stacktest.Compose,
 			[]string{"inventory.yaml:4:", "host one: remote_dir", "system folder"}},
-		{"environment name a shell command", strings.Replace(goodInventory, "  demo:", "  \"p;rm -rf /\":", 1), goodCompose,
+		{"environment name a shell command", strings.Replace(stacktest.Inventory, "  demo:", "  \"p;rm -rf /\":", 1), stacktest.Compose,
 			[]string{"inventory.yaml:2:", `environment "p;rm -rf /"`, "letters, digits"}},
-		{"environment name with =", strings.Replace(goodInventory, "  demo:", "  a=b:", 1), goodCompose,
+		{"environment name with =", strings.Replace(stacktest.Inventory, "  demo:", "  a=b:", 1), stacktest.Compose,
 			[]string{"inventory.yaml:2:", `environment "a=b"`}},
-		{"host name too long", strings.Replace(goodInventory, "name: one", "name: "+strings.Repeat("h", 100000), 1), goodCompose,
+		{"host name too long", strings.Replace(stacktest.Inventory, "name: one", "name: "+strings.Repeat("h", 100000), 1), stacktest.Compose,
 			[]string{"inventory.yaml:4:", "at most 64"}},
-		{"stateless listed twice", strings.Replace(goodInventory, "[platform, rag]", "[platform, rag, platform]", 1), goodCompose,
+		{"stateless listed twice", strings.Replace(stacktest.Inventory, "[platform, rag]", "[platform, rag, platform]", 1), stacktest.Compose,
 			[]string{"inventory.yaml:13:", `"platform" is listed twice under stateless`}},
-		{"stateful listed twice", strings.Replace(goodInventory, "[proxy, db]", "[proxy, db, db]", 1), goodCompose,
+		{"stateful listed twice", strings.Replace(stacktest.Inventory, "[proxy, db]", "[proxy, db, db]", 1), stacktest.Compose,
 			[]string{"inventory.yaml:14:", `"db" is listed twice under stateful`}},
-		{"route twice", strings.Replace(goodInventory, "          health_path: /api/health\n", "          health_path: /api/health\n        - {site: \":80\", path: /*, service: rag, port: 8000, health_path: /health}\n", 1), goodCompose,
+		{"route twice", strings.Replace(stacktest.Inventory, "          health_path: /api/health\n", "          health_path: /api/health\n        - {site: \":80\", path: /*, service: rag, port: 8000, health_path: /health}\n", 1), stacktest.Compose,
 			[]string{"inventory.yaml:21:", "routed twice", "line 16"}},
-		{"a project that is another's color", goodInventory + "  staging:\n    hosts:\n      - {name: one, address: 127.0.0.1, port: 2222, user: root, known_hosts: known_hosts}\n    stack:\n      project: tale-blue\n      remote_dir: /srv/tale-stg\n      stateless: [platform, rag]\n      stateful: [proxy, db]\n      routes: [{site: \":81\", path: /*, service: platform, port: 8080, health_path: /h}]\n", goodCompose,
+		{"a project that is another's color", stacktest.Inventory + "  staging:\n    hosts:\n      - {name: one, address: 127.0.0.1, port: 2222, user: root, known_hosts: known_hosts}\n    stack:\n      project: tale-blue\n      remote_dir: /srv/tale-stg\n      stateless: [platform, rag]\n      stateful: [proxy, db]\n      routes: [{site: \":81\", path: /*, service: platform, port: 8080, health_path: /h}]\n", stacktest.Compose,
 			[]string{"environment staging: host one", `"tale-blue" is the color project of "tale"`}},
-		{"compose service the inventory does not list", goodInventory, strings.Replace(goodCompose, "volumes:", "  adminer:\n    image: adminer\nvolumes:", 1),
+		{"compose service the inventory does not list", stacktest.Inventory, strings.Replace(stacktest.Compose, "volumes:", "  adminer:\n    image: adminer\nvolumes:", 1),
 			[]string{"compose.yml:12:", `"adminer" is listed in neither`, "profiles:"}},
-		{"compose service set to null", goodInventory, strings.Replace(goodCompose, "  rag:\n    build: services/rag\n", "  rag: ~\n", 1),
+		{"compose service set to null", stacktest.Inventory, strings.Replace(stacktest.Compose, "  rag:\n    build: services/rag\n", "  rag: ~\n", 1),
 			[]string{"compose.yml:10:", `service "rag" is empty`}},
-		{"route to the proxy", strings.Replace(goodInventory, "service: platform", "service: proxy", 1), goodCompose,
+		{"route to the proxy", strings.Replace(stacktest.Inventory, "service: platform", "service: proxy", 1), stacktest.Compose,
 			[]string{"inventory.yaml:16:", `route to "proxy", the proxy itself`}},
-		{"route to a stateful service", strings.Replace(goodInventory, "service: platform", "service: db", 1), goodCompose,
+		{"route to a stateful service", strings.Replace(stacktest.Inventory, "service: platform", "service: db", 1), stacktest.Compose,
 			[]string{"inventory.yaml:16:", `route to "db", a stateful service`}},
-		{"one project twice on a machine", goodInventory + "  staging:\n    hosts:\n      - {name: one, address: 127.0.0.1, port: 2222, user: root, known_hosts: known_hosts}\n    stack:\n      project: tale\n      remote_dir: /srv/tale-stg\n      stateless: [platform, rag]\n      stateful: [proxy, db]\n      routes: [{site: \":81\", path: /*, service: platform, port: 8080, health_path: /h}]\n", goodCompose,
+		{"one project twice on a machine", stacktest.Inventory + "  staging:\n    hosts:\n      - {name: one, address: 127.0.0.1, port: 2222, user: root, known_hosts: known_hosts}\n    stack:\n      project: tale\n      remote_dir: /srv/tale-stg\n      stateless: [platform, rag]\n      stateful: [proxy, db]\n      routes: [{site: \":81\", path: /*, service: platform, port: 8080, health_path: /h}]\n", stacktest.Compose,
 			[]string{"environment demo: host one", `project "tale" is also the project of environment staging`}},
-		{"bad duration", strings.Replace(goodInventory, "      env:", "      drain_timeout: soon\n      env:", 1), goodCompose,
+		{"bad duration", strings.Replace(stacktest.Inventory, "      env:", "      drain_timeout: soon\n      env:", 1), stacktest.Compose,
 			[]string{"inventory.yaml:", `"soon" is not a duration`}},
-		{"proxy not stateful", strings.Replace(goodInventory, "[proxy, db]", "[db]", 1), goodCompose,
+		{"proxy not stateful", strings.Replace(stacktest.Inventory, "[proxy, db]", "[db]", 1), stacktest.Compose,
 			[]string{"proxy service", "stateful"}},
-		{"hostile path in route", strings.Replace(goodInventory, "path: /*", "path: \"/x {\\n}\"", 1), goodCompose,
+		{"hostile path in route", strings.Replace(stacktest.Inventory, "path: /*", "path: \"/x {\\n}\"", 1), stacktest.Compose,
 			[]string{"inventory.yaml:16:", "braces"}},
-		{"address like an option", strings.Replace(goodInventory, "address: 127.0.0.1", "address: -oProxyCommand", 1), goodCompose,
+		{"address like an option", strings.Replace(stacktest.Inventory, "address: 127.0.0.1", "address: -oProxyCommand", 1), stacktest.Compose,
 			[]string{"inventory.yaml:4:", `address "-oProxyCommand" is not an IP, DNS name or ssh config alias`}},
-		{"stateless name for an image", strings.Replace(goodInventory, "[platform, rag]", "[Platform, rag]", 1), goodCompose,
+		{"stateless name for an image", strings.Replace(stacktest.Inventory, "[platform, rag]", "[Platform, rag]", 1), stacktest.Compose,
 			[]string{"inventory.yaml:13:", `stateless service "Platform"`, "lower-case"}},
-		{"stateless name that would inject YAML", strings.Replace(goodInventory, "[platform, rag]", `["rag:\n    privileged: true", platform]`, 1), goodCompose,
+		{"stateless name that would inject YAML", strings.Replace(stacktest.Inventory, "[platform, rag]", `["rag:\n    privileged: true", platform]`, 1), stacktest.Compose,
 			[]string{"inventory.yaml:13:", "stateless service", "lower-case"}},
-		{"stateful name with a space", strings.Replace(goodInventory, "[proxy, db]", `[proxy, "db x"]`, 1), goodCompose,
+		{"stateful name with a space", strings.Replace(stacktest.Inventory, "[proxy, db]", `[proxy, "db x"]`, 1), stacktest.Compose,
 			[]string{"inventory.yaml:14:", `stateful service "db x"`}},
-		{"not yaml", "environments: [", goodCompose, []string{"inventory.yaml:1:"}},
-		{"not yaml further down", strings.Replace(goodInventory, "      project: tale", "      project: tale\n\t  colour: blue", 1), goodCompose,
+		{"not yaml", "environments: [", stacktest.Compose, []string{"inventory.yaml:1:"}},
+		{"not yaml further down", strings.Replace(stacktest.Inventory, "      project: tale", "      project: tale\n\t  colour: blue", 1), stacktest.Compose,
 			[]string{"inventory.yaml:11:", "tab"}},
-		{"not UTF-8", strings.Replace(goodInventory, "SECRET: s3cret", "SECRET: s3\xffcret", 1), goodCompose,
+		{"not UTF-8", strings.Replace(stacktest.Inventory, "SECRET: s3cret", "SECRET: s3\xffcret", 1), stacktest.Compose,
 			[]string{"inventory.yaml:22:", "UTF-8"}},
-		{"unknown anchor", strings.Replace(goodInventory, "stateful: [proxy, db]", "stateful: *services", 1), goodCompose,
+		{"unknown anchor", strings.Replace(stacktest.Inventory, "stateful: [proxy, db]", "stateful: *services", 1), stacktest.Compose,
 			[]string{"inventory.yaml:14:", "unknown anchor"}},
-		{"empty", "# nothing yet\n", goodCompose, []string{"inventory.yaml: empty", "environments:"}},
-		{"second document", goodInventory + "---\nenvironments: {}\n", goodCompose,
+		{"empty", "# nothing yet\n", stacktest.Compose, []string{"inventory.yaml: empty", "environments:"}},
+		{"second document", stacktest.Inventory + "---\nenvironments: {}\n", stacktest.Compose,
 			[]string{"inventory.yaml:23:", "second YAML document", "remove the ---"}},
-		{"port not a number", strings.Replace(goodInventory, "port: 2222", "port: [2222]", 1), goodCompose,
+		{"port not a number", strings.Replace(stacktest.Inventory, "port: 2222", "port: [2222]", 1), stacktest.Compose,
 			[]string{"inventory.yaml:6:", "found a list where a number in range belongs"}},
-		{"port too big", strings.Replace(goodInventory, "port: 2222", "port: 99999999999999999999", 1), goodCompose,
+		{"port too big", strings.Replace(stacktest.Inventory, "port: 2222", "port: 99999999999999999999", 1), stacktest.Compose,
 			[]string{"inventory.yaml:6:", "where a number in range belongs"}},
-		{"environments as a list", "environments: [a]\n", goodCompose,
+		{"environments as a list", "environments: [a]\n", stacktest.Compose,
 			[]string{"inventory.yaml:1:", "found a list where keys belong"}},
-		{"hosts as keys", "environments:\n  demo:\n    hosts: {a: b}\n", goodCompose,
+		{"hosts as keys", "environments:\n  demo:\n    hosts: {a: b}\n", stacktest.Compose,
 			[]string{"inventory.yaml:3:", "found keys where a list belongs"}},
-		{"stateless as one word", strings.Replace(goodInventory, "[platform, rag]", "platform", 1), goodCompose,
+		{"stateless as one word", strings.Replace(stacktest.Inventory, "[platform, rag]", "platform", 1), stacktest.Compose,
 			[]string{"inventory.yaml:13:", `found the value "platform" where a list belongs`}},
-		{"tab indentation", strings.Replace(goodInventory, "    hosts:", "\thosts:", 1), goodCompose,
+		{"tab indentation", strings.Replace(stacktest.Inventory, "    hosts:", "\thosts:", 1), stacktest.Compose,
 			[]string{"inventory.yaml:3:", "a tab: YAML indents with spaces only"}},
-		{"list where keys belong", "environments:\n  demo:\n    hosts: []\n    stack: [a]\n", goodCompose,
+		{"list where keys belong", "environments:\n  demo:\n    hosts: []\n    stack: [a]\n", stacktest.Compose,
 			[]string{"inventory.yaml:4:", "found a list where keys belong", "project"}},
-		{"value where keys belong", "environments:\n  demo: prod\n", goodCompose,
+		{"value where keys belong", "environments:\n  demo: prod\n", stacktest.Compose,
 			[]string{"inventory.yaml:2:", `found the value "prod" where keys belong`, "hosts, stack"}},
-		{"empty host entry", strings.Replace(goodInventory, "    hosts:\n", "    hosts:\n      - ~\n", 1), goodCompose,
+		{"empty host entry", strings.Replace(stacktest.Inventory, "    hosts:\n", "    hosts:\n      - ~\n", 1), stacktest.Compose,
 			[]string{"inventory.yaml:3:", "empty entry under hosts"}},
-		{"empty route entry", strings.Replace(goodInventory, "      routes:\n", "      routes:\n        -\n", 1), goodCompose,
+		{"empty route entry", strings.Replace(stacktest.Inventory, "      routes:\n", "      routes:\n        -\n", 1), stacktest.Compose,
 			[]string{"inventory.yaml:15:", "empty entry under routes"}},
-		{"empty environment", "environments:\n  demo:\n  prod: ~\n", goodCompose,
+		{"empty environment", "environments:\n  demo:\n  prod: ~\n", stacktest.Compose,
 			[]string{"inventory.yaml:2:", `environment "demo" is empty`}},
-		{"no environments", "environments: {}\n", goodCompose,
+		{"no environments", "environments: {}\n", stacktest.Compose,
 			[]string{"inventory.yaml:1:", "no environments"}},
-		{"unknown key merged in", strings.Replace(goodInventory, "    stack:\n", "    stack:\n      <<: {colour: blue}\n", 1), goodCompose,
+		{"unknown key merged in", strings.Replace(stacktest.Inventory, "    stack:\n", "    stack:\n      <<: {colour: blue}\n", 1), stacktest.Compose,
 			[]string{"inventory.yaml:11:", `unknown key "colour"`}},
-		{"duplicate key", strings.Replace(goodInventory, "      project: tale\n", "      project: tale\n      project: tale2\n", 1), goodCompose,
+		{"duplicate key", strings.Replace(stacktest.Inventory, "      project: tale\n", "      project: tale\n      project: tale2\n", 1), stacktest.Compose,
 			[]string{"inventory.yaml:12:", `"project" already defined at line 11`}},
-		{"compose file missing", strings.Replace(goodInventory, "      project: tale\n", "      project: tale\n      compose_file: nope.yml\n", 1), goodCompose,
+		{"compose file missing", strings.Replace(stacktest.Inventory, "      project: tale\n", "      project: tale\n      compose_file: nope.yml\n", 1), stacktest.Compose,
 			[]string{"inventory.yaml:12:", "nope.yml", "no such file", "set stack.compose_file"}},
-		{"compose file not yaml", goodInventory, "services:\n  a: [\n",
+		{"compose file not yaml", stacktest.Inventory, "services:\n  a: [\n",
 			[]string{"inventory.yaml:11:", "compose.yml:2:", "did not find"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Load(writeStack(t, tc.inventory, tc.compose))
+			_, err := Load(stacktest.Write(t, tc.inventory, tc.compose))
 			if err == nil {
 				t.Fatalf("accepted")
 			}
@@ -220,61 +174,61 @@ func TestLoadRejects(t *testing.T) {
 // host, whatever the inventory or the compose file says.
 func TestLoadRejectsPathsOutsideTheStack(t *testing.T) {
 	stackKey := func(key, value string) string {
-		return strings.Replace(goodInventory, "      remote_dir: /srv/tale\n", "      remote_dir: /srv/tale\n      "+key+": "+value+"\n", 1)
+		return strings.Replace(stacktest.Inventory, "      remote_dir: /srv/tale\n", "      remote_dir: /srv/tale\n      "+key+": "+value+"\n", 1)
 	}
 	remoteDir := func(v string) string {
-		return strings.Replace(goodInventory, "remote_dir: /srv/tale", "remote_dir: "+v, 1)
+		return strings.Replace(stacktest.Inventory, "remote_dir: /srv/tale", "remote_dir: "+v, 1)
 	}
-	build := func(v string) string { return strings.Replace(goodCompose, "build: services/db", "build: "+v, 1) }
+	build := func(v string) string { return strings.Replace(stacktest.Compose, "build: services/db", "build: "+v, 1) }
 	for _, tc := range []struct {
 		name, inventory, compose string
 		want                     []string // all must appear in the error
 	}{
-		{"compose_file above", stackKey("compose_file", "../compose.yml"), goodCompose,
+		{"compose_file above", stackKey("compose_file", "../compose.yml"), stacktest.Compose,
 			[]string{"inventory.yaml:13:", "stack.compose_file", `"../compose.yml" holds ..`, "keep it inside the stack folder"}},
-		{"compose_file through ..", stackKey("compose_file", "sub/../../compose.yml"), goodCompose,
+		{"compose_file through ..", stackKey("compose_file", "sub/../../compose.yml"), stacktest.Compose,
 			[]string{"inventory.yaml:13:", "holds .."}},
-		{"compose_file inside but with ..", stackKey("compose_file", "sub/../compose.yml"), goodCompose,
+		{"compose_file inside but with ..", stackKey("compose_file", "sub/../compose.yml"), stacktest.Compose,
 			[]string{"inventory.yaml:13:", "holds .."}},
-		{"compose_file absolute", stackKey("compose_file", "/etc/compose.yml"), goodCompose,
+		{"compose_file absolute", stackKey("compose_file", "/etc/compose.yml"), stacktest.Compose,
 			[]string{"inventory.yaml:13:", `"/etc/compose.yml" is absolute`, "write it relative"}},
-		{"caddyfile above", stackKey("caddyfile", "../Caddyfile"), goodCompose,
+		{"caddyfile above", stackKey("caddyfile", "../Caddyfile"), stacktest.Compose,
 			[]string{"inventory.yaml:13:", "stack.caddyfile", "holds .."}},
-		{"caddyfile absolute", stackKey("caddyfile", "/etc/caddy/Caddyfile"), goodCompose,
+		{"caddyfile absolute", stackKey("caddyfile", "/etc/caddy/Caddyfile"), stacktest.Compose,
 			[]string{"inventory.yaml:13:", "stack.caddyfile", "is absolute"}},
-		{"caddyfile with a line break", stackKey("caddyfile", `"Caddy\nfile"`), goodCompose,
+		{"caddyfile with a line break", stackKey("caddyfile", `"Caddy\nfile"`), stacktest.Compose,
 			[]string{"inventory.yaml:13:", "control character"}},
-		{"remote_dir root", remoteDir("/"), goodCompose,
+		{"remote_dir root", remoteDir("/"), stacktest.Compose,
 			[]string{"inventory.yaml:12:", "root folder", "/srv/tale"}},
-		{"remote_dir root in disguise", remoteDir("//"), goodCompose,
+		{"remote_dir root in disguise", remoteDir("//"), stacktest.Compose,
 			[]string{"inventory.yaml:12:", "root folder"}},
-		{"remote_dir relative", remoteDir("srv/tale"), goodCompose,
+		{"remote_dir relative", remoteDir("srv/tale"), stacktest.Compose,
 			[]string{"inventory.yaml:12:", "must be an absolute path", "/srv/tale"}},
-		{"remote_dir with ..", remoteDir("/srv/../etc"), goodCompose,
+		{"remote_dir with ..", remoteDir("/srv/../etc"), stacktest.Compose,
 			[]string{"inventory.yaml:12:", "holds .."}},
-		{"remote_dir ending in ..", remoteDir("/srv/tale/.."), goodCompose,
+		{"remote_dir ending in ..", remoteDir("/srv/tale/.."), stacktest.Compose,
 			[]string{"inventory.yaml:12:", "holds .."}},
-		{"remote_dir not clean", remoteDir("/srv//tale/"), goodCompose,
+		{"remote_dir not clean", remoteDir("/srv//tale/"), stacktest.Compose,
 			[]string{"inventory.yaml:12:", `write it as "/srv/tale"`}},
-		{"remote_dir with .", remoteDir("/srv/./tale"), goodCompose,
+		{"remote_dir with .", remoteDir("/srv/./tale"), stacktest.Compose,
 			[]string{"inventory.yaml:12:", `write it as "/srv/tale"`}},
-		{"remote_dir empty", remoteDir(`""`), goodCompose,
+		{"remote_dir empty", remoteDir(`""`), stacktest.Compose,
 			[]string{"inventory.yaml:12:", "is missing"}},
-		{"remote_dir missing", strings.Replace(goodInventory, "      remote_dir: /srv/tale\n", "", 1), goodCompose,
+		{"remote_dir missing", strings.Replace(stacktest.Inventory, "      remote_dir: /srv/tale\n", "", 1), stacktest.Compose,
 			[]string{"inventory.yaml:11:", "remote_dir is missing"}},
-		{"remote_dir with NUL", remoteDir(`"/srv/t\0"`), goodCompose,
+		{"remote_dir with NUL", remoteDir(`"/srv/t\0"`), stacktest.Compose,
 			[]string{"inventory.yaml:12:", "control character"}},
-		{"build context above", goodInventory, build("../db"),
+		{"build context above", stacktest.Inventory, build("../db"),
 			[]string{"compose.yml:7:", `service "db": build context "../db" holds ..`}},
-		{"build context through ..", goodInventory, build("services/../../db"),
+		{"build context through ..", stacktest.Inventory, build("services/../../db"),
 			[]string{"compose.yml:7:", "holds .."}},
-		{"build context absolute", goodInventory, build("/srv/db"),
+		{"build context absolute", stacktest.Inventory, build("/srv/db"),
 			[]string{"compose.yml:7:", `"/srv/db" is absolute`}},
-		{"build context in a mapping", goodInventory, strings.Replace(goodCompose, "build: services/db", "build:\n      context: ../../db", 1),
+		{"build context in a mapping", stacktest.Inventory, strings.Replace(stacktest.Compose, "build: services/db", "build:\n      context: ../../db", 1),
 			[]string{"compose.yml:8:", "holds .."}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Load(writeStack(t, tc.inventory, tc.compose))
+			_, err := Load(stacktest.Write(t, tc.inventory, tc.compose))
 			if !errors.Is(err, ErrBadInput) {
 				t.Fatalf("Load = %v, want ErrBadInput", err)
 			}
@@ -291,8 +245,8 @@ func TestLoadRejectsPathsOutsideTheStack(t *testing.T) {
 }
 
 func TestLoadCleansStackPaths(t *testing.T) {
-	inv := strings.Replace(goodInventory, "      remote_dir: /srv/tale\n", "      remote_dir: /srv/tale\n      compose_file: ./compose.yml\n      caddyfile: proxy//Caddyfile\n", 1)
-	loaded, err := Load(writeStack(t, inv, goodCompose))
+	inv := strings.Replace(stacktest.Inventory, "      remote_dir: /srv/tale\n", "      remote_dir: /srv/tale\n      compose_file: ./compose.yml\n      caddyfile: proxy//Caddyfile\n", 1)
+	loaded, err := Load(stacktest.Write(t, inv, stacktest.Compose))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,17 +259,17 @@ func TestLoadCleansStackPaths(t *testing.T) {
 // (but for an empty file), and what it accepts is complete and stays inside its
 // folders. Seeds are in testdata/fuzz/FuzzParse.
 func FuzzParse(f *testing.F) {
-	f.Add([]byte(goodInventory))
+	f.Add([]byte(stacktest.Inventory))
 	// Aliases that multiply (a "billion laughs"), in env merges and elsewhere.
 	laughs := "      env:\n        a0: &a0 {K: v}\n"
 	for i := 1; i < 9; i++ {
 		laughs = strings.Replace(laughs, "      env:\n", fmt.Sprintf("      env:\n        <<: [*a%[1]d, *a%[1]d, *a%[1]d, *a%[1]d]\n", i-1), 1)
 		laughs += fmt.Sprintf("        a%d: &a%d\n          <<: [*a%d, *a%d, *a%d, *a%d]\n", i, i, i-1, i-1, i-1, i-1)
 	}
-	f.Add([]byte(strings.Replace(goodInventory, "      env:\n        SECRET: s3cret\n", laughs, 1)))
+	f.Add([]byte(strings.Replace(stacktest.Inventory, "      env:\n        SECRET: s3cret\n", laughs, 1)))
 	f.Add([]byte("x: &x [a, a, a, a, a, a, a, a, a]\ny: &y [*x, *x, *x, *x, *x, *x, *x, *x, *x]\nz: &z [*y, *y, *y, *y, *y, *y, *y, *y, *y]\nenvironments: {demo: {hosts: *z}}\n"))
 	dir := f.TempDir()
-	os.WriteFile(filepath.Join(dir, "compose.yml"), []byte(goodCompose), 0o644)
+	os.WriteFile(filepath.Join(dir, "compose.yml"), []byte(stacktest.Compose), 0o644)
 	file := filepath.Join(dir, "inventory.yaml")
 	located := regexp.MustCompile("^" + regexp.QuoteMeta(ErrBadInput.Error()+": "+file) + `:[1-9][0-9]*: `)
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -353,7 +307,7 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("accepted remote_dir %q: %v", s.RemoteDir, err)
 			}
 			for _, p := range []string{s.ComposeFile, s.Caddyfile, s.OverlayFile(Blue), s.OverlayFile(Green)} {
-				if _, err := s.remotePath(p); err != nil {
+				if _, err := s.RemotePath(p); err != nil {
 					t.Fatalf("accepted a path that leaves remote_dir: %v", err)
 				}
 			}
@@ -364,11 +318,11 @@ func FuzzParse(f *testing.F) {
 // A host may go without known_hosts only when TALEDEPLOY_KNOWN_HOSTS holds host
 // keys; port and user may come from the ssh config, so they stay unset.
 func TestLoadKnownHostsFromEnv(t *testing.T) {
-	inv := strings.Replace(goodInventory, "        known_hosts: known_hosts\n", "", 1)
+	inv := strings.Replace(stacktest.Inventory, "        known_hosts: known_hosts\n", "", 1)
 	inv = strings.Replace(inv, "        user: root\n", "", 1)
 	inv = strings.Replace(inv, "        port: 2222\n", "", 1)
 	inv = strings.Replace(inv, "address: 127.0.0.1", "address: web_1.prod", 1)
-	file := writeStack(t, inv, goodCompose)
+	file := stacktest.Write(t, inv, stacktest.Compose)
 	if _, err := Load(file); !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), "TALEDEPLOY_KNOWN_HOSTS") {
 		t.Fatalf("Load without known_hosts = %v, want a refusal that names TALEDEPLOY_KNOWN_HOSTS", err)
 	}
@@ -384,7 +338,7 @@ func TestLoadKnownHostsFromEnv(t *testing.T) {
 
 // Fleet commands ask for each host's stack from one goroutine per host.
 func TestStackForConcurrent(t *testing.T) {
-	inv, err := Load(writeStack(t, goodInventory, goodCompose))
+	inv, err := Load(stacktest.Write(t, stacktest.Inventory, stacktest.Compose))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -404,9 +358,9 @@ func TestStackForConcurrent(t *testing.T) {
 
 func TestEnvBlocks(t *testing.T) {
 	envs := func(block string) (map[string]string, error) {
-		inv := strings.Replace(goodInventory, "      env:\n        SECRET: s3cret\n", block, 1)
+		inv := strings.Replace(stacktest.Inventory, "      env:\n        SECRET: s3cret\n", block, 1)
 		inv = strings.Replace(inv, "        known_hosts: known_hosts\n", "        known_hosts: known_hosts\n        env: &base {A: base-a, B: base-b}\n", 1)
-		i, err := Load(writeStack(t, inv, goodCompose))
+		i, err := Load(stacktest.Write(t, inv, stacktest.Compose))
 		if err != nil {
 			return nil, err
 		}
@@ -434,9 +388,9 @@ func TestEnvBlocks(t *testing.T) {
 
 // An inventory is read whole on every command: a huge one is refused at once.
 func TestInventoryTooBig(t *testing.T) {
-	big := goodInventory + "# " + strings.Repeat("x", 5<<20) + "\n"
-	_, err := Load(writeStack(t, big, goodCompose))
-	if !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), "at most 4.0 MiB") {
+	big := stacktest.Inventory + "# " + strings.Repeat("x", 5<<20) + "\n"
+	_, err := Load(stacktest.Write(t, big, stacktest.Compose))
+	if !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), "at most 4MiB") {
 		t.Errorf("a 5 MiB inventory: %v", err)
 	}
 }
@@ -449,8 +403,8 @@ func BenchmarkInventoryEnv(b *testing.B) {
 		for k := range n {
 			fmt.Fprintf(&env, "        K%d: v%d\n", k, k)
 		}
-		data := []byte(strings.Replace(goodInventory, "        SECRET: s3cret\n", env.String(), 1))
-		p := writeStack(b, goodInventory, goodCompose)
+		data := []byte(strings.Replace(stacktest.Inventory, "        SECRET: s3cret\n", env.String(), 1))
+		p := stacktest.Write(b, stacktest.Inventory, stacktest.Compose)
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			for b.Loop() {
 				if _, err := Parse(p, data); err != nil {
@@ -464,7 +418,7 @@ func BenchmarkInventoryEnv(b *testing.B) {
 // One bad alias used in several places is reported once.
 func TestAliasErrorOnce(t *testing.T) {
 	inv := "environments:\n  demo:\n    hosts: []\n    stack:\n      stateless: &m {a: b}\n      stateful: *m\n      routes: *m\n"
-	_, err := Load(writeStack(t, inv, goodCompose))
+	_, err := Load(stacktest.Write(t, inv, stacktest.Compose))
 	if err == nil || strings.Count(err.Error(), "found keys where a list belongs") != 1 {
 		t.Errorf("an alias misused three times: %v", err)
 	}

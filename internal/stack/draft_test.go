@@ -1,4 +1,4 @@
-package plan
+package stack
 
 import (
 	"path/filepath"
@@ -69,7 +69,7 @@ func TestDraft(t *testing.T) {
 				t.Fatalf("the inventory is not YAML: %v\n%s", err, d.Inventory())
 			}
 			st := doc.Environments["prod"].Stack
-			if !slices.Equal(sorted(st.Stateless), tc.stateless) || len(st.Routes) != len(tc.routes) {
+			if !slices.Equal(slices.Sorted(slices.Values(st.Stateless)), tc.stateless) || len(st.Routes) != len(tc.routes) {
 				t.Errorf("the written inventory says stateless %v, %d routes:\n%s", st.Stateless, len(st.Routes), d.Inventory())
 			}
 			for _, v := range tc.env {

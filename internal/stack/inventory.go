@@ -1,6 +1,6 @@
 // Package plan holds the inventory model, observes a host's state, decides the
 // steps of a push or rollback and carries them out, reporting events.
-package plan
+package stack
 
 import (
 	"bytes"
@@ -13,12 +13,12 @@ import (
 	"reflect"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/agnivade/levenshtein"
+	"github.com/docker/go-units"
 	"gopkg.in/yaml.v3"
 )
 
@@ -191,22 +191,20 @@ type Duration struct{ time.Duration }
 // Size is a number of bytes written as "512MiB", "2GB" or "1048576".
 type Size struct{ Bytes int64 }
 
-var sizeUnits = map[string]int64{"": 1, "B": 1, "kB": 1e3, "KB": 1e3, "KiB": 1 << 10, "MB": 1e6, "MiB": 1 << 20,
-	"GB": 1e9, "GiB": 1 << 30, "TB": 1e12, "TiB": 1 << 40}
-
-// ParseSize reads a size such as "512MiB", "1.5GB" or "12.3MiB" (docker stats' form).
+// ParseSize reads a size such as "512MiB", "1.5GB" or "12.3MiB" (docker
+// stats' form) with Docker's own parser: KiB, MiB... count in powers of 1024,
+// kB, MB... in powers of 1000.
 func ParseSize(v string) (int64, error) {
 	v = strings.TrimSpace(v)
-	i := strings.IndexFunc(v, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
-	if i < 0 {
-		i = len(v)
+	parse := units.FromHumanSize
+	if strings.ContainsAny(v, "iI") {
+		parse = units.RAMInBytes
 	}
-	n, err := strconv.ParseFloat(v[:i], 64)
-	unit, ok := sizeUnits[strings.TrimSpace(v[i:])]
-	if err != nil || !ok || n < 0 || n*float64(unit) > 1<<62 {
+	n, err := parse(v)
+	if err != nil || n < 0 {
 		return 0, fmt.Errorf("size %q: write a number with a unit such as 512MiB or 2GB", v)
 	}
-	return int64(n * float64(unit)), nil
+	return n, nil
 }
 
 func (z *Size) UnmarshalYAML(n *yaml.Node) error {
@@ -220,15 +218,8 @@ func (z *Size) UnmarshalYAML(n *yaml.Node) error {
 
 func (z Size) MarshalYAML() (any, error) { return z.String(), nil }
 
-func (z Size) String() string {
-	b := float64(z.Bytes)
-	for _, u := range []string{"TiB", "GiB", "MiB", "KiB"} {
-		if b >= float64(sizeUnits[u]) {
-			return strconv.FormatFloat(b/float64(sizeUnits[u]), 'f', 1, 64) + " " + u
-		}
-	}
-	return fmt.Sprintf("%d B", z.Bytes)
-}
+// String prints the size as Docker does (512MiB).
+func (z Size) String() string { return units.BytesSize(float64(z.Bytes)) }
 
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := time.ParseDuration(n.Value)
@@ -300,7 +291,7 @@ func Parse(file string, data []byte) (*Inventory, error) { return ParseWith(file
 // ParseWith is Parse with facts from outside the inventory.
 func ParseWith(file string, data []byte, opts LoadOptions) (*Inventory, error) {
 	if len(data) > maxInventory {
-		return nil, fmt.Errorf("%w: %s: %s is more than an inventory needs (at most %s); keep big values out of it, in env files or the environment", ErrBadInput, file, Size{int64(len(data))}, Size{maxInventory})
+		return nil, fmt.Errorf("%w: %s: %s is more than an inventory needs (at most %s); keep big values out of it, in env files or the environment", ErrBadInput, file, units.BytesSize(float64(len(data))), units.BytesSize(maxInventory))
 	}
 	inv := &Inventory{file: file, dir: filepath.Dir(file), opts: opts}
 	var root, next yaml.Node

@@ -1,7 +1,8 @@
-package plan
+package stack
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"maps"
 	"os"
@@ -72,7 +73,7 @@ func (e *Environment) ResolveEnvWith(lookup func(string) (string, bool), run fun
 		if err != nil {
 			// The parser's message may quote a value: only its line is told.
 			line := regexp.MustCompile(`line \d+`).FindString(err.Error())
-			return fmt.Errorf("%w: environment %s: env file %s cannot be read as KEY=value lines (%s); quote values that hold spaces, # or quotes", ErrBadInput, e.Name, p, orUnknown(line))
+			return fmt.Errorf("%w: environment %s: env file %s cannot be read as KEY=value lines (%s); quote values that hold spaces, # or quotes", ErrBadInput, e.Name, p, cmp.Or(line, "unknown"))
 		}
 		maps.Copy(fromFiles, vals)
 	}

@@ -1,4 +1,4 @@
-package plan
+package stack
 
 import (
 	"fmt"
@@ -120,7 +120,7 @@ func (inv *Inventory) check(e *Environment) error {
 	if both[s.Proxy] != "stateful" {
 		return kat("stateful", "the proxy service %q must be listed under stateful (it runs once and is never doubled)", s.Proxy)
 	}
-	for _, k := range sorted(slices.Collect(maps.Keys(s.Env))) {
+	for _, k := range slices.Sorted(slices.Values(slices.Collect(maps.Keys(s.Env)))) {
 		if !envKeyRE.MatchString(k) {
 			return kat("env", "env key %q is not a valid variable name", k)
 		}

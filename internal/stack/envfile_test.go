@@ -1,4 +1,4 @@
-package plan
+package stack
 
 import (
 	"errors"
@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"taledeploy/internal/stack/stacktest"
 	"testing"
 
 	"github.com/compose-spec/compose-go/v2/dotenv"
@@ -68,8 +69,8 @@ func TestResolveEnv(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, ".env.prod"), []byte("FROM_FILE=file-value\nOVERRIDDEN=file\nQUOTED=\"a #b\"\n"), 0o600)
 	load := func(env string) *Environment {
-		inv := strings.Replace(goodInventory, "      env:\n        SECRET: s3cret\n", env, 1)
-		i, err := Load(writeStack(t, inv, goodCompose))
+		inv := strings.Replace(stacktest.Inventory, "      env:\n        SECRET: s3cret\n", env, 1)
+		i, err := Load(stacktest.Write(t, inv, stacktest.Compose))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -118,8 +119,8 @@ func TestResolveEnv(t *testing.T) {
 // nothing it printed on stdout is shown.
 func TestEnvCommands(t *testing.T) {
 	load := func(block string) *Environment {
-		inv := strings.Replace(goodInventory, "      env:\n        SECRET: s3cret\n", block, 1)
-		i, err := Load(writeStack(t, inv, goodCompose))
+		inv := strings.Replace(stacktest.Inventory, "      env:\n        SECRET: s3cret\n", block, 1)
+		i, err := Load(stacktest.Write(t, inv, stacktest.Compose))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package plan
+package stack
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"taledeploy/internal/stack/stacktest"
 	"testing"
 )
 
@@ -15,7 +16,7 @@ import (
 // --out .` writes: edit the templates and run it, never the rendered files.
 func TestCommittedFilesMatchTemplates(t *testing.T) {
 	_, self, _, _ := runtime.Caller(0)
-	root := filepath.Dir(filepath.Dir(self))
+	root := filepath.Join(filepath.Dir(self), "..", "..")
 	inv, err := Load(filepath.Join(root, "inventory.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +39,7 @@ func TestCommittedFilesMatchTemplates(t *testing.T) {
 }
 
 func TestCaddyfileGatesBothColors(t *testing.T) {
-	inv, err := Load(writeStack(t, goodInventory, goodCompose))
+	inv, err := Load(stacktest.Write(t, stacktest.Inventory, stacktest.Compose))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +57,7 @@ func TestCaddyfileGatesBothColors(t *testing.T) {
 			t.Errorf("Caddyfile lacks %q:\n%s", want, c)
 		}
 	}
-	if got := s.upstreams(Green); !slices.Equal(got, []string{"platform-green:8080"}) {
+	if got := s.Upstreams(Green); !slices.Equal(got, []string{"platform-green:8080"}) {
 		t.Errorf("green upstreams %v, want the gate file names the Caddyfile checks", got)
 	}
 	o := string(s.Overlay(Green))
@@ -69,7 +70,7 @@ func TestCaddyfileGatesBothColors(t *testing.T) {
 
 // render never replaces a file it did not write, and writes nothing then.
 func TestRenderKeepsHandWrittenFiles(t *testing.T) {
-	inv, err := Load(writeStack(t, goodInventory, goodCompose))
+	inv, err := Load(stacktest.Write(t, stacktest.Inventory, stacktest.Compose))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +99,7 @@ func TestRenderKeepsHandWrittenFiles(t *testing.T) {
 
 // render connects to nothing, so hosts need no SSH files for it.
 func TestRenderNeedsNoSSHFiles(t *testing.T) {
-	p := writeStack(t, strings.Replace(goodInventory, "        known_hosts: known_hosts\n", "", 1), goodCompose)
+	p := stacktest.Write(t, strings.Replace(stacktest.Inventory, "        known_hosts: known_hosts\n", "", 1), stacktest.Compose)
 	if _, err := LoadWith(p, LoadOptions{NoSSH: true}); err != nil {
 		t.Errorf("render's load: %v", err)
 	}

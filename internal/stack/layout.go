@@ -1,0 +1,285 @@
+package stack
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"taledeploy/migcheck"
+)
+
+// Paths on the host, below the stack's remote_dir.
+func (s *Stack) MetaDir() string { return s.RemoteDir + "/.taledeploy" }
+
+func (s *Stack) StatePath() string { return s.MetaDir() + "/state.json" }
+
+func (s *Stack) HistoryPath() string { return s.MetaDir() + "/history.jsonl" }
+
+func (s *Stack) LockPath() string { return s.MetaDir() + "/lock" }
+
+func (s *Stack) EnvPath() string { return s.MetaDir() + "/env/stack.env" }
+
+func (s *Stack) AdminDir() string { return s.RemoteDir + "/run/caddy" }
+
+func (s *Stack) Remote(rel string) string {
+	return s.RemoteDir + "/" + rel
+}
+
+func (s *Stack) GateDir() string { return s.AdminDir() + "/live" }
+
+// Upstreams lists the dial addresses of one color's routed services, as the
+// Caddyfile names them.
+func (s *Stack) Upstreams(color string) []string {
+	var out []string
+	for _, r := range s.Routes {
+		u := fmt.Sprintf("%s-%s:%d", r.Service, color, r.Port)
+		if !slices.Contains(out, u) {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+func (s *Stack) UploadsPath() string { return s.MetaDir() + "/uploads.json" }
+
+// ContextOf is the build context rel lies in, "" for a file of none.
+func (s *Stack) ContextOf(rel string) string {
+	for _, c := range s.contexts() {
+		if c.dir == "." || strings.HasPrefix(rel, c.dir+"/") {
+			return c.dir
+		}
+	}
+	return ""
+}
+
+// buildContext is a folder some service builds from: a slash path below the
+// stack folder, and the first service (by name) that uses it.
+type buildContext struct{ dir, service string }
+
+// contexts lists the compose file's build contexts, each once.
+func (s *Stack) contexts() []buildContext {
+	var out []buildContext
+	composeDir := filepath.Dir(s.ComposeFile)
+	for _, name := range s.Compose.ServiceNames() {
+		svc := s.Compose.Services[name]
+		if svc.BuildContext == "" {
+			continue
+		}
+		c := filepath.ToSlash(filepath.Join(composeDir, svc.BuildContext))
+		if !slices.ContainsFunc(out, func(b buildContext) bool { return b.dir == c }) {
+			out = append(out, buildContext{c, name})
+		}
+	}
+	return out
+}
+
+type ReleaseFile struct {
+	Rel  string // slash path below remote_dir
+	Data []byte
+	Mode os.FileMode
+	Sum  string
+}
+
+// ReleaseFiles lists what a push uploads: the compose file, both overlays, the
+// env file, and every service's build context. The Caddyfile is not among them:
+// it changes only at the switch. Nothing is read from outside the stack folder,
+// whatever symlinks the tree holds.
+func (s *Stack) ReleaseFiles() ([]ReleaseFile, error) {
+	var files []ReleaseFile
+	add := func(rel string, data []byte, mode os.FileMode) {
+		sum := sha256.Sum256(data)
+		files = append(files, ReleaseFile{Rel: rel, Data: data, Mode: mode, Sum: hex.EncodeToString(sum[:])})
+	}
+	root, err := realPath(s.Root)
+	if err != nil {
+		return nil, fmt.Errorf("stack folder: %w", err)
+	}
+	composePath, err := inside(root, filepath.Join(s.Root, s.ComposeFile))
+	if err != nil {
+		return nil, fmt.Errorf("compose file: %w", err)
+	}
+	compose, err := os.ReadFile(composePath)
+	if err != nil {
+		return nil, err
+	}
+	add(filepath.ToSlash(s.ComposeFile), compose, 0o644)
+	add(s.OverlayFile(Blue), s.Overlay(Blue), 0o644)
+	add(s.OverlayFile(Green), s.Overlay(Green), 0o644)
+	add(strings.TrimPrefix(s.EnvPath(), s.RemoteDir+"/"), s.envFile(), 0o600)
+	for _, c := range s.contexts() {
+		if err := s.walkContext(root, filepath.FromSlash(c.dir), add); err != nil {
+			return nil, fmt.Errorf("build context of %s: %w", c.service, err)
+		}
+	}
+	return files, nil
+}
+
+// walkContext adds the regular files of a build context. The context may be a
+// symlink to a folder in the stack; its files keep the context's path. A symlink
+// inside it is not uploaded, and one that points outside the stack is refused:
+// the build would otherwise miss a file without a word.
+func (s *Stack) walkContext(root, ctxDir string, add func(string, []byte, os.FileMode)) error {
+	real, err := inside(root, filepath.Join(s.Root, ctxDir))
+	if err != nil {
+		return err
+	}
+	return filepath.WalkDir(real, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		relCtx, _ := filepath.Rel(real, p)
+		rel := filepath.Join(ctxDir, relCtx)
+		switch {
+		case e.IsDir() && e.Name() == ".git":
+			return filepath.SkipDir
+		case e.IsDir():
+			return nil
+		case e.Type()&fs.ModeSymlink != 0:
+			if _, err := inside(root, p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("%s: %w; copy what it points to into the stack folder, or remove the link", rel, err)
+			}
+			return nil
+		case !e.Type().IsRegular() || filepath.ToSlash(rel) == filepath.ToSlash(s.Caddyfile) || slices.Contains(s.private, p):
+			return nil
+		}
+		info, err := e.Info()
+		if err != nil {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		add(filepath.ToSlash(rel), data, uploadMode(info.Mode()))
+		return nil
+	})
+}
+
+// realPath is p, absolute, with every symlink resolved.
+func realPath(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	return filepath.EvalSymlinks(abs)
+}
+
+// inside resolves p's symlinks and returns the real path when it is root or
+// below it; root is a realPath.
+func inside(root, p string) (string, error) {
+	real, err := realPath(p)
+	if err != nil {
+		return "", err
+	}
+	if rel, err := filepath.Rel(root, real); err != nil || !filepath.IsLocal(rel) {
+		return "", fmt.Errorf("%s leads to %s, outside the stack folder %s; nothing is uploaded from there", p, real, root)
+	}
+	return real, nil
+}
+
+// RemotePath is where rel goes on the host: below remote_dir, whatever rel holds.
+// It is the last guard before an upload; the inventory's checks come first.
+func (s *Stack) RemotePath(rel string) (string, error) {
+	if !path.IsAbs(s.RemoteDir) || path.Clean(s.RemoteDir) != s.RemoteDir || s.RemoteDir == "/" {
+		return "", fmt.Errorf("%w: remote_dir %q is not an absolute clean folder; nothing is uploaded", ErrBadInput, s.RemoteDir)
+	}
+	p := path.Clean(s.RemoteDir + "/" + rel)
+	if path.IsAbs(rel) || !strings.HasPrefix(p, s.RemoteDir+"/") {
+		return "", fmt.Errorf("%w: %q would be uploaded to %s, outside remote_dir %s; keep the stack's files inside its folder", ErrBadInput, rel, p, s.RemoteDir)
+	}
+	return p, nil
+}
+
+// envFile renders stack.env; values never leave this file. Every value is
+// double-quoted and escaped so that Compose's own env-file parser (compose-go's
+// dotenv, used for --env-file and env_file:) reads it back byte for byte: no
+// ${...} is expanded, no # starts a comment, quotes, backslashes and spaces at
+// either end survive.
+func (s *Stack) envFile() []byte {
+	var keys []string
+	for k := range s.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b bytes.Buffer
+	b.WriteString("# Written by taledeploy from the inventory; mode 0600.\n")
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s=%s\n", k, envQuote(s.Env[k]))
+	}
+	return b.Bytes()
+}
+
+// envQuote writes v as a double-quoted dotenv value: \ and " are escaped,
+// $ is doubled ($$ is a literal $ to Compose), line breaks become \n.
+func envQuote(v string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `$`, `$$`, "\n", `\n`, "\r", `\r`)
+	return `"` + r.Replace(v) + `"`
+}
+
+// uploadMode is the mode a context file gets on the host: readable by all,
+// executable where it is executable here, writable by its owner only. SFTP
+// ignores the host's umask, so a world-writable file here would stay so there.
+func uploadMode(m os.FileMode) os.FileMode {
+	if m&0o111 != 0 {
+		return 0o755
+	}
+	return 0o644
+}
+
+// ComposeSum identifies what a stateful service's definition is made from: the
+// compose file, the env file it interpolates, and where it runs.
+func (s *Stack) ComposeSum() string {
+	files, err := s.ReleaseFiles()
+	if err != nil {
+		return ""
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00", s.Project, s.RemoteDir)
+	for _, f := range files {
+		if f.Rel == s.ComposeFile {
+			h.Write(f.Data)
+		}
+	}
+	h.Write([]byte{0})
+	h.Write(s.envFile())
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (s *Stack) MigrationsPath() string { return s.MetaDir() + "/migrations.json" }
+
+// MigrationFile is one migration file of the working tree.
+type MigrationFile struct {
+	Migration *Migration
+	Name      string // file name, what the command is given
+	Path      string // local path
+	Contract  bool
+}
+
+// MigrationFiles lists the working tree's migrations, service by service, each
+// folder's *.sql files in lexical order.
+func (s *Stack) MigrationFiles() ([]MigrationFile, error) {
+	var out []MigrationFile
+	for _, m := range s.Migrations {
+		dir := filepath.Join(s.Root, m.Dir)
+		files, err := migcheck.Files(dir)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			src, err := os.ReadFile(f)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, MigrationFile{Migration: m, Name: filepath.Base(f), Path: f, Contract: migcheck.IsContract(f, src)})
+		}
+	}
+	return out, nil
+}
