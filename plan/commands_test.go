@@ -8,8 +8,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
+	"taledeploy/internal/host"
+	"taledeploy/internal/host/hosttest"
 	"taledeploy/internal/shelltest"
 	"taledeploy/internal/stack"
 	"taledeploy/remote"
@@ -17,28 +18,12 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(shelltest.Main(m)) }
 
-// fuzzStack is a stack made straight from the fuzzed strings, without the
-// inventory's checks, so the commands are tested with whatever reaches them.
-func fuzzStack(root, project, remoteDir, composeFile, stateless, stateful, envValue string) *stack.Stack {
-	return &stack.Stack{
-		Project: project, RemoteDir: remoteDir, ComposeFile: composeFile, Caddyfile: "services/proxy/Caddyfile",
-		Proxy: "proxy", Stateless: []string{stateless}, Stateful: []string{"proxy", stateful},
-		Routes:        []*stack.Route{{Site: ":80", Path: "/*", Service: stateless, Port: 8080, HealthPath: "/health"}},
-		HealthTimeout: stack.Duration{Duration: time.Millisecond}, DrainTimeout: stack.Duration{Duration: time.Millisecond},
-		Env:  map[string]string{"SECRET": envValue},
-		Root: root,
-		Compose: &stack.Compose{Services: map[string]*stack.ComposeService{
-			"proxy": {Name: "proxy"}, stateless: {Name: stateless}, stateful: {Name: stateful},
-		}},
-	}
-}
-
 // deployCommands drives the deploy code that builds commands against a fake
 // host (check, the stateful services, a whole push: upload, build, start, verify
 // and removal of the failed color, the other color's logs, status), and returns
 // every command it ran.
 func deployCommands(s *stack.Stack, release string) []remote.Cmd {
-	fc := &fakeConn{reply: func(argv []string) ([]byte, error) {
+	fc := &hosttest.Fake{Reply: func(argv []string) ([]byte, error) {
 		if slices.Contains(argv, "inspect") && slices.Contains(argv, "network") {
 			return nil, &remote.ExitError{Argv: argv, Code: 1} // so the network is created
 		}
@@ -50,8 +35,8 @@ func deployCommands(s *stack.Stack, release string) []remote.Cmd {
 	_, _ = d.stateful(ctx, stack.Blue, release)
 	_ = d.Push(ctx) // fails at verify: the fake host runs no container
 	_ = d.withLogs(ctx, stack.Green, nil)
-	Status(ctx, fc, s)
-	return fc.cmds
+	host.Status(ctx, fc, s)
+	return fc.Cmds
 }
 
 // FuzzCommands proves that no project name, remote_dir, compose file path,
@@ -69,7 +54,7 @@ func FuzzCommands(f *testing.F) {
 		if stateless == "proxy" || stateful == "proxy" || stateless == stateful {
 			t.Skip()
 		}
-		s := fuzzStack(root, project, remoteDir, composeFile, stateless, stateful, envValue)
+		s := hosttest.RawStack(root, project, remoteDir, composeFile, stateless, stateful, envValue)
 		seen := map[string]bool{}
 		for _, cmd := range deployCommands(s, release) {
 			cmd.Argv[0] = printer

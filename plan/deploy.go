@@ -10,20 +10,18 @@ import (
 	"strings"
 	"time"
 
+	"taledeploy/internal/host"
 	"taledeploy/internal/stack"
 	"taledeploy/remote"
 )
 
 // Errors a caller can act on.
 var (
-	ErrLocked       = errors.New("host is locked")
-	ErrLockLost     = errors.New("this command no longer holds the host's lock")
 	ErrInconsistent = errors.New("host state disagrees with its record")
 	ErrUnhealthy    = errors.New("new color failed its health checks")
 	ErrNoRollback   = errors.New("nothing to roll back to")
 	ErrStateful     = errors.New("stateful service definition changed")
 	ErrCaddyfile    = errors.New("caddy rejects the new Caddyfile")
-	ErrPreflight    = errors.New("not enough room for a second color")
 	ErrWindow       = errors.New("new release failed after the switch")
 	// ErrAfterSwitch marks a failure once traffic had moved: the host changed.
 	ErrAfterSwitch = errors.New("traffic had already moved to the new color")
@@ -52,17 +50,17 @@ type Options struct {
 
 // Deployer carries out pushes and rollbacks on one host.
 type Deployer struct {
-	Host   Conn
+	Host   host.Conn
 	Stack  *stack.Stack
 	Opts   Options
 	Report func(Event)
 
-	lock   *lockHolder
-	stale  *Lock // a dead command's lock this deployer took over
-	state  *State
+	lock   *host.HeldLock
+	stale  *host.Lock // a dead command's lock this deployer took over
+	state  *host.State
 	live   string // color serving traffic now, "" on an empty host
 	before string // color that served when the command began
-	cs     []Container
+	cs     []host.Container
 
 	target           *pushTarget
 	changed, missing []string // stateful services to recreate or start
@@ -72,7 +70,7 @@ type Deployer struct {
 }
 
 // lost asks the connection, once more, whether it is gone.
-func lost(h Conn) bool {
+func lost(h host.Conn) bool {
 	l, ok := h.(interface{ Lost() bool })
 	return ok && l.Lost()
 }
@@ -84,7 +82,7 @@ var changesHost = map[string]bool{"stateful": true, "migrate": true, "start": tr
 func (d *Deployer) step(name string, fn func() (string, error)) error {
 	start := time.Now()
 	if d.lock != nil {
-		d.lock.setStep(name)
+		d.lock.SetStep(name)
 	}
 	if d.Report != nil {
 		d.Report(Event{Host: d.Host.Name(), Step: name, Status: "running"})
@@ -96,7 +94,7 @@ func (d *Deployer) step(name string, fn func() (string, error)) error {
 	if d.lock != nil && changesHost[name] {
 		// Another command may have taken the lock over (it judged this one
 		// dead): then this one must not touch the host any more.
-		err = d.lock.owned()
+		err = d.lock.Owned()
 	}
 	if err == nil {
 		msg, err = fn()
@@ -125,8 +123,8 @@ func (d *Deployer) step(name string, fn func() (string, error)) error {
 // Check then brings the host's record back in line with what runs.
 func (d *Deployer) Lock(ctx context.Context, command string) error {
 	return d.step("lock", func() (string, error) {
-		host, _ := os.Hostname()
-		l, stale, err := acquireLock(ctx, d.Host, d.Stack, Lock{Who: d.Opts.Who, Machine: host, MachineID: thisMachine(), PID: os.Getpid(), Command: command})
+		machine, _ := os.Hostname()
+		l, stale, err := host.AcquireLock(ctx, d.Host, d.Stack, host.Lock{Who: d.Opts.Who, Machine: machine, MachineID: host.ThisMachine(), PID: os.Getpid(), Command: command})
 		if err != nil {
 			return "", err
 		}
@@ -144,7 +142,7 @@ func (d *Deployer) Unlock(ctx context.Context) error {
 		return nil
 	}
 	// Unlock must happen even when the command's context was cancelled.
-	err := d.lock.release(context.WithoutCancel(ctx))
+	err := d.lock.Release(context.WithoutCancel(ctx))
 	d.lock = nil
 	return err
 }
@@ -158,15 +156,15 @@ func (d *Deployer) Check(ctx context.Context) error {
 		if d.stale != nil {
 			d.recordInterrupted(ctx)
 		}
-		st, stErr := ReadState(ctx, d.Host, s)
-		o, err := d.observe(ctx)
+		st, stErr := host.ReadState(ctx, d.Host, s)
+		o, err := host.Observe(ctx, d.Host, d.Stack)
 		if err != nil {
 			return "", err
 		}
-		d.cs = o.cs
-		probs := o.disagreements(s, st, stErr)
+		d.cs = o.Containers
+		probs := o.Disagreements(s, st, stErr)
 		if len(probs) == 0 {
-			d.state, d.live, d.before = st, o.live, o.live
+			d.state, d.live, d.before = st, o.Live, o.Live
 			if st == nil {
 				return "empty host: first push", nil
 			}
@@ -179,25 +177,25 @@ func (d *Deployer) Check(ctx context.Context) error {
 		if stErr != nil {
 			st = nil
 		}
-		nst := o.rebuild(s, st, d.Opts.Who)
+		nst := o.Rebuild(s, st, d.Opts.Who)
 		if nst == nil {
 			if err := d.Host.Remove(ctx, s.StatePath()); err != nil {
 				return "", err
 			}
 		} else {
-			if err := writeState(ctx, d.Host, s, nst); err != nil {
+			if err := host.WriteState(ctx, d.Host, s, nst); err != nil {
 				return "", err
 			}
 			// The gate admits the color that serves and only that one: an
 			// interrupted switch may have left both admitted, or none.
-			if err := d.admit(ctx, nst.Active); err != nil {
+			if err := d.proxy().Admit(ctx, nst.Active); err != nil {
 				return "", err
 			}
-			if err := d.retire(ctx, stack.Other(nst.Active)); err != nil {
+			if err := d.proxy().Retire(ctx, stack.Other(nst.Active)); err != nil {
 				return "", err
 			}
 		}
-		d.state, d.live, d.before = nst, o.live, o.live
+		d.state, d.live, d.before = nst, o.Live, o.Live
 		why := "repaired the record"
 		if d.stale != nil {
 			why = fmt.Sprintf("a %s was interrupted (at step %s); converged", d.stale.Command, cmp.Or(d.stale.Step, "unknown"))
@@ -231,7 +229,7 @@ func (d *Deployer) Prepare(ctx context.Context) (err error) {
 		t.release = NewRelease(t.start, d.Opts.GitRevision)
 	}
 	if d.lock != nil {
-		d.lock.setTarget(t.color, t.release)
+		d.lock.SetTarget(t.color, t.release)
 	}
 	defer func() {
 		if err != nil {
@@ -259,16 +257,16 @@ func (d *Deployer) Push(ctx context.Context) (err error) {
 	}
 	s := d.Stack
 	newColor, release, start := d.target.color, d.target.release, d.target.start
-	env := d.composeEnv(newColor, release)
+	env := host.ComposeEnv(d.Stack, newColor, release)
 	started := false
 	switched := false
 	defer func() {
 		// Another command that took the lock over owns the host now: undo nothing.
-		if err != nil && !switched && started && !errors.Is(err, ErrLockLost) {
+		if err != nil && !switched && started && !errors.Is(err, host.ErrLockLost) {
 			// Traffic never moved: remove the new color, so the host is as it was.
 			cctx := context.WithoutCancel(ctx)
 			_ = d.step("remove-new", func() (string, error) {
-				_, rerr := d.compose(cctx, newColor, env, "down", "--remove-orphans")
+				_, rerr := host.RunCompose(cctx, d.Host, d.Stack, newColor, env, "down", "--remove-orphans")
 				return s.ColorProject(newColor) + " serves nothing and was removed", rerr
 			})
 		}
@@ -276,7 +274,7 @@ func (d *Deployer) Push(ctx context.Context) (err error) {
 	}()
 
 	if err := d.step("build", func() (string, error) {
-		_, err := d.compose(ctx, newColor, env, append([]string{"build"}, s.Stateless...)...)
+		_, err := host.RunCompose(ctx, d.Host, d.Stack, newColor, env, append([]string{"build"}, s.Stateless...)...)
 		return s.ColorProject(newColor), err
 	}); err != nil {
 		return err
@@ -295,11 +293,11 @@ func (d *Deployer) Push(ctx context.Context) (err error) {
 			// The color kept for rollback is about to be replaced: the record must
 			// not offer it any more, even if this push never finishes.
 			d.state.Previous = nil
-			if err := writeState(ctx, d.Host, s, d.state); err != nil {
+			if err := host.WriteState(ctx, d.Host, s, d.state); err != nil {
 				return "", err
 			}
 		}
-		_, err := d.compose(ctx, newColor, env, append([]string{"up", "-d", "--no-deps", "--remove-orphans"}, s.Stateless...)...)
+		_, err := host.RunCompose(ctx, d.Host, d.Stack, newColor, env, append([]string{"up", "-d", "--no-deps", "--remove-orphans"}, s.Stateless...)...)
 		return s.ColorProject(newColor), err
 	}); err != nil {
 		return err
@@ -312,32 +310,32 @@ func (d *Deployer) Rollback(ctx context.Context) (err error) {
 	s := d.Stack
 	start := time.Now()
 	if d.state == nil || d.state.Previous == nil {
-		if log, err := ReadMigrations(ctx, d.Host, s); err == nil && log.Contract != nil && d.state != nil && log.Contract.Release == d.state.Release {
+		if log, err := host.ReadMigrations(ctx, d.Host, s); err == nil && log.Contract != nil && d.state != nil && log.Contract.Release == d.state.Release {
 			return fmt.Errorf("%w on %s: contract migrations (%s) ran with release %s at %s and the older release was removed: its code would not work with the database any more. Push a fix forward instead",
 				ErrNoRollback, d.Host.Name(), strings.Join(log.Contract.Files, ", "), log.Contract.Release, log.Contract.At.Format(time.RFC3339))
 		}
 		return fmt.Errorf("%w on %s: no previous color is recorded (the first push, or a failed push replaced it)", ErrNoRollback, d.Host.Name())
 	}
 	prev := *d.state.Previous
-	var old []Container
+	var old []host.Container
 	for _, c := range d.cs {
 		if c.Project == s.ColorProject(prev.Color) {
 			old = append(old, c)
 		}
 	}
-	if got := services(old); !slices.Equal(got, slices.Sorted(slices.Values(s.Stateless))) {
+	if got := host.Services(old); !slices.Equal(got, slices.Sorted(slices.Values(s.Stateless))) {
 		return fmt.Errorf("%w on %s: the containers of %s are gone (have %v); push instead", ErrNoRollback, d.Host.Name(), s.ColorProject(prev.Color), got)
 	}
 	switched := false
 	defer func() {
-		if err != nil && !switched && !errors.Is(err, ErrLockLost) {
+		if err != nil && !switched && !errors.Is(err, host.ErrLockLost) {
 			// Put the previous color back to sleep: it was stopped before we began.
-			_, _ = d.Host.Run(context.WithoutCancel(ctx), remote.Cmd{Argv: append([]string{"docker", "stop"}, ids(old)...)})
+			_, _ = d.Host.Run(context.WithoutCancel(ctx), remote.Cmd{Argv: append([]string{"docker", "stop"}, host.IDs(old)...)})
 		}
 		d.history(context.WithoutCancel(ctx), "rollback", prev.Release, prev.Color, start, err)
 	}()
 	if err := d.step("start", func() (string, error) {
-		_, err := d.Host.Run(ctx, remote.Cmd{Argv: append([]string{"docker", "start"}, ids(old)...)})
+		_, err := d.Host.Run(ctx, remote.Cmd{Argv: append([]string{"docker", "start"}, host.IDs(old)...)})
 		return fmt.Sprintf("%s (release %s)", s.ColorProject(prev.Color), prev.Release), err
 	}); err != nil {
 		return err
@@ -355,9 +353,9 @@ func (d *Deployer) finish(ctx context.Context, action, newColor, release string,
 	if err := d.step("switch", func() (string, error) {
 		return "traffic to " + newColor, d.switchTo(ctx, newColor, false)
 	}); err != nil {
-		if d.live != "" && !errors.Is(err, ErrLockLost) {
+		if d.live != "" && !errors.Is(err, host.ErrLockLost) {
 			// Keep traffic where it was: the new color may have been admitted.
-			_ = d.retire(context.WithoutCancel(ctx), newColor)
+			_ = d.proxy().Retire(context.WithoutCancel(ctx), newColor)
 		}
 		return err
 	}
@@ -389,7 +387,7 @@ func (d *Deployer) finish(ctx context.Context, action, newColor, release string,
 					return "", err
 				}
 				// The failing color is removed next: let it finish what it has.
-				msg, err := d.drain(cctx, newColor)
+				msg, err := d.proxy().Drain(cctx, newColor)
 				return "traffic back to " + old + "; " + msg, err
 			}); berr != nil {
 				return fmt.Errorf("%w: %w", ErrAfterSwitch, errors.Join(err, berr))
@@ -400,15 +398,15 @@ func (d *Deployer) finish(ctx context.Context, action, newColor, release string,
 	}
 	if d.live != "" {
 		// From here on the new color serves; a failure still records it as live.
-		_ = d.step("drain", func() (string, error) { return d.drain(ctx, old) })
+		_ = d.step("drain", func() (string, error) { return d.proxy().Drain(ctx, old) })
 		_ = d.step("stop", func() (string, error) {
 			// Ask again: this command may have started the old color's containers
 			// (a rollback right after a push).
-			cs, err := inspect(context.WithoutCancel(ctx), d.Host, s.Project, s.ColorProject(old))
+			cs, err := host.Inspect(context.WithoutCancel(ctx), d.Host, s.Project, s.ColorProject(old))
 			if err != nil {
 				return "", err
 			}
-			var olds []Container
+			var olds []host.Container
 			for _, c := range cs {
 				if c.Running() {
 					olds = append(olds, c)
@@ -418,17 +416,17 @@ func (d *Deployer) finish(ctx context.Context, action, newColor, release string,
 				return "nothing running", nil
 			}
 			// docker stop honours each container's stop_grace_period; they are kept for rollback.
-			_, err = d.Host.Run(context.WithoutCancel(ctx), remote.Cmd{Argv: append([]string{"docker", "stop"}, ids(olds)...)})
+			_, err = d.Host.Run(context.WithoutCancel(ctx), remote.Cmd{Argv: append([]string{"docker", "stop"}, host.IDs(olds)...)})
 			return fmt.Sprintf("%s stopped and kept for rollback", s.ColorProject(old)), err
 		})
 	}
 	err := d.step("record", func() (string, error) {
-		cs, err := inspectStack(ctx, d.Host, s)
+		cs, err := host.InspectStack(ctx, d.Host, s)
 		if err != nil {
 			return "", err
 		}
 		d.cs = cs
-		st := &State{Project: s.Project, Active: newColor, Release: release, Images: map[string]string{},
+		st := &host.State{Project: s.Project, Active: newColor, Release: release, Images: map[string]string{},
 			DeployedBy: d.Opts.Who, DeployedAt: time.Now().UTC(), GitRevision: d.Opts.GitRevision}
 		if action == "rollback" && d.state != nil {
 			st.GitRevision = ""
@@ -450,9 +448,9 @@ func (d *Deployer) finish(ctx context.Context, action, newColor, release string,
 			st.ComposeSum, st.Stateful = d.state.ComposeSum, d.state.Stateful
 		}
 		if d.live != "" && d.state != nil {
-			st.Previous = &Slot{Color: d.live, Release: d.state.Release}
+			st.Previous = &host.Slot{Color: d.live, Release: d.state.Release}
 		}
-		if err := writeState(ctx, d.Host, s, st); err != nil {
+		if err := host.WriteState(ctx, d.Host, s, st); err != nil {
 			return "", err
 		}
 		d.state, d.live = st, newColor
@@ -464,3 +462,6 @@ func (d *Deployer) finish(ctx context.Context, action, newColor, release string,
 	}
 	return nil
 }
+
+// proxy is the stack's Caddy on this deployer's host.
+func (d *Deployer) proxy() *host.Caddy { return host.NewCaddy(d.Host, d.Stack) }

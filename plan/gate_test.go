@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"taledeploy/internal/host"
+	"taledeploy/internal/host/hosttest"
 	"taledeploy/internal/stack"
 	"taledeploy/internal/stack/stacktest"
 	"testing"
@@ -52,32 +54,32 @@ func gateStack(t *testing.T) *stack.Stack {
 }
 
 func noSettle(t *testing.T) {
-	a, r := admitSettle, retireSettle
-	admitSettle, retireSettle = 0, 0
-	t.Cleanup(func() { admitSettle, retireSettle = a, r })
+	a, r := host.AdmitSettle, host.RetireSettle
+	host.AdmitSettle, host.RetireSettle = 0, 0
+	t.Cleanup(func() { host.AdmitSettle, host.RetireSettle = a, r })
 }
 
 func TestSwitchAdmitsTheNewColorBeforeItRetiresTheOld(t *testing.T) {
 	noSettle(t)
 	s := gateStack(t)
 	caddy := &fakeCaddy{gated: true}
-	f := &fakeConn{caddy: caddy}
+	f := &hosttest.Fake{Caddy: caddy}
 	f.WriteFile(context.Background(), s.Remote(s.Caddyfile), s.CaddyfileText(), 0o644)
 	f.WriteFile(context.Background(), s.GateDir()+"/platform-blue:8080", nil, 0o644)
-	f.ops = nil
+	f.Ops = nil
 	d := &Deployer{Host: f, Stack: s, live: stack.Blue}
 	if err := d.switchTo(context.Background(), stack.Green, false); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"write " + s.GateDir() + "/platform-green:8080", "remove " + s.GateDir() + "/platform-blue:8080"}
-	if !slices.Equal(f.ops, want) {
-		t.Errorf("switch did %q, want %q: never a moment with no color admitted", f.ops, want)
+	if !slices.Equal(f.Ops, want) {
+		t.Errorf("switch did %q, want %q: never a moment with no color admitted", f.Ops, want)
 	}
 	if slices.Contains(caddy.calls, "POST /load") {
 		t.Errorf("a switch reloaded Caddy: %v", caddy.calls)
 	}
 	for color, want := range map[string]bool{stack.Green: true, stack.Blue: false} {
-		if got, err := d.admitted(context.Background(), color); err != nil || got != want {
+		if got, err := d.proxy().Admitted(context.Background(), color); err != nil || got != want {
 			t.Errorf("%s admitted: %v, %v", color, got, err)
 		}
 	}
@@ -87,18 +89,18 @@ func TestSwitchLoadsTheGatedCaddyfileOnceKeepingTrafficWhereItIs(t *testing.T) {
 	noSettle(t)
 	s := gateStack(t)
 	caddy := &fakeCaddy{} // runs a Caddyfile from before the gate: blue listed first
-	f := &fakeConn{caddy: caddy}
+	f := &hosttest.Fake{Caddy: caddy}
 	// The file on the host is already the gated one (a proxy that was not
 	// reloaded, say): what Caddy runs decides.
 	f.WriteFile(context.Background(), s.Remote(s.Caddyfile), s.CaddyfileText(), 0o644)
-	f.ops = nil
+	f.Ops = nil
 	d := &Deployer{Host: f, Stack: s, live: stack.Blue, validated: true}
 	if err := d.switchTo(context.Background(), stack.Green, false); err != nil {
 		t.Fatal(err)
 	}
 	blue, green := "write "+s.GateDir()+"/platform-blue:8080", "write "+s.GateDir()+"/platform-green:8080"
-	if i, j := slices.Index(f.ops, blue), slices.Index(f.ops, green); i < 0 || j < i {
-		t.Errorf("ops %q: the live color must be admitted before the gated Caddyfile loads", f.ops)
+	if i, j := slices.Index(f.Ops, blue), slices.Index(f.Ops, green); i < 0 || j < i {
+		t.Errorf("ops %q: the live color must be admitted before the gated Caddyfile loads", f.Ops)
 	}
 	if caddy.body != string(s.CaddyfileText()) || !strings.Contains(caddy.body, "health_upstream 127.0.0.1:2020") {
 		t.Errorf("Caddy loaded %q", caddy.body)
@@ -116,7 +118,7 @@ func TestSwitchLoadsAChangedCaddyfile(t *testing.T) {
 	noSettle(t)
 	s := gateStack(t)
 	caddy := &fakeCaddy{gated: true}
-	f := &fakeConn{caddy: caddy}
+	f := &hosttest.Fake{Caddy: caddy}
 	// Gated, but from routes the inventory no longer has.
 	f.WriteFile(context.Background(), s.Remote(s.Caddyfile), []byte("# older routes\n"), 0o644)
 	d := &Deployer{Host: f, Stack: s, live: stack.Blue, validated: true}

@@ -3,13 +3,12 @@ package plan
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
+	"taledeploy/internal/host"
 	"taledeploy/internal/stack"
 	"taledeploy/migcheck"
 	"taledeploy/remote"
@@ -31,68 +30,10 @@ var (
 	ErrOlderRelease = errors.New("an older release is still on the host")
 )
 
-// MigrationLog is what a host records of the migrations applied to its database.
-type MigrationLog struct {
-	Applied []AppliedMigration `json:"applied"`
-	// Contract is the last `migrate contract`: rolling back to a release older
-	// than Contract.Release is not safe.
-	Contract *ContractRun `json:"contract,omitempty"`
-}
-
-// AppliedMigration is one migration file applied to the host's database.
-type AppliedMigration struct {
-	Service string    `json:"service"`
-	File    string    `json:"file"`
-	Kind    string    `json:"kind"` // expand, contract
-	Release string    `json:"release"`
-	At      time.Time `json:"at"`
-}
-
-// ContractRun records a `migrate contract`.
-type ContractRun struct {
-	Release string    `json:"release"` // live when it ran
-	Files   []string  `json:"files"`
-	At      time.Time `json:"at"`
-}
-
-// ReadMigrations returns the host's migration log (empty when it has none).
-func ReadMigrations(ctx context.Context, h Conn, s *stack.Stack) (*MigrationLog, error) {
-	data, err := h.ReadFile(ctx, s.MigrationsPath())
-	if isNotExist(err) {
-		return &MigrationLog{}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", s.MigrationsPath(), err)
-	}
-	var l MigrationLog
-	if err := json.Unmarshal(data, &l); err != nil {
-		return nil, fmt.Errorf("%s is corrupt (%v); it lists the migrations applied on this host, fix or restore it", s.MigrationsPath(), err)
-	}
-	return &l, nil
-}
-
-func writeMigrations(ctx context.Context, h Conn, s *stack.Stack, l *MigrationLog) error {
-	data, _ := json.MarshalIndent(l, "", "  ")
-	return h.WriteFile(ctx, s.MigrationsPath(), append(data, '\n'), 0o600)
-}
-
-func (l *MigrationLog) has(service, file string) bool {
-	return slices.ContainsFunc(l.Applied, func(a AppliedMigration) bool { return a.Service == service && a.File == file })
-}
-
-// ByRelease lists the files each release applied, in order.
-func (l *MigrationLog) ByRelease() map[string][]string {
-	out := map[string][]string{}
-	for _, a := range l.Applied {
-		out[a.Release] = append(out[a.Release], a.File)
-	}
-	return out
-}
-
 // pendingMigrations splits the migrations the host has not applied into expand
 // and contract ones.
-func (d *Deployer) pendingMigrations(ctx context.Context) (expand, contract []stack.MigrationFile, log *MigrationLog, err error) {
-	log, err = ReadMigrations(ctx, d.Host, d.Stack)
+func (d *Deployer) pendingMigrations(ctx context.Context) (expand, contract []stack.MigrationFile, log *host.MigrationLog, err error) {
+	log, err = host.ReadMigrations(ctx, d.Host, d.Stack)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -102,7 +43,7 @@ func (d *Deployer) pendingMigrations(ctx context.Context) (expand, contract []st
 	}
 	for _, f := range files {
 		switch {
-		case log.has(f.Migration.Service, f.Name):
+		case log.Has(f.Migration.Service, f.Name):
 		case f.Contract:
 			contract = append(contract, f)
 		default:
@@ -163,13 +104,13 @@ func (d *Deployer) checkPendingMigrations(ctx context.Context) (string, error) {
 // applyMigrations runs each file in a one-off container of color's image of its
 // service, on the stack's network (`docker compose run --rm --no-deps`), and
 // records each as it succeeds. A failure stops at that file with its output.
-func (d *Deployer) applyMigrations(ctx context.Context, color, release, kind string, files []stack.MigrationFile, log *MigrationLog) ([]string, error) {
+func (d *Deployer) applyMigrations(ctx context.Context, color, release, kind string, files []stack.MigrationFile, log *host.MigrationLog) ([]string, error) {
 	var done []string
-	env := d.composeEnv(color, release)
+	env := host.ComposeEnv(d.Stack, color, release)
 	for _, f := range files {
 		argv := []string{"run", "--rm", "--no-deps", "-T", "--entrypoint", f.Migration.Command[0], f.Migration.Service}
 		argv = append(append(argv, f.Migration.Command[1:]...), f.Name)
-		out, err := d.compose(ctx, color, env, argv...)
+		out, err := host.RunCompose(ctx, d.Host, d.Stack, color, env, argv...)
 		if err != nil {
 			// The command's own output says what went wrong; the compose command
 			// line does not.
@@ -183,8 +124,8 @@ func (d *Deployer) applyMigrations(ctx context.Context, color, release, kind str
 			}
 			return done, fmt.Errorf("%w: %s of %s (nothing after it was applied; traffic is untouched): %s", ErrMigration, f.Name, f.Migration.Service, why)
 		}
-		log.Applied = append(log.Applied, AppliedMigration{Service: f.Migration.Service, File: f.Name, Kind: kind, Release: release, At: time.Now().UTC()})
-		if err := writeMigrations(ctx, d.Host, d.Stack, log); err != nil {
+		log.Applied = append(log.Applied, host.AppliedMigration{Service: f.Migration.Service, File: f.Name, Kind: kind, Release: release, At: time.Now().UTC()})
+		if err := host.WriteMigrations(ctx, d.Host, d.Stack, log); err != nil {
 			return done, err
 		}
 		done = append(done, f.Name)
@@ -226,8 +167,8 @@ func names(files []stack.MigrationFile) string {
 
 // OlderReleases lists the containers on the host that do not belong to the live
 // color: stopped ones kept for rollback included.
-func (d *Deployer) OlderReleases() []Container {
-	var out []Container
+func (d *Deployer) OlderReleases() []host.Container {
+	var out []host.Container
 	for _, c := range d.cs {
 		if c.Color != "" && c.Color != d.live {
 			out = append(out, c)
@@ -241,16 +182,16 @@ func (d *Deployer) OlderReleases() []Container {
 func (d *Deployer) RemoveOlder(ctx context.Context) error {
 	return d.step("remove-old", func() (string, error) {
 		old := stack.Other(d.live)
-		if _, err := d.compose(ctx, old, d.composeEnv(old, ""), "down", "--remove-orphans"); err != nil {
+		if _, err := host.RunCompose(ctx, d.Host, d.Stack, old, host.ComposeEnv(d.Stack, old, ""), "down", "--remove-orphans"); err != nil {
 			return "", err
 		}
 		if d.state != nil && d.state.Previous != nil {
 			d.state.Previous = nil
-			if err := writeState(ctx, d.Host, d.Stack, d.state); err != nil {
+			if err := host.WriteState(ctx, d.Host, d.Stack, d.state); err != nil {
 				return "", err
 			}
 		}
-		cs, err := inspectStack(ctx, d.Host, d.Stack)
+		cs, err := host.InspectStack(ctx, d.Host, d.Stack)
 		if err != nil {
 			return "", err
 		}
@@ -284,8 +225,8 @@ func (d *Deployer) MigrateContract(ctx context.Context) error {
 		d.applied, d.before = done, d.live
 		d.history(context.WithoutCancel(ctx), "contract", d.state.Release, d.live, start, err)
 		if len(done) > 0 {
-			log.Contract = &ContractRun{Release: d.state.Release, Files: done, At: time.Now().UTC()}
-			if werr := writeMigrations(context.WithoutCancel(ctx), d.Host, d.Stack, log); werr != nil {
+			log.Contract = &host.ContractRun{Release: d.state.Release, Files: done, At: time.Now().UTC()}
+			if werr := host.WriteMigrations(context.WithoutCancel(ctx), d.Host, d.Stack, log); werr != nil {
 				err = errors.Join(err, werr)
 			}
 		}
@@ -297,7 +238,7 @@ func (d *Deployer) MigrateContract(ctx context.Context) error {
 }
 
 // describe names containers with their release and state.
-func describe(cs []Container) string {
+func describe(cs []host.Container) string {
 	var out []string
 	for _, c := range cs {
 		out = append(out, fmt.Sprintf("%s (release %s, %s)", c.Name, cmp.Or(c.Release, "unknown"), c.State))

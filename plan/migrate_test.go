@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"taledeploy/internal/host"
+	"taledeploy/internal/host/hosttest"
 	"taledeploy/internal/stack"
 	"taledeploy/internal/stack/stacktest"
 	"testing"
@@ -61,10 +63,10 @@ func TestPushAppliesOnlyPendingExpandMigrations(t *testing.T) {
 		"0004_later.sql.disabled":  "DROP TABLE t;",
 		"0000_already_applied.sql": "SET lock_timeout = '5s';\nCREATE TABLE u (id int);\n",
 	})
-	f := &fakeConn{}
+	f := &hosttest.Fake{}
 	d := &Deployer{Host: f, Stack: s}
 	ctx := context.Background()
-	if err := writeMigrations(ctx, f, s, &MigrationLog{Applied: []AppliedMigration{{Service: "platform", File: "0000_already_applied.sql", Release: "r0"}}}); err != nil {
+	if err := host.WriteMigrations(ctx, f, s, &host.MigrationLog{Applied: []host.AppliedMigration{{Service: "platform", File: "0000_already_applied.sql", Release: "r0"}}}); err != nil {
 		t.Fatal(err)
 	}
 	msg, err := d.migrateExpand(ctx, stack.Green, "r1")
@@ -75,7 +77,7 @@ func TestPushAppliesOnlyPendingExpandMigrations(t *testing.T) {
 		t.Errorf("message %q", msg)
 	}
 	var ran []string
-	for _, c := range f.cmds {
+	for _, c := range f.Cmds {
 		if i := slices.Index(c.Argv, "run"); i > 0 {
 			// compose ... run --rm --no-deps -T --entrypoint /app/platform platform migrate FILE
 			if got := c.Argv[i:]; !slices.Equal(got[:8], []string{"run", "--rm", "--no-deps", "-T", "--entrypoint", "/app/platform", "platform", "migrate"}) {
@@ -87,14 +89,14 @@ func TestPushAppliesOnlyPendingExpandMigrations(t *testing.T) {
 	if !slices.Equal(ran, []string{"0001_table.sql", "0002_column.sql"}) {
 		t.Errorf("ran %v, want the two pending expand migrations in order", ran)
 	}
-	log, err := ReadMigrations(ctx, f, s)
+	log, err := host.ReadMigrations(ctx, f, s)
 	if err != nil || len(log.Applied) != 3 || log.Applied[2].Release != "r1" || log.Applied[2].Kind != "expand" {
 		t.Errorf("log after the push: %+v, %v", log, err)
 	}
 	// A second push has nothing to apply.
-	f.cmds = nil
-	if msg, err := d.migrateExpand(ctx, stack.Blue, "r2"); err != nil || !strings.HasPrefix(msg, "none pending") || len(f.cmds) != 0 {
-		t.Errorf("second push: %q, %v, ran %v", msg, err, f.cmds)
+	f.Cmds = nil
+	if msg, err := d.migrateExpand(ctx, stack.Blue, "r2"); err != nil || !strings.HasPrefix(msg, "none pending") || len(f.Cmds) != 0 {
+		t.Errorf("second push: %q, %v, ran %v", msg, err, f.Cmds)
 	}
 }
 
@@ -102,14 +104,14 @@ func TestPushRefusesUnsafeMigrationsUnlessContract(t *testing.T) {
 	s := migrationStack(t, map[string]string{
 		"0001_drop.sql": "SET lock_timeout = '5s';\n-- DROP TABLE in a comment does not count\nALTER TABLE t DROP COLUMN note;\n",
 	})
-	f := &fakeConn{}
+	f := &hosttest.Fake{}
 	d := &Deployer{Host: f, Stack: s}
 	_, err := d.checkPendingMigrations(context.Background())
 	if !errors.Is(err, ErrUnsafeMigration) || !strings.Contains(err.Error(), "0001_drop.sql:3: drop-column") || !strings.Contains(err.Error(), "NAME.contract.sql") {
 		t.Errorf("got %v, want the drop-column finding with its line and how to mark it contract", err)
 	}
-	if _, err := d.migrateExpand(context.Background(), stack.Blue, "r1"); !errors.Is(err, ErrUnsafeMigration) || len(f.cmds) != 0 {
-		t.Errorf("push applied an unsafe migration: %v, ran %v", err, f.cmds)
+	if _, err := d.migrateExpand(context.Background(), stack.Blue, "r1"); !errors.Is(err, ErrUnsafeMigration) || len(f.Cmds) != 0 {
+		t.Errorf("push applied an unsafe migration: %v, ran %v", err, f.Cmds)
 	}
 	os.Rename(filepath.Join(s.Root, "migrations", "0001_drop.sql"), filepath.Join(s.Root, "migrations", "0001_drop.contract.sql"))
 	if msg, err := d.checkPendingMigrations(context.Background()); err != nil || msg != "no migration pending" {
@@ -119,19 +121,19 @@ func TestPushRefusesUnsafeMigrationsUnlessContract(t *testing.T) {
 
 func TestMigrateContractRefusesWhileAnOlderReleaseIsLeft(t *testing.T) {
 	s := migrationStack(t, map[string]string{"0001_drop.contract.sql": "SET lock_timeout = '5s';\nALTER TABLE t DROP COLUMN note;\n"})
-	f := &fakeConn{}
-	d := &Deployer{Host: f, Stack: s, state: &State{Active: stack.Green, Release: "r2", Previous: &Slot{Color: stack.Blue, Release: "r1"}}, live: stack.Green,
-		cs: []Container{{Name: "tale-blue-platform-1", Color: stack.Blue, Release: "r1", State: "exited"}, {Name: "tale-green-platform-1", Color: stack.Green, Release: "r2", State: "running"}}}
+	f := &hosttest.Fake{}
+	d := &Deployer{Host: f, Stack: s, state: &host.State{Active: stack.Green, Release: "r2", Previous: &host.Slot{Color: stack.Blue, Release: "r1"}}, live: stack.Green,
+		cs: []host.Container{{Name: "tale-blue-platform-1", Color: stack.Blue, Release: "r1", State: "exited"}, {Name: "tale-green-platform-1", Color: stack.Green, Release: "r2", State: "running"}}}
 	err := d.MigrateContract(context.Background())
-	if !errors.Is(err, ErrOlderRelease) || !strings.Contains(err.Error(), "tale-blue-platform-1 (release r1, exited)") || len(f.cmds) != 0 {
-		t.Fatalf("got %v (ran %v), want a refusal naming the stopped rollback container", err, f.cmds)
+	if !errors.Is(err, ErrOlderRelease) || !strings.Contains(err.Error(), "tale-blue-platform-1 (release r1, exited)") || len(f.Cmds) != 0 {
+		t.Fatalf("got %v (ran %v), want a refusal naming the stopped rollback container", err, f.Cmds)
 	}
 	d.cs = d.cs[1:]
 	d.state.Previous = nil
 	if err := d.MigrateContract(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	log, _ := ReadMigrations(context.Background(), f, s)
+	log, _ := host.ReadMigrations(context.Background(), f, s)
 	if log.Contract == nil || log.Contract.Release != "r2" || !slices.Equal(log.Contract.Files, []string{"0001_drop.contract.sql"}) {
 		t.Fatalf("contract record %+v", log.Contract)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/docker/go-units"
 	"github.com/pmezard/go-difflib/difflib"
 
+	"taledeploy/internal/host"
 	"taledeploy/internal/stack"
 	"taledeploy/remote"
 )
@@ -41,7 +42,7 @@ type FileChange struct {
 func (d *Deployer) Preview(ctx context.Context) (*Preview, error) {
 	s := d.Stack
 	p := &Preview{Host: d.Host.Name()}
-	if l, err := ReadLock(ctx, d.Host, s); err != nil {
+	if l, err := host.ReadLock(ctx, d.Host, s); err != nil {
 		p.Refused = append(p.Refused, err.Error())
 	} else if l != nil {
 		if why := l.Stale(time.Now()); why != "" {
@@ -50,19 +51,19 @@ func (d *Deployer) Preview(ctx context.Context) (*Preview, error) {
 			p.Refused = append(p.Refused, "locked: "+l.Describe(time.Now()))
 		}
 	}
-	st, stErr := ReadState(ctx, d.Host, s)
-	o, err := d.observe(ctx)
+	st, stErr := host.ReadState(ctx, d.Host, s)
+	o, err := host.Observe(ctx, d.Host, d.Stack)
 	if err != nil {
 		return nil, err
 	}
-	d.cs = o.cs
-	if probs := o.disagreements(s, st, stErr); len(probs) > 0 {
+	d.cs = o.Containers
+	if probs := o.Disagreements(s, st, stErr); len(probs) > 0 {
 		p.Refused = append(p.Refused, fmt.Sprintf("the record disagrees with the host (%s); --repair would rebuild it", strings.Join(probs, "; ")))
 	}
-	p.Live, p.NewColor = o.live, stack.Blue
-	if o.live != "" {
-		p.NewColor = stack.Other(o.live)
-		p.Release = o.release(s, o.live)
+	p.Live, p.NewColor = o.Live, stack.Blue
+	if o.Live != "" {
+		p.NewColor = stack.Other(o.Live)
+		p.Release = o.Release(s, o.Live)
 	}
 
 	files, err := d.fileChanges(ctx, p.NewColor)
@@ -137,7 +138,7 @@ func (d *Deployer) fileChanges(ctx context.Context, newColor string) ([]FileChan
 		old, err := d.Host.ReadFile(ctx, remotePath)
 		change := "changed"
 		switch {
-		case err != nil && isNotExist(err):
+		case err != nil && host.IsNotExist(err):
 			change, old = "new", nil
 		case err != nil:
 			return nil, err
@@ -202,12 +203,12 @@ func (d *Deployer) statefulPreview(ctx context.Context) (changed, missing []stri
 	if err != nil {
 		return nil, nil, err
 	}
-	argv := append(lowPriority(), "docker", "compose", "--project-directory", s.RemoteDir, "-f", "-", "-p", s.Project)
+	argv := append(host.LowPriority(), "docker", "compose", "--project-directory", s.RemoteDir, "-f", "-", "-p", s.Project)
 	if _, err := d.Host.ReadFile(ctx, s.EnvPath()); err == nil {
 		argv = append(argv, "--env-file", s.EnvPath())
 	}
 	argv = append(argv, "config", "--hash", strings.Join(s.Stateful, ","))
-	out, err := d.Host.Run(ctx, remote.Cmd{Argv: argv, Env: d.composeEnv("", ""), Stdin: bytes.NewReader(local)})
+	out, err := d.Host.Run(ctx, remote.Cmd{Argv: argv, Env: host.ComposeEnv(d.Stack, "", ""), Stdin: bytes.NewReader(local)})
 	if err != nil {
 		return nil, nil, fmt.Errorf("compose config: %w", err)
 	}
@@ -236,8 +237,8 @@ func retireNote(live string) string {
 
 // reloadNote says whether the switch reloads Caddy: only when Caddy does not run
 // the stack's current Caddyfile.
-func reloadNote(o *observed, files []FileChange, caddyfile string) string {
-	if o.gated && !slices.ContainsFunc(files, func(f FileChange) bool { return f.Path == caddyfile }) {
+func reloadNote(o *host.Observed, files []FileChange, caddyfile string) string {
+	if o.Gated && !slices.ContainsFunc(files, func(f FileChange) bool { return f.Path == caddyfile }) {
 		return " (no Caddy reload)"
 	}
 	return "; Caddy first loads the new Caddyfile (a reload)"

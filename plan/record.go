@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"taledeploy/internal/host"
 	"time"
 )
 
@@ -17,25 +18,25 @@ func (d *Deployer) recordInterrupted(ctx context.Context) {
 	if f := strings.Fields(l.Command); len(f) > 1 {
 		action = f[1]
 	}
-	e := HistoryEntry{Time: l.Heartbeat, Action: action, Release: l.Release, Color: l.Color, By: l.Who, Result: "interrupted",
+	e := host.HistoryEntry{Time: l.Heartbeat, Action: action, Release: l.Release, Color: l.Color, By: l.Who, Result: "interrupted",
 		Error: fmt.Sprintf("interrupted at step %s (its process died or lost its connection)", cmp.Or(l.Step, "unknown")), Seconds: l.Heartbeat.Sub(l.Since).Seconds()}
-	if log, err := ReadMigrations(ctx, d.Host, d.Stack); err == nil {
+	if log, err := host.ReadMigrations(ctx, d.Host, d.Stack); err == nil {
 		for _, a := range log.Applied {
 			if a.Release == l.Release && !a.At.Before(l.Since) {
 				e.Migrations = append(e.Migrations, a.File)
 			}
 		}
 	}
-	_ = appendHistory(ctx, d.Host, d.Stack, e)
+	_ = host.AppendHistory(ctx, d.Host, d.Stack, e)
 }
 
 func (d *Deployer) history(ctx context.Context, action, release, color string, start time.Time, err error) {
-	e := HistoryEntry{Time: time.Now().UTC(), Action: action, Release: release, Color: color, From: d.before,
+	e := host.HistoryEntry{Time: time.Now().UTC(), Action: action, Release: release, Color: color, From: d.before,
 		By: d.Opts.Who, GitRevision: d.Opts.GitRevision, Result: "ok", Seconds: time.Since(start).Seconds(), Migrations: d.applied}
 	if err != nil {
 		e.Result, e.Error = "failed", err.Error()
 	}
-	_ = appendHistory(ctx, d.Host, d.Stack, e)
+	_ = host.AppendHistory(ctx, d.Host, d.Stack, e)
 }
 
 // NewRelease makes a release id from the time and the git revision.

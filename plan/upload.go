@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"taledeploy/internal/host"
 	"taledeploy/internal/stack"
 	"taledeploy/remote"
 
@@ -74,7 +75,7 @@ type manifestEntry struct {
 // `find` listing of times, sizes and modes (metadata only, one round trip),
 // never by reading the files on the host. Anything uncertain counts as missing,
 // so it is uploaded again.
-func currentFiles(ctx context.Context, h Conn, s *stack.Stack, files []stack.ReleaseFile) map[string]bool {
+func currentFiles(ctx context.Context, h host.Conn, s *stack.Stack, files []stack.ReleaseFile) map[string]bool {
 	have := map[string]bool{}
 	// The manifest and the listing are asked for together: one round trip.
 	var out []byte

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"taledeploy/internal/host/hosttest"
 	"taledeploy/internal/stack"
 	"taledeploy/internal/stack/stacktest"
 	"testing"
@@ -163,13 +164,13 @@ func TestUploadWritesNothingOutsideRemoteDir(t *testing.T) {
 			root, _ := stackDir(t)
 			s := appStack(root, "services/app")
 			tc.change(s, filepath.Base(root))
-			fc := &fakeConn{}
+			fc := &hosttest.Fake{}
 			d := &Deployer{Host: fc, Stack: s}
 			if _, err := d.upload(context.Background()); !errors.Is(err, stack.ErrBadInput) {
 				t.Fatalf("upload: %v, want a refusal", err)
 			}
-			if got := fc.touched(); len(got) > 0 || len(fc.cmds) > 0 {
-				t.Errorf("the host was changed: %q, commands %d", got, len(fc.cmds))
+			if got := fc.Touched(); len(got) > 0 || len(fc.Cmds) > 0 {
+				t.Errorf("the host was changed: %q, commands %d", got, len(fc.Cmds))
 			}
 		})
 	}
@@ -177,18 +178,18 @@ func TestUploadWritesNothingOutsideRemoteDir(t *testing.T) {
 
 func TestUploadWritesBelowRemoteDir(t *testing.T) {
 	root, _ := stackDir(t)
-	fc := &fakeConn{}
+	fc := &hosttest.Fake{}
 	d := &Deployer{Host: fc, Stack: appStack(root, "services/app")}
 	if _, err := d.upload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range fc.touched() {
+	for _, p := range fc.Touched() {
 		if !strings.HasPrefix(p, "/srv/tale/") {
 			t.Errorf("wrote %s, outside /srv/tale", p)
 		}
 	}
-	if fc.files["/srv/tale/services/app/Dockerfile"] == nil || fc.files["/srv/tale/.taledeploy/env/stack.env"] == nil {
-		t.Errorf("missing uploads: %q", fc.touched())
+	if fc.Files["/srv/tale/services/app/Dockerfile"] == nil || fc.Files["/srv/tale/.taledeploy/env/stack.env"] == nil {
+		t.Errorf("missing uploads: %q", fc.Touched())
 	}
 }
 
@@ -197,30 +198,30 @@ func TestUploadWritesBelowRemoteDir(t *testing.T) {
 // after that upload, or missing there, is sent again.
 func TestUploadSendsOnlyChanges(t *testing.T) {
 	root, _ := stackDir(t)
-	fc := &fakeConn{}
-	fc.reply = func(argv []string) ([]byte, error) {
+	fc := &hosttest.Fake{}
+	fc.Reply = func(argv []string) ([]byte, error) {
 		if argv[0] == "find" {
-			return fc.find(argv)
+			return fc.Find(argv)
 		}
 		return nil, fmt.Errorf("unexpected command %q", argv)
 	}
 	upload := func() (sent []string, msg string) {
 		t.Helper()
-		fc.ops, fc.cmds = nil, nil
+		fc.Ops, fc.Cmds = nil, nil
 		d := &Deployer{Host: fc, Stack: appStack(root, "services/app")}
 		msg, err := d.upload(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, c := range fc.cmds {
+		for _, c := range fc.Cmds {
 			if c.Argv[0] != "find" {
 				t.Errorf("upload ran %q on the host", c.Argv)
 			}
 		}
-		if len(fc.cmds) > 1 {
-			t.Errorf("upload ran %d commands, want at most one listing", len(fc.cmds))
+		if len(fc.Cmds) > 1 {
+			t.Errorf("upload ran %d commands, want at most one listing", len(fc.Cmds))
 		}
-		for _, op := range fc.ops {
+		for _, op := range fc.Ops {
 			if p, ok := strings.CutPrefix(op, "write "); ok && p != "/srv/tale/.taledeploy/uploads.json" {
 				sent = append(sent, strings.TrimPrefix(p, "/srv/tale/"))
 			}
@@ -235,7 +236,7 @@ func TestUploadSendsOnlyChanges(t *testing.T) {
 	if got, msg := upload(); len(got) > 0 || msg != "0 of 5 files changed (0B)" {
 		t.Errorf("second upload sent %q (%s), want nothing", got, msg)
 	}
-	if slices.Contains(fc.ops, "write /srv/tale/.taledeploy/uploads.json") {
+	if slices.Contains(fc.Ops, "write /srv/tale/.taledeploy/uploads.json") {
 		t.Errorf("an upload of nothing rewrote the manifest")
 	}
 
@@ -245,9 +246,7 @@ func TestUploadSendsOnlyChanges(t *testing.T) {
 		t.Errorf("after a local change sent %q", got)
 	}
 	// Changed on the host after the upload (same size, later time): sent again.
-	fc.mu.Lock()
-	fc.touch("/srv/tale/compose.yml")
-	fc.mu.Unlock()
+	fc.Touch("/srv/tale/compose.yml")
 	if got, _ := upload(); !slices.Equal(got, []string{"compose.yml"}) {
 		t.Errorf("after a change on the host sent %q", got)
 	}

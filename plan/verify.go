@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"taledeploy/internal/host"
 	"taledeploy/remote"
 	"time"
 )
@@ -40,7 +41,7 @@ func (d *Deployer) verify(ctx context.Context, color string) (string, error) {
 	var why string
 	restarting := map[string]int{} // container ID -> polls that found it restarting
 	for {
-		cs, err := inspect(ctx, d.Host, s.Project, project)
+		cs, err := host.Inspect(ctx, d.Host, s.Project, project)
 		if errors.Is(err, remote.ErrDisconnected) {
 			return "", err
 		}
@@ -75,13 +76,13 @@ func (d *Deployer) verify(ctx context.Context, color string) (string, error) {
 
 // notReady says what is not ready yet ("" when all is), prefixed "failed:" when
 // waiting longer cannot help.
-func (d *Deployer) notReady(ctx context.Context, client *http.Client, cs []Container) string {
+func (d *Deployer) notReady(ctx context.Context, client *http.Client, cs []host.Container) string {
 	s := d.Stack
 	if why := d.containersNotReady(cs); why != "" {
 		return why
 	}
 	for _, r := range s.Routes {
-		i := slices.IndexFunc(cs, func(c Container) bool { return c.Service == r.Service })
+		i := slices.IndexFunc(cs, func(c host.Container) bool { return c.Service == r.Service })
 		c := cs[i]
 		if c.IP == "" {
 			return c.Name + " has no address on network " + s.Project
@@ -103,9 +104,9 @@ func (d *Deployer) notReady(ctx context.Context, client *http.Client, cs []Conta
 
 // containersNotReady says which stateless container is not ready ("" when all
 // are), prefixed "failed:" when waiting longer cannot help.
-func (d *Deployer) containersNotReady(cs []Container) string {
+func (d *Deployer) containersNotReady(cs []host.Container) string {
 	for _, svc := range d.Stack.Stateless {
-		i := slices.IndexFunc(cs, func(c Container) bool { return c.Service == svc })
+		i := slices.IndexFunc(cs, func(c host.Container) bool { return c.Service == svc })
 		if i < 0 {
 			return svc + " has no container"
 		}
@@ -124,7 +125,7 @@ func (d *Deployer) containersNotReady(cs []Container) string {
 
 // withLogs attaches the color's last log lines to err.
 func (d *Deployer) withLogs(ctx context.Context, color string, err error) error {
-	out, _ := d.compose(ctx, color, d.composeEnv(color, ""), "logs", "--no-color", "--tail", "20")
+	out, _ := host.RunCompose(ctx, d.Host, d.Stack, color, host.ComposeEnv(d.Stack, color, ""), "logs", "--no-color", "--tail", "20")
 	if len(out) == 0 {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"taledeploy/internal/host/hosttest"
 	"taledeploy/internal/stack"
 	"testing"
 	"time"
@@ -13,8 +14,8 @@ import (
 // A color that never gets healthy fails verify with its containers' last log
 // lines in the step's event, not on any writer of its own.
 func TestVerifyFailureCarriesLogs(t *testing.T) {
-	s := fuzzStack(t.TempDir(), "tale", "/srv/tale", "compose.yml", "platform", "db", "x")
-	fc := &fakeConn{reply: func(argv []string) ([]byte, error) {
+	s := hosttest.RawStack(t.TempDir(), "tale", "/srv/tale", "compose.yml", "platform", "db", "x")
+	fc := &hosttest.Fake{Reply: func(argv []string) ([]byte, error) {
 		if slices.Contains(argv, "logs") {
 			return []byte("platform-1  | panic: no database\n"), nil
 		}
@@ -38,10 +39,10 @@ func TestVerifyFailureCarriesLogs(t *testing.T) {
 // A release whose container crashes at start and sits in Docker's restart loop
 // fails verify within seconds, not after the whole health timeout.
 func TestVerifyRestartLoopFailsFast(t *testing.T) {
-	s := fuzzStack(t.TempDir(), "tale", "/srv/tale", "compose.yml", "platform", "db", "x")
+	s := hosttest.RawStack(t.TempDir(), "tale", "/srv/tale", "compose.yml", "platform", "db", "x")
 	s.HealthTimeout = stack.Duration{Duration: time.Minute}
-	fc := &fakeConn{}
-	fc.containers = func() string {
+	fc := &hosttest.Fake{}
+	fc.Containers = func() string {
 		return `[{"Id":"c1","Names":["/tale-green-platform-1"],"State":"restarting","Status":"Restarting (1) 1 second ago",
 			"Labels":{"com.docker.compose.project":"tale-green","com.docker.compose.service":"platform"}}]`
 	}

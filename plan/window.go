@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"taledeploy/internal/host"
 	"taledeploy/internal/stack"
 	"taledeploy/remote"
 )
@@ -59,7 +60,7 @@ func (d *Deployer) watch(ctx context.Context, color string) (string, error) {
 			// Containers that exit or turn unhealthy fail the window even when
 			// Caddy's fallback hides it.
 			lastInspect = time.Now()
-			cs, err := inspect(ctx, d.Host, s.Project, s.ColorProject(color))
+			cs, err := host.Inspect(ctx, d.Host, s.Project, s.ColorProject(color))
 			if err != nil {
 				return "", err
 			}
@@ -85,14 +86,14 @@ func (d *Deployer) watch(ctx context.Context, color string) (string, error) {
 	return fmt.Sprintf("%d probes through caddy in %s, all answered", n*len(probes), s.VerifyWindow.Duration), nil
 }
 
-func (d *Deployer) runningProxy() (Container, error) {
+func (d *Deployer) runningProxy() (host.Container, error) {
 	s := d.Stack
 	for _, c := range d.cs {
 		if c.Project == s.Project && c.Service == s.Proxy && c.Running() && c.IP != "" {
 			return c, nil
 		}
 	}
-	return Container{}, fmt.Errorf("the proxy service %s is not running on network %s", s.Proxy, s.Project)
+	return host.Container{}, fmt.Errorf("the proxy service %s is not running on network %s", s.Proxy, s.Project)
 }
 
 // probeTarget is a GET of a route's health path sent to the proxy container the

@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"taledeploy/internal/host"
 	"taledeploy/internal/stack"
 	"taledeploy/plan"
 	"taledeploy/remote"
@@ -145,7 +146,7 @@ func onFleet(ctx context.Context, cli *CLI, env *stack.Environment, opts plan.Op
 	}
 	defer func() {
 		for _, d := range ds {
-			if uerr := d.Unlock(ctx); errors.Is(uerr, plan.ErrLockLost) {
+			if uerr := d.Unlock(ctx); errors.Is(uerr, host.ErrLockLost) {
 				fmt.Fprintf(os.Stderr, "taledeploy: %v\n", uerr)
 			}
 		}
@@ -181,7 +182,7 @@ func onFleet(ctx context.Context, cli *CLI, env *stack.Environment, opts plan.Op
 				return
 			}
 			if action == "push" {
-				m := machine(plan.EngineID(ctx, d.Host))
+				m := machine(host.EngineID(ctx, d.Host))
 				m.Lock()
 				defer m.Unlock()
 				errs[i] = d.Prepare(ctx)
@@ -196,8 +197,8 @@ func onFleet(ctx context.Context, cli *CLI, env *stack.Environment, opts plan.Op
 	return body(ds)
 }
 
-func asConns(cs []*remote.Client) []plan.Conn {
-	out := make([]plan.Conn, len(cs))
+func asConns(cs []*remote.Client) []host.Conn {
+	out := make([]host.Conn, len(cs))
 	for i, c := range cs {
 		out[i] = c
 	}
@@ -210,9 +211,9 @@ func (c *StatusCmd) Run(cli *CLI, ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var all []plan.HostStatus
+	var all []host.HostStatus
 	for _, h := range conns {
-		all = append(all, plan.Status(ctx, h, env.StackFor(h.Name())))
+		all = append(all, host.Status(ctx, h, env.StackFor(h.Name())))
 	}
 	if cli.JSON {
 		return printJSON(map[string]any{"environment": env.Name, "hosts": all})
@@ -223,7 +224,7 @@ func (c *StatusCmd) Run(cli *CLI, ctx context.Context) error {
 	return nil
 }
 
-func printStatus(hs plan.HostStatus) {
+func printStatus(hs host.HostStatus) {
 	fmt.Printf("%s:\n", hs.Host)
 	if hs.Error != "" {
 		fmt.Printf("  error: %s\n", hs.Error)

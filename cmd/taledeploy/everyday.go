@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"taledeploy/internal/host"
 	"taledeploy/plan"
 )
 
@@ -29,10 +30,10 @@ func (c *HistoryCmd) Run(cli *CLI, ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	all := map[string][]plan.HistoryEntry{}
+	all := map[string][]host.HistoryEntry{}
 	var errs []error
 	for _, h := range conns {
-		hist, err := plan.ReadHistory(ctx, h, env.StackFor(h.Name()))
+		hist, err := host.ReadHistory(ctx, h, env.StackFor(h.Name()))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", h.Name(), err))
 		}
@@ -113,7 +114,7 @@ func (c *LogsCmd) Run(cli *CLI, ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			w := &prefixWriter{w: os.Stdout, mu: &mu, prefix: fmt.Sprintf("%-*s | ", width, h.Name())}
-			err := plan.Logs(ctx, h, env.StackFor(h.Name()), plan.LogOptions{Service: c.Service, Follow: c.Follow, Since: c.Since, Tail: c.Tail}, w)
+			err := host.Logs(ctx, h, env.StackFor(h.Name()), host.LogOptions{Service: c.Service, Follow: c.Follow, Since: c.Since, Tail: c.Tail}, w)
 			w.flush()
 			if err != nil && ctx.Err() == nil {
 				mu.Lock()
@@ -229,14 +230,14 @@ func (c *DoctorCmd) Run(cli *CLI, ctx context.Context) error {
 			}
 		}
 	}()
-	all := map[string][]plan.Finding{}
+	all := map[string][]host.Finding{}
 	problems := 0
 	for i, h := range env.Hosts {
-		var fs []plan.Finding
+		var fs []host.Finding
 		if errs[i] != nil {
-			fs = []plan.Finding{{Check: "ssh", Detail: errs[i].Error(), Fix: "see the message: it says what to change"}}
+			fs = []host.Finding{{Check: "ssh", Detail: errs[i].Error(), Fix: "see the message: it says what to change"}}
 		} else {
-			fs = plan.Doctor(ctx, conns[i], env.StackFor(h.Name))
+			fs = host.Doctor(ctx, conns[i], env.StackFor(h.Name))
 		}
 		for _, f := range fs {
 			if !f.OK {

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"taledeploy/plan"
+	"taledeploy/internal/host"
 )
 
 // LockCmd is `taledeploy lock status|release ENV`.
@@ -36,7 +36,7 @@ func (c *LockStatusCmd) Run(cli *CLI, ctx context.Context) error {
 	}
 	var errs []error
 	for _, h := range conns {
-		l, err := plan.ReadLock(ctx, h, env.StackFor(h.Name()))
+		l, err := host.ReadLock(ctx, h, env.StackFor(h.Name()))
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("%s: %w", h.Name(), err))
@@ -62,7 +62,7 @@ func (c *LockReleaseCmd) Run(cli *CLI, ctx context.Context) error {
 	}
 	var errs []error
 	for _, h := range conns {
-		msg, err := plan.ReleaseLock(ctx, h, env.StackFor(h.Name()), c.Force)
+		msg, err := host.ReleaseLock(ctx, h, env.StackFor(h.Name()), c.Force)
 		if err != nil {
 			errs = append(errs, err)
 			continue

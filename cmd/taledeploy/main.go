@@ -13,6 +13,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"taledeploy/internal/host"
 	"taledeploy/internal/stack"
 	"taledeploy/plan"
 	"taledeploy/remote"
@@ -110,7 +111,7 @@ func exitCode(err error) int {
 		return exitPartial
 	case errors.Is(err, stack.ErrBadInput), errors.Is(err, remote.ErrLocalFile):
 		return exitBadInput
-	case errors.Is(err, plan.ErrLocked):
+	case errors.Is(err, host.ErrLocked):
 		return exitLocked
 	}
 	return exitFailed

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	"taledeploy/internal/host"
 	"taledeploy/internal/stack"
 	"taledeploy/plan"
 	"taledeploy/remote"
@@ -147,7 +148,7 @@ func TestExitCodes(t *testing.T) {
 		{fmt.Errorf("%w; h1 already runs it", errPartial), exitPartial},
 		{fmt.Errorf("x: %w", stack.ErrBadInput), exitBadInput},
 		{fmt.Errorf("h1: %w", remote.ErrLocalFile), exitBadInput},
-		{fmt.Errorf("h1: %w", plan.ErrLocked), exitLocked},
+		{fmt.Errorf("h1: %w", host.ErrLocked), exitLocked},
 	} {
 		if got := exitCode(tc.err); got != tc.want {
 			t.Errorf("exitCode(%v) = %d, want %d", tc.err, got, tc.want)

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/term"
 
+	"taledeploy/internal/host"
 	"taledeploy/internal/stack"
 	"taledeploy/plan"
 )
@@ -165,11 +166,11 @@ type hostSummary struct {
 
 // summary prints which host runs which release, read back from each host, and
 // the command's result; with --json it is the last line.
-func (p *printer) summary(ctx context.Context, conns []plan.Conn, env *stack.Environment, start time.Time, err error) {
+func (p *printer) summary(ctx context.Context, conns []host.Conn, env *stack.Environment, start time.Time, err error) {
 	hosts := []hostSummary{}
 	for _, c := range conns {
 		h := hostSummary{Host: c.Name()}
-		st, rerr := plan.ReadState(context.WithoutCancel(ctx), c, env.StackFor(c.Name()))
+		st, rerr := host.ReadState(context.WithoutCancel(ctx), c, env.StackFor(c.Name()))
 		switch {
 		case rerr != nil:
 			h.Error = rerr.Error()

@@ -1,4 +1,4 @@
-package plan
+package host
 
 import (
 	"cmp"
@@ -58,34 +58,33 @@ func Status(ctx context.Context, h Conn, s *stack.Stack) HostStatus {
 			hs.Migrations, hs.Contract = log.ByRelease(), log.Contract
 		}
 	}
-	d := &Deployer{Host: h, Stack: s}
-	o, err := d.observe(ctx)
+	o, err := Observe(ctx, h, s)
 	if err != nil {
 		hs.Error = err.Error()
 		return hs
 	}
-	if o.cs != nil {
-		hs.Containers = o.cs
+	if o.Containers != nil {
+		hs.Containers = o.Containers
 	}
-	hs.Serving = o.live
-	hs.Problems = append(hs.Problems, o.disagreements(s, st, stErr)...)
+	hs.Serving = o.Live
+	hs.Problems = append(hs.Problems, o.Disagreements(s, st, stErr)...)
 	if st != nil {
 		hs.Active, hs.Release, hs.DeployedBy, hs.GitRevision, hs.Previous = st.Active, st.Release, st.DeployedBy, st.GitRevision, st.Previous
 		hs.DeployedAt = st.DeployedAt.Format("2006-01-02 15:04:05 UTC")
 	}
-	if o.live != "" {
-		for _, c := range o.color(s, o.live) {
+	if o.Live != "" {
+		for _, c := range o.Color(s, o.Live) {
 			if !c.Ready() {
 				hs.Problems = append(hs.Problems, fmt.Sprintf("live container %s is %s %s", c.Name, c.State, c.Health))
 			}
 		}
-		if o.runs(s, stack.Other(o.live)) && hs.Lock == nil {
-			hs.Problems = append(hs.Problems, fmt.Sprintf("%s runs but serves nothing (left by an interrupted deploy?); the next push replaces it", s.ColorProject(stack.Other(o.live))))
+		if o.Runs(s, stack.Other(o.Live)) && hs.Lock == nil {
+			hs.Problems = append(hs.Problems, fmt.Sprintf("%s runs but serves nothing (left by an interrupted deploy?); the next push replaces it", s.ColorProject(stack.Other(o.Live))))
 		}
 	}
 	for _, svc := range s.Stateful {
-		i := slices.IndexFunc(o.cs, func(c Container) bool { return c.Project == s.Project && c.Service == svc })
-		if i < 0 || !o.cs[i].Running() {
+		i := slices.IndexFunc(o.Containers, func(c Container) bool { return c.Project == s.Project && c.Service == svc })
+		if i < 0 || !o.Containers[i].Running() {
 			hs.Problems = append(hs.Problems, fmt.Sprintf("stateful service %s is not running", svc))
 		}
 	}

@@ -1,4 +1,4 @@
-package plan
+package host
 
 import (
 	"context"
@@ -15,10 +15,10 @@ import (
 // dockerSocket is where Docker Engine serves its API on the host.
 const dockerSocket = "/var/run/docker.sock"
 
-// dockerGet reads the Docker Engine API on the host's socket, reached through the
+// DockerGet reads the Docker Engine API on the host's socket, reached through the
 // SSH connection: one request instead of starting a docker CLI process on the
 // host, which matters when a push polls and several hosts share a small VPS.
-func dockerGet(ctx context.Context, h Conn, path string, out any) (int, error) {
+func DockerGet(ctx context.Context, h Conn, path string, out any) (int, error) {
 	client := &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{
@@ -55,7 +55,7 @@ func dockerGet(ctx context.Context, h Conn, path string, out any) (int, error) {
 func composeContainers(ctx context.Context, h Conn) ([]apiContainer, error) {
 	q := url.Values{"all": {"1"}, "filters": {`{"label":["com.docker.compose.project"]}`}}
 	var cs []apiContainer
-	_, err := dockerGet(ctx, h, "/containers/json?"+q.Encode(), &cs)
+	_, err := DockerGet(ctx, h, "/containers/json?"+q.Encode(), &cs)
 	return cs, err
 }
 
@@ -92,7 +92,7 @@ func (c apiContainer) health() string {
 // engine does not answer gets its own name.
 func EngineID(ctx context.Context, h Conn) string {
 	var info struct{ ID string }
-	if _, err := dockerGet(ctx, h, "/info", &info); err != nil || info.ID == "" {
+	if _, err := DockerGet(ctx, h, "/info", &info); err != nil || info.ID == "" {
 		return "host " + h.Name()
 	}
 	return "engine " + info.ID

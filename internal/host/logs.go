@@ -1,4 +1,4 @@
-package plan
+package host
 
 import (
 	"context"
@@ -37,7 +37,6 @@ func Logs(ctx context.Context, h Conn, s *stack.Stack, o LogOptions, w io.Writer
 	default:
 		return fmt.Errorf("%w: no service %q; the stack has %s", stack.ErrBadInput, o.Service, strings.Join(append(slices.Clone(s.Stateless), s.Stateful...), ", "))
 	}
-	d := &Deployer{Host: h, Stack: s}
 	args := []string{"logs", "--no-color", "--timestamps", "--tail", o.Tail}
 	if o.Since != "" {
 		args = append(args, "--since", o.Since)
@@ -45,7 +44,7 @@ func Logs(ctx context.Context, h Conn, s *stack.Stack, o LogOptions, w io.Writer
 	if o.Follow {
 		args = append(args, "--follow")
 	}
-	argv := append(d.composeArgv(color), append(args, o.Service)...)
-	_, err := h.Run(ctx, remote.Cmd{Argv: argv, Env: d.composeEnv(color, ""), Stdout: w, Stderr: w})
+	argv := append(ComposeArgv(s, color), append(args, o.Service)...)
+	_, err := h.Run(ctx, remote.Cmd{Argv: argv, Env: ComposeEnv(s, color, ""), Stdout: w, Stderr: w})
 	return err
 }

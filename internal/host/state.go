@@ -1,4 +1,4 @@
-package plan
+package host
 
 import (
 	"context"
@@ -49,7 +49,7 @@ type HistoryEntry struct {
 	Migrations  []string  `json:"migrations,omitempty"` // applied by this command
 }
 
-func isNotExist(err error) bool {
+func IsNotExist(err error) bool {
 	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, os.ErrNotExist)
 }
 
@@ -69,12 +69,12 @@ func ReadState(ctx context.Context, h Conn, s *stack.Stack) (*State, error) {
 	return &st, nil
 }
 
-func writeState(ctx context.Context, h Conn, s *stack.Stack, st *State) error {
+func WriteState(ctx context.Context, h Conn, s *stack.Stack, st *State) error {
 	data, _ := json.MarshalIndent(st, "", "  ")
 	return h.WriteFile(ctx, s.StatePath(), append(data, '\n'), 0o600)
 }
 
-func appendHistory(ctx context.Context, h Conn, s *stack.Stack, e HistoryEntry) error {
+func AppendHistory(ctx context.Context, h Conn, s *stack.Stack, e HistoryEntry) error {
 	data, _ := json.Marshal(e)
 	return h.AppendFile(ctx, s.HistoryPath(), append(data, '\n'), 0o600)
 }

@@ -1,4 +1,4 @@
-package plan
+package host
 
 import (
 	"errors"
@@ -67,12 +67,12 @@ func TestRecordAgainstHost(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			o := &observed{cs: c.cs, caddy: c.caddy}
-			o.live = o.serving(s)
-			if o.live != c.live {
-				t.Fatalf("live = %q, want %q", o.live, c.live)
+			o := &Observed{Containers: c.cs, CaddyColor: c.caddy}
+			o.Live = o.Serving(s)
+			if o.Live != c.live {
+				t.Fatalf("live = %q, want %q", o.Live, c.live)
 			}
-			got := o.disagreements(s, c.st, c.stErr)
+			got := o.Disagreements(s, c.st, c.stErr)
 			if len(got) != len(c.problems) {
 				t.Fatalf("problems %q, want %d like %q", got, len(c.problems), c.problems)
 			}
@@ -85,7 +85,7 @@ func TestRecordAgainstHost(t *testing.T) {
 			if c.stErr != nil {
 				old = nil
 			}
-			nst := o.rebuild(s, old, "me")
+			nst := o.Rebuild(s, old, "me")
 			switch {
 			case c.rebuilt == nil && nst != nil:
 				t.Errorf("rebuilt %+v, want no record (nothing serves)", nst)

@@ -1,4 +1,4 @@
-package plan
+package host
 
 import (
 	"context"
@@ -56,14 +56,14 @@ func (c Container) Ready() bool {
 	return c.Running() && (c.Health == "" || c.Health == "healthy")
 }
 
-// inspectStack lists the containers of the stack's three projects.
-func inspectStack(ctx context.Context, h Conn, s *stack.Stack) ([]Container, error) {
-	return inspect(ctx, h, s.Project, s.Project, s.ColorProject(stack.Blue), s.ColorProject(stack.Green))
+// InspectStack lists the containers of the stack's three projects.
+func InspectStack(ctx context.Context, h Conn, s *stack.Stack) ([]Container, error) {
+	return Inspect(ctx, h, s.Project, s.Project, s.ColorProject(stack.Blue), s.ColorProject(stack.Green))
 }
 
-// inspect lists the containers of the given compose projects, with their
+// Inspect lists the containers of the given compose projects, with their
 // addresses on network.
-func inspect(ctx context.Context, h Conn, network string, projects ...string) ([]Container, error) {
+func Inspect(ctx context.Context, h Conn, network string, projects ...string) ([]Container, error) {
 	raw, err := composeContainers(ctx, h)
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
@@ -93,7 +93,7 @@ func inspect(ctx context.Context, h Conn, network string, projects ...string) ([
 		if c.Color != "" && c.Release == "" {
 			// Made before the release became a label: it is in the environment.
 			var full struct{ Config struct{ Env []string } }
-			if _, err := dockerGet(ctx, h, "/containers/"+r.ID+"/json", &full); err == nil {
+			if _, err := DockerGet(ctx, h, "/containers/"+r.ID+"/json", &full); err == nil {
 				for _, e := range full.Config.Env {
 					if v, ok := strings.CutPrefix(e, "TALEDEPLOY_RELEASE="); ok {
 						c.Release = v
@@ -117,8 +117,8 @@ func inspect(ctx context.Context, h Conn, network string, projects ...string) ([
 	return cs, nil
 }
 
-// ids returns the container IDs of cs.
-func ids(cs []Container) []string {
+// IDs returns the container IDs of cs.
+func IDs(cs []Container) []string {
 	var out []string
 	for _, c := range cs {
 		out = append(out, c.ID)
@@ -126,8 +126,8 @@ func ids(cs []Container) []string {
 	return out
 }
 
-// services returns the distinct service names of cs, sorted.
-func services(cs []Container) []string {
+// Services returns the distinct service names of cs, sorted.
+func Services(cs []Container) []string {
 	var out []string
 	for _, c := range cs {
 		if !slices.Contains(out, c.Service) {

@@ -1,11 +1,10 @@
-package plan
+package host
 
 import (
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -86,33 +85,31 @@ func Doctor(ctx context.Context, h Conn, s *stack.Stack) []Finding {
 		return out // nothing below works without Docker
 	}
 
-	d := &Deployer{Host: h, Stack: s}
-	o, err := d.observe(ctx)
+	o, err := Observe(ctx, h, s)
 	if err != nil {
 		add("proxy", false, err.Error(), fmt.Sprintf("check that %s runs and mounts %s", s.Proxy, s.AdminDir()))
 		return out
 	}
-	d.cs, d.live = o.cs, o.live
-	proxyRuns := slices.ContainsFunc(o.cs, func(c Container) bool { return c.Project == s.Project && c.Service == s.Proxy && c.Running() })
+	proxyRuns := slices.ContainsFunc(o.Containers, func(c Container) bool { return c.Project == s.Project && c.Service == s.Proxy && c.Running() })
 	switch {
-	case !proxyRuns && o.cs == nil:
+	case !proxyRuns && o.Containers == nil:
 		add("proxy", true, "nothing deployed yet; the first push starts it", "")
 	case !proxyRuns:
 		add("proxy", false, s.Proxy+" is not running", "run `taledeploy push` to start it, or look at `docker logs "+s.Project+"-"+s.Proxy+"`")
 	default:
-		if _, err := d.admin(ctx, http.MethodGet, "/config/", "", nil); err != nil {
+		if _, err := NewCaddy(h, s).Config(ctx); err != nil {
 			add("proxy", false, "admin socket "+s.AdminDir()+"/admin.sock: "+err.Error(),
 				"the proxy must serve its admin API on that socket (`admin unix//run/caddy/admin.sock` in the Caddyfile) and mount "+s.AdminDir()+"; a non-root SSH user needs write access to the socket")
 		} else {
-			how := "the gate admits " + cmp.Or(strings.Join(o.admitted, " and "), "nothing")
-			if !o.gated {
+			how := "the gate admits " + cmp.Or(strings.Join(o.Admitted, " and "), "nothing")
+			if !o.Gated {
 				how = "Caddy runs a Caddyfile from an older taledeploy, without the gate; the next push loads the current one (one reload)"
 			}
-			add("proxy", true, fmt.Sprintf("%s runs, admin socket answers, traffic goes to %s; %s", s.Proxy, cmp.Or(o.caddy, "nothing"), how), "")
+			add("proxy", true, fmt.Sprintf("%s runs, admin socket answers, traffic goes to %s; %s", s.Proxy, cmp.Or(o.CaddyColor, "nothing"), how), "")
 		}
 	}
 
-	if msg, err := d.checkResources(ctx); err != nil {
+	if msg, err := CheckResources(ctx, h, s, o.Containers, o.Live); err != nil {
 		add("room", false, err.Error(), "free memory or disk on the host, or lower reserve_memory / reserve_disk")
 	} else {
 		add("room", true, msg, "")
@@ -129,7 +126,7 @@ func Doctor(ctx context.Context, h Conn, s *stack.Stack) []Finding {
 	}
 
 	st, stErr := ReadState(ctx, h, s)
-	if probs := o.disagreements(s, st, stErr); len(probs) > 0 {
+	if probs := o.Disagreements(s, st, stErr); len(probs) > 0 {
 		add("record", false, strings.Join(probs, "; "), "`taledeploy push ENV --repair` rebuilds the record from what runs")
 	} else if st == nil {
 		add("record", true, "no record: nothing deployed yet", "")

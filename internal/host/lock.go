@@ -1,4 +1,4 @@
-package plan
+package host
 
 import (
 	"bytes"
@@ -20,6 +20,12 @@ import (
 
 // A held lock is refreshed every heartbeatEvery; one not refreshed for
 // lockStaleAfter belongs to a command that died (or lost its connection).
+// Errors of the lock a caller can act on.
+var (
+	ErrLocked   = errors.New("host is locked")
+	ErrLockLost = errors.New("this command no longer holds the host's lock")
+)
+
 const (
 	heartbeatEvery = 3 * time.Second
 	lockStaleAfter = 20 * time.Second
@@ -53,7 +59,7 @@ type Lock struct {
 
 // Stale says why the lock's holder is gone, or "" when it may still run.
 func (l *Lock) Stale(now time.Time) string {
-	if l.MachineID != "" && l.MachineID == thisMachine() && l.PID > 0 && !processAlive(l.PID) {
+	if l.MachineID != "" && l.MachineID == ThisMachine() && l.PID > 0 && !processAlive(l.PID) {
 		return fmt.Sprintf("its process (pid %d on this machine) is gone", l.PID)
 	}
 	if age := l.lastSeen(now); age > lockStaleAfter {
@@ -71,12 +77,12 @@ func (l *Lock) lastSeen(now time.Time) time.Duration {
 	return now.Sub(l.Heartbeat)
 }
 
-// thisMachine identifies the kernel boot and process namespace this command
+// ThisMachine identifies the kernel boot and process namespace this command
 // runs in: Linux's boot id (random on every boot, so cloned machines with one
 // hostname differ) and the pid namespace (containers on one host differ). A pid
 // means the same process only where both match. "" where there is no such
 // thing (then only the heartbeat counts).
-func thisMachine() string {
+func ThisMachine() string {
 	boot, err1 := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	ns, err2 := os.Readlink("/proc/self/ns/pid")
 	if err1 != nil || err2 != nil {
@@ -151,8 +157,8 @@ func readLockAt(ctx context.Context, h Conn, dir string) (*Lock, error) {
 	return &l, nil
 }
 
-// lockHolder is a lock this process holds, kept alive by a heartbeat.
-type lockHolder struct {
+// HeldLock is a lock this process holds, kept alive by a heartbeat.
+type HeldLock struct {
 	h    Conn
 	path string
 
@@ -165,9 +171,9 @@ type lockHolder struct {
 	wg     sync.WaitGroup
 }
 
-// acquireLock takes the stack's lock. A lock whose holder is gone is taken over
+// AcquireLock takes the stack's lock. A lock whose holder is gone is taken over
 // and returned as stale, so the caller can clean up after it.
-func acquireLock(ctx context.Context, h Conn, s *stack.Stack, rec Lock) (held *lockHolder, stale *Lock, err error) {
+func AcquireLock(ctx context.Context, h Conn, s *stack.Stack, rec Lock) (held *HeldLock, stale *Lock, err error) {
 	if err := h.Mkdir(ctx, s.MetaDir(), 0o700, false); err != nil {
 		return nil, nil, fmt.Errorf("create %s: %w", s.MetaDir(), err)
 	}
@@ -179,7 +185,7 @@ func acquireLock(ctx context.Context, h Conn, s *stack.Stack, rec Lock) (held *l
 			return nil, nil, err
 		}
 		if ok {
-			l := &lockHolder{h: h, path: s.LockPath(), rec: rec, lastOK: time.Now(), wake: make(chan struct{}, 1), done: make(chan struct{})}
+			l := &HeldLock{h: h, path: s.LockPath(), rec: rec, lastOK: time.Now(), wake: make(chan struct{}, 1), done: make(chan struct{})}
 			l.wg.Add(1)
 			go l.heartbeat()
 			return l, stale, nil
@@ -277,8 +283,8 @@ func newToken() string {
 	return hex.EncodeToString(b)
 }
 
-// setStep records the step in the lock, written by the heartbeat at once.
-func (l *lockHolder) setStep(step string) {
+// SetStep records the step in the lock, written by the heartbeat at once.
+func (l *HeldLock) SetStep(step string) {
 	l.mu.Lock()
 	l.rec.Step = step
 	l.mu.Unlock()
@@ -288,7 +294,7 @@ func (l *lockHolder) setStep(step string) {
 	}
 }
 
-func (l *lockHolder) setTarget(color, release string) {
+func (l *HeldLock) SetTarget(color, release string) {
 	l.mu.Lock()
 	l.rec.Color, l.rec.Release = color, release
 	l.mu.Unlock()
@@ -296,7 +302,7 @@ func (l *lockHolder) setTarget(color, release string) {
 
 // heartbeat rewrites the owner record until release, so others can tell a live
 // lock from one left by a dead process.
-func (l *lockHolder) heartbeat() {
+func (l *HeldLock) heartbeat() {
 	defer l.wg.Done()
 	t := time.NewTicker(heartbeatEvery)
 	defer t.Stop()
@@ -308,7 +314,7 @@ func (l *lockHolder) heartbeat() {
 		case <-l.wake:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = l.beat(ctx) // a beat that fails is seen by owned()
+		_ = l.Beat(ctx) // a beat that fails is seen by owned()
 		cancel()
 	}
 }
@@ -319,9 +325,9 @@ func (l *lockHolder) heartbeat() {
 // holder's record, nor recreates a lock removed with --force. Exit 3: not ours.
 const beatScript = `umask 077 && { grep -qF "$2" "$1/owner.json" || exit 3; } && cat > "$1/owner.json.beat" && mv -f "$1/owner.json.beat" "$1/owner.json"`
 
-// beat writes the owner record with a fresh heartbeat time, if the lock is
+// Beat writes the owner record with a fresh heartbeat time, if the lock is
 // still ours; when it is not, it records why.
-func (l *lockHolder) beat(ctx context.Context) error {
+func (l *HeldLock) Beat(ctx context.Context) error {
 	l.mu.Lock()
 	l.rec.Heartbeat = time.Now().UTC()
 	data, _ := json.Marshal(l.rec)
@@ -350,7 +356,7 @@ func (l *lockHolder) beat(ctx context.Context) error {
 	return nil
 }
 
-func (l *lockHolder) setLost(why string) {
+func (l *HeldLock) setLost(why string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.lost == "" {
@@ -358,16 +364,16 @@ func (l *lockHolder) setLost(why string) {
 	}
 }
 
-// owned says why this command may not change the host any more: its lock was
+// Owned says why this command may not change the host any more: its lock was
 // taken over or removed, or no heartbeat has reached the host for too long.
-func (l *lockHolder) owned() error {
+func (l *HeldLock) Owned() error {
 	l.mu.Lock()
 	silent := time.Since(l.lastOK) > lockLostAfter
 	l.mu.Unlock()
 	if silent {
 		// A slow host is not a lost lock: try once more, and wait for it.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = l.beat(ctx)
+		_ = l.Beat(ctx)
 		cancel()
 	}
 	l.mu.Lock()
@@ -382,9 +388,9 @@ func (l *lockHolder) owned() error {
 	return nil
 }
 
-// release stops the heartbeat and removes the lock if it is still ours; it
+// Release stops the heartbeat and removes the lock if it is still ours; it
 // says so when it is not.
-func (l *lockHolder) release(ctx context.Context) error {
+func (l *HeldLock) Release(ctx context.Context) error {
 	close(l.done)
 	l.wg.Wait()
 	cur, err := readLockAt(ctx, l.h, l.path)

@@ -1,0 +1,309 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"taledeploy/internal/stack"
+	"taledeploy/templates"
+	"time"
+)
+
+// Caddy is the stack's proxy on one host, reached through its admin socket
+// over the SSH connection, and the gate that decides which color it sends
+// traffic to.
+//
+// The gate: the Caddyfile lists both colors in a fixed order and
+// health-checks each upstream against a small site inside the proxy that
+// answers 200 while a file named after the upstream exists in run/caddy/live
+// (the proxy sees it as /run/caddy/live). Writing and removing those files
+// switches traffic with no Caddy reload, so Caddy's listener never closes
+// under load; and an upstream leaves rotation while it is still running, so it
+// drains before it is asked to stop.
+type Caddy struct {
+	host  Conn
+	stack *stack.Stack
+}
+
+// NewCaddy is the proxy of s on h.
+func NewCaddy(h Conn, s *stack.Stack) *Caddy { return &Caddy{host: h, stack: s} }
+
+// Time for Caddy to see a gate change: the next check, plus one interval of slack
+// for a busy host. A switch that misjudges it only delays requests: a request
+// that finds no admitted upstream waits (lb_try_duration) instead of failing.
+var (
+	AdmitSettle  = 2 * templates.GateInterval
+	RetireSettle = (templates.GateFails + 1) * templates.GateInterval
+)
+
+// Admit lets every routed service of color take traffic.
+func (c *Caddy) Admit(ctx context.Context, color string) error {
+	s := c.stack
+	if err := c.host.Mkdir(ctx, s.GateDir(), 0o755, false); err != nil {
+		return fmt.Errorf("create %s: %w", s.GateDir(), err)
+	}
+	for _, u := range s.Upstreams(color) {
+		if err := c.host.WriteFile(ctx, s.GateDir()+"/"+u, nil, 0o644); err != nil {
+			return fmt.Errorf("admit %s: %w", u, err)
+		}
+	}
+	return nil
+}
+
+// Retire takes color out of rotation; requests it is serving go on.
+func (c *Caddy) Retire(ctx context.Context, color string) error {
+	s := c.stack
+	for _, u := range s.Upstreams(color) {
+		if err := c.host.Remove(ctx, s.GateDir()+"/"+u); err != nil {
+			return fmt.Errorf("retire %s: %w", u, err)
+		}
+	}
+	return nil
+}
+
+// Admitted tells whether the gate admits every routed service of color.
+func (c *Caddy) Admitted(ctx context.Context, color string) (bool, error) {
+	for _, u := range c.stack.Upstreams(color) {
+		if _, err := c.host.ReadFile(ctx, c.stack.GateDir()+"/"+u); errors.Is(err, os.ErrNotExist) {
+			return false, nil
+		} else if err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// Load writes the Caddyfile and loads those exact bytes into Caddy
+// through the admin socket. Caddy keeps its running config when /load fails; the
+// file is put back then, so a proxy restart runs what ran before.
+func (c *Caddy) Load(ctx context.Context) error {
+	s := c.stack
+	next := s.CaddyfileText()
+	p, err := s.RemotePath(s.Caddyfile)
+	if err != nil {
+		return err
+	}
+	old, _ := c.host.ReadFile(ctx, p)
+	if err := c.host.WriteFile(ctx, p, next, 0o644); err != nil {
+		return err
+	}
+	if _, err := c.admin(ctx, http.MethodPost, "/load", "text/caddyfile", next); err != nil {
+		if old != nil {
+			_ = c.host.WriteFile(context.WithoutCancel(ctx), p, old, 0o644)
+		}
+		return fmt.Errorf("caddy reload: %w", err)
+	}
+	return nil
+}
+
+// RunsCurrent tells whether the running Caddy was loaded from this stack's
+// current Caddyfile: the file on the host is the one rendered now, and every
+// reverse proxy in Caddy's config asks the gate.
+func (c *Caddy) RunsCurrent(ctx context.Context) (bool, error) {
+	s := c.stack
+	p, err := s.RemotePath(s.Caddyfile)
+	if err != nil {
+		return false, err
+	}
+	if cur, err := c.host.ReadFile(ctx, p); err != nil || string(cur) != string(s.CaddyfileText()) {
+		return false, nil
+	}
+	return c.Gated(ctx)
+}
+
+// Gated tells whether every reverse proxy in Caddy's running config takes
+// its upstreams' health from the gate.
+func (c *Caddy) Gated(ctx context.Context) (bool, error) {
+	data, err := c.admin(ctx, http.MethodGet, "/config/apps/http/servers", "", nil)
+	if err != nil {
+		return false, err
+	}
+	var cfg any
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		return false, fmt.Errorf("caddy config: %w", err)
+	}
+	proxies, gated := 0, 0
+	gate := fmt.Sprintf("127.0.0.1:%d", templates.GatePort)
+	walkJSON(cfg, func(m map[string]any) {
+		if m["handler"] != "reverse_proxy" {
+			return
+		}
+		proxies++
+		hc, _ := m["health_checks"].(map[string]any)
+		active, _ := hc["active"].(map[string]any)
+		if active["upstream"] == gate {
+			gated++
+		}
+	})
+	return proxies > 0 && gated == proxies, nil
+}
+
+func Sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+// admin calls Caddy's admin API on its unix socket, through the SSH connection.
+func (c *Caddy) admin(ctx context.Context, method, urlPath, contentType string, body []byte) ([]byte, error) {
+	sock := c.stack.AdminDir() + "/admin.sock"
+	client := &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var err error
+				// The socket appears a moment after Caddy starts.
+				for range 50 {
+					var conn net.Conn
+					if conn, err = c.host.Dial(ctx, "unix", sock); err == nil {
+						return conn, nil
+					}
+					select {
+					case <-ctx.Done():
+						return nil, ctx.Err()
+					case <-time.After(100 * time.Millisecond):
+					}
+				}
+				return nil, err
+			},
+			DisableKeepAlives: true,
+		},
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://caddy-admin"+urlPath, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return data, fmt.Errorf("caddy admin %s %s: %s: %s", method, urlPath, resp.Status, strings.TrimSpace(string(data)))
+	}
+	return data, nil
+}
+
+// Drain waits until Caddy has no request in flight to the old color, bounded by
+// the drain timeout.
+func (c *Caddy) Drain(ctx context.Context, old string) (string, error) {
+	s := c.stack
+	deadline := time.Now().Add(s.DrainTimeout.Duration)
+	// Until Caddy's checks have seen the color retired it may still be chosen.
+	if err := Sleep(ctx, RetireSettle); err != nil {
+		return "", err
+	}
+	var olds []string
+	for _, r := range s.Routes {
+		olds = append(olds, fmt.Sprintf("%s-%s:%d", r.Service, old, r.Port))
+	}
+	for {
+		data, err := c.admin(ctx, http.MethodGet, "/reverse_proxy/upstreams", "", nil)
+		if err != nil {
+			return "", err
+		}
+		var ups []struct {
+			Address     string `json:"address"`
+			NumRequests int    `json:"num_requests"`
+		}
+		if err := json.Unmarshal(data, &ups); err != nil {
+			return "", fmt.Errorf("caddy upstreams: %w", err)
+		}
+		inflight := 0
+		for _, u := range ups {
+			if slices.Contains(olds, u.Address) {
+				inflight += u.NumRequests
+			}
+		}
+		if inflight == 0 {
+			return "no request in flight on " + old, nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Sprintf("drain timeout %s reached with %d requests in flight on %s; stopping it gracefully anyway", s.DrainTimeout.Duration, inflight, old), nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// ConfigColor reads the running config of a Caddy that an older taledeploy set
+// up, which switched by reloading, and returns the color its reverse proxies try first.
+func (c *Caddy) ConfigColor(ctx context.Context) (string, error) {
+	data, err := c.admin(ctx, http.MethodGet, "/config/apps/http/servers", "", nil)
+	if err != nil {
+		return "", err
+	}
+	var cfg any
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		return "", fmt.Errorf("caddy config: %w", err)
+	}
+	colors := map[string]bool{}
+	walkJSON(cfg, func(m map[string]any) {
+		if m["handler"] != "reverse_proxy" {
+			return
+		}
+		ups, _ := m["upstreams"].([]any)
+		if len(ups) == 0 {
+			return
+		}
+		first, _ := ups[0].(map[string]any)
+		dial, _ := first["dial"].(string)
+		host, _, _ := strings.Cut(dial, ":")
+		for _, svc := range c.stack.Stateless {
+			if c, ok := strings.CutPrefix(host, svc+"-"); ok && (c == stack.Blue || c == stack.Green) {
+				colors[c] = true
+			}
+		}
+	})
+	if len(colors) != 1 {
+		return "", nil
+	}
+	for c := range colors {
+		return c, nil
+	}
+	return "", nil
+}
+
+// walkJSON calls fn on every object in a decoded JSON document.
+func walkJSON(v any, fn func(map[string]any)) {
+	switch v := v.(type) {
+	case map[string]any:
+		fn(v)
+		for _, e := range v {
+			walkJSON(e, fn)
+		}
+	case []any:
+		for _, e := range v {
+			walkJSON(e, fn)
+		}
+	}
+}
+
+// Adapt asks the running Caddy whether it accepts caddyfile, changing nothing.
+func (c *Caddy) Adapt(ctx context.Context, caddyfile []byte) error {
+	_, err := c.admin(ctx, http.MethodPost, "/adapt", "text/caddyfile", caddyfile)
+	return err
+}
+
+// Config reads Caddy's running config (JSON).
+func (c *Caddy) Config(ctx context.Context) ([]byte, error) {
+	return c.admin(ctx, http.MethodGet, "/config/", "", nil)
+}

@@ -1,0 +1,260 @@
+// Package hosttest is an in-process host for tests: it runs nothing, records
+// what it is asked and keeps files in memory.
+package hosttest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"taledeploy/internal/stack"
+	"taledeploy/remote"
+)
+
+// Fake is a host that runs nothing: it records every command and file
+// operation, answers commands from reply, and keeps written files in memory.
+type Fake struct {
+	mu    sync.Mutex
+	Cmds  []remote.Cmd
+	Files map[string][]byte
+	Dirs  []string
+	Gone  []string // removed paths
+	// Reply answers a command; nil answers every command with no output.
+	Reply func(argv []string) ([]byte, error)
+	// Caddy serves Caddy's admin API on the stack's admin socket, when set.
+	Caddy http.Handler
+	Ops   []string // "write PATH" and "remove PATH", in order
+	// Mtime is each file's write time, in ticks of a clock that advances on
+	// every write: what find's %T@ prints.
+	Mtime        map[string]int
+	Mode         map[string]os.FileMode
+	Clock        int
+	NoForwarding bool // sshd forbids every tunnel
+	// Containers answers the Docker API's container list (JSON), when set.
+	Containers func() string
+}
+
+func (f *Fake) Name() string { return "fake" }
+
+func (f *Fake) Run(_ context.Context, cmd remote.Cmd) ([]byte, error) {
+	f.mu.Lock()
+	f.Cmds = append(f.Cmds, remote.Cmd{Argv: slices.Clone(cmd.Argv), Env: slices.Clone(cmd.Env)})
+	f.mu.Unlock()
+	if len(cmd.Argv) == 6 && cmd.Argv[0] == "sh" && strings.Contains(cmd.Argv[2], "owner.json.beat") {
+		// The lock's heartbeat: write stdin only while the record holds the token.
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		rec := cmd.Argv[4] + "/owner.json"
+		if !bytes.Contains(f.Files[rec], []byte(cmd.Argv[5])) {
+			return nil, &remote.ExitError{Argv: cmd.Argv, Code: 3}
+		}
+		data, _ := io.ReadAll(cmd.Stdin)
+		f.Files[rec] = data
+		return nil, nil
+	}
+	if f.Reply != nil {
+		return f.Reply(cmd.Argv)
+	}
+	return nil, nil
+}
+
+func (f *Fake) ReadFile(_ context.Context, path string) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if data, ok := f.Files[path]; ok {
+		return data, nil
+	}
+	return nil, &fs.PathError{Op: "open", Path: path, Err: fs.ErrNotExist}
+}
+
+func (f *Fake) WriteFile(_ context.Context, path string, data []byte, mode os.FileMode) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.Files == nil {
+		f.Files = map[string][]byte{}
+	}
+	f.Files[path] = slices.Clone(data)
+	f.Ops = append(f.Ops, "write "+path)
+	f.touch(path)
+	if f.Mode == nil {
+		f.Mode = map[string]os.FileMode{}
+	}
+	f.Mode[path] = mode
+	return nil
+}
+
+func (f *Fake) AppendFile(_ context.Context, path string, data []byte, _ os.FileMode) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.Files == nil {
+		f.Files = map[string][]byte{}
+	}
+	f.Files[path] = append(f.Files[path], data...)
+	return nil
+}
+
+func (f *Fake) Mkdir(_ context.Context, path string, _ os.FileMode, exclusive bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if exclusive && slices.Contains(f.Dirs, path) {
+		return fs.ErrExist
+	}
+	f.Dirs = append(f.Dirs, path)
+	return nil
+}
+
+func (f *Fake) Remove(_ context.Context, path string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.Gone = append(f.Gone, path)
+	f.Ops = append(f.Ops, "remove "+path)
+	for p := range f.Files {
+		if p == path || strings.HasPrefix(p, path+"/") {
+			delete(f.Files, p)
+		}
+	}
+	f.Dirs = slices.DeleteFunc(f.Dirs, func(d string) bool { return d == path || strings.HasPrefix(d, path+"/") })
+	return nil
+}
+
+func (f *Fake) Rename(_ context.Context, oldpath, newpath string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.Dirs = append(f.Dirs, newpath)
+	for p, data := range f.Files {
+		if p == oldpath || strings.HasPrefix(p, oldpath+"/") {
+			delete(f.Files, p)
+			f.Files[newpath+strings.TrimPrefix(p, oldpath)] = data
+		}
+	}
+	return nil
+}
+
+// Dial serves a Docker API with no containers and no networks; anything else
+// is unreachable.
+func (f *Fake) Dial(_ context.Context, network, addr string) (net.Conn, error) {
+	if f.NoForwarding {
+		return nil, fmt.Errorf("fake: tunnel to %s %s: %w", network, addr, remote.ErrForwardingRefused)
+	}
+	if network == "unix" && f.Caddy != nil && strings.HasSuffix(addr, "/run/caddy/admin.sock") {
+		client, server := net.Pipe()
+		go http.Serve(&oneConnListener{conn: server}, f.Caddy)
+		return client, nil
+	}
+	if network != "unix" || addr != fakeDockerSocket {
+		return nil, errors.New("fake host: no network")
+	}
+	client, server := net.Pipe()
+	go http.Serve(&oneConnListener{conn: server}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/containers/json" && f.Containers != nil:
+			w.Write([]byte(f.Containers()))
+		case r.URL.Path == "/containers/json":
+			w.Write([]byte("[]"))
+		case r.URL.Path == "/info":
+			w.Write([]byte(`{"DockerRootDir":"/var/lib/docker"}`))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	return client, nil
+}
+
+// oneConnListener hands out one connection, then reports itself closed.
+type oneConnListener struct {
+	mu   sync.Mutex
+	conn net.Conn
+}
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conn == nil {
+		return nil, net.ErrClosed
+	}
+	c := l.conn
+	l.conn = nil
+	return c, nil
+}
+
+func (l *oneConnListener) Close() error   { return nil }
+func (l *oneConnListener) Addr() net.Addr { return &net.UnixAddr{Name: fakeDockerSocket, Net: "unix"} }
+
+// touch gives path the next write time; f.mu is held.
+func (f *Fake) touch(path string) {
+	if f.Mtime == nil {
+		f.Mtime = map[string]int{}
+	}
+	f.Clock++
+	f.Mtime[path] = f.Clock
+}
+
+// Find answers Find's listing (START... -type f -printf '%T@ %s %m %p\n')
+// from the files in memory.
+func (f *Fake) Find(argv []string) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var b strings.Builder
+	for _, start := range argv[1:slices.Index(argv, "-type")] {
+		for p, data := range f.Files {
+			if p == start || strings.HasPrefix(p, start+"/") {
+				fmt.Fprintf(&b, "%d.%09d %d %o %s\n", 1700000000+f.Mtime[p], 0, len(data), f.Mode[p], p)
+			}
+		}
+	}
+	return []byte(b.String()), nil
+}
+
+// Touched lists every path the deploy wrote, appended, created or removed.
+func (f *Fake) Touched() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for p := range f.Files {
+		out = append(out, p)
+	}
+	return append(append(out, f.Dirs...), f.Gone...)
+}
+
+// fakeDockerSocket is where Docker serves its API on every host.
+const fakeDockerSocket = "/var/run/docker.sock"
+
+// Touch gives path a later write time, as an edit on the host would.
+func (f *Fake) Touch(path string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.touch(path)
+}
+
+// ResetCmds forgets the commands run so far.
+func (f *Fake) ResetCmds() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.Cmds = nil
+}
+
+// RawStack is a stack made straight from the fuzzed strings, without the
+// inventory's checks, so the commands are tested with whatever reaches them.
+func RawStack(root, project, remoteDir, composeFile, stateless, stateful, envValue string) *stack.Stack {
+	return &stack.Stack{
+		Project: project, RemoteDir: remoteDir, ComposeFile: composeFile, Caddyfile: "services/proxy/Caddyfile",
+		Proxy: "proxy", Stateless: []string{stateless}, Stateful: []string{"proxy", stateful},
+		Routes:        []*stack.Route{{Site: ":80", Path: "/*", Service: stateless, Port: 8080, HealthPath: "/health"}},
+		HealthTimeout: stack.Duration{Duration: time.Millisecond}, DrainTimeout: stack.Duration{Duration: time.Millisecond},
+		Env:  map[string]string{"SECRET": envValue},
+		Root: root,
+		Compose: &stack.Compose{Services: map[string]*stack.ComposeService{
+			"proxy": {Name: "proxy"}, stateless: {Name: stateless}, stateful: {Name: stateful},
+		}},
+	}
+}

@@ -1,0 +1,99 @@
+package plan
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"taledeploy/internal/host"
+	"taledeploy/internal/host/hosttest"
+	"taledeploy/internal/stack"
+	"testing"
+	"time"
+)
+
+// A command whose lock was taken over, or whose heartbeat no longer reaches
+// the host, stops before its next step that changes the host, and says so.
+func TestLostLockStopsTheDeploy(t *testing.T) {
+	s := &stack.Stack{Project: "tale", RemoteDir: "/srv/tale"}
+	fc := &hosttest.Fake{}
+	ctx := context.Background()
+	held, stale, err := host.AcquireLock(ctx, fc, s, host.Lock{Who: "a", Command: "taledeploy push prod"})
+	if err != nil || stale != nil {
+		t.Fatalf("acquireLock: %v, stale %v", err, stale)
+	}
+	ran := 0
+	d := &Deployer{Host: fc, Stack: s, lock: held}
+	step := func(name string) error { return d.step(name, func() (string, error) { ran++; return "", nil }) }
+	if err := step("start"); err != nil || ran != 1 {
+		t.Fatalf("start while holding the lock: %v (ran %d)", err, ran)
+	}
+
+	// Another command takes the lock over (it judged this one dead).
+	other, _ := json.Marshal(host.Lock{Token: "other", Who: "b", Command: "taledeploy push prod", Since: time.Now()})
+	fc.WriteFile(ctx, s.LockPath()+"/owner.json", other, 0o600)
+	deadline := time.Now().Add(5 * time.Second)
+	for held.Owned() == nil && time.Now().Before(deadline) {
+		held.SetStep("verify") // wakes the heartbeat
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, name := range []string{"switch", "stop", "record"} {
+		if err := step(name); !errors.Is(err, host.ErrLockLost) || !strings.Contains(err.Error(), "another command took it over") {
+			t.Errorf("%s after the takeover: %v, want ErrLockLost", name, err)
+		}
+	}
+	if ran != 1 {
+		t.Errorf("steps ran after the lock was lost: %d", ran)
+	}
+	if got, _ := fc.ReadFile(ctx, s.LockPath()+"/owner.json"); !strings.Contains(string(got), `"token":"other"`) {
+		t.Errorf("the heartbeat wrote over the new holder's record: %s", got)
+	}
+	if err := held.Release(ctx); !errors.Is(err, host.ErrLockLost) {
+		t.Errorf("release of a lock taken over: %v, want ErrLockLost", err)
+	}
+	if _, err := fc.ReadFile(ctx, s.LockPath()+"/owner.json"); err != nil {
+		t.Errorf("release removed the new holder's lock")
+	}
+}
+
+// A push whose lock another command took over stops at its next step that
+// changes the host and undoes nothing: the color it would remove may already
+// be the new holder's.
+func TestPushWithLostLockUndoesNothing(t *testing.T) {
+	s := hosttest.RawStack(t.TempDir(), "tale", "/srv/tale", "compose.yml", "platform", "db", "x")
+	os.WriteFile(filepath.Join(s.Root, "compose.yml"), []byte("services: {}\n"), 0o644)
+	fc := &hosttest.Fake{Reply: func(argv []string) ([]byte, error) {
+		if slices.Contains(argv, "--hash") {
+			return []byte("proxy h1\ndb h2\n"), nil
+		}
+		return nil, nil
+	}}
+	ctx := context.Background()
+	d := &Deployer{Host: fc, Stack: s, Opts: Options{Who: "a", Release: "r1", SkipPreflight: true}}
+	if err := d.Lock(ctx, "taledeploy push prod"); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Unlock(ctx)
+	// Another command takes the lock over once the stateful services are up,
+	// just before this one would start its color.
+	d.Report = func(e Event) {
+		if e.Step == "stateful" && e.Status == "ok" {
+			other, _ := json.Marshal(host.Lock{Token: "other", Command: "taledeploy push prod", Since: time.Now()})
+			fc.WriteFile(ctx, s.LockPath()+"/owner.json", other, 0o600)
+			d.lock.Beat(ctx) // sees the takeover
+			fc.ResetCmds()
+		}
+	}
+	err := d.Push(ctx)
+	if !errors.Is(err, host.ErrLockLost) {
+		t.Fatalf("push after the takeover: %v, want ErrLockLost", err)
+	}
+	for _, c := range fc.Cmds {
+		if slices.Contains(c.Argv, "down") || slices.Contains(c.Argv, "up") || slices.Contains(c.Argv, "stop") {
+			t.Errorf("a push that lost its lock ran %q", c.Argv)
+		}
+	}
+}
