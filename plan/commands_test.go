@@ -31,9 +31,11 @@ func deployCommands(s *stack.Stack, release string) []remote.Cmd {
 	}}
 	ctx := context.Background()
 	d := &Deployer{Host: fc, Stack: s, Opts: Options{Who: "fuzz", Release: release}}
-	_ = d.Check(ctx)
-	_, _ = d.stateful(ctx, stack.Blue, release)
-	_ = d.Push(ctx) // fails at verify: the fake host runs no container
+	cur, _ := d.Check(ctx)
+	r := d.newRun(cur, "push")
+	r.color, r.release = stack.Blue, release
+	_, _ = r.stateful(ctx)
+	_ = d.Push(ctx, cur) // fails at verify: the fake host runs no container
 	_ = d.withLogs(ctx, stack.Green, nil)
 	host.Status(ctx, fc, s)
 	return fc.Cmds

@@ -16,31 +16,31 @@ import (
 // hurry is for taking traffic away from a failing color: it is retired at once
 // rather than after the other is admitted; requests that meet neither admitted
 // wait for a moment instead of reaching the failing one.
-func (d *Deployer) switchTo(ctx context.Context, color string, hurry bool) error {
-	s := d.Stack
-	gated, err := d.proxy().RunsCurrent(ctx)
+func (r *run) switchTo(ctx context.Context, color string, hurry bool) error {
+	s := r.Stack
+	gated, err := r.proxy().RunsCurrent(ctx)
 	if err != nil {
 		return err
 	}
 	if !gated {
-		if !d.validated {
-			if _, err := d.validateCaddyfile(ctx); err != nil {
+		if !r.validated {
+			if _, err := r.validateCaddyfile(ctx); err != nil {
 				return err
 			}
-			if !d.validated {
+			if !r.validated {
 				return fmt.Errorf("the proxy service %s is not running in project %s; push again to start it", s.Proxy, s.Project)
 			}
 		}
-		if d.live != "" {
-			if err := d.proxy().Admit(ctx, d.live); err != nil {
+		if r.live != "" {
+			if err := r.proxy().Admit(ctx, r.live); err != nil {
 				return err
 			}
 		}
-		if err := d.proxy().Load(ctx); err != nil {
+		if err := r.proxy().Load(ctx); err != nil {
 			return err
 		}
 	}
-	if err := d.proxy().Admit(ctx, color); err != nil {
+	if err := r.proxy().Admit(ctx, color); err != nil {
 		return err
 	}
 	if !hurry {
@@ -48,7 +48,7 @@ func (d *Deployer) switchTo(ctx context.Context, color string, hurry bool) error
 			return err
 		}
 	}
-	if err := d.proxy().Retire(ctx, stack.Other(color)); err != nil {
+	if err := r.proxy().Retire(ctx, stack.Other(color)); err != nil {
 		return err
 	}
 	// Caddy stops choosing the retired color within retireSettle: drain waits

@@ -67,7 +67,7 @@ func TestSwitchAdmitsTheNewColorBeforeItRetiresTheOld(t *testing.T) {
 	f.WriteFile(context.Background(), s.Remote(s.Caddyfile), s.CaddyfileText(), 0o644)
 	f.WriteFile(context.Background(), s.GateDir()+"/platform-blue:8080", nil, 0o644)
 	f.Ops = nil
-	d := &Deployer{Host: f, Stack: s, live: stack.Blue}
+	d := &run{Deployer: &Deployer{Host: f, Stack: s}, live: stack.Blue}
 	if err := d.switchTo(context.Background(), stack.Green, false); err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestSwitchLoadsTheGatedCaddyfileOnceKeepingTrafficWhereItIs(t *testing.T) {
 	// reloaded, say): what Caddy runs decides.
 	f.WriteFile(context.Background(), s.Remote(s.Caddyfile), s.CaddyfileText(), 0o644)
 	f.Ops = nil
-	d := &Deployer{Host: f, Stack: s, live: stack.Blue, validated: true}
+	d := &run{Deployer: &Deployer{Host: f, Stack: s}, live: stack.Blue, validated: true}
 	if err := d.switchTo(context.Background(), stack.Green, false); err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestSwitchLoadsAChangedCaddyfile(t *testing.T) {
 	f := &hosttest.Fake{Caddy: caddy}
 	// Gated, but from routes the inventory no longer has.
 	f.WriteFile(context.Background(), s.Remote(s.Caddyfile), []byte("# older routes\n"), 0o644)
-	d := &Deployer{Host: f, Stack: s, live: stack.Blue, validated: true}
+	d := &run{Deployer: &Deployer{Host: f, Stack: s}, live: stack.Blue, validated: true}
 	if err := d.switchTo(context.Background(), stack.Green, false); err != nil {
 		t.Fatal(err)
 	}

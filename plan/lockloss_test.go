@@ -27,7 +27,7 @@ func TestLostLockStopsTheDeploy(t *testing.T) {
 	}
 	ran := 0
 	d := &Deployer{Host: fc, Stack: s, lock: held}
-	step := func(name string) error { return d.step(name, func() (string, error) { ran++; return "", nil }) }
+	step := func(name string) error { return d.step(name, true, func() (string, error) { ran++; return "", nil }) }
 	if err := step("start"); err != nil || ran != 1 {
 		t.Fatalf("start while holding the lock: %v (ran %d)", err, ran)
 	}
@@ -87,7 +87,11 @@ func TestPushWithLostLockUndoesNothing(t *testing.T) {
 			fc.ResetCmds()
 		}
 	}
-	err := d.Push(ctx)
+	cur, err := d.Check(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = d.Push(ctx, cur)
 	if !errors.Is(err, host.ErrLockLost) {
 		t.Fatalf("push after the takeover: %v, want ErrLockLost", err)
 	}

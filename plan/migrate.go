@@ -134,16 +134,16 @@ func (d *Deployer) applyMigrations(ctx context.Context, color, release, kind str
 }
 
 // migrateExpand is the push's migrate step.
-func (d *Deployer) migrateExpand(ctx context.Context, color, release string) (string, error) {
-	expand, contract, log, err := d.pendingMigrations(ctx)
+func (r *run) migrateExpand(ctx context.Context) (string, error) {
+	expand, contract, log, err := r.pendingMigrations(ctx)
 	if err != nil {
 		return "", err
 	}
 	if err := checkMigrations(expand); err != nil {
 		return "", err
 	}
-	done, err := d.applyMigrations(ctx, color, release, "expand", expand, log)
-	d.applied = done
+	done, err := r.applyMigrations(ctx, r.color, r.release, "expand", expand, log)
+	r.applied = done
 	if err != nil {
 		return "", err
 	}
@@ -165,52 +165,42 @@ func names(files []stack.MigrationFile) string {
 	return strings.Join(out, ", ")
 }
 
-// OlderReleases lists the containers on the host that do not belong to the live
-// color: stopped ones kept for rollback included.
-func (d *Deployer) OlderReleases() []host.Container {
-	var out []host.Container
-	for _, c := range d.cs {
-		if c.Color != "" && c.Color != d.live {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
 // RemoveOlder removes the color that is not live, so no older release is left;
 // rollback to it is then impossible, and the record says so.
-func (d *Deployer) RemoveOlder(ctx context.Context) error {
-	return d.step("remove-old", func() (string, error) {
-		old := stack.Other(d.live)
-		if _, err := host.RunCompose(ctx, d.Host, d.Stack, old, host.ComposeEnv(d.Stack, old, ""), "down", "--remove-orphans"); err != nil {
+func (d *Deployer) RemoveOlder(ctx context.Context, cur *Current) error {
+	r := d.newRun(cur, "remove-old")
+	return r.step("remove-old", true, func() (string, error) {
+		old := stack.Other(r.live)
+		if _, err := host.RunCompose(ctx, r.Host, r.Stack, old, host.ComposeEnv(r.Stack, old, ""), "down", "--remove-orphans"); err != nil {
 			return "", err
 		}
-		if d.state != nil && d.state.Previous != nil {
-			d.state.Previous = nil
-			if err := host.WriteState(ctx, d.Host, d.Stack, d.state); err != nil {
+		if r.state != nil && r.state.Previous != nil {
+			r.state.Previous = nil
+			if err := host.WriteState(ctx, r.Host, r.Stack, r.state); err != nil {
 				return "", err
 			}
 		}
-		cs, err := host.InspectStack(ctx, d.Host, d.Stack)
+		cs, err := host.InspectStack(ctx, r.Host, r.Stack)
 		if err != nil {
 			return "", err
 		}
-		d.cs = cs
-		return d.Stack.ColorProject(old) + " removed; no rollback to it", nil
+		cur.Containers = cs
+		return r.Stack.ColorProject(old) + " removed; no rollback to it", nil
 	})
 }
 
 // MigrateContract applies the pending contract migrations with the live
 // release's image. The caller has made sure no older release is left on any host.
-func (d *Deployer) MigrateContract(ctx context.Context) error {
-	return d.step("contract", func() (string, error) {
-		if d.live == "" || d.state == nil {
-			return "", fmt.Errorf("nothing is deployed on %s; push first", d.Host.Name())
+func (d *Deployer) MigrateContract(ctx context.Context, cur *Current) error {
+	r := d.newRun(cur, "contract")
+	return r.step("contract", true, func() (string, error) {
+		if r.live == "" || r.state == nil {
+			return "", fmt.Errorf("nothing is deployed on %s; push first", r.Host.Name())
 		}
-		if older := d.OlderReleases(); len(older) > 0 {
+		if older := cur.OlderReleases(); len(older) > 0 {
 			return "", fmt.Errorf("%w: %s", ErrOlderRelease, describe(older))
 		}
-		_, contract, log, err := d.pendingMigrations(ctx)
+		_, contract, log, err := r.pendingMigrations(ctx)
 		if err != nil {
 			return "", err
 		}
@@ -220,20 +210,20 @@ func (d *Deployer) MigrateContract(ctx context.Context) error {
 		if err := checkMigrations(contract); err != nil {
 			return "", err
 		}
-		start := time.Now()
-		done, err := d.applyMigrations(ctx, d.live, d.state.Release, "contract", contract, log)
-		d.applied, d.before = done, d.live
-		d.history(context.WithoutCancel(ctx), "contract", d.state.Release, d.live, start, err)
+		r.color, r.release = r.live, r.state.Release
+		done, err := r.applyMigrations(ctx, r.live, r.state.Release, "contract", contract, log)
+		r.applied = done
+		r.history(context.WithoutCancel(ctx), err)
 		if len(done) > 0 {
-			log.Contract = &host.ContractRun{Release: d.state.Release, Files: done, At: time.Now().UTC()}
-			if werr := host.WriteMigrations(context.WithoutCancel(ctx), d.Host, d.Stack, log); werr != nil {
+			log.Contract = &host.ContractRun{Release: r.state.Release, Files: done, At: time.Now().UTC()}
+			if werr := host.WriteMigrations(context.WithoutCancel(ctx), r.Host, r.Stack, log); werr != nil {
 				err = errors.Join(err, werr)
 			}
 		}
 		if err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("applied %s with release %s; rollback to an older release is no longer safe", strings.Join(done, ", "), d.state.Release), nil
+		return fmt.Sprintf("applied %s with release %s; rollback to an older release is no longer safe", strings.Join(done, ", "), r.state.Release), nil
 	})
 }
 

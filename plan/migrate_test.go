@@ -64,12 +64,12 @@ func TestPushAppliesOnlyPendingExpandMigrations(t *testing.T) {
 		"0000_already_applied.sql": "SET lock_timeout = '5s';\nCREATE TABLE u (id int);\n",
 	})
 	f := &hosttest.Fake{}
-	d := &Deployer{Host: f, Stack: s}
+	d := &run{Deployer: &Deployer{Host: f, Stack: s}, color: stack.Green, release: "r1"}
 	ctx := context.Background()
 	if err := host.WriteMigrations(ctx, f, s, &host.MigrationLog{Applied: []host.AppliedMigration{{Service: "platform", File: "0000_already_applied.sql", Release: "r0"}}}); err != nil {
 		t.Fatal(err)
 	}
-	msg, err := d.migrateExpand(ctx, stack.Green, "r1")
+	msg, err := d.migrateExpand(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,8 @@ func TestPushAppliesOnlyPendingExpandMigrations(t *testing.T) {
 	}
 	// A second push has nothing to apply.
 	f.Cmds = nil
-	if msg, err := d.migrateExpand(ctx, stack.Blue, "r2"); err != nil || !strings.HasPrefix(msg, "none pending") || len(f.Cmds) != 0 {
+	d.color, d.release = stack.Blue, "r2"
+	if msg, err := d.migrateExpand(ctx); err != nil || !strings.HasPrefix(msg, "none pending") || len(f.Cmds) != 0 {
 		t.Errorf("second push: %q, %v, ran %v", msg, err, f.Cmds)
 	}
 }
@@ -105,12 +106,12 @@ func TestPushRefusesUnsafeMigrationsUnlessContract(t *testing.T) {
 		"0001_drop.sql": "SET lock_timeout = '5s';\n-- DROP TABLE in a comment does not count\nALTER TABLE t DROP COLUMN note;\n",
 	})
 	f := &hosttest.Fake{}
-	d := &Deployer{Host: f, Stack: s}
+	d := &run{Deployer: &Deployer{Host: f, Stack: s}, color: stack.Blue, release: "r1"}
 	_, err := d.checkPendingMigrations(context.Background())
 	if !errors.Is(err, ErrUnsafeMigration) || !strings.Contains(err.Error(), "0001_drop.sql:3: drop-column") || !strings.Contains(err.Error(), "NAME.contract.sql") {
 		t.Errorf("got %v, want the drop-column finding with its line and how to mark it contract", err)
 	}
-	if _, err := d.migrateExpand(context.Background(), stack.Blue, "r1"); !errors.Is(err, ErrUnsafeMigration) || len(f.Cmds) != 0 {
+	if _, err := d.migrateExpand(context.Background()); !errors.Is(err, ErrUnsafeMigration) || len(f.Cmds) != 0 {
 		t.Errorf("push applied an unsafe migration: %v, ran %v", err, f.Cmds)
 	}
 	os.Rename(filepath.Join(s.Root, "migrations", "0001_drop.sql"), filepath.Join(s.Root, "migrations", "0001_drop.contract.sql"))
@@ -122,22 +123,23 @@ func TestPushRefusesUnsafeMigrationsUnlessContract(t *testing.T) {
 func TestMigrateContractRefusesWhileAnOlderReleaseIsLeft(t *testing.T) {
 	s := migrationStack(t, map[string]string{"0001_drop.contract.sql": "SET lock_timeout = '5s';\nALTER TABLE t DROP COLUMN note;\n"})
 	f := &hosttest.Fake{}
-	d := &Deployer{Host: f, Stack: s, state: &host.State{Active: stack.Green, Release: "r2", Previous: &host.Slot{Color: stack.Blue, Release: "r1"}}, live: stack.Green,
-		cs: []host.Container{{Name: "tale-blue-platform-1", Color: stack.Blue, Release: "r1", State: "exited"}, {Name: "tale-green-platform-1", Color: stack.Green, Release: "r2", State: "running"}}}
-	err := d.MigrateContract(context.Background())
+	d := &Deployer{Host: f, Stack: s}
+	cur := &Current{State: &host.State{Active: stack.Green, Release: "r2", Previous: &host.Slot{Color: stack.Blue, Release: "r1"}}, Live: stack.Green,
+		Containers: []host.Container{{Name: "tale-blue-platform-1", Color: stack.Blue, Release: "r1", State: "exited"}, {Name: "tale-green-platform-1", Color: stack.Green, Release: "r2", State: "running"}}}
+	err := d.MigrateContract(context.Background(), cur)
 	if !errors.Is(err, ErrOlderRelease) || !strings.Contains(err.Error(), "tale-blue-platform-1 (release r1, exited)") || len(f.Cmds) != 0 {
 		t.Fatalf("got %v (ran %v), want a refusal naming the stopped rollback container", err, f.Cmds)
 	}
-	d.cs = d.cs[1:]
-	d.state.Previous = nil
-	if err := d.MigrateContract(context.Background()); err != nil {
+	cur.Containers = cur.Containers[1:]
+	cur.State.Previous = nil
+	if err := d.MigrateContract(context.Background(), cur); err != nil {
 		t.Fatal(err)
 	}
 	log, _ := host.ReadMigrations(context.Background(), f, s)
 	if log.Contract == nil || log.Contract.Release != "r2" || !slices.Equal(log.Contract.Files, []string{"0001_drop.contract.sql"}) {
 		t.Fatalf("contract record %+v", log.Contract)
 	}
-	err = d.Rollback(context.Background())
+	err = d.Rollback(context.Background(), cur)
 	if !errors.Is(err, ErrNoRollback) || !strings.Contains(err.Error(), "contract migrations (0001_drop.contract.sql) ran with release r2") {
 		t.Errorf("rollback after contract: %v", err)
 	}

@@ -16,7 +16,7 @@ import (
 // preflight checks, before anything is built or started, what would make the
 // push fail or hurt later: a changed stateful service, a Caddyfile Caddy
 // rejects, and too little memory or disk for a second color.
-func (d *Deployer) preflight(ctx context.Context, newColor, release string) (string, error) {
+func (r *run) preflight(ctx context.Context) (string, error) {
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
@@ -24,14 +24,14 @@ func (d *Deployer) preflight(ctx context.Context, newColor, release string) (str
 		msgs = make([]string, 4)
 	)
 	checks := []func() (string, error){
-		func() (string, error) { return d.checkPendingMigrations(ctx) },
-		func() (string, error) { return d.checkStateful(ctx, release) },
-		func() (string, error) { return d.validateCaddyfile(ctx) },
+		func() (string, error) { return r.checkPendingMigrations(ctx) },
+		func() (string, error) { return r.checkStateful(ctx, r.release) },
+		func() (string, error) { return r.validateCaddyfile(ctx) },
 		func() (string, error) {
-			if d.Opts.SkipPreflight {
+			if r.Opts.SkipPreflight {
 				return "memory and disk not checked (--skip-preflight)", nil
 			}
-			return host.CheckResources(ctx, d.Host, d.Stack, d.cs, d.live)
+			return host.CheckResources(ctx, r.Host, r.Stack, r.cs, r.live)
 		},
 	}
 	for i, check := range checks {
@@ -57,26 +57,26 @@ func (d *Deployer) preflight(ctx context.Context, newColor, release string) (str
 // checkStateful compares each stateful service's definition with the one its
 // container was made from. A changed one is refused unless allowed, since
 // recreating it interrupts what depends on it.
-func (d *Deployer) checkStateful(ctx context.Context, release string) (string, error) {
-	s := d.Stack
-	d.composeSum = s.ComposeSum()
-	if d.statefulAsRecorded() {
+func (r *run) checkStateful(ctx context.Context, release string) (string, error) {
+	s := r.Stack
+	r.composeSum = s.ComposeSum()
+	if r.statefulAsRecorded() {
 		// Same compose file and env as the last push, same containers: Compose
 		// would print the hashes the containers carry.
-		d.changed, d.missing = nil, nil
+		r.changed, r.missing = nil, nil
 		return "", nil
 	}
-	out, err := host.RunCompose(ctx, d.Host, d.Stack, "", host.ComposeEnv(d.Stack, "", release), "config", "--hash", strings.Join(s.Stateful, ","))
+	out, err := host.RunCompose(ctx, r.Host, r.Stack, "", host.ComposeEnv(r.Stack, "", release), "config", "--hash", strings.Join(s.Stateful, ","))
 	if err != nil {
 		return "", fmt.Errorf("compose config: %w", err)
 	}
-	d.changed, d.missing, err = d.compareStateful(out)
+	r.changed, r.missing, err = r.compareStateful(out)
 	if err != nil {
 		return "", err
 	}
-	if len(d.changed) > 0 && !d.Opts.RecreateStateful {
+	if len(r.changed) > 0 && !r.Opts.RecreateStateful {
 		var costs []string
-		for _, svc := range d.changed {
+		for _, svc := range r.changed {
 			if svc == s.Proxy {
 				costs = append(costs, fmt.Sprintf("recreating %s drops every connection and refuses new ones for a second or two", svc))
 			} else {
@@ -85,24 +85,24 @@ func (d *Deployer) checkStateful(ctx context.Context, release string) (string, e
 		}
 		return "", fmt.Errorf("%w: %s changed since it was started, and a push never recreates a stateful service on its own. "+
 			"Pass --recreate-stateful to allow it: %s. Or undo the change in %s",
-			ErrStateful, strings.Join(d.changed, ", "), strings.Join(costs, "; "), s.ComposeFile)
+			ErrStateful, strings.Join(r.changed, ", "), strings.Join(costs, "; "), s.ComposeFile)
 	}
-	if len(d.changed) > 0 {
-		return "will recreate " + strings.Join(d.changed, ", "), nil
+	if len(r.changed) > 0 {
+		return "will recreate " + strings.Join(r.changed, ", "), nil
 	}
 	return "", nil
 }
 
 // statefulAsRecorded tells whether the compose file and env are those of the
 // last push and every stateful container still carries the hash recorded then.
-func (d *Deployer) statefulAsRecorded() bool {
-	st, s := d.state, d.Stack
-	if st == nil || d.composeSum == "" || st.ComposeSum != d.composeSum {
+func (r *run) statefulAsRecorded() bool {
+	st, s := r.state, r.Stack
+	if st == nil || r.composeSum == "" || st.ComposeSum != r.composeSum {
 		return false
 	}
 	for _, svc := range s.Stateful {
-		i := slices.IndexFunc(d.cs, func(c host.Container) bool { return c.Project == s.Project && c.Service == svc })
-		if i < 0 || !d.cs[i].Running() || d.cs[i].ConfigHash == "" || d.cs[i].ConfigHash != st.Stateful[svc] {
+		i := slices.IndexFunc(r.cs, func(c host.Container) bool { return c.Project == s.Project && c.Service == svc })
+		if i < 0 || !r.cs[i].Running() || r.cs[i].ConfigHash == "" || r.cs[i].ConfigHash != st.Stateful[svc] {
 			return false
 		}
 	}
@@ -111,8 +111,8 @@ func (d *Deployer) statefulAsRecorded() bool {
 
 // compareStateful reads `compose config --hash` output and says which stateful
 // services changed since their container was made, and which do not run.
-func (d *Deployer) compareStateful(out []byte) (changed, missing []string, err error) {
-	s := d.Stack
+func (r *run) compareStateful(out []byte) (changed, missing []string, err error) {
+	s := r.Stack
 	want := map[string]string{}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		if f := strings.Fields(line); len(f) == 2 {
@@ -123,13 +123,13 @@ func (d *Deployer) compareStateful(out []byte) (changed, missing []string, err e
 		if want[svc] == "" {
 			return nil, nil, fmt.Errorf("compose config printed no hash for %s", svc)
 		}
-		i := slices.IndexFunc(d.cs, func(c host.Container) bool { return c.Project == s.Project && c.Service == svc })
+		i := slices.IndexFunc(r.cs, func(c host.Container) bool { return c.Project == s.Project && c.Service == svc })
 		switch {
 		case i < 0:
 			missing = append(missing, svc)
-		case d.cs[i].ConfigHash != want[svc]:
+		case r.cs[i].ConfigHash != want[svc]:
 			changed = append(changed, svc)
-		case !d.cs[i].Running():
+		case !r.cs[i].Running():
 			missing = append(missing, svc)
 		}
 	}
@@ -139,13 +139,13 @@ func (d *Deployer) compareStateful(out []byte) (changed, missing []string, err e
 // validateCaddyfile has the running Caddy check the stack's Caddyfile before
 // anything is started. On an empty host the proxy does not run yet and validates
 // it when it starts.
-func (d *Deployer) validateCaddyfile(ctx context.Context) (string, error) {
-	s := d.Stack
-	i := slices.IndexFunc(d.cs, func(c host.Container) bool { return c.Project == s.Project && c.Service == s.Proxy && c.Running() })
+func (r *run) validateCaddyfile(ctx context.Context) (string, error) {
+	s := r.Stack
+	i := slices.IndexFunc(r.cs, func(c host.Container) bool { return c.Project == s.Project && c.Service == s.Proxy && c.Running() })
 	if i < 0 {
 		return "", nil
 	}
-	proxy := d.cs[i]
+	proxy := r.cs[i]
 	caddyfile, err := s.RemotePath(s.Caddyfile)
 	if err != nil {
 		return "", err
@@ -157,12 +157,12 @@ func (d *Deployer) validateCaddyfile(ctx context.Context) (string, error) {
 	// The running Caddy adapts it (POST /adapt) without loading it: the same
 	// parser the switch's /load uses. A config that adapts but fails to start is
 	// refused by /load itself, which keeps the running config.
-	if err := d.proxy().Adapt(ctx, s.CaddyfileText()); err != nil {
+	if err := r.proxy().Adapt(ctx, s.CaddyfileText()); err != nil {
 		if errors.Is(err, remote.ErrDisconnected) {
 			return "", err
 		}
 		return "", fmt.Errorf("%w: %v; fix the routes in the inventory. Nothing was started and traffic is untouched", ErrCaddyfile, err)
 	}
-	d.validated = true
+	r.validated = true
 	return "Caddyfile valid", nil
 }

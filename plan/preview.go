@@ -36,9 +36,9 @@ type FileChange struct {
 	Diff   string `json:"diff,omitempty"` // unified diff; env values masked
 }
 
-// Preview reads the host and says what Push would do. It only reads: files over
-// SFTP, `docker ps` and `docker inspect`, `compose config` with the local
-// compose file on stdin, and Caddy's running config.
+// Preview reads the host and says what Push would do, step by step from the
+// push's own list. It only reads: files over SFTP, the Docker API, `compose
+// config` with the local compose file on stdin, and Caddy's running config.
 func (d *Deployer) Preview(ctx context.Context) (*Preview, error) {
 	s := d.Stack
 	p := &Preview{Host: d.Host.Name()}
@@ -52,71 +52,119 @@ func (d *Deployer) Preview(ctx context.Context) (*Preview, error) {
 		}
 	}
 	st, stErr := host.ReadState(ctx, d.Host, s)
-	o, err := host.Observe(ctx, d.Host, d.Stack)
+	o, err := host.Observe(ctx, d.Host, s)
 	if err != nil {
 		return nil, err
 	}
-	d.cs = o.Containers
 	if probs := o.Disagreements(s, st, stErr); len(probs) > 0 {
 		p.Refused = append(p.Refused, fmt.Sprintf("the record disagrees with the host (%s); --repair would rebuild it", strings.Join(probs, "; ")))
 	}
-	p.Live, p.NewColor = o.Live, stack.Blue
+	if stErr != nil {
+		st = nil
+	}
+	r := d.newRun(&Current{State: st, Live: o.Live, Containers: o.Containers}, "push")
+	v := &view{s: s, o: o, live: o.Live, color: stack.Blue}
+	p.Live = o.Live
 	if o.Live != "" {
-		p.NewColor = stack.Other(o.Live)
+		v.color = stack.Other(o.Live)
 		p.Release = o.Release(s, o.Live)
 	}
+	p.NewColor = v.color
 
-	files, err := d.fileChanges(ctx, p.NewColor)
+	if v.files, err = d.fileChanges(ctx, v.color); err != nil {
+		return nil, err
+	}
+	p.Files = v.files
+	changed, missing, err := r.statefulPreview(ctx)
 	if err != nil {
 		return nil, err
 	}
-	p.Files = files
-	p.Steps = append(p.Steps, fmt.Sprintf("upload: %d file(s) change", len(files)))
-	changed, missing, err := d.statefulPreview(ctx)
-	if err != nil {
-		return nil, err
-	}
+	v.missing = missing
 	if len(changed) > 0 {
 		p.Refused = append(p.Refused, fmt.Sprintf("stateful service %s changed; only --recreate-stateful recreates it", strings.Join(changed, ", ")))
 	}
-	p.Steps = append(p.Steps,
-		"preflight: check stateful services, validate the Caddyfile with the running Caddy, free memory and disk",
-		fmt.Sprintf("build: %s (%s)", strings.Join(s.Stateless, ", "), s.ColorProject(p.NewColor)))
-	if len(missing) > 0 {
-		p.Steps = append(p.Steps, "stateful: start "+strings.Join(missing, ", "))
-	}
 	if len(s.Migrations) > 0 {
-		expand, contract, _, err := d.pendingMigrations(ctx)
-		if err != nil {
+		if v.expand, v.contract, _, err = d.pendingMigrations(ctx); err != nil {
 			return nil, err
 		}
-		step := "migrate: none pending"
-		if len(expand) > 0 {
-			step = "migrate: apply " + names(expand) + " with the new release's image"
-			if err := checkMigrations(expand); err != nil {
-				p.Refused = append(p.Refused, err.Error())
-			}
+		if err := checkMigrations(v.expand); err != nil {
+			p.Refused = append(p.Refused, err.Error())
 		}
-		if len(contract) > 0 {
-			step += "; " + names(contract) + " wait for `taledeploy migrate contract`"
-		}
-		p.Steps = append(p.Steps, step)
 	}
-	p.Steps = append(p.Steps,
-		fmt.Sprintf("start: %s beside %s", s.ColorProject(p.NewColor), cmp.Or(p.Live, "nothing")),
-		fmt.Sprintf("verify: wait up to %s for health checks and %d route(s)", s.HealthTimeout.Duration, len(s.Routes)),
-		fmt.Sprintf("switch: Caddy sends traffic to %s: the gate admits it%s%s", p.NewColor, retireNote(p.Live), reloadNote(o, files, s.Remote(s.Caddyfile))))
-	if p.Live != "" {
-		if s.VerifyWindow.Duration > 0 {
-			p.Steps = append(p.Steps, fmt.Sprintf("window: watch %s through Caddy for %s, switch back on failure", p.NewColor, s.VerifyWindow.Duration))
+	for _, st := range pushSteps() {
+		if st.when != nil && !st.when(s, v.live) {
+			continue
 		}
-		p.Steps = append(p.Steps,
-			fmt.Sprintf("drain: wait up to %s for requests in flight on %s", s.DrainTimeout.Duration, p.Live),
-			fmt.Sprintf("stop: %s, kept for rollback", s.ColorProject(p.Live)))
+		if line := st.describe(v); line != "" {
+			p.Steps = append(p.Steps, st.name+": "+line)
+		}
 	}
-	p.Steps = append(p.Steps, "record: state.json and history.jsonl")
 	return p, nil
 }
+
+// view is what Preview found, for the steps to describe themselves.
+type view struct {
+	s                *stack.Stack
+	o                *host.Observed
+	live, color      string
+	files            []FileChange
+	missing          []string
+	expand, contract []stack.MigrationFile
+}
+
+func describeUpload(v *view) string { return fmt.Sprintf("%d file(s) change", len(v.files)) }
+
+func describePreflight(*view) string {
+	return "check stateful services, validate the Caddyfile with the running Caddy, free memory and disk"
+}
+
+func describeBuild(v *view) string {
+	return fmt.Sprintf("%s (%s)", strings.Join(v.s.Stateless, ", "), v.s.ColorProject(v.color))
+}
+
+func describeStateful(v *view) string {
+	if len(v.missing) == 0 {
+		return ""
+	}
+	return "start " + strings.Join(v.missing, ", ")
+}
+
+func describeMigrate(v *view) string {
+	line := "none pending"
+	if len(v.expand) > 0 {
+		line = "apply " + names(v.expand) + " with the new release's image"
+	}
+	if len(v.contract) > 0 {
+		line += "; " + names(v.contract) + " wait for `taledeploy migrate contract`"
+	}
+	return line
+}
+
+func describeStart(v *view) string {
+	return fmt.Sprintf("%s beside %s", v.s.ColorProject(v.color), cmp.Or(v.live, "nothing"))
+}
+
+func describeVerify(v *view) string {
+	return fmt.Sprintf("wait up to %s for health checks and %d route(s)", v.s.HealthTimeout.Duration, len(v.s.Routes))
+}
+
+func describeSwitch(v *view) string {
+	return fmt.Sprintf("Caddy sends traffic to %s: the gate admits it%s%s", v.color, retireNote(v.live), reloadNote(v.o, v.files, v.s.Remote(v.s.Caddyfile)))
+}
+
+func describeWindow(v *view) string {
+	return fmt.Sprintf("watch %s through Caddy for %s, switch back on failure", v.color, v.s.VerifyWindow.Duration)
+}
+
+func describeDrain(v *view) string {
+	return fmt.Sprintf("wait up to %s for requests in flight on %s", v.s.DrainTimeout.Duration, v.live)
+}
+
+func describeStop(v *view) string {
+	return fmt.Sprintf("%s, kept for rollback", v.s.ColorProject(v.live))
+}
+
+func describeRecord(*view) string { return "state.json and history.jsonl" }
 
 // fileChanges compares what a push would upload, and the Caddyfile the switch
 // would write, with the host's files.
@@ -197,22 +245,22 @@ func isText(b []byte) bool {
 
 // statefulPreview compares the local compose file's stateful services with their
 // containers, giving compose the file on stdin so nothing is written.
-func (d *Deployer) statefulPreview(ctx context.Context) (changed, missing []string, err error) {
-	s := d.Stack
+func (r *run) statefulPreview(ctx context.Context) (changed, missing []string, err error) {
+	s := r.Stack
 	local, err := readLocal(s)
 	if err != nil {
 		return nil, nil, err
 	}
 	argv := append(host.LowPriority(), "docker", "compose", "--project-directory", s.RemoteDir, "-f", "-", "-p", s.Project)
-	if _, err := d.Host.ReadFile(ctx, s.EnvPath()); err == nil {
+	if _, err := r.Host.ReadFile(ctx, s.EnvPath()); err == nil {
 		argv = append(argv, "--env-file", s.EnvPath())
 	}
 	argv = append(argv, "config", "--hash", strings.Join(s.Stateful, ","))
-	out, err := d.Host.Run(ctx, remote.Cmd{Argv: argv, Env: host.ComposeEnv(d.Stack, "", ""), Stdin: bytes.NewReader(local)})
+	out, err := r.Host.Run(ctx, remote.Cmd{Argv: argv, Env: host.ComposeEnv(r.Stack, "", ""), Stdin: bytes.NewReader(local)})
 	if err != nil {
 		return nil, nil, fmt.Errorf("compose config: %w", err)
 	}
-	return d.compareStateful(out)
+	return r.compareStateful(out)
 }
 
 func readLocal(s *stack.Stack) ([]byte, error) {

@@ -30,13 +30,14 @@ func (d *Deployer) recordInterrupted(ctx context.Context) {
 	_ = host.AppendHistory(ctx, d.Host, d.Stack, e)
 }
 
-func (d *Deployer) history(ctx context.Context, action, release, color string, start time.Time, err error) {
-	e := host.HistoryEntry{Time: time.Now().UTC(), Action: action, Release: release, Color: color, From: d.before,
-		By: d.Opts.Who, GitRevision: d.Opts.GitRevision, Result: "ok", Seconds: time.Since(start).Seconds(), Migrations: d.applied}
+// history adds the command to the host's history, failed or not.
+func (r *run) history(ctx context.Context, err error) {
+	e := host.HistoryEntry{Time: time.Now().UTC(), Action: r.action, Release: r.release, Color: r.color, From: r.before,
+		By: r.Opts.Who, GitRevision: r.Opts.GitRevision, Result: "ok", Seconds: time.Since(r.began).Seconds(), Migrations: r.applied}
 	if err != nil {
 		e.Result, e.Error = "failed", err.Error()
 	}
-	_ = host.AppendHistory(ctx, d.Host, d.Stack, e)
+	_ = host.AppendHistory(ctx, r.Host, r.Stack, e)
 }
 
 // NewRelease makes a release id from the time and the git revision.

@@ -13,18 +13,18 @@ import (
 // stateful makes sure the network and the stateful services run. Compose leaves a
 // service alone when its definition did not change; a changed one is refused
 // unless allowed, since recreating it interrupts what it serves.
-func (d *Deployer) stateful(ctx context.Context, newColor, release string) (string, error) {
-	s := d.Stack
-	if code, err := host.DockerGet(ctx, d.Host, "/networks/"+s.Project, nil); code == http.StatusNotFound {
-		if _, err := d.Host.Run(ctx, remote.Cmd{Argv: []string{"docker", "network", "create", "--label", "taledeploy.project=" + s.Project, s.Project}}); err != nil {
+func (r *run) stateful(ctx context.Context) (string, error) {
+	s := r.Stack
+	if code, err := host.DockerGet(ctx, r.Host, "/networks/"+s.Project, nil); code == http.StatusNotFound {
+		if _, err := r.Host.Run(ctx, remote.Cmd{Argv: []string{"docker", "network", "create", "--label", "taledeploy.project=" + s.Project, s.Project}}); err != nil {
 			return "", fmt.Errorf("create network %s: %w", s.Project, err)
 		}
 	} else if err != nil {
 		return "", err
 	}
-	env := host.ComposeEnv(d.Stack, "", release)
-	changed, missing := d.changed, d.missing
-	proxyRunning := slices.ContainsFunc(d.cs, func(c host.Container) bool {
+	env := host.ComposeEnv(r.Stack, "", r.release)
+	changed, missing := r.changed, r.missing
+	proxyRunning := slices.ContainsFunc(r.cs, func(c host.Container) bool {
 		return c.Project == s.Project && c.Service == s.Proxy && c.Running()
 	})
 	if !proxyRunning {
@@ -34,20 +34,20 @@ func (d *Deployer) stateful(ctx context.Context, newColor, release string) (stri
 		if err != nil {
 			return "", err
 		}
-		if err := d.Host.WriteFile(ctx, p, s.CaddyfileText(), 0o644); err != nil {
+		if err := r.Host.WriteFile(ctx, p, s.CaddyfileText(), 0o644); err != nil {
 			return "", err
 		}
 	}
 	if len(changed)+len(missing) == 0 {
 		return "unchanged: " + strings.Join(s.Stateful, ", "), nil
 	}
-	if _, err := host.RunCompose(ctx, d.Host, d.Stack, "", env, append([]string{"up", "-d", "--no-deps", "--wait"}, append(changed, missing...)...)...); err != nil {
+	if _, err := host.RunCompose(ctx, r.Host, r.Stack, "", env, append([]string{"up", "-d", "--no-deps", "--wait"}, append(changed, missing...)...)...); err != nil {
 		return "", err
 	}
-	cs, err := host.InspectStack(ctx, d.Host, s)
+	cs, err := host.InspectStack(ctx, r.Host, s)
 	if err != nil {
 		return "", err
 	}
-	d.cs = cs
+	r.cs = cs
 	return "started " + strings.Join(append(changed, missing...), ", "), nil
 }

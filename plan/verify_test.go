@@ -23,7 +23,7 @@ func TestVerifyFailureCarriesLogs(t *testing.T) {
 	}}
 	var events []Event
 	d := &Deployer{Host: fc, Stack: s, Report: func(e Event) { events = append(events, e) }}
-	err := d.step("verify", func() (string, error) { return d.verify(context.Background(), stack.Green) })
+	err := d.step("verify", false, func() (string, error) { return d.verify(context.Background(), stack.Green) })
 	if !errors.Is(err, ErrUnhealthy) {
 		t.Fatalf("verify: %v, want ErrUnhealthy", err)
 	}

@@ -26,18 +26,18 @@ const (
 
 // watch probes the new color through Caddy for the stack's verify_window, while
 // the old color still runs. It returns an error as soon as the release fails.
-func (d *Deployer) watch(ctx context.Context, color string) (string, error) {
-	s := d.Stack
-	proxy, err := d.runningProxy()
+func (r *run) watch(ctx context.Context, color string) (string, error) {
+	s := r.Stack
+	proxy, err := r.runningProxy()
 	if err != nil {
 		return "", err
 	}
 	var probes []*probeTarget
-	for _, r := range s.Routes {
-		if !caddyPathMatches(r.Path, r.HealthPath) {
+	for _, route := range s.Routes {
+		if !caddyPathMatches(route.Path, route.HealthPath) {
 			continue // the health path is not reachable through this route
 		}
-		p, err := d.probeTarget(ctx, proxy.IP, r)
+		p, err := r.probeTarget(ctx, proxy.IP, route)
 		if err != nil {
 			return "", err
 		}
@@ -60,11 +60,11 @@ func (d *Deployer) watch(ctx context.Context, color string) (string, error) {
 			// Containers that exit or turn unhealthy fail the window even when
 			// Caddy's fallback hides it.
 			lastInspect = time.Now()
-			cs, err := host.Inspect(ctx, d.Host, s.Project, s.ColorProject(color))
+			cs, err := host.Inspect(ctx, r.Host, s.Project, s.ColorProject(color))
 			if err != nil {
 				return "", err
 			}
-			if w := d.containersNotReady(cs); strings.HasPrefix(w, "failed:") {
+			if w := r.containersNotReady(cs); strings.HasPrefix(w, "failed:") {
 				return "", fmt.Errorf("%w: %s", ErrWindow, strings.TrimPrefix(w, "failed: "))
 			}
 		}
@@ -86,9 +86,9 @@ func (d *Deployer) watch(ctx context.Context, color string) (string, error) {
 	return fmt.Sprintf("%d probes through caddy in %s, all answered", n*len(probes), s.VerifyWindow.Duration), nil
 }
 
-func (d *Deployer) runningProxy() (host.Container, error) {
-	s := d.Stack
-	for _, c := range d.cs {
+func (r *run) runningProxy() (host.Container, error) {
+	s := r.Stack
+	for _, c := range r.cs {
 		if c.Project == s.Project && c.Service == s.Proxy && c.Running() && c.IP != "" {
 			return c, nil
 		}

@@ -41,8 +41,8 @@ go test -race -count=1 $(go list ./... | grep -v /e2e)
 echo "== fuzz (bounded)"
 go test -run '^$' -fuzz '^FuzzRunArgv$' -fuzztime 20s ./remote
 go test -run '^$' -fuzz '^FuzzCommands$' -fuzztime 20s ./plan
-go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 20s ./plan
-go test -run '^$' -fuzz '^FuzzEnvFile$' -fuzztime 20s ./plan
+go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 20s ./internal/stack
+go test -run '^$' -fuzz '^FuzzEnvFile$' -fuzztime 20s ./internal/stack
 go test -run '^$' -fuzz '^FuzzSSHConfig$' -fuzztime 20s ./remote
 
 echo "== end-to-end (real sshd, Docker, Compose v2, Caddy, vegeta load)"

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -81,52 +80,58 @@ var errPartial = errors.New("some hosts changed")
 // and prepare them all in parallel, and only then act on one host after
 // another, in inventory order, stopping at the first failure.
 func deploy(ctx context.Context, cli *CLI, env *stack.Environment, opts plan.Options, action string, rollbackOnFailure bool) error {
-	return onFleet(ctx, cli, env, opts, action, func(ds []*plan.Deployer) error {
-		for i, d := range ds {
-			var err error
-			if action == "rollback" {
-				err = d.Rollback(ctx)
-			} else {
-				err = d.Push(ctx)
-			}
-			if err == nil {
-				continue
-			}
-			err = fmt.Errorf("%s failed on %s: %w", action, d.Host.Name(), err)
-			if i == 0 {
-				return err
-			}
-			done := ds[:i]
-			if !rollbackOnFailure {
-				names := make([]string, len(done))
-				for j, d := range done {
-					names[j] = d.Host.Name()
-				}
-				return fmt.Errorf("%w; %s already run the new release and %s and later hosts were not touched (see the summary); `taledeploy rollback %s --hosts %s` brings them back: %w",
-					errPartial, strings.Join(names, ", "), d.Host.Name(), env.Name, strings.Join(names, ","), err)
-			}
-			var rerrs []error
-			for _, d := range done {
-				if rerr := d.Rollback(ctx); rerr != nil {
-					rerrs = append(rerrs, fmt.Errorf("rollback of %s: %w", d.Host.Name(), rerr))
-				}
-			}
-			if len(rerrs) > 0 {
-				return fmt.Errorf("%w: %w; rolling back the hosts before it failed too: %w", errPartial, err, errors.Join(rerrs...))
-			}
-			if errors.Is(err, plan.ErrAfterSwitch) {
-				return fmt.Errorf("%w; the %d host(s) before it were rolled back, but %s had already switched (see the summary)", err, len(done), d.Host.Name())
-			}
-			return fmt.Errorf("%w; the %d host(s) before it were rolled back, so every host runs what it ran before", err, len(done))
+	return onFleet(ctx, cli, env, opts, action, func(f *plan.Fleet) error {
+		var err error
+		if action == "rollback" {
+			err = f.Rollback(ctx)
+		} else {
+			err = f.Push(ctx, rollbackOnFailure)
 		}
-		return nil
+		return fleetMessage(env, err)
 	})
+}
+
+// fleetMessage says what a failed fleet command left, and the command that
+// brings the fleet back together.
+func fleetMessage(env *stack.Environment, err error) error {
+	var fe *plan.FleetError
+	if !errors.As(err, &fe) {
+		return advice(env, err)
+	}
+	err = fmt.Errorf("%s failed on %s: %w", fe.Action, fe.Failed, advice(env, fe.Err))
+	switch {
+	case len(fe.Done) == 0:
+		return err
+	case !fe.RolledBack:
+		return fmt.Errorf("%w; %s already run the new release and %s and later hosts were not touched (see the summary); `taledeploy rollback %s --hosts %s` brings them back: %w",
+			errPartial, strings.Join(fe.Done, ", "), fe.Failed, env.Name, strings.Join(fe.Done, ","), err)
+	case fe.RollbackErr != nil:
+		return fmt.Errorf("%w: %w; rolling back the hosts before it failed too: %w", errPartial, err, fe.RollbackErr)
+	case errors.Is(err, plan.ErrAfterSwitch):
+		return fmt.Errorf("%w; the %d host(s) before it were rolled back, but %s had already switched (see the summary)", err, len(fe.Done), fe.Failed)
+	}
+	return fmt.Errorf("%w; the %d host(s) before it were rolled back, so every host runs what it ran before", err, len(fe.Done))
+}
+
+// advice adds to an error from the deploy packages the command that helps.
+func advice(env *stack.Environment, err error) error {
+	var (
+		ie *plan.InconsistentError
+		re *plan.RecordError
+	)
+	switch {
+	case errors.As(err, &ie):
+		return fmt.Errorf("%w. Run `taledeploy status %s` to see what runs; `taledeploy push %s --repair` rebuilds the record from what runs, then pushes", err, env.Name, env.Name)
+	case errors.As(err, &re):
+		return fmt.Errorf("%w; `taledeploy status %s` shows it and `taledeploy push %s --repair` rebuilds the record", err, env.Name, env.Name)
+	}
+	return err
 }
 
 // onFleet connects to every host of env in parallel, then locks and checks each
 // (and prepares each, for a push) before body changes any; at the end it
 // releases the locks and prints the summary.
-func onFleet(ctx context.Context, cli *CLI, env *stack.Environment, opts plan.Options, action string, body func([]*plan.Deployer) error) (err error) {
+func onFleet(ctx context.Context, cli *CLI, env *stack.Environment, opts plan.Options, action string, body func(*plan.Fleet) error) (err error) {
 	start := time.Now()
 	out := newPrinter(os.Stdout, env.Hosts, cli.JSON)
 	defer out.close()
@@ -140,61 +145,24 @@ func onFleet(ctx context.Context, cli *CLI, env *stack.Environment, opts plan.Op
 		return err
 	}
 	hosts := asConns(conns)
-	ds := make([]*plan.Deployer, len(conns))
-	for i, c := range conns {
-		ds[i] = &plan.Deployer{Host: c, Stack: env.StackFor(c.Name()), Opts: opts, Report: killHook(out.event)}
+	f := &plan.Fleet{}
+	for _, c := range conns {
+		f.Hosts = append(f.Hosts, &plan.Deployer{Host: c, Stack: env.StackFor(c.Name()), Opts: opts, Report: killHook(out.event)})
 	}
 	defer func() {
-		for _, d := range ds {
-			if uerr := d.Unlock(ctx); errors.Is(uerr, host.ErrLockLost) {
+		for _, uerr := range f.End(ctx) {
+			if errors.Is(uerr, host.ErrLockLost) {
 				fmt.Fprintf(os.Stderr, "taledeploy: %v\n", uerr)
 			}
 		}
 	}()
 	defer func() { out.summary(ctx, hosts, env, start, err) }()
 
-	// Before any host changes: every lock, every check, every preflight.
-	// Hosts that share one Docker engine (staging beside prod on one VPS) are
-	// one machine: they prepare one after another, so the work a push does
-	// there never piles up against the color that serves.
-	errs := make([]error, len(ds))
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		machines = map[string]*sync.Mutex{}
-	)
-	machine := func(id string) *sync.Mutex {
-		mu.Lock()
-		defer mu.Unlock()
-		if machines[id] == nil {
-			machines[id] = &sync.Mutex{}
-		}
-		return machines[id]
+	if err := f.Begin(ctx, "taledeploy "+action+" "+env.Name, action == "push"); err != nil {
+		return fmt.Errorf("%s stopped before any host changed: %w", action, advice(env, err))
 	}
-	for i, d := range ds {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if errs[i] = d.Lock(ctx, "taledeploy "+action+" "+env.Name); errs[i] != nil {
-				return
-			}
-			if errs[i] = d.Check(ctx); errs[i] != nil {
-				return
-			}
-			if action == "push" {
-				m := machine(host.EngineID(ctx, d.Host))
-				m.Lock()
-				defer m.Unlock()
-				errs[i] = d.Prepare(ctx)
-			}
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("%s stopped before any host changed: %w", action, err)
-	}
-	out.note(fmt.Sprintf("all %d host(s) connected, locked, checked and prepared in %.2fs", len(ds), time.Since(start).Seconds()))
-	return body(ds)
+	out.note(fmt.Sprintf("all %d host(s) connected, locked, checked and prepared in %.2fs", len(f.Hosts), time.Since(start).Seconds()))
+	return body(f)
 }
 
 func asConns(cs []*remote.Client) []host.Conn {

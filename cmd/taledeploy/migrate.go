@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -30,17 +31,17 @@ func (c *MigrateContractCmd) Run(cli *CLI, ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return onFleet(ctx, cli, env, plan.Options{Who: who()}, "migrate contract", func(ds []*plan.Deployer) error {
-		return c.contract(ctx, cli, env, ds)
+	return onFleet(ctx, cli, env, plan.Options{Who: who()}, "migrate contract", func(f *plan.Fleet) error {
+		return c.contract(ctx, cli, env, f)
 	})
 }
 
 // contract removes what older releases left, when allowed, then applies the
 // contract migrations host by host.
-func (c *MigrateContractCmd) contract(ctx context.Context, cli *CLI, env *stack.Environment, ds []*plan.Deployer) error {
+func (c *MigrateContractCmd) contract(ctx context.Context, cli *CLI, env *stack.Environment, f *plan.Fleet) error {
 	var older []string
-	for _, d := range ds {
-		for _, ctr := range d.OlderReleases() {
+	for i, d := range f.Hosts {
+		for _, ctr := range f.Current(i).OlderReleases() {
 			older = append(older, fmt.Sprintf("%s: %s (release %s, %s)", d.Host.Name(), ctr.Name, ctr.Release, ctr.State))
 		}
 	}
@@ -51,24 +52,16 @@ func (c *MigrateContractCmd) contract(ctx context.Context, cli *CLI, env *stack.
 				plan.ErrOlderRelease, what, env.Name)
 		}
 	}
-	for _, d := range ds {
-		if len(d.OlderReleases()) == 0 {
-			continue
-		}
-		if err := d.RemoveOlder(ctx); err != nil {
-			return fmt.Errorf("remove the older release on %s: %w", d.Host.Name(), err)
-		}
+	err := f.Contract(ctx)
+	var fe *plan.FleetError
+	if !errors.As(err, &fe) {
+		return err
 	}
-	for i, d := range ds {
-		if err := d.MigrateContract(ctx); err != nil {
-			err = fmt.Errorf("contract migrations failed on %s: %w", d.Host.Name(), err)
-			if i > 0 {
-				return fmt.Errorf("%w; %w (the hosts before it have them applied)", errPartial, err)
-			}
-			return err
-		}
+	err = fmt.Errorf("%s failed on %s: %w", fe.Action, fe.Failed, fe.Err)
+	if len(fe.Done) > 0 {
+		return fmt.Errorf("%w; %w (the hosts before it have them applied)", errPartial, err)
 	}
-	return nil
+	return err
 }
 
 // confirm asks a yes/no question on the terminal; without one (stdin not a

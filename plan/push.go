@@ -1,0 +1,274 @@
+package plan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"taledeploy/internal/host"
+	"taledeploy/internal/stack"
+	"taledeploy/remote"
+)
+
+// A push, read top to bottom:
+//
+//	upload     send the release's files the host does not have
+//	preflight  refuse early: changed stateful services, a Caddyfile Caddy
+//	           rejects, unsafe migrations, too little memory or disk
+//	build      build the new color's images
+//	stateful   start the network and the stateful services that are missing
+//	migrate    apply pending expand migrations with the new images
+//	start      start the new color beside the live one    (undo: remove-new)
+//	verify     wait for health checks and every route's health path
+//	switch     the gate admits the new color, then retires the old one
+//	                                                      (undo: switch-back)
+//	window     watch the new color through Caddy; a failure undoes the switch
+//	drain      wait for the old color's requests in flight
+//	stop       stop the old color, kept for rollback
+//	record     write the record: what serves, and what to roll back to
+//
+// A rollback is the same from verify on, after starting the stopped color.
+// Until the switch, any failure undoes what was done, last first, so the host
+// is as it was; once traffic has moved, the new color is what serves.
+
+// A step is one named part of a push or a rollback.
+type step struct {
+	name string
+	// changes: the step changes what runs or what is recorded, so it first
+	// makes sure this command still holds the lock.
+	changes bool
+	// when, if set, says whether the step applies to this stack and live color.
+	when func(s *stack.Stack, live string) bool
+	do   func(r *run, ctx context.Context) (string, error)
+	// undo, if set, puts back what do changed (failed tells whether do itself
+	// failed part way), reported as the step undoName.
+	undo     func(r *run, ctx context.Context, failed bool) (string, error)
+	undoName string
+	// switches: once done, traffic has moved; the rest runs even if the command
+	// is interrupted, as cutting it short would leave the record wrong.
+	switches bool
+	// mayFail: a failure is reported and the next step runs.
+	mayFail bool
+	// describe says what the step would do, for `taledeploy plan`; "" leaves
+	// the step out of the preview.
+	describe func(v *view) string
+}
+
+func replacesLive(_ *stack.Stack, live string) bool { return live != "" }
+
+// pushSteps is every step of a push. The first two get a push ready without
+// touching what serves; a fleet push runs them on every host first.
+func pushSteps() []step {
+	return []step{
+		{name: "upload", do: (*run).upload, describe: describeUpload},
+		{name: "preflight", do: (*run).preflight, describe: describePreflight},
+		{name: "build", do: (*run).build, describe: describeBuild},
+		{name: "stateful", changes: true, do: (*run).stateful, describe: describeStateful},
+		{name: "migrate", changes: true, when: hasMigrations, do: (*run).migrateExpand, describe: describeMigrate},
+		{name: "start", changes: true, do: (*run).start, undo: (*run).removeNew, undoName: "remove-new", describe: describeStart},
+		{name: "verify", do: (*run).verifyNew, describe: describeVerify},
+		switchStep(),
+		{name: "window", when: watched, do: (*run).window, describe: describeWindow},
+		{name: "drain", mayFail: true, when: replacesLive, do: (*run).drainOld, describe: describeDrain},
+		{name: "stop", changes: true, mayFail: true, when: replacesLive, do: (*run).stopOld, describe: describeStop},
+		{name: "record", changes: true, do: (*run).record, describe: describeRecord},
+	}
+}
+
+// prepareSteps counts the steps Prepare runs.
+const prepareSteps = 2
+
+func switchStep() step {
+	return step{name: "switch", changes: true, switches: true, do: (*run).switchNew, undo: (*run).switchBack, undoName: "switch-back", describe: describeSwitch}
+}
+
+// rollbackSteps brings back the previous color, whose containers were kept stopped.
+func rollbackSteps() []step {
+	steps := []step{{name: "start", changes: true, do: (*run).startPrevious, undo: (*run).stopPrevious, undoName: "stop-previous"}}
+	for _, st := range pushSteps() {
+		if i := slices.Index([]string{"verify", "switch", "window", "drain", "stop", "record"}, st.name); i >= 0 {
+			steps = append(steps, st)
+		}
+	}
+	return steps
+}
+
+func hasMigrations(s *stack.Stack, _ string) bool { return len(s.Migrations) > 0 }
+
+func watched(s *stack.Stack, live string) bool { return live != "" && s.VerifyWindow.Duration > 0 }
+
+// A run is one command on one host: what Check found, what the command
+// deploys, and what its steps learn on the way.
+type run struct {
+	*Deployer
+	state  *host.State // the record; replaced by the record step
+	live   string      // color serving traffic, "" on an empty host
+	before string      // color that served when the command began
+	cs     []host.Container
+
+	action         string // push, rollback, contract
+	color, release string // what the command deploys
+	began          time.Time
+	next           int  // the step to run next
+	switched       bool // traffic has moved to color
+
+	changed, missing []string // stateful services to recreate or start
+	validated        bool     // the running Caddy accepted this stack's Caddyfile
+	composeSum       string   // see Stack.ComposeSum
+	applied          []string // migrations this command applied, for the history
+	previous         []host.Container
+}
+
+func (d *Deployer) newRun(cur *Current, action string) *run {
+	r := &run{Deployer: d, action: action, began: time.Now()}
+	if cur != nil {
+		r.state, r.live, r.before, r.cs = cur.State, cur.Live, cur.Live, cur.Containers
+	}
+	return r
+}
+
+// Prepare gets a push ready without touching what serves: it uploads the
+// release's files and runs the preflight checks. A fleet push prepares every
+// host before it deploys the first.
+func (d *Deployer) Prepare(ctx context.Context, cur *Current) (*Push, error) {
+	if cur == nil {
+		return nil, errors.New("prepare before check") // a programming error
+	}
+	r := d.newRun(cur, "push")
+	r.color, r.release = stack.Blue, d.Opts.Release
+	if r.live != "" {
+		r.color = stack.Other(r.live)
+	}
+	if r.release == "" {
+		r.release = NewRelease(r.began, d.Opts.GitRevision)
+	}
+	if d.lock != nil {
+		d.lock.SetTarget(r.color, r.release)
+	}
+	if err := r.carryOut(ctx, pushSteps()[:prepareSteps]); err != nil {
+		r.history(context.WithoutCancel(ctx), err)
+		return nil, err
+	}
+	return &Push{r: r}, nil
+}
+
+// Push is a push prepared on one host.
+type Push struct{ r *run }
+
+// Color and Release say what the push deploys.
+func (p *Push) Color() string   { return p.r.color }
+func (p *Push) Release() string { return p.r.release }
+
+// After is the host as the push left it: what a rollback starts from.
+func (p *Push) After() *Current {
+	return &Current{State: p.r.state, Live: p.r.live, Containers: p.r.cs}
+}
+
+// Deploy carries out the rest of the push: build, start, verify, switch,
+// drain, stop, record.
+func (p *Push) Deploy(ctx context.Context) error {
+	err := p.r.carryOut(ctx, pushSteps()[prepareSteps:])
+	p.r.history(context.WithoutCancel(ctx), err)
+	return err
+}
+
+// Push deploys the stack's working tree as a new release on the idle color.
+func (d *Deployer) Push(ctx context.Context, cur *Current) error {
+	p, err := d.Prepare(ctx, cur)
+	if err != nil {
+		return err
+	}
+	return p.Deploy(ctx)
+}
+
+// Rollback brings back the previous color, whose containers were kept stopped.
+func (d *Deployer) Rollback(ctx context.Context, cur *Current) error {
+	if cur == nil {
+		return errors.New("rollback before check") // a programming error
+	}
+	r := d.newRun(cur, "rollback")
+	if err := r.canRollBack(ctx); err != nil {
+		return err
+	}
+	err := r.carryOut(ctx, rollbackSteps())
+	r.history(context.WithoutCancel(ctx), err)
+	return err
+}
+
+// carryOut runs the steps in order. When one fails before traffic has moved
+// for good, the steps done so far (the failed one included) are undone, last
+// first, so the host is as it was. A command that lost its lock undoes
+// nothing: another command owns the host now.
+func (r *run) carryOut(ctx context.Context, steps []step) error {
+	var done []step
+	for _, st := range steps {
+		if st.when != nil && !st.when(r.Stack, r.before) {
+			continue
+		}
+		if r.switched {
+			// Traffic has moved: from here on an interrupt (Ctrl-C) no longer
+			// stops the command. Cutting the drain short, or stopping the old
+			// color without recording the new one, would leave the record naming
+			// a color the gate no longer admits. Every remaining step is bounded
+			// by its own timeout.
+			ctx = context.WithoutCancel(ctx)
+		}
+		err := r.step(st.name, st.changes, func() (string, error) { return st.do(r, ctx) })
+		switch {
+		case err == nil:
+			done = append(done, st)
+			r.switched = r.switched || st.switches
+			continue
+		case st.mayFail:
+			continue
+		case errors.Is(err, host.ErrLockLost):
+			return err
+		case r.switched && errors.Is(err, remote.ErrDisconnected) && lost(r.Host):
+			// Traffic had moved: the host changed, whatever the connection did.
+			return fmt.Errorf("%w: %w", ErrAfterSwitch, err)
+		case st.name == "record":
+			return &RecordError{Color: r.color, Release: r.release, Err: err}
+		}
+		return r.undo(ctx, append(done, st), err)
+	}
+	return nil
+}
+
+// undo puts back what the steps done changed, last first, after err.
+func (r *run) undo(ctx context.Context, done []step, err error) error {
+	ctx = context.WithoutCancel(ctx)
+	wasSwitched := r.switched
+	for i := len(done) - 1; i >= 0; i-- {
+		st := done[i]
+		if st.undo == nil {
+			continue
+		}
+		failed := i == len(done)-1
+		uerr := r.step(st.undoName, false, func() (string, error) { return st.undo(r, ctx, failed) })
+		if uerr != nil && st.switches && wasSwitched {
+			// Traffic may still be on the failing color: nothing more is undone.
+			return fmt.Errorf("%w: %w", ErrAfterSwitch, errors.Join(err, uerr))
+		}
+		if st.switches {
+			r.switched = false
+		}
+	}
+	if wasSwitched && r.state != nil {
+		return fmt.Errorf("%w; traffic is back on %s (release %s)", err, r.before, r.state.Release)
+	}
+	return err
+}
+
+// RecordError is a command whose color serves but whose record was not written.
+type RecordError struct {
+	Color, Release string
+	Err            error
+}
+
+func (e *RecordError) Error() string {
+	return fmt.Sprintf("%v (%s serves release %s, but the record was not written): %v", ErrAfterSwitch, e.Color, e.Release, e.Err)
+}
+
+func (e *RecordError) Unwrap() []error { return []error{ErrAfterSwitch, e.Err} }

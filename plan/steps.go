@@ -1,0 +1,192 @@
+package plan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"taledeploy/internal/host"
+	"taledeploy/internal/stack"
+	"taledeploy/remote"
+)
+
+// The bodies of the steps in push.go, in the order a push runs them.
+
+func (r *run) upload(ctx context.Context) (string, error) { return r.Deployer.upload(ctx) }
+
+func (r *run) build(ctx context.Context) (string, error) {
+	s := r.Stack
+	_, err := host.RunCompose(ctx, r.Host, s, r.color, host.ComposeEnv(s, r.color, r.release), append([]string{"build"}, s.Stateless...)...)
+	return s.ColorProject(r.color), err
+}
+
+func (r *run) start(ctx context.Context) (string, error) {
+	s := r.Stack
+	if r.state != nil && r.state.Previous != nil && r.state.Previous.Color == r.color {
+		// The color kept for rollback is about to be replaced: the record must
+		// not offer it any more, even if this push never finishes.
+		r.state.Previous = nil
+		if err := host.WriteState(ctx, r.Host, s, r.state); err != nil {
+			return "", err
+		}
+	}
+	_, err := host.RunCompose(ctx, r.Host, s, r.color, host.ComposeEnv(s, r.color, r.release), append([]string{"up", "-d", "--no-deps", "--remove-orphans"}, s.Stateless...)...)
+	return s.ColorProject(r.color), err
+}
+
+// removeNew undoes start: traffic never moved, so the new color goes and the
+// host is as it was.
+func (r *run) removeNew(ctx context.Context, _ bool) (string, error) {
+	s := r.Stack
+	_, err := host.RunCompose(ctx, r.Host, s, r.color, host.ComposeEnv(s, r.color, r.release), "down", "--remove-orphans")
+	return s.ColorProject(r.color) + " serves nothing and was removed", err
+}
+
+func (r *run) verifyNew(ctx context.Context) (string, error) { return r.verify(ctx, r.color) }
+
+func (r *run) switchNew(ctx context.Context) (string, error) {
+	return "traffic to " + r.color, r.switchTo(ctx, r.color, false)
+}
+
+// switchBack undoes the switch. A switch that failed part way only retires the
+// new color (it may have been admitted); after a switch the old color takes
+// the traffic back at once and the new one finishes what it has.
+func (r *run) switchBack(ctx context.Context, failed bool) (string, error) {
+	if r.before == "" {
+		return "nothing served before", nil
+	}
+	if failed {
+		return "traffic stays on " + r.before, r.proxy().Retire(ctx, r.color)
+	}
+	if err := r.switchTo(ctx, r.before, true); err != nil {
+		return "", err
+	}
+	msg, err := r.proxy().Drain(ctx, r.color)
+	return "traffic back to " + r.before + "; " + msg, err
+}
+
+func (r *run) window(ctx context.Context) (string, error) {
+	msg, err := r.watch(ctx, r.color)
+	if err != nil && !errors.Is(err, remote.ErrDisconnected) {
+		// Read while the failing color still runs.
+		err = r.withLogs(context.WithoutCancel(ctx), r.color, err)
+	}
+	return msg, err
+}
+
+func (r *run) drainOld(ctx context.Context) (string, error) {
+	return r.proxy().Drain(ctx, stack.Other(r.color))
+}
+
+func (r *run) stopOld(ctx context.Context) (string, error) {
+	s := r.Stack
+	old := stack.Other(r.color)
+	// Ask again: this command may have started the old color's containers (a
+	// rollback right after a push).
+	cs, err := host.Inspect(ctx, r.Host, s.Project, s.ColorProject(old))
+	if err != nil {
+		return "", err
+	}
+	var olds []host.Container
+	for _, c := range cs {
+		if c.Running() {
+			olds = append(olds, c)
+		}
+	}
+	if len(olds) == 0 {
+		return "nothing running", nil
+	}
+	// docker stop honours each container's stop_grace_period; they are kept for rollback.
+	_, err = r.Host.Run(ctx, remote.Cmd{Argv: append([]string{"docker", "stop"}, host.IDs(olds)...)})
+	return fmt.Sprintf("%s stopped and kept for rollback", s.ColorProject(old)), err
+}
+
+func (r *run) record(ctx context.Context) (string, error) {
+	s := r.Stack
+	cs, err := host.InspectStack(ctx, r.Host, s)
+	if err != nil {
+		return "", err
+	}
+	r.cs = cs
+	st := &host.State{Project: s.Project, Active: r.color, Release: r.release, Images: map[string]string{},
+		DeployedBy: r.Opts.Who, DeployedAt: time.Now().UTC(), GitRevision: r.Opts.GitRevision}
+	if r.action == "rollback" {
+		st.GitRevision = ""
+	}
+	for _, c := range cs {
+		if c.Project == s.ColorProject(r.color) {
+			st.Images[c.Service] = c.Image
+		}
+	}
+	switch {
+	case r.composeSum != "":
+		st.ComposeSum, st.Stateful = r.composeSum, map[string]string{}
+		for _, c := range cs {
+			if c.Project == s.Project && slices.Contains(s.Stateful, c.Service) {
+				st.Stateful[c.Service] = c.ConfigHash
+			}
+		}
+	case r.state != nil:
+		st.ComposeSum, st.Stateful = r.state.ComposeSum, r.state.Stateful
+	}
+	if r.before != "" && r.state != nil {
+		st.Previous = &host.Slot{Color: r.before, Release: r.state.Release}
+	}
+	if err := host.WriteState(ctx, r.Host, s, st); err != nil {
+		return "", err
+	}
+	r.state, r.live = st, r.color
+	return fmt.Sprintf("%s live with release %s in %.1fs", r.color, r.release, time.Since(r.began).Seconds()), nil
+}
+
+// canRollBack finds the previous color and its stopped containers.
+func (r *run) canRollBack(ctx context.Context) error {
+	s := r.Stack
+	if r.state == nil || r.state.Previous == nil {
+		if log, err := host.ReadMigrations(ctx, r.Host, s); err == nil && log.Contract != nil && r.state != nil && log.Contract.Release == r.state.Release {
+			return &ContractedError{Host: r.Host.Name(), Contract: *log.Contract}
+		}
+		return fmt.Errorf("%w on %s: no previous color is recorded (the first push, or a failed push replaced it)", ErrNoRollback, r.Host.Name())
+	}
+	prev := *r.state.Previous
+	r.color, r.release = prev.Color, prev.Release
+	for _, c := range r.cs {
+		if c.Project == s.ColorProject(prev.Color) {
+			r.previous = append(r.previous, c)
+		}
+	}
+	if got := host.Services(r.previous); !slices.Equal(got, slices.Sorted(slices.Values(s.Stateless))) {
+		return fmt.Errorf("%w on %s: the containers of %s are gone (have %v); push instead", ErrNoRollback, r.Host.Name(), s.ColorProject(prev.Color), got)
+	}
+	return nil
+}
+
+// ContractedError is a rollback refused because contract migrations ran with
+// the live release: the older release's code would not work with the database.
+type ContractedError struct {
+	Host     string
+	Contract host.ContractRun
+}
+
+func (e *ContractedError) Error() string {
+	c := e.Contract
+	return fmt.Sprintf("%v on %s: contract migrations (%s) ran with release %s at %s and the older release was removed: its code would not work with the database any more. Push a fix forward instead",
+		ErrNoRollback, e.Host, strings.Join(c.Files, ", "), c.Release, c.At.Format(time.RFC3339))
+}
+
+func (e *ContractedError) Unwrap() error { return ErrNoRollback }
+
+func (r *run) startPrevious(ctx context.Context) (string, error) {
+	_, err := r.Host.Run(ctx, remote.Cmd{Argv: append([]string{"docker", "start"}, host.IDs(r.previous)...)})
+	return fmt.Sprintf("%s (release %s)", r.Stack.ColorProject(r.color), r.release), err
+}
+
+// stopPrevious undoes startPrevious: the previous color was stopped before the
+// rollback began.
+func (r *run) stopPrevious(ctx context.Context, _ bool) (string, error) {
+	_, err := r.Host.Run(ctx, remote.Cmd{Argv: append([]string{"docker", "stop"}, host.IDs(r.previous)...)})
+	return r.Stack.ColorProject(r.color) + " stopped again", err
+}
