@@ -79,7 +79,7 @@ func checkMigrations(files []stack.MigrationFile) error {
 		}
 		lines = append(lines, fmt.Sprintf("%s:%d: %s: %s; fix: %s", f.File, f.Line, f.Rule, f.Message, fix))
 	}
-	return fmt.Errorf("%w: %s. Nothing was applied and traffic is untouched; `taledeploy migrations check` lists the same", ErrUnsafeMigration, strings.Join(lines, "; "))
+	return &UnsafeMigrationError{Findings: lines}
 }
 
 // checkPendingMigrations is the preflight's part: the expand migrations a push
@@ -235,3 +235,13 @@ func describe(cs []host.Container) string {
 	}
 	return strings.Join(out, ", ")
 }
+
+// UnsafeMigrationError is a pending expand migration the checker flags; no
+// migration was applied.
+type UnsafeMigrationError struct{ Findings []string }
+
+func (e *UnsafeMigrationError) Error() string {
+	return fmt.Sprintf("%v: %s. Nothing was applied and traffic is untouched", ErrUnsafeMigration, strings.Join(e.Findings, "; "))
+}
+
+func (e *UnsafeMigrationError) Unwrap() error { return ErrUnsafeMigration }

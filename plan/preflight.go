@@ -75,17 +75,7 @@ func (r *run) checkStateful(ctx context.Context, release string) (string, error)
 		return "", err
 	}
 	if len(r.changed) > 0 && !r.Opts.RecreateStateful {
-		var costs []string
-		for _, svc := range r.changed {
-			if svc == s.Proxy {
-				costs = append(costs, fmt.Sprintf("recreating %s drops every connection and refuses new ones for a second or two", svc))
-			} else {
-				costs = append(costs, fmt.Sprintf("recreating %s stops it for a few seconds, and requests that need it fail meanwhile", svc))
-			}
-		}
-		return "", fmt.Errorf("%w: %s changed since it was started, and a push never recreates a stateful service on its own. "+
-			"Pass --recreate-stateful to allow it: %s. Or undo the change in %s",
-			ErrStateful, strings.Join(r.changed, ", "), strings.Join(costs, "; "), s.ComposeFile)
+		return "", &StatefulError{Changed: r.changed, Proxy: s.Proxy, ComposeFile: s.ComposeFile}
 	}
 	if len(r.changed) > 0 {
 		return "will recreate " + strings.Join(r.changed, ", "), nil
@@ -165,4 +155,31 @@ func (r *run) validateCaddyfile(ctx context.Context) (string, error) {
 	}
 	r.validated = true
 	return "Caddyfile valid", nil
+}
+
+// StatefulError is a stateful service whose definition changed since its
+// container was made: a push never recreates one on its own.
+type StatefulError struct {
+	Changed     []string
+	Proxy       string // the proxy service: recreating it drops connections
+	ComposeFile string
+}
+
+func (e *StatefulError) Error() string {
+	return fmt.Sprintf("%v: %s changed since it was started, and a push never recreates a stateful service on its own", ErrStateful, strings.Join(e.Changed, ", "))
+}
+
+func (e *StatefulError) Unwrap() error { return ErrStateful }
+
+// Costs says what recreating each changed service would interrupt.
+func (e *StatefulError) Costs() []string {
+	var costs []string
+	for _, svc := range e.Changed {
+		if svc == e.Proxy {
+			costs = append(costs, fmt.Sprintf("recreating %s drops every connection and refuses new ones for a second or two", svc))
+		} else {
+			costs = append(costs, fmt.Sprintf("recreating %s stops it for a few seconds, and requests that need it fail meanwhile", svc))
+		}
+	}
+	return costs
 }

@@ -271,4 +271,7 @@ func (e *RecordError) Error() string {
 	return fmt.Sprintf("%v (%s serves release %s, but the record was not written): %v", ErrAfterSwitch, e.Color, e.Release, e.Err)
 }
 
-func (e *RecordError) Unwrap() []error { return []error{ErrAfterSwitch, e.Err} }
+func (e *RecordError) Unwrap() error { return e.Err }
+
+// Is makes a RecordError an ErrAfterSwitch: the host changed.
+func (e *RecordError) Is(target error) bool { return target == ErrAfterSwitch }

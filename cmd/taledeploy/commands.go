@@ -113,21 +113,6 @@ func fleetMessage(env *stack.Environment, err error) error {
 	return fmt.Errorf("%w; the %d host(s) before it were rolled back, so every host runs what it ran before", err, len(fe.Done))
 }
 
-// advice adds to an error from the deploy packages the command that helps.
-func advice(env *stack.Environment, err error) error {
-	var (
-		ie *plan.InconsistentError
-		re *plan.RecordError
-	)
-	switch {
-	case errors.As(err, &ie):
-		return fmt.Errorf("%w. Run `taledeploy status %s` to see what runs; `taledeploy push %s --repair` rebuilds the record from what runs, then pushes", err, env.Name, env.Name)
-	case errors.As(err, &re):
-		return fmt.Errorf("%w; `taledeploy status %s` shows it and `taledeploy push %s --repair` rebuilds the record", err, env.Name, env.Name)
-	}
-	return err
-}
-
 // onFleet connects to every host of env in parallel, then locks and checks each
 // (and prepares each, for a push) before body changes any; at the end it
 // releases the locks and prints the summary.

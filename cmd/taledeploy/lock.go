@@ -64,7 +64,7 @@ func (c *LockReleaseCmd) Run(cli *CLI, ctx context.Context) error {
 	for _, h := range conns {
 		msg, err := host.ReleaseLock(ctx, h, env.StackFor(h.Name()), c.Force)
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, advice(env, err))
 			continue
 		}
 		fmt.Printf("%s: %s\n", h.Name(), msg)

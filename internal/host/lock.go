@@ -26,6 +26,42 @@ var (
 	ErrLockLost = errors.New("this command no longer holds the host's lock")
 )
 
+// LockedError is a lock another command holds, or one whose record cannot be read.
+type LockedError struct {
+	Host       string
+	Holder     *Lock // nil when Unreadable
+	Unreadable error
+	Releasing  bool // asked by a release without force
+}
+
+func (e *LockedError) Error() string {
+	switch {
+	case e.Unreadable != nil:
+		return fmt.Sprintf("%v: %v", ErrLocked, e.Unreadable)
+	case e.Releasing:
+		return fmt.Sprintf("%v: %s holds it and may still be running: %s", ErrLocked, e.Host, e.Holder.Describe(time.Now()))
+	}
+	return fmt.Sprintf("%v: %s holds it: %s", ErrLocked, e.Host, e.Holder.Describe(time.Now()))
+}
+
+// Unwrap is ErrLocked, except for an unreadable record met by a release,
+// which is no other command's.
+func (e *LockedError) Unwrap() error {
+	if e.Unreadable != nil && e.Releasing {
+		return e.Unreadable
+	}
+	return ErrLocked
+}
+
+// LockLostError is a command whose lock another command took over or removed.
+type LockLostError struct{ Host, Why string }
+
+func (e *LockLostError) Error() string {
+	return fmt.Sprintf("%v on %s: %s. Nothing more is done here", ErrLockLost, e.Host, e.Why)
+}
+
+func (e *LockLostError) Unwrap() error { return ErrLockLost }
+
 const (
 	heartbeatEvery = 3 * time.Second
 	lockStaleAfter = 20 * time.Second
@@ -192,15 +228,14 @@ func AcquireLock(ctx context.Context, h Conn, s *stack.Stack, rec Lock) (held *H
 		}
 		cur, err := ReadLock(ctx, h, s)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: %v; if no deploy is running, clear it with `taledeploy lock release ENV --force`", ErrLocked, err)
+			return nil, nil, &LockedError{Host: h.Name(), Unreadable: err}
 		}
 		if cur == nil {
 			continue // released meanwhile
 		}
 		why := cur.Stale(time.Now())
 		if why == "" {
-			return nil, nil, fmt.Errorf("%w: %s holds it: %s. Wait for it to finish; if it is not running any more, `taledeploy lock release ENV` clears it (add --force if it still looks alive)",
-				ErrLocked, h.Name(), cur.Describe(time.Now()))
+			return nil, nil, &LockedError{Host: h.Name(), Holder: cur}
 		}
 		if err := breakLock(ctx, h, s.LockPath(), cur.Token); err != nil {
 			return nil, nil, err
@@ -256,7 +291,7 @@ func ReleaseLock(ctx context.Context, h Conn, s *stack.Stack, force bool) (strin
 	l, err := ReadLock(ctx, h, s)
 	if err != nil {
 		if !force {
-			return "", fmt.Errorf("%v; pass --force to remove it", err)
+			return "", &LockedError{Host: h.Name(), Unreadable: err, Releasing: true}
 		}
 		return "removed a corrupt lock", h.Remove(ctx, s.LockPath())
 	}
@@ -265,8 +300,7 @@ func ReleaseLock(ctx context.Context, h Conn, s *stack.Stack, force bool) (strin
 	}
 	why := l.Stale(time.Now())
 	if why == "" && !force {
-		return "", fmt.Errorf("%w: %s holds it and may still be running: %s. Pass --force only if you are sure it is not",
-			ErrLocked, h.Name(), l.Describe(time.Now()))
+		return "", &LockedError{Host: h.Name(), Holder: l, Releasing: true}
 	}
 	if err := breakLock(ctx, h, s.LockPath(), l.Token); err != nil {
 		return "", err
@@ -341,7 +375,7 @@ func (l *HeldLock) Beat(ctx context.Context) error {
 		case rerr != nil:
 			return rerr
 		case cur == nil:
-			l.setLost("the lock was removed (taledeploy lock release --force?)")
+			l.setLost("the lock was removed (released by force?)")
 		case cur.Token != token:
 			l.setLost("another command took it over: " + cur.Describe(time.Now()))
 		}
@@ -380,7 +414,7 @@ func (l *HeldLock) Owned() error {
 	defer l.mu.Unlock()
 	switch {
 	case l.lost != "":
-		return fmt.Errorf("%w on %s: %s. Nothing more is done here; `taledeploy status ENV` shows where the host stands", ErrLockLost, l.h.Name(), l.lost)
+		return &LockLostError{Host: l.h.Name(), Why: l.lost}
 	case time.Since(l.lastOK) > lockLostAfter:
 		return fmt.Errorf("%w on %s: no heartbeat has reached the host for %s, so another command may judge this one dead and take over. Nothing more is done here; run the same command again, it picks up from what runs",
 			ErrLockLost, l.h.Name(), time.Since(l.lastOK).Round(time.Second))

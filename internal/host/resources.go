@@ -45,7 +45,7 @@ func CheckResources(ctx context.Context, h Conn, s *stack.Stack, cs []Container,
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return "", fmt.Errorf("read the host's free memory and disk: %w; pass --skip-preflight to push without this check", err)
+		return "", &ResourceError{Host: h.Name(), Unread: err}
 	}
 	var short []string
 	if need := memUse + s.ReserveMemory.Bytes; memAvail < need {
@@ -57,8 +57,7 @@ func CheckResources(ctx context.Context, h Conn, s *stack.Stack, cs []Container,
 			units.BytesSize(float64(diskAvail)), s.RemoteDir, units.BytesSize(float64(diskUse)), s.ReserveDisk))
 	}
 	if len(short) > 0 {
-		return "", fmt.Errorf("%w on %s: %s. A push runs both colors at once for a while; free some room, lower the reserve in the inventory, or pass --skip-preflight",
-			ErrPreflight, h.Name(), strings.Join(short, "; "))
+		return "", &ResourceError{Host: h.Name(), Short: short}
 	}
 	return fmt.Sprintf("memory %s free (live color uses %s), disk %s free", units.BytesSize(float64(memAvail)), units.BytesSize(float64(memUse)), units.BytesSize(float64(diskAvail))), nil
 }
@@ -177,4 +176,26 @@ func imagesSize(ctx context.Context, h Conn, cs []Container) (int64, error) {
 		sum += img.Size
 	}
 	return sum, nil
+}
+
+// ResourceError is a host without room for a second color, or whose free
+// memory and disk could not be read.
+type ResourceError struct {
+	Host   string
+	Short  []string // what is short, with the figures
+	Unread error
+}
+
+func (e *ResourceError) Error() string {
+	if e.Unread != nil {
+		return fmt.Sprintf("read the host's free memory and disk: %v", e.Unread)
+	}
+	return fmt.Sprintf("%v on %s: %s. A push runs both colors at once for a while; free some room or lower the reserve in the inventory", ErrPreflight, e.Host, strings.Join(e.Short, "; "))
+}
+
+func (e *ResourceError) Unwrap() error {
+	if e.Unread != nil {
+		return e.Unread
+	}
+	return ErrPreflight
 }
