@@ -215,3 +215,18 @@ func kindName(n *yaml.Node) string {
 	}
 	return fmt.Sprintf("the value %.40q", n.Value)
 }
+
+// pos is where a mapping was in the inventory, for errors about its values.
+type pos struct {
+	line  int
+	lines map[string]int // line of each key
+}
+
+// decodeAt decodes n into v, refusing unknown keys, and notes where n was.
+func decodeAt[T any](n *yaml.Node, v *T, p *pos) error {
+	if err := decodeStrict(n, v); err != nil {
+		return err
+	}
+	p.line, p.lines = n.Line, keyLines(n)
+	return nil
+}
