@@ -6,12 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"taledeploy/internal/stack"
 	"taledeploy/remote"
+
+	"golang.org/x/mod/semver"
 )
 
 // Finding is one thing `taledeploy doctor` checked on a host.
@@ -136,21 +137,9 @@ func Doctor(ctx context.Context, h Conn, s *stack.Stack) []Finding {
 	return out
 }
 
-// atLeast compares dotted version numbers: "28.2.2" is at least "20.10".
+// atLeast compares versions as semver: "28.2.2" and "20.10.24+dfsg1" are at
+// least "20.10"; a version that is not one is not.
 func atLeast(have, want string) bool {
-	h, w := strings.Split(have, "."), strings.Split(want, ".")
-	for i := range w {
-		if i >= len(h) {
-			return false
-		}
-		hn, err1 := strconv.Atoi(strings.TrimLeft(h[i], "v"))
-		wn, err2 := strconv.Atoi(w[i])
-		if err1 != nil || err2 != nil {
-			return false
-		}
-		if hn != wn {
-			return hn > wn
-		}
-	}
-	return true
+	v := "v" + strings.TrimPrefix(strings.TrimSpace(have), "v")
+	return semver.IsValid(v) && semver.Compare(v, "v"+want) >= 0
 }
