@@ -282,7 +282,7 @@ func TestRefusedPushes(t *testing.T) {
 		} {
 			restore := s.editInventory("      verify_window: 2s\n", "      verify_window: 2s\n      "+c.setting+"\n")
 			r := s.taledeploy("push", "e2e", "--release", "short")
-			if !r.failed() || !strings.Contains(r.out, c.want) || !strings.Contains(r.out, "100.0 TiB") || !strings.Contains(r.out, "--skip-preflight") {
+			if !r.failed() || !strings.Contains(r.out, c.want) || !strings.Contains(r.out, "100TiB") || !strings.Contains(r.out, "--skip-preflight") {
 				t.Errorf("push with %s: %v:\n%s", c.setting, r.err, r.out)
 			}
 			if contains(r.steps(), "build") {

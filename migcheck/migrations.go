@@ -14,9 +14,6 @@ import (
 	"strings"
 )
 
-// ErrNoParser: this build has no SQL parser (it was built without cgo).
-var ErrNoParser = errors.New("this build has no SQL parser (it was built without cgo); build taledeploy with CGO_ENABLED=1 and a C compiler (gcc) to check migrations")
-
 // ErrBadInput marks a migration that cannot be checked: unreadable, or not
 // valid SQL. Errors that match it are *InputError.
 var ErrBadInput = errors.New("bad migration input")
@@ -82,9 +79,6 @@ func Check(files []string) ([]Finding, error) {
 			continue
 		}
 		fs, err := CheckSQL(f, src)
-		if errors.Is(err, ErrNoParser) {
-			return nil, err
-		}
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -1,32 +1,27 @@
-//go:build cgo
-
 package migcheck
 
 import (
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
 
 	"github.com/agnivade/levenshtein"
 	pg "github.com/pganalyze/pg_query_go/v6"
-	"github.com/pganalyze/pg_query_go/v6/parser"
 )
 
 // CheckSQL checks one migration; name is used in findings and to tell a
 // contract migration.
 func CheckSQL(name string, src []byte) ([]Finding, error) {
 	text := string(src)
-	tree, err := pg.Parse(text)
+	tree, err := parseSQL(text)
 	if err != nil {
 		ie := &InputError{File: name, Line: 1, Msg: err.Error()}
-		var pe *parser.Error
-		if errors.As(err, &pe) && pe.Cursorpos > 0 {
-			ie.Line = newLines(text).line(byteOffset(text, pe.Cursorpos-1))
+		if pos := cursorpos(err); pos > 0 {
+			ie.Line = newLines(text).line(byteOffset(text, pos-1))
 		}
 		return nil, ie
 	}
-	scan, err := pg.Scan(text)
+	scan, err := scanSQL(text)
 	if err != nil {
 		return nil, &InputError{File: name, Line: 1, Msg: err.Error()}
 	}

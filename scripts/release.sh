@@ -5,8 +5,7 @@
 # and prints each archive's size.
 #   scripts/release.sh [VERSION] [OUTDIR]   VERSION defaults to git describe
 # The binaries are built without cgo, so they need no C toolchain for the
-# target; their `migrations check` then has no SQL parser (build with cgo on
-# the target for it).
+# target; their migration checker runs Postgres's parser as WebAssembly.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

@@ -60,9 +60,6 @@ func (c *MigrationsCheckCmd) run(cli *CLI, w io.Writer) error {
 		return migrationInputError{fmt.Errorf("%w; pass the folder of your *.sql migrations: taledeploy migrations check DIR", err)}
 	}
 	findings, checkErr := migcheck.Check(files)
-	if errors.Is(checkErr, migcheck.ErrNoParser) {
-		return checkErr
-	}
 	if findings == nil {
 		findings = []migcheck.Finding{}
 	}
