@@ -38,6 +38,10 @@ echo "== unit tests"
 # Under the race detector: fleet commands run one goroutine per host.
 go test -race -count=1 $(go list ./... | grep -v /e2e)
 
+# Release binaries are built without cgo: their migration checker is the
+# WebAssembly parser, tested here on every rule.
+CGO_ENABLED=0 go test -count=1 ./migcheck
+
 echo "== fuzz (bounded)"
 go test -run '^$' -fuzz '^FuzzRunArgv$' -fuzztime 20s ./remote
 go test -run '^$' -fuzz '^FuzzCommands$' -fuzztime 20s ./plan
