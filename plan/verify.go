@@ -30,13 +30,7 @@ func (d *Deployer) verify(ctx context.Context, color string) (string, error) {
 	s := d.Stack
 	ctx, cancel := context.WithTimeout(ctx, s.HealthTimeout.Duration)
 	defer cancel()
-	client := &http.Client{
-		Timeout: 3 * time.Second,
-		Transport: &http.Transport{
-			DialContext:       func(ctx context.Context, _, addr string) (net.Conn, error) { return d.Host.Dial(ctx, "tcp", addr) },
-			DisableKeepAlives: true,
-		},
-	}
+	client := host.HTTPClient(d.Host, 3*time.Second, "", 0)
 	project := s.ColorProject(color)
 	var why string
 	restarting := map[string]int{} // container ID -> polls that found it restarting
@@ -66,10 +60,8 @@ func (d *Deployer) verify(ctx context.Context, color string) (string, error) {
 		} else {
 			why = err.Error()
 		}
-		select {
-		case <-ctx.Done():
+		if err := host.Sleep(ctx, 500*time.Millisecond); err != nil {
 			return "", d.withLogs(context.WithoutCancel(ctx), color, fmt.Errorf("%w within %s: %s", ErrUnhealthy, s.HealthTimeout.Duration, why))
-		case <-time.After(500 * time.Millisecond):
 		}
 	}
 }

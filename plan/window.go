@@ -77,10 +77,8 @@ func (r *run) watch(ctx context.Context, color string) (string, error) {
 		} else {
 			failures = 0
 		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(windowProbeEvery):
+		if err := host.Sleep(ctx, windowProbeEvery); err != nil {
+			return "", err
 		}
 	}
 	return fmt.Sprintf("%d probes through caddy in %s, all answered", n*len(probes), s.VerifyWindow.Duration), nil
@@ -111,36 +109,31 @@ func (d *Deployer) probeTarget(ctx context.Context, proxyIP string, r *stack.Rou
 	} else {
 		site = strings.TrimPrefix(site, "http://")
 	}
-	host, port, err := net.SplitHostPort(site)
+	hostname, port, err := net.SplitHostPort(site)
 	if err != nil {
-		host, port = site, ""
+		hostname, port = site, ""
 	}
 	if port == "" {
 		port = "80"
-		if scheme == "https" || (host != "" && host != "localhost" && net.ParseIP(host) == nil) {
+		if scheme == "https" || (hostname != "" && hostname != "localhost" && net.ParseIP(hostname) == nil) {
 			// Caddy serves a named site over HTTPS unless told http://.
 			scheme, port = "https", "443"
 		}
 	}
-	if host == "" {
-		host = "localhost"
+	if hostname == "" {
+		hostname = "localhost"
 	}
 	u := url.URL{Scheme: scheme, Host: net.JoinHostPort(proxyIP, port), Path: r.HealthPath}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, err
 	}
-	req.Host = host
-	return &probeTarget{req: req, client: &http.Client{
-		Timeout: 2 * time.Second,
-		Transport: &http.Transport{
-			DialContext:       func(ctx context.Context, _, addr string) (net.Conn, error) { return d.Host.Dial(ctx, "tcp", addr) },
-			DisableKeepAlives: true,
-			// The certificate is checked against the site's name, not the address dialled.
-			TLSClientConfig: &tls.Config{ServerName: host},
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}}, nil
+	req.Host = hostname
+	client := host.HTTPClient(d.Host, 2*time.Second, "", 0)
+	// The certificate is checked against the site's name, not the address dialled.
+	client.Transport.(*http.Transport).TLSClientConfig = &tls.Config{ServerName: hostname}
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &probeTarget{req: req, client: client}, nil
 }
 
 // probe returns why the probe failed, or nil.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -158,28 +157,8 @@ func Sleep(ctx context.Context, d time.Duration) error {
 // admin calls Caddy's admin API on its unix socket, through the SSH connection.
 func (c *Caddy) admin(ctx context.Context, method, urlPath, contentType string, body []byte) ([]byte, error) {
 	sock := c.stack.AdminDir() + "/admin.sock"
-	client := &http.Client{
-		Timeout: 30 * time.Second,
-		Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				var err error
-				// The socket appears a moment after Caddy starts.
-				for range 50 {
-					var conn net.Conn
-					if conn, err = c.host.Dial(ctx, "unix", sock); err == nil {
-						return conn, nil
-					}
-					select {
-					case <-ctx.Done():
-						return nil, ctx.Err()
-					case <-time.After(100 * time.Millisecond):
-					}
-				}
-				return nil, err
-			},
-			DisableKeepAlives: true,
-		},
-	}
+	// The socket appears a moment after Caddy starts.
+	client := HTTPClient(c.host, 30*time.Second, sock, 5*time.Second)
 	req, err := http.NewRequestWithContext(ctx, method, "http://caddy-admin"+urlPath, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
@@ -236,10 +215,8 @@ func (c *Caddy) Drain(ctx context.Context, old string) (string, error) {
 		if time.Now().After(deadline) {
 			return fmt.Sprintf("drain timeout %s reached with %d requests in flight on %s; stopping it gracefully anyway", s.DrainTimeout.Duration, inflight, old), nil
 		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(20 * time.Millisecond):
+		if err := Sleep(ctx, 20*time.Millisecond); err != nil {
+			return "", err
 		}
 	}
 }

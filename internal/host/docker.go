@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -19,13 +18,7 @@ const dockerSocket = "/var/run/docker.sock"
 // SSH connection: one request instead of starting a docker CLI process on the
 // host, which matters when a push polls and several hosts share a small VPS.
 func DockerGet(ctx context.Context, h Conn, path string, out any) (int, error) {
-	client := &http.Client{
-		Timeout: 30 * time.Second,
-		Transport: &http.Transport{
-			DialContext:       func(ctx context.Context, _, _ string) (net.Conn, error) { return h.Dial(ctx, "unix", dockerSocket) },
-			DisableKeepAlives: true,
-		},
-	}
+	client := HTTPClient(h, 30*time.Second, dockerSocket, 0)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker"+path, nil)
 	if err != nil {
 		return 0, err

@@ -9,7 +9,7 @@ func TestAtLeast(t *testing.T) {
 	}{
 		{"28.2.2", "20.10", true},
 		{"20.10.24+dfsg1", "20.10", true}, // Debian's docker.io
-		{"v2.40.3", "2.20", true},          // compose may print a v
+		{"v2.40.3", "2.20", true},         // compose may print a v
 		{"2.19.1", "2.20", false},
 		{"19.03.15", "20.10", false},
 		{"29.0.0-rc.1", "20.10", true},
