@@ -131,11 +131,10 @@ func (r *run) compareStateful(out []byte) (changed, missing []string, err error)
 // it when it starts.
 func (r *run) validateCaddyfile(ctx context.Context) (string, error) {
 	s := r.Stack
-	i := slices.IndexFunc(r.cs, func(c host.Container) bool { return c.Project == s.Project && c.Service == s.Proxy && c.Running() })
-	if i < 0 {
+	proxy, ok := host.RunningProxy(s, r.cs)
+	if !ok {
 		return "", nil
 	}
-	proxy := r.cs[i]
 	caddyfile, err := s.RemotePath(s.Caddyfile)
 	if err != nil {
 		return "", err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"taledeploy/internal/host"
 	"taledeploy/remote"
@@ -24,9 +23,7 @@ func (r *run) stateful(ctx context.Context) (string, error) {
 	}
 	env := host.ComposeEnv(r.Stack, "", r.release)
 	changed, missing := r.changed, r.missing
-	proxyRunning := slices.ContainsFunc(r.cs, func(c host.Container) bool {
-		return c.Project == s.Project && c.Service == s.Proxy && c.Running()
-	})
+	_, proxyRunning := host.RunningProxy(s, r.cs)
 	if !proxyRunning {
 		// The proxy starts with the current Caddyfile; the gate keeps traffic on
 		// the admitted color, if any.

@@ -28,9 +28,9 @@ const (
 // the old color still runs. It returns an error as soon as the release fails.
 func (r *run) watch(ctx context.Context, color string) (string, error) {
 	s := r.Stack
-	proxy, err := r.runningProxy()
-	if err != nil {
-		return "", err
+	proxy, ok := host.RunningProxy(s, r.cs)
+	if !ok || proxy.IP == "" {
+		return "", fmt.Errorf("the proxy service %s is not running on network %s", s.Proxy, s.Project)
 	}
 	var probes []*probeTarget
 	for _, route := range s.Routes {
@@ -82,16 +82,6 @@ func (r *run) watch(ctx context.Context, color string) (string, error) {
 		}
 	}
 	return fmt.Sprintf("%d probes through caddy in %s, all answered", n*len(probes), s.VerifyWindow.Duration), nil
-}
-
-func (r *run) runningProxy() (host.Container, error) {
-	s := r.Stack
-	for _, c := range r.cs {
-		if c.Project == s.Project && c.Service == s.Proxy && c.Running() && c.IP != "" {
-			return c, nil
-		}
-	}
-	return host.Container{}, fmt.Errorf("the proxy service %s is not running on network %s", s.Proxy, s.Project)
 }
 
 // probeTarget is a GET of a route's health path sent to the proxy container the

@@ -137,3 +137,13 @@ func Services(cs []Container) []string {
 	sort.Strings(out)
 	return out
 }
+
+// RunningProxy finds the stack's proxy container among cs, if it runs.
+func RunningProxy(s *stack.Stack, cs []Container) (Container, bool) {
+	for _, c := range cs {
+		if c.Project == s.Project && c.Service == s.Proxy && c.Running() {
+			return c, true
+		}
+	}
+	return Container{}, false
+}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -91,7 +90,7 @@ func Doctor(ctx context.Context, h Conn, s *stack.Stack) []Finding {
 		add("proxy", false, err.Error(), fmt.Sprintf("check that %s runs and mounts %s", s.Proxy, s.AdminDir()))
 		return out
 	}
-	proxyRuns := slices.ContainsFunc(o.Containers, func(c Container) bool { return c.Project == s.Project && c.Service == s.Proxy && c.Running() })
+	_, proxyRuns := RunningProxy(s, o.Containers)
 	switch {
 	case !proxyRuns && o.Containers == nil:
 		add("proxy", true, "nothing deployed yet; the first push starts it", "")

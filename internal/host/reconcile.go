@@ -29,7 +29,7 @@ func Observe(ctx context.Context, h Conn, s *stack.Stack) (*Observed, error) {
 		return nil, err
 	}
 	o := &Observed{Containers: cs}
-	if slices.ContainsFunc(cs, func(c Container) bool { return c.Project == s.Project && c.Service == s.Proxy && c.Running() }) {
+	if _, ok := RunningProxy(s, cs); ok {
 		if o.Gated, err = NewCaddy(h, s).Gated(ctx); err != nil {
 			return nil, fmt.Errorf("ask caddy where traffic goes: %w", err)
 		}
