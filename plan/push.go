@@ -46,6 +46,8 @@ type step struct {
 	// failed part way), reported as the step undoName.
 	undo     func(r *run, ctx context.Context, failed bool) (string, error)
 	undoName string
+	// undoWhen, if set, says whether there is anything to undo.
+	undoWhen func(s *stack.Stack, live string) bool
 	// switches: once done, traffic has moved; the rest runs even if the command
 	// is interrupted, as cutting it short would leave the record wrong.
 	switches bool
@@ -81,7 +83,8 @@ func pushSteps() []step {
 const prepareSteps = 2
 
 func switchStep() step {
-	return step{name: "switch", changes: true, switches: true, do: (*run).switchNew, undo: (*run).switchBack, undoName: "switch-back", describe: describeSwitch}
+	return step{name: "switch", changes: true, switches: true, do: (*run).switchNew,
+		undo: (*run).switchBack, undoName: "switch-back", undoWhen: replacesLive, describe: describeSwitch}
 }
 
 // rollbackSteps brings back the previous color, whose containers were kept stopped.
@@ -242,7 +245,7 @@ func (r *run) undo(ctx context.Context, done []step, err error) error {
 	wasSwitched := r.switched
 	for i := len(done) - 1; i >= 0; i-- {
 		st := done[i]
-		if st.undo == nil {
+		if st.undo == nil || st.undoWhen != nil && !st.undoWhen(r.Stack, r.before) {
 			continue
 		}
 		failed := i == len(done)-1

@@ -55,9 +55,6 @@ func (r *run) switchNew(ctx context.Context) (string, error) {
 // new color (it may have been admitted); after a switch the old color takes
 // the traffic back at once and the new one finishes what it has.
 func (r *run) switchBack(ctx context.Context, failed bool) (string, error) {
-	if r.before == "" {
-		return "nothing served before", nil
-	}
 	if failed {
 		return "traffic stays on " + r.before, r.proxy().Retire(ctx, r.color)
 	}
