@@ -114,7 +114,6 @@ type run struct {
 	action         string // push, rollback, contract
 	color, release string // what the command deploys
 	began          time.Time
-	next           int  // the step to run next
 	switched       bool // traffic has moved to color
 
 	changed, missing []string // stateful services to recreate or start
@@ -226,6 +225,9 @@ func (r *run) carryOut(ctx context.Context, steps []step) error {
 			continue
 		case st.mayFail:
 			continue
+		case errors.Is(err, host.ErrLockLost) && r.switched:
+			// Another command owns the host now, but traffic had moved.
+			return fmt.Errorf("%w: %w", ErrAfterSwitch, err)
 		case errors.Is(err, host.ErrLockLost):
 			return err
 		case r.switched && errors.Is(err, remote.ErrDisconnected) && lost(r.Host):

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"taledeploy/internal/stack"
@@ -42,9 +43,37 @@ type Fake struct {
 	NoForwarding bool // sshd forbids every tunnel
 	// Containers answers the Docker API's container list (JSON), when set.
 	Containers func() string
+	// HostName is what Name returns; "fake" when empty.
+	HostName string
+	// Exec, when set, answers every command but the lock's heartbeat in place
+	// of Reply, and sees the command's env.
+	Exec func(cmd remote.Cmd) ([]byte, error)
+	// Serve, when set, answers a dial first: the handler of what listens at
+	// addr, or the error the dial meets; nil and nil leave the dial to the
+	// fake's defaults.
+	Serve func(network, addr string) (http.Handler, error)
+	// Refuse, when set, fails a file operation ("write", "append", "remove")
+	// on path with the error it returns.
+	Refuse func(op, path string) error
 }
 
-func (f *Fake) Name() string { return "fake" }
+func (f *Fake) Name() string {
+	if f.HostName != "" {
+		return f.HostName
+	}
+	return "fake"
+}
+
+// refused asks Refuse about op on path; f.mu is held.
+func (f *Fake) refused(op, path string) error {
+	if f.Refuse == nil {
+		return nil
+	}
+	if err := f.Refuse(op, path); err != nil {
+		return &fs.PathError{Op: op, Path: path, Err: err}
+	}
+	return nil
+}
 
 func (f *Fake) Run(_ context.Context, cmd remote.Cmd) ([]byte, error) {
 	f.mu.Lock()
@@ -61,6 +90,9 @@ func (f *Fake) Run(_ context.Context, cmd remote.Cmd) ([]byte, error) {
 		data, _ := io.ReadAll(cmd.Stdin)
 		f.Files[rec] = data
 		return nil, nil
+	}
+	if f.Exec != nil {
+		return f.Exec(cmd)
 	}
 	if f.Reply != nil {
 		return f.Reply(cmd.Argv)
@@ -80,6 +112,9 @@ func (f *Fake) ReadFile(_ context.Context, path string) ([]byte, error) {
 func (f *Fake) WriteFile(_ context.Context, path string, data []byte, mode os.FileMode) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err := f.refused("write", path); err != nil {
+		return err
+	}
 	if f.Files == nil {
 		f.Files = map[string][]byte{}
 	}
@@ -96,6 +131,9 @@ func (f *Fake) WriteFile(_ context.Context, path string, data []byte, mode os.Fi
 func (f *Fake) AppendFile(_ context.Context, path string, data []byte, _ os.FileMode) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err := f.refused("append", path); err != nil {
+		return err
+	}
 	if f.Files == nil {
 		f.Files = map[string][]byte{}
 	}
@@ -116,6 +154,9 @@ func (f *Fake) Mkdir(_ context.Context, path string, _ os.FileMode, exclusive bo
 func (f *Fake) Remove(_ context.Context, path string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err := f.refused("remove", path); err != nil {
+		return err
+	}
 	f.Gone = append(f.Gone, path)
 	f.Ops = append(f.Ops, "remove "+path)
 	for p := range f.Files {
@@ -127,9 +168,16 @@ func (f *Fake) Remove(_ context.Context, path string) error {
 	return nil
 }
 
+// Rename moves a file or folder; as rename(2) does, it refuses to replace a
+// folder that is not empty (a lock someone holds).
 func (f *Fake) Rename(_ context.Context, oldpath, newpath string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	for p := range f.Files {
+		if strings.HasPrefix(p, newpath+"/") {
+			return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: syscall.ENOTEMPTY}
+		}
+	}
 	f.Dirs = append(f.Dirs, newpath)
 	for p, data := range f.Files {
 		if p == oldpath || strings.HasPrefix(p, oldpath+"/") {
@@ -145,6 +193,17 @@ func (f *Fake) Rename(_ context.Context, oldpath, newpath string) error {
 func (f *Fake) Dial(_ context.Context, network, addr string) (net.Conn, error) {
 	if f.NoForwarding {
 		return nil, fmt.Errorf("fake: tunnel to %s %s: %w", network, addr, remote.ErrForwardingRefused)
+	}
+	if f.Serve != nil {
+		h, err := f.Serve(network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if h != nil {
+			client, server := net.Pipe()
+			go http.Serve(&oneConnListener{conn: server}, h)
+			return client, nil
+		}
 	}
 	if network == "unix" && f.Caddy != nil && strings.HasSuffix(addr, "/run/caddy/admin.sock") {
 		client, server := net.Pipe()
@@ -234,6 +293,14 @@ func (f *Fake) Touch(path string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.touch(path)
+}
+
+// Ran returns the commands run so far; unlike reading Cmds, it is safe while
+// a lock's heartbeat runs commands.
+func (f *Fake) Ran() []remote.Cmd {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.Cmds)
 }
 
 // ResetCmds forgets the commands run so far.
