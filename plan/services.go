@@ -3,7 +3,6 @@ package plan
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
 	"taledeploy/internal/host"
 	"taledeploy/remote"
@@ -14,12 +13,12 @@ import (
 // unless allowed, since recreating it interrupts what it serves.
 func (r *run) stateful(ctx context.Context) (string, error) {
 	s := r.Stack
-	if code, err := host.DockerGet(ctx, r.Host, "/networks/"+s.Project, nil); code == http.StatusNotFound {
+	if exists, err := host.NetworkExists(ctx, r.Host, s.Project); err != nil {
+		return "", err
+	} else if !exists {
 		if _, err := r.Host.Run(ctx, remote.Cmd{Argv: []string{"docker", "network", "create", "--label", "taledeploy.project=" + s.Project, s.Project}}); err != nil {
 			return "", fmt.Errorf("create network %s: %w", s.Project, err)
 		}
-	} else if err != nil {
-		return "", err
 	}
 	env := host.ComposeEnv(r.Stack, "", r.release)
 	changed, missing := r.changed, r.missing

@@ -2,15 +2,21 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"taledeploy/internal/stack"
 	"taledeploy/remote"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 )
 
 // Conn is what the deploy logic needs of a connection to one host. remote.Client
@@ -62,13 +68,18 @@ func InspectStack(ctx context.Context, h Conn, s *stack.Stack) ([]Container, err
 }
 
 // Inspect lists the containers of the given compose projects, with their
-// addresses on network.
+// addresses on network. Health comes from the list on engines that put it
+// there (API 1.52 and later); older ones are asked per running container, in
+// parallel.
 func Inspect(ctx context.Context, h Conn, network string, projects ...string) ([]Container, error) {
 	raw, err := composeContainers(ctx, h)
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}
-	var cs []Container
+	var (
+		cs  []Container
+		ask []int // containers whose health or release the list lacks
+	)
 	for _, r := range raw {
 		project := r.Labels["com.docker.compose.project"]
 		if !slices.Contains(projects, project) {
@@ -77,28 +88,20 @@ func Inspect(ctx context.Context, h Conn, network string, projects ...string) ([
 		c := Container{
 			ID:         r.ID,
 			Image:      r.ImageID,
-			State:      r.State,
+			State:      string(r.State),
 			Status:     r.Status,
-			Health:     r.health(),
 			Project:    project,
 			Service:    r.Labels["com.docker.compose.service"],
 			Color:      r.Labels["taledeploy.color"],
 			Release:    r.Labels["taledeploy.release"],
 			ConfigHash: r.Labels["com.docker.compose.config-hash"],
-			IP:         r.NetworkSettings.Networks[network].IPAddress,
 		}
 		if len(r.Names) > 0 {
 			c.Name = strings.TrimPrefix(r.Names[0], "/")
 		}
-		if c.Color != "" && c.Release == "" {
-			// Made before the release became a label: it is in the environment.
-			var full struct{ Config struct{ Env []string } }
-			if _, err := DockerGet(ctx, h, "/containers/"+r.ID+"/json", &full); err == nil {
-				for _, e := range full.Config.Env {
-					if v, ok := strings.CutPrefix(e, "TALEDEPLOY_RELEASE="); ok {
-						c.Release = v
-					}
-				}
+		if r.NetworkSettings != nil {
+			if ep := r.NetworkSettings.Networks[network]; ep != nil && ep.IPAddress.IsValid() {
+				c.IP = ep.IPAddress.String()
 			}
 		}
 		for _, m := range r.Mounts {
@@ -106,7 +109,17 @@ func Inspect(ctx context.Context, h Conn, network string, projects ...string) ([
 				c.Mounts = append(c.Mounts, Mount{m.Source, m.Destination})
 			}
 		}
+		if r.Health != nil {
+			c.Health = health(c.State, r.Health.Status)
+		}
+		// Made before the release became a label: it is in the environment.
+		if r.Health == nil && c.Running() || c.Color != "" && c.Release == "" {
+			ask = append(ask, len(cs))
+		}
 		cs = append(cs, c)
+	}
+	if err := inspectEach(ctx, h, cs, ask); err != nil {
+		return nil, err
 	}
 	sort.Slice(cs, func(i, j int) bool {
 		if cs[i].Project != cs[j].Project {
@@ -115,6 +128,51 @@ func Inspect(ctx context.Context, h Conn, network string, projects ...string) ([
 		return cs[i].Service < cs[j].Service
 	})
 	return cs, nil
+}
+
+// inspectEach asks the engine about cs[i] for each i in ask, all at once: the
+// health of a running container, the release of one made before it was a label.
+func inspectEach(ctx context.Context, h Conn, cs []Container, ask []int) error {
+	var (
+		wg   sync.WaitGroup
+		errs = make([]error, len(ask))
+	)
+	for k, i := range ask {
+		wg.Go(func() {
+			res, err := Engine(h).ContainerInspect(ctx, cs[i].ID, client.ContainerInspectOptions{})
+			if cerrdefs.IsNotFound(err) {
+				return // removed meanwhile
+			}
+			if errs[k] = dockerErr(err); err != nil {
+				return
+			}
+			full := res.Container
+			if full.State != nil && full.State.Health != nil {
+				cs[i].Health = health(cs[i].State, full.State.Health.Status)
+			}
+			if cs[i].Release == "" && full.Config != nil {
+				for _, e := range full.Config.Env {
+					if v, ok := strings.CutPrefix(e, "TALEDEPLOY_RELEASE="); ok {
+						cs[i].Release = v
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("inspect containers: %w", err)
+	}
+	return nil
+}
+
+// health is what the engine says of a container's health check: "" when it
+// has none or does not run.
+func health(state string, h container.HealthStatus) string {
+	if state != "running" || h == container.NoHealthcheck {
+		return ""
+	}
+	return string(h)
 }
 
 // IDs returns the container IDs of cs.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"taledeploy/remote"
 
 	"github.com/docker/go-units"
+	"github.com/moby/moby/client"
 )
 
 // ErrPreflight is a host without room for a second color.
@@ -79,11 +79,11 @@ func hostMemAvailable(ctx context.Context, h Conn) (int64, error) {
 // hostDiskAvailable is the free space of the file system that holds both dir
 // and Docker's data, whichever has less.
 func hostDiskAvailable(ctx context.Context, h Conn, dir string) (int64, error) {
-	var info struct{ DockerRootDir string }
-	if _, err := DockerGet(ctx, h, "/info", &info); err != nil {
-		return 0, err
+	info, err := Engine(h).Info(ctx, client.InfoOptions{})
+	if err != nil {
+		return 0, dockerErr(err)
 	}
-	out, err := h.Run(ctx, remote.Cmd{Argv: []string{"df", "-Pk", "--", dir, info.DockerRootDir}})
+	out, err := h.Run(ctx, remote.Cmd{Argv: []string{"df", "-Pk", "--", dir, info.Info.DockerRootDir}})
 	if err != nil {
 		return 0, err
 	}
@@ -167,15 +167,21 @@ func imagesSize(ctx context.Context, h Conn, cs []Container) (int64, error) {
 			images = append(images, c.Image)
 		}
 	}
-	var sum int64
-	for _, id := range images {
-		var img struct{ Size int64 }
-		if _, err := DockerGet(ctx, h, "/images/"+url.PathEscape(id)+"/json", &img); err != nil {
-			return 0, err
-		}
-		sum += img.Size
+	// All at once: a round trip per image would add up over a WAN.
+	sizes, errs := make([]int64, len(images)), make([]error, len(images))
+	var wg sync.WaitGroup
+	for i, id := range images {
+		wg.Go(func() {
+			img, err := Engine(h).ImageInspect(ctx, id)
+			sizes[i], errs[i] = img.Size, dockerErr(err)
+		})
 	}
-	return sum, nil
+	wg.Wait()
+	var sum int64
+	for _, n := range sizes {
+		sum += n
+	}
+	return sum, errors.Join(errs...)
 }
 
 // ResourceError is a host without room for a second color, or whose free

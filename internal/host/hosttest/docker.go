@@ -27,6 +27,9 @@ type Docker struct {
 
 	// Engine is the ID /info reports: hosts with one engine are one machine.
 	Engine string
+	// APIVersion is the Engine API version it speaks ("1.41", Debian 12's
+	// engine, when empty). From 1.52 the container list carries health.
+	APIVersion string
 	// Hashes is what `compose config --hash` prints for a stateful service
 	// ("hash-SERVICE" when missing); a container is made with it.
 	Hashes map[string]string
@@ -289,6 +292,17 @@ func (d *Docker) Docker(cmd remote.Cmd, argv []string) ([]byte, error) {
 
 // ServeHTTP answers the Engine API reads a deploy makes.
 func (d *Docker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	engineAPI(d.version(), http.HandlerFunc(d.serve)).ServeHTTP(w, r)
+}
+
+func (d *Docker) version() string {
+	if d.APIVersion == "" {
+		return "1.41"
+	}
+	return d.APIVersion
+}
+
+func (d *Docker) serve(w http.ResponseWriter, r *http.Request) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	p := r.URL.Path
@@ -296,14 +310,18 @@ func (d *Docker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case p == "/containers/json":
 		out := []map[string]any{}
 		for _, c := range d.containers {
-			out = append(out, c.api(d.stack.Project))
+			out = append(out, c.api(d.stack.Project, atLeast(d.version(), "1.52")))
 		}
 		json.NewEncoder(w).Encode(out)
 	case strings.HasPrefix(p, "/containers/") && strings.HasSuffix(p, "/json"):
 		id := strings.TrimSuffix(strings.TrimPrefix(p, "/containers/"), "/json")
 		for _, c := range d.containers {
 			if c.ID == id {
-				json.NewEncoder(w).Encode(map[string]any{"Id": c.ID, "Config": map[string]any{"Env": c.Env}})
+				state := map[string]any{"Status": c.State}
+				if c.Health != "" {
+					state["Health"] = map[string]any{"Status": c.Health}
+				}
+				json.NewEncoder(w).Encode(map[string]any{"Id": c.ID, "State": state, "Config": map[string]any{"Env": c.Env}})
 				return
 			}
 		}
@@ -325,7 +343,7 @@ func (d *Docker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // api is the container as /containers/json lists it.
-func (c *Container) api(network string) map[string]any {
+func (c *Container) api(network string, withHealth bool) map[string]any {
 	status := "Exited (0) 2 seconds ago"
 	switch c.State {
 	case "running":
@@ -350,11 +368,19 @@ func (c *Container) api(network string) map[string]any {
 	for _, m := range c.Mounts {
 		mounts = append(mounts, map[string]string{"Type": "bind", "Source": m.Source, "Destination": m.Destination})
 	}
-	return map[string]any{
+	out := map[string]any{
 		"Id": c.ID, "Names": []string{"/" + c.Name}, "ImageID": c.Image, "Labels": labels, "State": c.State, "Status": status,
 		"NetworkSettings": map[string]any{"Networks": map[string]any{network: map[string]string{"IPAddress": c.IP}}},
 		"Mounts":          mounts,
 	}
+	if withHealth {
+		h := c.Health
+		if h == "" || c.State != "running" {
+			h = "none"
+		}
+		out["Health"] = map[string]any{"Status": h}
+	}
+	return out
 }
 
 // app is what a stateless container serves on its port: Answer, and its name

@@ -214,7 +214,7 @@ func (f *Fake) Dial(_ context.Context, network, addr string) (net.Conn, error) {
 		return nil, errors.New("fake host: no network")
 	}
 	client, server := net.Pipe()
-	go http.Serve(&oneConnListener{conn: server}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	go http.Serve(&oneConnListener{conn: server}, engineAPI("1.41", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.URL.Path == "/containers/json" && f.Containers != nil:
 			w.Write([]byte(f.Containers()))
@@ -225,7 +225,7 @@ func (f *Fake) Dial(_ context.Context, network, addr string) (net.Conn, error) {
 		default:
 			http.NotFound(w, r)
 		}
-	}))
+	})))
 	return client, nil
 }
 
