@@ -34,9 +34,9 @@ func deployCommands(s *stack.Stack, release string) []remote.Cmd {
 	cur, _ := d.Check(ctx)
 	r := d.newRun(cur, "push")
 	r.color, r.release = stack.Blue, release
-	_, _ = r.stateful(ctx)
+	_, _ = stateful(ctx, r)
 	_ = d.Push(ctx, cur) // fails at verify: the fake host runs no container
-	_ = d.withLogs(ctx, stack.Green, nil)
+	_ = withLogs(ctx, d.Host, d.Stack, stack.Green, nil)
 	host.Status(ctx, fc, s)
 	return fc.Cmds
 }

@@ -32,12 +32,12 @@ var (
 
 // pendingMigrations splits the migrations the host has not applied into expand
 // and contract ones.
-func (d *Deployer) pendingMigrations(ctx context.Context) (expand, contract []stack.MigrationFile, log *host.MigrationLog, err error) {
-	log, err = host.ReadMigrations(ctx, d.Host, d.Stack)
+func pendingMigrations(ctx context.Context, h host.Conn, s *stack.Stack) (expand, contract []stack.MigrationFile, log *host.MigrationLog, err error) {
+	log, err = host.ReadMigrations(ctx, h, s)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	files, err := d.Stack.MigrationFiles()
+	files, err := s.MigrationFiles()
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -84,11 +84,11 @@ func checkMigrations(files []stack.MigrationFile) error {
 
 // checkPendingMigrations is the preflight's part: the expand migrations a push
 // would apply must pass the checker before anything is built on any host.
-func (d *Deployer) checkPendingMigrations(ctx context.Context) (string, error) {
-	if len(d.Stack.Migrations) == 0 {
+func checkPendingMigrations(ctx context.Context, h host.Conn, s *stack.Stack) (string, error) {
+	if len(s.Migrations) == 0 {
 		return "", nil
 	}
-	expand, _, _, err := d.pendingMigrations(ctx)
+	expand, _, _, err := pendingMigrations(ctx, h, s)
 	if err != nil {
 		return "", err
 	}
@@ -104,13 +104,13 @@ func (d *Deployer) checkPendingMigrations(ctx context.Context) (string, error) {
 // applyMigrations runs each file in a one-off container of color's image of its
 // service, on the stack's network (`docker compose run --rm --no-deps`), and
 // records each as it succeeds. A failure stops at that file with its output.
-func (d *Deployer) applyMigrations(ctx context.Context, color, release, kind string, files []stack.MigrationFile, log *host.MigrationLog) ([]string, error) {
+func applyMigrations(ctx context.Context, h host.Conn, s *stack.Stack, color, release, kind string, files []stack.MigrationFile, log *host.MigrationLog) ([]string, error) {
 	var done []string
-	env := host.ComposeEnv(d.Stack, color, release)
+	env := host.ComposeEnv(s, color, release)
 	for _, f := range files {
 		argv := []string{"run", "--rm", "--no-deps", "-T", "--entrypoint", f.Migration.Command[0], f.Migration.Service}
 		argv = append(append(argv, f.Migration.Command[1:]...), f.Name)
-		out, err := host.RunCompose(ctx, d.Host, d.Stack, color, env, argv...)
+		out, err := host.RunCompose(ctx, h, s, color, env, argv...)
 		if err != nil {
 			// The command's own output says what went wrong; the compose command
 			// line does not.
@@ -125,7 +125,7 @@ func (d *Deployer) applyMigrations(ctx context.Context, color, release, kind str
 			return done, fmt.Errorf("%w: %s of %s (nothing after it was applied; traffic is untouched): %s", ErrMigration, f.Name, f.Migration.Service, why)
 		}
 		log.Applied = append(log.Applied, host.AppliedMigration{Service: f.Migration.Service, File: f.Name, Kind: kind, Release: release, At: time.Now().UTC()})
-		if err := host.WriteMigrations(ctx, d.Host, d.Stack, log); err != nil {
+		if err := host.WriteMigrations(ctx, h, s, log); err != nil {
 			return done, err
 		}
 		done = append(done, f.Name)
@@ -134,15 +134,15 @@ func (d *Deployer) applyMigrations(ctx context.Context, color, release, kind str
 }
 
 // migrateExpand is the push's migrate step.
-func (r *run) migrateExpand(ctx context.Context) (string, error) {
-	expand, contract, log, err := r.pendingMigrations(ctx)
+func migrateExpand(ctx context.Context, r *run) (string, error) {
+	expand, contract, log, err := pendingMigrations(ctx, r.Host, r.Stack)
 	if err != nil {
 		return "", err
 	}
 	if err := checkMigrations(expand); err != nil {
 		return "", err
 	}
-	done, err := r.applyMigrations(ctx, r.color, r.release, "expand", expand, log)
+	done, err := applyMigrations(ctx, r.Host, r.Stack, r.color, r.release, "expand", expand, log)
 	r.applied = done
 	if err != nil {
 		return "", err
@@ -200,7 +200,7 @@ func (d *Deployer) MigrateContract(ctx context.Context, cur *Current) error {
 		if older := cur.OlderReleases(); len(older) > 0 {
 			return "", fmt.Errorf("%w: %s", ErrOlderRelease, describe(older))
 		}
-		_, contract, log, err := r.pendingMigrations(ctx)
+		_, contract, log, err := pendingMigrations(ctx, r.Host, r.Stack)
 		if err != nil {
 			return "", err
 		}
@@ -211,7 +211,7 @@ func (d *Deployer) MigrateContract(ctx context.Context, cur *Current) error {
 			return "", err
 		}
 		r.color, r.release = r.live, r.state.Release
-		done, err := r.applyMigrations(ctx, r.live, r.state.Release, "contract", contract, log)
+		done, err := applyMigrations(ctx, r.Host, r.Stack, r.live, r.state.Release, "contract", contract, log)
 		r.applied = done
 		r.history(context.WithoutCancel(ctx), err)
 		if len(done) > 0 {

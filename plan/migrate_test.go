@@ -69,7 +69,7 @@ func TestPushAppliesOnlyPendingExpandMigrations(t *testing.T) {
 	if err := host.WriteMigrations(ctx, f, s, &host.MigrationLog{Applied: []host.AppliedMigration{{Service: "platform", File: "0000_already_applied.sql", Release: "r0"}}}); err != nil {
 		t.Fatal(err)
 	}
-	msg, err := d.migrateExpand(ctx)
+	msg, err := migrateExpand(ctx, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestPushAppliesOnlyPendingExpandMigrations(t *testing.T) {
 	// A second push has nothing to apply.
 	f.Cmds = nil
 	d.color, d.release = stack.Blue, "r2"
-	if msg, err := d.migrateExpand(ctx); err != nil || !strings.HasPrefix(msg, "none pending") || len(f.Cmds) != 0 {
+	if msg, err := migrateExpand(ctx, d); err != nil || !strings.HasPrefix(msg, "none pending") || len(f.Cmds) != 0 {
 		t.Errorf("second push: %q, %v, ran %v", msg, err, f.Cmds)
 	}
 }
@@ -107,15 +107,15 @@ func TestPushRefusesUnsafeMigrationsUnlessContract(t *testing.T) {
 	})
 	f := &hosttest.Fake{}
 	d := &run{Deployer: &Deployer{Host: f, Stack: s}, color: stack.Blue, release: "r1"}
-	_, err := d.checkPendingMigrations(context.Background())
+	_, err := checkPendingMigrations(context.Background(), d.Host, d.Stack)
 	if !errors.Is(err, ErrUnsafeMigration) || !strings.Contains(err.Error(), "0001_drop.sql:3: drop-column") || !strings.Contains(err.Error(), "NAME.contract.sql") {
 		t.Errorf("got %v, want the drop-column finding with its line and how to mark it contract", err)
 	}
-	if _, err := d.migrateExpand(context.Background()); !errors.Is(err, ErrUnsafeMigration) || len(f.Cmds) != 0 {
+	if _, err := migrateExpand(context.Background(), d); !errors.Is(err, ErrUnsafeMigration) || len(f.Cmds) != 0 {
 		t.Errorf("push applied an unsafe migration: %v, ran %v", err, f.Cmds)
 	}
 	os.Rename(filepath.Join(s.Root, "migrations", "0001_drop.sql"), filepath.Join(s.Root, "migrations", "0001_drop.contract.sql"))
-	if msg, err := d.checkPendingMigrations(context.Background()); err != nil || msg != "no migration pending" {
+	if msg, err := checkPendingMigrations(context.Background(), d.Host, d.Stack); err != nil || msg != "no migration pending" {
 		t.Errorf("a contract migration is not the push's: %q, %v", msg, err)
 	}
 }

@@ -16,7 +16,7 @@ import (
 // preflight checks, before anything is built or started, what would make the
 // push fail or hurt later: a changed stateful service, a Caddyfile Caddy
 // rejects, and too little memory or disk for a second color.
-func (r *run) preflight(ctx context.Context) (string, error) {
+func preflight(ctx context.Context, r *run) (string, error) {
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
@@ -24,7 +24,7 @@ func (r *run) preflight(ctx context.Context) (string, error) {
 		msgs = make([]string, 4)
 	)
 	checks := []func() (string, error){
-		func() (string, error) { return r.checkPendingMigrations(ctx) },
+		func() (string, error) { return checkPendingMigrations(ctx, r.Host, r.Stack) },
 		func() (string, error) { return r.checkStateful(ctx, r.release) },
 		func() (string, error) { return r.validateCaddyfile(ctx) },
 		func() (string, error) {

@@ -71,7 +71,7 @@ func (d *Deployer) Preview(ctx context.Context) (*Preview, error) {
 	}
 	p.NewColor = v.color
 
-	if v.files, err = d.fileChanges(ctx, v.color); err != nil {
+	if v.files, err = fileChanges(ctx, d.Host, d.Stack, v.color); err != nil {
 		return nil, err
 	}
 	p.Files = v.files
@@ -84,7 +84,7 @@ func (d *Deployer) Preview(ctx context.Context) (*Preview, error) {
 		p.Refused = append(p.Refused, fmt.Sprintf("stateful service %s changed; only --recreate-stateful recreates it", strings.Join(changed, ", ")))
 	}
 	if len(s.Migrations) > 0 {
-		if v.expand, v.contract, _, err = d.pendingMigrations(ctx); err != nil {
+		if v.expand, v.contract, _, err = pendingMigrations(ctx, d.Host, d.Stack); err != nil {
 			return nil, err
 		}
 		if err := checkMigrations(v.expand); err != nil {
@@ -168,14 +168,13 @@ func describeRecord(*view) string { return "state.json and history.jsonl" }
 
 // fileChanges compares what a push would upload, and the Caddyfile the switch
 // would write, with the host's files.
-func (d *Deployer) fileChanges(ctx context.Context, newColor string) ([]FileChange, error) {
-	s := d.Stack
+func fileChanges(ctx context.Context, h host.Conn, s *stack.Stack, newColor string) ([]FileChange, error) {
 	files, err := s.ReleaseFiles()
 	if err != nil {
 		return nil, err
 	}
 	// Files the last upload left as they are here need no reading.
-	have := currentFiles(ctx, d.Host, s, files)
+	have := currentFiles(ctx, h, s, files)
 	files = append(files, stack.ReleaseFile{Rel: s.Caddyfile, Data: s.CaddyfileText()})
 	var out []FileChange
 	for _, f := range files {
@@ -183,7 +182,7 @@ func (d *Deployer) fileChanges(ctx context.Context, newColor string) ([]FileChan
 		if have[remotePath] {
 			continue
 		}
-		old, err := d.Host.ReadFile(ctx, remotePath)
+		old, err := h.ReadFile(ctx, remotePath)
 		change := "changed"
 		switch {
 		case err != nil && host.IsNotExist(err):

@@ -41,10 +41,10 @@ type step struct {
 	changes bool
 	// when, if set, says whether the step applies to this stack and live color.
 	when func(s *stack.Stack, live string) bool
-	do   func(r *run, ctx context.Context) (string, error)
+	do   func(ctx context.Context, r *run) (string, error)
 	// undo, if set, puts back what do changed (failed tells whether do itself
 	// failed part way), reported as the step undoName.
-	undo     func(r *run, ctx context.Context, failed bool) (string, error)
+	undo     func(ctx context.Context, r *run, failed bool) (string, error)
 	undoName string
 	// undoWhen, if set, says whether there is anything to undo.
 	undoWhen func(s *stack.Stack, live string) bool
@@ -64,18 +64,18 @@ func replacesLive(_ *stack.Stack, live string) bool { return live != "" }
 // touching what serves; a fleet push runs them on every host first.
 func pushSteps() []step {
 	return []step{
-		{name: "upload", do: (*run).upload, describe: describeUpload},
-		{name: "preflight", do: (*run).preflight, describe: describePreflight},
-		{name: "build", do: (*run).build, describe: describeBuild},
-		{name: "stateful", changes: true, do: (*run).stateful, describe: describeStateful},
-		{name: "migrate", changes: true, when: hasMigrations, do: (*run).migrateExpand, describe: describeMigrate},
-		{name: "start", changes: true, do: (*run).start, undo: (*run).removeNew, undoName: "remove-new", describe: describeStart},
-		{name: "verify", do: (*run).verifyNew, describe: describeVerify},
+		{name: "upload", do: uploadFiles, describe: describeUpload},
+		{name: "preflight", do: preflight, describe: describePreflight},
+		{name: "build", do: build, describe: describeBuild},
+		{name: "stateful", changes: true, do: stateful, describe: describeStateful},
+		{name: "migrate", changes: true, when: hasMigrations, do: migrateExpand, describe: describeMigrate},
+		{name: "start", changes: true, do: startNew, undo: removeNew, undoName: "remove-new", describe: describeStart},
+		{name: "verify", do: verifyNew, describe: describeVerify},
 		switchStep(),
-		{name: "window", when: watched, do: (*run).window, describe: describeWindow},
-		{name: "drain", mayFail: true, when: replacesLive, do: (*run).drainOld, describe: describeDrain},
-		{name: "stop", changes: true, mayFail: true, when: replacesLive, do: (*run).stopOld, describe: describeStop},
-		{name: "record", changes: true, do: (*run).record, describe: describeRecord},
+		{name: "window", when: watched, do: watchWindow, describe: describeWindow},
+		{name: "drain", mayFail: true, when: replacesLive, do: drainOld, describe: describeDrain},
+		{name: "stop", changes: true, mayFail: true, when: replacesLive, do: stopOld, describe: describeStop},
+		{name: "record", changes: true, do: writeRecord, describe: describeRecord},
 	}
 }
 
@@ -83,13 +83,13 @@ func pushSteps() []step {
 const prepareSteps = 2
 
 func switchStep() step {
-	return step{name: "switch", changes: true, switches: true, do: (*run).switchNew,
-		undo: (*run).switchBack, undoName: "switch-back", undoWhen: replacesLive, describe: describeSwitch}
+	return step{name: "switch", changes: true, switches: true, do: switchNew,
+		undo: switchBack, undoName: "switch-back", undoWhen: replacesLive, describe: describeSwitch}
 }
 
 // rollbackSteps brings back the previous color, whose containers were kept stopped.
 func rollbackSteps() []step {
-	steps := []step{{name: "start", changes: true, do: (*run).startPrevious, undo: (*run).stopPrevious, undoName: "stop-previous"}}
+	steps := []step{{name: "start", changes: true, do: startPrevious, undo: stopPrevious, undoName: "stop-previous"}}
 	for _, st := range pushSteps() {
 		if i := slices.Index([]string{"verify", "switch", "window", "drain", "stop", "record"}, st.name); i >= 0 {
 			steps = append(steps, st)
@@ -217,7 +217,7 @@ func (r *run) carryOut(ctx context.Context, steps []step) error {
 			// by its own timeout.
 			ctx = context.WithoutCancel(ctx)
 		}
-		err := r.step(st.name, st.changes, func() (string, error) { return st.do(r, ctx) })
+		err := r.step(st.name, st.changes, func() (string, error) { return st.do(ctx, r) })
 		switch {
 		case err == nil:
 			done = append(done, st)
@@ -251,7 +251,7 @@ func (r *run) undo(ctx context.Context, done []step, err error) error {
 			continue
 		}
 		failed := i == len(done)-1
-		uerr := r.step(st.undoName, false, func() (string, error) { return st.undo(r, ctx, failed) })
+		uerr := r.step(st.undoName, false, func() (string, error) { return st.undo(ctx, r, failed) })
 		if uerr != nil && st.switches && wasSwitched {
 			// Traffic may still be on the failing color: nothing more is undone.
 			return fmt.Errorf("%w: %w", ErrAfterSwitch, errors.Join(err, uerr))

@@ -11,7 +11,7 @@ import (
 // stateful makes sure the network and the stateful services run. Compose leaves a
 // service alone when its definition did not change; a changed one is refused
 // unless allowed, since recreating it interrupts what it serves.
-func (r *run) stateful(ctx context.Context) (string, error) {
+func stateful(ctx context.Context, r *run) (string, error) {
 	s := r.Stack
 	if exists, err := host.NetworkExists(ctx, r.Host, s.Project); err != nil {
 		return "", err

@@ -15,15 +15,17 @@ import (
 
 // The bodies of the steps in push.go, in the order a push runs them.
 
-func (r *run) upload(ctx context.Context) (string, error) { return r.Deployer.upload(ctx) }
+func uploadFiles(ctx context.Context, r *run) (string, error) {
+	return upload(ctx, r.Host, r.Stack)
+}
 
-func (r *run) build(ctx context.Context) (string, error) {
+func build(ctx context.Context, r *run) (string, error) {
 	s := r.Stack
 	_, err := host.RunCompose(ctx, r.Host, s, r.color, host.ComposeEnv(s, r.color, r.release), append([]string{"build"}, s.Stateless...)...)
 	return s.ColorProject(r.color), err
 }
 
-func (r *run) start(ctx context.Context) (string, error) {
+func startNew(ctx context.Context, r *run) (string, error) {
 	s := r.Stack
 	if r.state != nil && r.state.Previous != nil && r.state.Previous.Color == r.color {
 		// The color kept for rollback is about to be replaced: the record must
@@ -39,22 +41,24 @@ func (r *run) start(ctx context.Context) (string, error) {
 
 // removeNew undoes start: traffic never moved, so the new color goes and the
 // host is as it was.
-func (r *run) removeNew(ctx context.Context, _ bool) (string, error) {
+func removeNew(ctx context.Context, r *run, _ bool) (string, error) {
 	s := r.Stack
 	_, err := host.RunCompose(ctx, r.Host, s, r.color, host.ComposeEnv(s, r.color, r.release), "down", "--remove-orphans")
 	return s.ColorProject(r.color) + " serves nothing and was removed", err
 }
 
-func (r *run) verifyNew(ctx context.Context) (string, error) { return r.verify(ctx, r.color) }
+func verifyNew(ctx context.Context, r *run) (string, error) {
+	return verify(ctx, r.Host, r.Stack, r.color)
+}
 
-func (r *run) switchNew(ctx context.Context) (string, error) {
+func switchNew(ctx context.Context, r *run) (string, error) {
 	return "traffic to " + r.color, r.switchTo(ctx, r.color, false)
 }
 
 // switchBack undoes the switch. A switch that failed part way only retires the
 // new color (it may have been admitted); after a switch the old color takes
 // the traffic back at once and the new one finishes what it has.
-func (r *run) switchBack(ctx context.Context, failed bool) (string, error) {
+func switchBack(ctx context.Context, r *run, failed bool) (string, error) {
 	if failed {
 		return "traffic stays on " + r.before, r.proxy().Retire(ctx, r.color)
 	}
@@ -65,20 +69,20 @@ func (r *run) switchBack(ctx context.Context, failed bool) (string, error) {
 	return "traffic back to " + r.before + "; " + msg, err
 }
 
-func (r *run) window(ctx context.Context) (string, error) {
+func watchWindow(ctx context.Context, r *run) (string, error) {
 	msg, err := r.watch(ctx, r.color)
 	if err != nil && !errors.Is(err, remote.ErrDisconnected) {
 		// Read while the failing color still runs.
-		err = r.withLogs(context.WithoutCancel(ctx), r.color, err)
+		err = withLogs(context.WithoutCancel(ctx), r.Host, r.Stack, r.color, err)
 	}
 	return msg, err
 }
 
-func (r *run) drainOld(ctx context.Context) (string, error) {
+func drainOld(ctx context.Context, r *run) (string, error) {
 	return r.proxy().Drain(ctx, stack.Other(r.color))
 }
 
-func (r *run) stopOld(ctx context.Context) (string, error) {
+func stopOld(ctx context.Context, r *run) (string, error) {
 	s := r.Stack
 	old := stack.Other(r.color)
 	// Ask again: this command may have started the old color's containers (a
@@ -101,7 +105,7 @@ func (r *run) stopOld(ctx context.Context) (string, error) {
 	return fmt.Sprintf("%s stopped and kept for rollback", s.ColorProject(old)), err
 }
 
-func (r *run) record(ctx context.Context) (string, error) {
+func writeRecord(ctx context.Context, r *run) (string, error) {
 	s := r.Stack
 	cs, err := host.InspectStack(ctx, r.Host, s)
 	if err != nil {
@@ -176,14 +180,14 @@ func (e *ContractedError) Error() string {
 
 func (e *ContractedError) Unwrap() error { return ErrNoRollback }
 
-func (r *run) startPrevious(ctx context.Context) (string, error) {
+func startPrevious(ctx context.Context, r *run) (string, error) {
 	_, err := r.Host.Run(ctx, remote.Cmd{Argv: append([]string{"docker", "start"}, host.IDs(r.previous)...)})
 	return fmt.Sprintf("%s (release %s)", r.Stack.ColorProject(r.color), r.release), err
 }
 
 // stopPrevious undoes startPrevious: the previous color was stopped before the
 // rollback began.
-func (r *run) stopPrevious(ctx context.Context, _ bool) (string, error) {
+func stopPrevious(ctx context.Context, r *run, _ bool) (string, error) {
 	_, err := r.Host.Run(ctx, remote.Cmd{Argv: append([]string{"docker", "stop"}, host.IDs(r.previous)...)})
 	return r.Stack.ColorProject(r.color) + " stopped again", err
 }

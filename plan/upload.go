@@ -19,8 +19,7 @@ import (
 // upload sends the release's files that the host does not have as the last
 // upload left them. Nothing is hashed on the host: a deploy must not take CPU
 // or disk time from the color that serves.
-func (d *Deployer) upload(ctx context.Context) (string, error) {
-	s := d.Stack
+func upload(ctx context.Context, h host.Conn, s *stack.Stack) (string, error) {
 	files, err := s.ReleaseFiles()
 	if err != nil {
 		return "", err
@@ -33,11 +32,11 @@ func (d *Deployer) upload(ctx context.Context) (string, error) {
 		}
 	}
 	for _, dir := range []string{s.MetaDir(), s.MetaDir() + "/env", s.AdminDir()} {
-		if err := d.Host.Mkdir(ctx, dir, 0o700, false); err != nil {
+		if err := h.Mkdir(ctx, dir, 0o700, false); err != nil {
 			return "", fmt.Errorf("create %s: %w", dir, err)
 		}
 	}
-	have := currentFiles(ctx, d.Host, s, files)
+	have := currentFiles(ctx, h, s, files)
 	sent, bytesSent := 0, 0
 	m := uploadManifest{}
 	for i, f := range files {
@@ -45,7 +44,7 @@ func (d *Deployer) upload(ctx context.Context) (string, error) {
 		if have[paths[i]] {
 			continue
 		}
-		if err := d.Host.WriteFile(ctx, paths[i], f.Data, f.Mode); err != nil {
+		if err := h.WriteFile(ctx, paths[i], f.Data, f.Mode); err != nil {
 			return "", err
 		}
 		sent++
@@ -54,7 +53,7 @@ func (d *Deployer) upload(ctx context.Context) (string, error) {
 	if sent > 0 || len(have) != len(files) {
 		// Written after the files, so its time is later than theirs.
 		data, _ := json.Marshal(m)
-		if err := d.Host.WriteFile(ctx, s.UploadsPath(), data, 0o600); err != nil {
+		if err := h.WriteFile(ctx, s.UploadsPath(), data, 0o600); err != nil {
 			return "", err
 		}
 	}

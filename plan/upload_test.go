@@ -166,7 +166,7 @@ func TestUploadWritesNothingOutsideRemoteDir(t *testing.T) {
 			tc.change(s, filepath.Base(root))
 			fc := &hosttest.Fake{}
 			d := &Deployer{Host: fc, Stack: s}
-			if _, err := d.upload(context.Background()); !errors.Is(err, stack.ErrBadInput) {
+			if _, err := upload(context.Background(), d.Host, d.Stack); !errors.Is(err, stack.ErrBadInput) {
 				t.Fatalf("upload: %v, want a refusal", err)
 			}
 			if got := fc.Touched(); len(got) > 0 || len(fc.Cmds) > 0 {
@@ -180,7 +180,7 @@ func TestUploadWritesBelowRemoteDir(t *testing.T) {
 	root, _ := stackDir(t)
 	fc := &hosttest.Fake{}
 	d := &Deployer{Host: fc, Stack: appStack(root, "services/app")}
-	if _, err := d.upload(context.Background()); err != nil {
+	if _, err := upload(context.Background(), d.Host, d.Stack); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range fc.Touched() {
@@ -209,7 +209,7 @@ func TestUploadSendsOnlyChanges(t *testing.T) {
 		t.Helper()
 		fc.Ops, fc.Cmds = nil, nil
 		d := &Deployer{Host: fc, Stack: appStack(root, "services/app")}
-		msg, err := d.upload(context.Background())
+		msg, err := upload(context.Background(), d.Host, d.Stack)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"taledeploy/internal/host"
+	"taledeploy/internal/stack"
 	"taledeploy/remote"
 	"time"
 )
@@ -26,21 +27,20 @@ func (e *logError) Unwrap() error { return e.err }
 
 // verify waits until every container of the color is healthy and every routed
 // service answers its health path, probed from the host through the SSH connection.
-func (d *Deployer) verify(ctx context.Context, color string) (string, error) {
-	s := d.Stack
+func verify(ctx context.Context, h host.Conn, s *stack.Stack, color string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.HealthTimeout.Duration)
 	defer cancel()
-	client := host.HTTPClient(d.Host, 3*time.Second, "", 0)
+	client := host.HTTPClient(h, 3*time.Second, "", 0)
 	project := s.ColorProject(color)
 	var why string
 	restarting := map[string]int{} // container ID -> polls that found it restarting
 	for {
-		cs, err := host.Inspect(ctx, d.Host, s.Project, project)
+		cs, err := host.Inspect(ctx, h, s.Project, project)
 		if errors.Is(err, remote.ErrDisconnected) {
 			return "", err
 		}
 		if err == nil {
-			why = d.notReady(ctx, client, cs)
+			why = notReady(ctx, h, s, client, cs)
 			for _, c := range cs {
 				if c.State != "restarting" {
 					continue
@@ -55,22 +55,21 @@ func (d *Deployer) verify(ctx context.Context, color string) (string, error) {
 				return fmt.Sprintf("%d containers healthy, %d routes answer", len(cs), len(s.Routes)), nil
 			}
 			if strings.HasPrefix(why, "failed:") {
-				return "", d.withLogs(ctx, color, fmt.Errorf("%w: %s", ErrUnhealthy, strings.TrimPrefix(why, "failed: ")))
+				return "", withLogs(ctx, h, s, color, fmt.Errorf("%w: %s", ErrUnhealthy, strings.TrimPrefix(why, "failed: ")))
 			}
 		} else {
 			why = err.Error()
 		}
 		if err := host.Sleep(ctx, 500*time.Millisecond); err != nil {
-			return "", d.withLogs(context.WithoutCancel(ctx), color, fmt.Errorf("%w within %s: %s", ErrUnhealthy, s.HealthTimeout.Duration, why))
+			return "", withLogs(context.WithoutCancel(ctx), h, s, color, fmt.Errorf("%w within %s: %s", ErrUnhealthy, s.HealthTimeout.Duration, why))
 		}
 	}
 }
 
 // notReady says what is not ready yet ("" when all is), prefixed "failed:" when
 // waiting longer cannot help.
-func (d *Deployer) notReady(ctx context.Context, client *http.Client, cs []host.Container) string {
-	s := d.Stack
-	if why := d.containersNotReady(cs); why != "" {
+func notReady(ctx context.Context, h host.Conn, s *stack.Stack, client *http.Client, cs []host.Container) string {
+	if why := containersNotReady(s, cs); why != "" {
 		return why
 	}
 	for _, r := range s.Routes {
@@ -96,8 +95,8 @@ func (d *Deployer) notReady(ctx context.Context, client *http.Client, cs []host.
 
 // containersNotReady says which stateless container is not ready ("" when all
 // are), prefixed "failed:" when waiting longer cannot help.
-func (d *Deployer) containersNotReady(cs []host.Container) string {
-	for _, svc := range d.Stack.Stateless {
+func containersNotReady(s *stack.Stack, cs []host.Container) string {
+	for _, svc := range s.Stateless {
 		i := slices.IndexFunc(cs, func(c host.Container) bool { return c.Service == svc })
 		if i < 0 {
 			return svc + " has no container"
@@ -116,10 +115,10 @@ func (d *Deployer) containersNotReady(cs []host.Container) string {
 }
 
 // withLogs attaches the color's last log lines to err.
-func (d *Deployer) withLogs(ctx context.Context, color string, err error) error {
-	out, _ := host.RunCompose(ctx, d.Host, d.Stack, color, host.ComposeEnv(d.Stack, color, ""), "logs", "--no-color", "--tail", "20")
+func withLogs(ctx context.Context, h host.Conn, s *stack.Stack, color string, err error) error {
+	out, _ := host.RunCompose(ctx, h, s, color, host.ComposeEnv(s, color, ""), "logs", "--no-color", "--tail", "20")
 	if len(out) == 0 {
 		return err
 	}
-	return &logError{err: err, log: fmt.Sprintf("last log lines of %s:\n%s", d.Stack.ColorProject(color), out)}
+	return &logError{err: err, log: fmt.Sprintf("last log lines of %s:\n%s", s.ColorProject(color), out)}
 }

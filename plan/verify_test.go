@@ -23,7 +23,7 @@ func TestVerifyFailureCarriesLogs(t *testing.T) {
 	}}
 	var events []Event
 	d := &Deployer{Host: fc, Stack: s, Report: func(e Event) { events = append(events, e) }}
-	err := d.step("verify", false, func() (string, error) { return d.verify(context.Background(), stack.Green) })
+	err := d.step("verify", false, func() (string, error) { return verify(context.Background(), d.Host, d.Stack, stack.Green) })
 	if !errors.Is(err, ErrUnhealthy) {
 		t.Fatalf("verify: %v, want ErrUnhealthy", err)
 	}
@@ -48,7 +48,7 @@ func TestVerifyRestartLoopFailsFast(t *testing.T) {
 	}
 	d := &Deployer{Host: fc, Stack: s}
 	start := time.Now()
-	_, err := d.verify(context.Background(), stack.Green)
+	_, err := verify(context.Background(), d.Host, d.Stack, stack.Green)
 	if !errors.Is(err, ErrUnhealthy) || !strings.Contains(err.Error(), "keeps restarting (Restarting (1)") {
 		t.Fatalf("verify: %v, want a release that keeps restarting", err)
 	}

@@ -37,7 +37,7 @@ func (r *run) watch(ctx context.Context, color string) (string, error) {
 		if !caddyPathMatches(route.Path, route.HealthPath) {
 			continue // the health path is not reachable through this route
 		}
-		p, err := r.probeTarget(ctx, proxy.IP, route)
+		p, err := newProbe(ctx, r.Host, r.Stack, proxy.IP, route)
 		if err != nil {
 			return "", err
 		}
@@ -64,7 +64,7 @@ func (r *run) watch(ctx context.Context, color string) (string, error) {
 			if err != nil {
 				return "", err
 			}
-			if w := r.containersNotReady(cs); strings.HasPrefix(w, "failed:") {
+			if w := containersNotReady(r.Stack, cs); strings.HasPrefix(w, "failed:") {
 				return "", fmt.Errorf("%w: %s", ErrWindow, strings.TrimPrefix(w, "failed: "))
 			}
 		}
@@ -91,7 +91,7 @@ type probeTarget struct {
 	req    *http.Request
 }
 
-func (d *Deployer) probeTarget(ctx context.Context, proxyIP string, r *stack.Route) (*probeTarget, error) {
+func newProbe(ctx context.Context, h host.Conn, s *stack.Stack, proxyIP string, r *stack.Route) (*probeTarget, error) {
 	site := r.Site
 	scheme := "http"
 	if rest, ok := strings.CutPrefix(site, "https://"); ok {
@@ -119,7 +119,7 @@ func (d *Deployer) probeTarget(ctx context.Context, proxyIP string, r *stack.Rou
 		return nil, err
 	}
 	req.Host = hostname
-	client := host.HTTPClient(d.Host, 2*time.Second, "", 0)
+	client := host.HTTPClient(h, 2*time.Second, "", 0)
 	// The certificate is checked against the site's name, not the address dialled.
 	client.Transport.(*http.Transport).TLSClientConfig = &tls.Config{ServerName: hostname}
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
