@@ -193,7 +193,7 @@ func (d *Deployer) Check(ctx context.Context) (*Current, error) {
 		}
 		nst := o.Rebuild(s, st, d.Opts.Who)
 		if nst == nil {
-			if err := d.Host.Remove(ctx, s.StatePath()); err != nil {
+			if err := d.Host.Remove(ctx, s.Paths().State()); err != nil {
 				return "", err
 			}
 		} else {

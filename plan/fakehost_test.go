@@ -155,7 +155,7 @@ func record(t *testing.T, h *hosttest.Host, s *stack.Stack) *host.State {
 }
 
 func recordBytes(h *hosttest.Host, s *stack.Stack) []byte {
-	data, _ := h.ReadFile(context.Background(), s.StatePath())
+	data, _ := h.ReadFile(context.Background(), s.Paths().State())
 	return data
 }
 

@@ -181,8 +181,8 @@ func TestFleetBeginFailsOnALockedHost(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now().UTC()
 	rec, _ := json.Marshal(host.Lock{Token: "theirs", Who: "bob@desk", Machine: "desk", PID: 77, Command: "taledeploy rollback demo", Since: now, Heartbeat: now})
-	hs[1].Mkdir(ctx, s.LockPath(), 0o700, false)
-	hs[1].WriteFile(ctx, s.LockPath()+"/owner.json", rec, 0o600)
+	hs[1].Mkdir(ctx, s.Paths().Lock(), 0o700, false)
+	hs[1].WriteFile(ctx, s.Paths().Lock()+"/owner.json", rec, 0o600)
 	var before [][]byte
 	for _, h := range hs {
 		before = append(before, recordBytes(h, s))
@@ -203,7 +203,7 @@ func TestFleetBeginFailsOnALockedHost(t *testing.T) {
 		}
 		sameRecord(t, h, s, before[i])
 		serves(t, h, s, stack.Blue)
-		data, _ := h.ReadFile(ctx, s.LockPath()+"/owner.json")
+		data, _ := h.ReadFile(ctx, s.Paths().Lock()+"/owner.json")
 		if i == 1 && !strings.Contains(string(data), `"token":"theirs"`) || i != 1 && data != nil {
 			t.Errorf("%s: lock after the fleet ended: %s", h.Name(), data)
 		}

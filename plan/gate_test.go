@@ -65,13 +65,13 @@ func TestSwitchAdmitsTheNewColorBeforeItRetiresTheOld(t *testing.T) {
 	caddy := &fakeCaddy{gated: true}
 	f := &hosttest.Fake{Caddy: caddy}
 	f.WriteFile(context.Background(), s.Remote(s.Caddyfile), s.CaddyfileText(), 0o644)
-	f.WriteFile(context.Background(), s.GateDir()+"/platform-blue:8080", nil, 0o644)
+	f.WriteFile(context.Background(), s.Paths().Gate()+"/platform-blue:8080", nil, 0o644)
 	f.Ops = nil
 	d := &run{Deployer: &Deployer{Host: f, Stack: s}, live: stack.Blue}
 	if err := d.switchTo(context.Background(), stack.Green, false); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"write " + s.GateDir() + "/platform-green:8080", "remove " + s.GateDir() + "/platform-blue:8080"}
+	want := []string{"write " + s.Paths().Gate() + "/platform-green:8080", "remove " + s.Paths().Gate() + "/platform-blue:8080"}
 	if !slices.Equal(f.Ops, want) {
 		t.Errorf("switch did %q, want %q: never a moment with no color admitted", f.Ops, want)
 	}
@@ -98,7 +98,7 @@ func TestSwitchLoadsTheGatedCaddyfileOnceKeepingTrafficWhereItIs(t *testing.T) {
 	if err := d.switchTo(context.Background(), stack.Green, false); err != nil {
 		t.Fatal(err)
 	}
-	blue, green := "write "+s.GateDir()+"/platform-blue:8080", "write "+s.GateDir()+"/platform-green:8080"
+	blue, green := "write "+s.Paths().Gate()+"/platform-blue:8080", "write "+s.Paths().Gate()+"/platform-green:8080"
 	if i, j := slices.Index(f.Ops, blue), slices.Index(f.Ops, green); i < 0 || j < i {
 		t.Errorf("ops %q: the live color must be admitted before the gated Caddyfile loads", f.Ops)
 	}

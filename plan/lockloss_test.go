@@ -34,7 +34,7 @@ func TestLostLockStopsTheDeploy(t *testing.T) {
 
 	// Another command takes the lock over (it judged this one dead).
 	other, _ := json.Marshal(host.Lock{Token: "other", Who: "b", Command: "taledeploy push prod", Since: time.Now()})
-	fc.WriteFile(ctx, s.LockPath()+"/owner.json", other, 0o600)
+	fc.WriteFile(ctx, s.Paths().Lock()+"/owner.json", other, 0o600)
 	deadline := time.Now().Add(5 * time.Second)
 	for held.Owned() == nil && time.Now().Before(deadline) {
 		held.SetStep("verify") // wakes the heartbeat
@@ -48,13 +48,13 @@ func TestLostLockStopsTheDeploy(t *testing.T) {
 	if ran != 1 {
 		t.Errorf("steps ran after the lock was lost: %d", ran)
 	}
-	if got, _ := fc.ReadFile(ctx, s.LockPath()+"/owner.json"); !strings.Contains(string(got), `"token":"other"`) {
+	if got, _ := fc.ReadFile(ctx, s.Paths().Lock()+"/owner.json"); !strings.Contains(string(got), `"token":"other"`) {
 		t.Errorf("the heartbeat wrote over the new holder's record: %s", got)
 	}
 	if err := held.Release(ctx); !errors.Is(err, host.ErrLockLost) {
 		t.Errorf("release of a lock taken over: %v, want ErrLockLost", err)
 	}
-	if _, err := fc.ReadFile(ctx, s.LockPath()+"/owner.json"); err != nil {
+	if _, err := fc.ReadFile(ctx, s.Paths().Lock()+"/owner.json"); err != nil {
 		t.Errorf("release removed the new holder's lock")
 	}
 }
@@ -82,7 +82,7 @@ func TestPushWithLostLockUndoesNothing(t *testing.T) {
 	d.Report = func(e Event) {
 		if e.Step == "stateful" && e.Status == "ok" {
 			other, _ := json.Marshal(host.Lock{Token: "other", Command: "taledeploy push prod", Since: time.Now()})
-			fc.WriteFile(ctx, s.LockPath()+"/owner.json", other, 0o600)
+			fc.WriteFile(ctx, s.Paths().Lock()+"/owner.json", other, 0o600)
 			d.lock.Beat(ctx) // sees the takeover
 			fc.ResetCmds()
 		}
@@ -117,7 +117,7 @@ func TestLockLostAfterTheSwitchSaysTrafficMoved(t *testing.T) {
 	ev.on = func(e Event) {
 		if e.Step == "switch" && e.Status == "ok" {
 			other, _ := json.Marshal(host.Lock{Token: "other", Who: "bob@desk", Command: "taledeploy push demo", Since: time.Now(), Heartbeat: time.Now()})
-			h.WriteFile(ctx, s.LockPath()+"/owner.json", other, 0o600)
+			h.WriteFile(ctx, s.Paths().Lock()+"/owner.json", other, 0o600)
 			d.lock.Beat(ctx) // sees the takeover
 		}
 	}

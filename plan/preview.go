@@ -194,7 +194,7 @@ func fileChanges(ctx context.Context, h host.Conn, s *stack.Stack, newColor stri
 		}
 		fc := FileChange{Path: remotePath, Change: change}
 		switch {
-		case remotePath == s.EnvPath():
+		case remotePath == s.Paths().Env():
 			fc.Diff = envDiff(old, f.Data)
 		case isText(old) && isText(f.Data):
 			fc.Diff, _ = difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
@@ -251,8 +251,8 @@ func (r *run) statefulPreview(ctx context.Context) (changed, missing []string, e
 		return nil, nil, err
 	}
 	argv := append(host.LowPriority(), "docker", "compose", "--project-directory", s.RemoteDir, "-f", "-", "-p", s.Project)
-	if _, err := r.Host.ReadFile(ctx, s.EnvPath()); err == nil {
-		argv = append(argv, "--env-file", s.EnvPath())
+	if _, err := r.Host.ReadFile(ctx, s.Paths().Env()); err == nil {
+		argv = append(argv, "--env-file", s.Paths().Env())
 	}
 	argv = append(argv, "config", "--hash", strings.Join(s.Stateful, ","))
 	out, err := r.Host.Run(ctx, remote.Cmd{Argv: argv, Env: host.ComposeEnv(r.Stack, "", ""), Stdin: bytes.NewReader(local)})

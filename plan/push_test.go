@@ -62,7 +62,7 @@ func TestPushOnEmptyHost(t *testing.T) {
 		t.Errorf("history %+v", e)
 	}
 	serves(t, h, s, stack.Blue)
-	if _, err := h.ReadFile(context.Background(), s.LockPath()+"/owner.json"); err == nil {
+	if _, err := h.ReadFile(context.Background(), s.Paths().Lock()+"/owner.json"); err == nil {
 		t.Errorf("the lock is still held")
 	}
 }
@@ -193,7 +193,7 @@ func TestFailedPushUndoes(t *testing.T) {
 		}, steps: []string{"build ok", "stateful ok", "migrate ok", "start ok", "verify failed", "remove-new ok"}, wantErr: "new color failed its health checks: tale-green-rag-1 is unhealthy"},
 		{name: "switch", fail: func(_ *testing.T, h *hosttest.Host, s *stack.Stack, _ *events) {
 			h.Refuse = func(op, p string) error {
-				if op == "write" && p == s.GateDir()+"/platform-green:8080" {
+				if op == "write" && p == s.Paths().Gate()+"/platform-green:8080" {
 					return fs.ErrPermission
 				}
 				return nil
@@ -271,7 +271,7 @@ func TestPushRecordFailure(t *testing.T) {
 	h := liveHost(t, "one", s, "r1")
 	before := recordBytes(h, s)
 	h.Refuse = func(op, p string) error {
-		if op == "write" && p == s.StatePath() {
+		if op == "write" && p == s.Paths().State() {
 			return errors.New("no space left on device")
 		}
 		return nil
@@ -510,7 +510,7 @@ func TestPreviewOfAPush(t *testing.T) {
 	if !slices.Equal(p.Steps, want) {
 		t.Errorf("steps:\n%s\nwant:\n%s", strings.Join(p.Steps, "\n"), strings.Join(want, "\n"))
 	}
-	if len(p.Files) != 1 || p.Files[0].Path != s.EnvPath() || p.Files[0].Diff != "~ SECRET=••• (value changed)\n" {
+	if len(p.Files) != 1 || p.Files[0].Path != s.Paths().Env() || p.Files[0].Diff != "~ SECRET=••• (value changed)\n" {
 		t.Errorf("files %+v", p.Files)
 	}
 	if got := changing(h); len(got) > 0 || len(h.Files) != files {
@@ -528,7 +528,7 @@ func TestFailedSwitchBackUndoesNothingMore(t *testing.T) {
 		if e.Step == "switch" && e.Status == "ok" {
 			h.Docker.Change("tale-green", "platform", func(c *hosttest.Container) { c.Answer = 500 })
 			h.Refuse = func(op, p string) error {
-				if op == "write" && p == s.GateDir()+"/platform-blue:8080" {
+				if op == "write" && p == s.Paths().Gate()+"/platform-blue:8080" {
 					return fs.ErrPermission
 				}
 				return nil
@@ -594,7 +594,7 @@ func TestFirstPushFailingAtTheSwitch(t *testing.T) {
 	s := deployStack(t)
 	h := hosttest.NewHost("one", s)
 	h.Refuse = func(op, p string) error {
-		if op == "write" && strings.HasPrefix(p, s.GateDir()+"/") {
+		if op == "write" && strings.HasPrefix(p, s.Paths().Gate()+"/") {
 			return fs.ErrPermission
 		}
 		return nil
@@ -607,7 +607,7 @@ func TestFirstPushFailingAtTheSwitch(t *testing.T) {
 	if got, want := last(ev.steps("one"), 3), []string{"verify ok", "switch failed", "remove-new ok"}; !slices.Equal(got, want) {
 		t.Errorf("steps end %q, want %q", got, want)
 	}
-	if _, err := h.ReadFile(context.Background(), s.StatePath()); err == nil {
+	if _, err := h.ReadFile(context.Background(), s.Paths().State()); err == nil {
 		t.Errorf("a failed first push wrote a record")
 	}
 	if got := states(h, s, stack.Blue); len(got) > 0 || len(h.Caddy.Admitted()) > 0 {

@@ -39,8 +39,8 @@ func die(t *testing.T, h *hosttest.Host, s *stack.Stack, release, step string) {
 	now := time.Now().UTC()
 	rec, _ := json.Marshal(host.Lock{Token: "dead", Who: "ci@runner", Machine: "runner-7", PID: 4242, Command: "taledeploy push demo",
 		Since: now.Add(-2 * time.Minute), Heartbeat: now.Add(-time.Minute), Step: step, Color: stack.Other(cur.Live), Release: release})
-	h.Mkdir(ctx, s.LockPath(), 0o700, false)
-	h.WriteFile(ctx, s.LockPath()+"/owner.json", rec, 0o600)
+	h.Mkdir(ctx, s.Paths().Lock(), 0o700, false)
+	h.WriteFile(ctx, s.Paths().Lock()+"/owner.json", rec, 0o600)
 }
 
 // A lock left by a push that died after the switch is taken over; the check
@@ -82,7 +82,7 @@ func TestStaleLockTakeoverConverges(t *testing.T) {
 	}
 	serves(t, h, s, stack.Green)
 	var l host.Lock
-	data, _ := h.ReadFile(context.Background(), s.LockPath()+"/owner.json")
+	data, _ := h.ReadFile(context.Background(), s.Paths().Lock()+"/owner.json")
 	if json.Unmarshal(data, &l); l.Token == "dead" || l.Who != "alice@laptop" {
 		t.Errorf("the lock is %s", data)
 	}
@@ -103,7 +103,7 @@ func TestStaleLockTakeoverMidSwitch(t *testing.T) {
 	h := liveHost(t, "one", s, "r1")
 	die(t, h, s, "r2", "switch")
 	// It had admitted green and not yet retired blue.
-	h.WriteFile(context.Background(), s.GateDir()+"/platform-green:8080", nil, 0o644)
+	h.WriteFile(context.Background(), s.Paths().Gate()+"/platform-green:8080", nil, 0o644)
 	before := recordBytes(h, s)
 	ev := &events{}
 	if _, err := lockCheck(t, deployer(h, s, "r3", ev), "taledeploy push demo"); err != nil {

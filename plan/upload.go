@@ -31,7 +31,7 @@ func upload(ctx context.Context, h host.Conn, s *stack.Stack) (string, error) {
 			return "", err
 		}
 	}
-	for _, dir := range []string{s.MetaDir(), s.MetaDir() + "/env", s.AdminDir()} {
+	for _, dir := range []string{s.Paths().Meta(), s.Paths().Meta() + "/env", s.Paths().Admin()} {
 		if err := h.Mkdir(ctx, dir, 0o700, false); err != nil {
 			return "", fmt.Errorf("create %s: %w", dir, err)
 		}
@@ -53,7 +53,7 @@ func upload(ctx context.Context, h host.Conn, s *stack.Stack) (string, error) {
 	if sent > 0 || len(have) != len(files) {
 		// Written after the files, so its time is later than theirs.
 		data, _ := json.Marshal(m)
-		if err := h.WriteFile(ctx, s.UploadsPath(), data, 0o600); err != nil {
+		if err := h.WriteFile(ctx, s.Paths().Uploads(), data, 0o600); err != nil {
 			return "", err
 		}
 	}
@@ -83,7 +83,7 @@ func currentFiles(ctx context.Context, h host.Conn, s *stack.Stack, files []stac
 		defer close(listing)
 		out, _ = h.Run(ctx, remote.Cmd{Argv: findArgv(s, files)})
 	}()
-	data, err := h.ReadFile(ctx, s.UploadsPath())
+	data, err := h.ReadFile(ctx, s.Paths().Uploads())
 	<-listing
 	if err != nil {
 		return have
@@ -93,7 +93,7 @@ func currentFiles(ctx context.Context, h host.Conn, s *stack.Stack, files []stac
 		return have
 	}
 	listed := parseFind(out)
-	mark, ok := listed[s.UploadsPath()]
+	mark, ok := listed[s.Paths().Uploads()]
 	if !ok {
 		return have
 	}
@@ -113,7 +113,7 @@ func currentFiles(ctx context.Context, h host.Conn, s *stack.Stack, files []stac
 // per build context and per single file, so the command stays short however
 // many files a context holds. Missing ones make find exit 1 but list the rest.
 func findArgv(s *stack.Stack, files []stack.ReleaseFile) []string {
-	argv := []string{"find", s.UploadsPath()}
+	argv := []string{"find", s.Paths().Uploads()}
 	seen := map[string]bool{}
 	for _, f := range files {
 		p := s.Remote(f.Rel)

@@ -46,11 +46,11 @@ var (
 // Admit lets every routed service of color take traffic.
 func (c *Caddy) Admit(ctx context.Context, color string) error {
 	s := c.stack
-	if err := c.host.Mkdir(ctx, s.GateDir(), 0o755, false); err != nil {
-		return fmt.Errorf("create %s: %w", s.GateDir(), err)
+	if err := c.host.Mkdir(ctx, s.Paths().Gate(), 0o755, false); err != nil {
+		return fmt.Errorf("create %s: %w", s.Paths().Gate(), err)
 	}
 	for _, u := range s.Upstreams(color) {
-		if err := c.host.WriteFile(ctx, s.GateDir()+"/"+u, nil, 0o644); err != nil {
+		if err := c.host.WriteFile(ctx, s.Paths().Gate()+"/"+u, nil, 0o644); err != nil {
 			return fmt.Errorf("admit %s: %w", u, err)
 		}
 	}
@@ -61,7 +61,7 @@ func (c *Caddy) Admit(ctx context.Context, color string) error {
 func (c *Caddy) Retire(ctx context.Context, color string) error {
 	s := c.stack
 	for _, u := range s.Upstreams(color) {
-		if err := c.host.Remove(ctx, s.GateDir()+"/"+u); err != nil {
+		if err := c.host.Remove(ctx, s.Paths().Gate()+"/"+u); err != nil {
 			return fmt.Errorf("retire %s: %w", u, err)
 		}
 	}
@@ -71,7 +71,7 @@ func (c *Caddy) Retire(ctx context.Context, color string) error {
 // Admitted tells whether the gate admits every routed service of color.
 func (c *Caddy) Admitted(ctx context.Context, color string) (bool, error) {
 	for _, u := range c.stack.Upstreams(color) {
-		if _, err := c.host.ReadFile(ctx, c.stack.GateDir()+"/"+u); errors.Is(err, os.ErrNotExist) {
+		if _, err := c.host.ReadFile(ctx, c.stack.Paths().Gate()+"/"+u); errors.Is(err, os.ErrNotExist) {
 			return false, nil
 		} else if err != nil {
 			return false, err
@@ -156,7 +156,7 @@ func Sleep(ctx context.Context, d time.Duration) error {
 
 // admin calls Caddy's admin API on its unix socket, through the SSH connection.
 func (c *Caddy) admin(ctx context.Context, method, urlPath, contentType string, body []byte) ([]byte, error) {
-	sock := c.stack.AdminDir() + "/admin.sock"
+	sock := c.stack.Paths().Admin() + "/admin.sock"
 	// The socket appears a moment after Caddy starts.
 	client := HTTPClient(c.host, 30*time.Second, sock, 5*time.Second)
 	req, err := http.NewRequestWithContext(ctx, method, "http://caddy-admin"+urlPath, bytes.NewReader(body))

@@ -33,7 +33,7 @@ func LowPriority() []string { return []string{"nice", "-n", "10"} }
 // project (color "") or a color.
 func ComposeArgv(s *stack.Stack, color string) []string {
 	project := s.Project
-	argv := append(LowPriority(), "docker", "compose", "--project-directory", s.RemoteDir, "--env-file", s.EnvPath(),
+	argv := append(LowPriority(), "docker", "compose", "--project-directory", s.RemoteDir, "--env-file", s.Paths().Env(),
 		"-f", s.Remote(s.ComposeFile))
 	if color != "" {
 		project = s.ColorProject(color)

@@ -87,7 +87,7 @@ func Doctor(ctx context.Context, h Conn, s *stack.Stack) []Finding {
 
 	o, err := Observe(ctx, h, s)
 	if err != nil {
-		add("proxy", false, err.Error(), fmt.Sprintf("check that %s runs and mounts %s", s.Proxy, s.AdminDir()))
+		add("proxy", false, err.Error(), fmt.Sprintf("check that %s runs and mounts %s", s.Proxy, s.Paths().Admin()))
 		return out
 	}
 	_, proxyRuns := RunningProxy(s, o.Containers)
@@ -98,8 +98,8 @@ func Doctor(ctx context.Context, h Conn, s *stack.Stack) []Finding {
 		add("proxy", false, s.Proxy+" is not running", "run `taledeploy push` to start it, or look at `docker logs "+s.Project+"-"+s.Proxy+"`")
 	default:
 		if _, err := NewCaddy(h, s).Config(ctx); err != nil {
-			add("proxy", false, "admin socket "+s.AdminDir()+"/admin.sock: "+err.Error(),
-				"the proxy must serve its admin API on that socket (`admin unix//run/caddy/admin.sock` in the Caddyfile) and mount "+s.AdminDir()+"; a non-root SSH user needs write access to the socket")
+			add("proxy", false, "admin socket "+s.Paths().Admin()+"/admin.sock: "+err.Error(),
+				"the proxy must serve its admin API on that socket (`admin unix//run/caddy/admin.sock` in the Caddyfile) and mount "+s.Paths().Admin()+"; a non-root SSH user needs write access to the socket")
 		} else {
 			how := "the gate admits " + cmp.Or(strings.Join(o.Admitted, " and "), "nothing")
 			if !o.Gated {

@@ -31,18 +31,18 @@ type HeldLock struct {
 // AcquireLock takes the stack's lock. A lock whose holder is gone is taken over
 // and returned as stale, so the caller can clean up after it.
 func AcquireLock(ctx context.Context, h Conn, s *stack.Stack, rec Lock) (held *HeldLock, stale *Lock, err error) {
-	if err := h.Mkdir(ctx, s.MetaDir(), 0o700, false); err != nil {
-		return nil, nil, fmt.Errorf("create %s: %w", s.MetaDir(), err)
+	if err := h.Mkdir(ctx, s.Paths().Meta(), 0o700, false); err != nil {
+		return nil, nil, fmt.Errorf("create %s: %w", s.Paths().Meta(), err)
 	}
 	for range 3 {
 		rec.Token = newToken()
 		rec.Since, rec.Heartbeat = time.Now().UTC(), time.Now().UTC()
-		ok, err := tryLock(ctx, h, s.LockPath(), rec)
+		ok, err := tryLock(ctx, h, s.Paths().Lock(), rec)
 		if err != nil {
 			return nil, nil, err
 		}
 		if ok {
-			l := &HeldLock{h: h, path: s.LockPath(), rec: rec, lastOK: time.Now(), wake: make(chan struct{}, 1), done: make(chan struct{})}
+			l := &HeldLock{h: h, path: s.Paths().Lock(), rec: rec, lastOK: time.Now(), wake: make(chan struct{}, 1), done: make(chan struct{})}
 			l.wg.Add(1)
 			go l.heartbeat()
 			return l, stale, nil
@@ -58,7 +58,7 @@ func AcquireLock(ctx context.Context, h Conn, s *stack.Stack, rec Lock) (held *H
 		if why == "" {
 			return nil, nil, &LockedError{Host: h.Name(), Holder: cur}
 		}
-		if err := breakLock(ctx, h, s.LockPath(), cur.Token); err != nil {
+		if err := breakLock(ctx, h, s.Paths().Lock(), cur.Token); err != nil {
 			return nil, nil, err
 		}
 		stale = cur

@@ -145,9 +145,9 @@ func ReadLock(ctx context.Context, h Conn, s *stack.Stack) (*Lock, error) {
 	)
 	go func() {
 		defer close(done)
-		age, known = recordAge(ctx, h, s.LockPath()+"/owner.json")
+		age, known = recordAge(ctx, h, s.Paths().Lock()+"/owner.json")
 	}()
-	l, err := readLockAt(ctx, h, s.LockPath())
+	l, err := readLockAt(ctx, h, s.Paths().Lock())
 	<-done
 	if l != nil {
 		l.age, l.ageKnown = age, known
@@ -197,7 +197,7 @@ func ReleaseLock(ctx context.Context, h Conn, s *stack.Stack, force bool) (strin
 		if !force {
 			return "", &LockedError{Host: h.Name(), Unreadable: err, Releasing: true}
 		}
-		return "removed a corrupt lock", h.Remove(ctx, s.LockPath())
+		return "removed a corrupt lock", h.Remove(ctx, s.Paths().Lock())
 	}
 	if l == nil {
 		return "not locked", nil
@@ -206,7 +206,7 @@ func ReleaseLock(ctx context.Context, h Conn, s *stack.Stack, force bool) (strin
 	if why == "" && !force {
 		return "", &LockedError{Host: h.Name(), Holder: l, Releasing: true}
 	}
-	if err := breakLock(ctx, h, s.LockPath(), l.Token); err != nil {
+	if err := breakLock(ctx, h, s.Paths().Lock(), l.Token); err != nil {
 		return "", err
 	}
 	if why == "" {

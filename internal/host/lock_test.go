@@ -20,9 +20,9 @@ import (
 func lockedHost(t *testing.T, s *stack.Stack, rec Lock, age time.Duration) *hosttest.Fake {
 	t.Helper()
 	data, _ := json.Marshal(rec)
-	fc := &hosttest.Fake{Files: map[string][]byte{s.LockPath() + "/owner.json": data}}
+	fc := &hosttest.Fake{Files: map[string][]byte{s.Paths().Lock() + "/owner.json": data}}
 	fc.Reply = func(argv []string) ([]byte, error) {
-		if argv[0] == "sh" && argv[len(argv)-1] == s.LockPath()+"/owner.json" {
+		if argv[0] == "sh" && argv[len(argv)-1] == s.Paths().Lock()+"/owner.json" {
 			now := int64(1_800_000_000)
 			return fmt.Appendf(nil, "%d\n%d\n", now, now-int64(age/time.Second)), nil
 		}

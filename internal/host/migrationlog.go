@@ -35,23 +35,23 @@ type ContractRun struct {
 
 // ReadMigrations returns the host's migration log (empty when it has none).
 func ReadMigrations(ctx context.Context, h Conn, s *stack.Stack) (*MigrationLog, error) {
-	data, err := h.ReadFile(ctx, s.MigrationsPath())
+	data, err := h.ReadFile(ctx, s.Paths().Migrations())
 	if IsNotExist(err) {
 		return &MigrationLog{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", s.MigrationsPath(), err)
+		return nil, fmt.Errorf("read %s: %w", s.Paths().Migrations(), err)
 	}
 	var l MigrationLog
 	if err := json.Unmarshal(data, &l); err != nil {
-		return nil, fmt.Errorf("%s is corrupt (%v); it lists the migrations applied on this host, fix or restore it", s.MigrationsPath(), err)
+		return nil, fmt.Errorf("%s is corrupt (%v); it lists the migrations applied on this host, fix or restore it", s.Paths().Migrations(), err)
 	}
 	return &l, nil
 }
 
 func WriteMigrations(ctx context.Context, h Conn, s *stack.Stack, l *MigrationLog) error {
 	data, _ := json.MarshalIndent(l, "", "  ")
-	return h.WriteFile(ctx, s.MigrationsPath(), append(data, '\n'), 0o600)
+	return h.WriteFile(ctx, s.Paths().Migrations(), append(data, '\n'), 0o600)
 }
 
 func (l *MigrationLog) Has(service, file string) bool {

@@ -117,7 +117,7 @@ func (o *Observed) Disagreements(s *stack.Stack, st *State, stErr error) []strin
 	switch {
 	case st == nil && o.Live != "":
 		if stErr == nil {
-			out = append(out, fmt.Sprintf("%s is missing, but %s serves release %s", s.StatePath(), s.ColorProject(o.Live), o.Release(s, o.Live)))
+			out = append(out, fmt.Sprintf("%s is missing, but %s serves release %s", s.Paths().State(), s.ColorProject(o.Live), o.Release(s, o.Live)))
 		}
 	case st == nil:
 	case o.Live == "":
@@ -130,7 +130,7 @@ func (o *Observed) Disagreements(s *stack.Stack, st *State, stErr error) []strin
 	if o.Gated && o.Live != "" {
 		switch {
 		case !slices.Contains(o.Admitted, o.Live):
-			out = append(out, fmt.Sprintf("the gate admits no color that runs, so Caddy sends %s no traffic (%s is empty)", o.Live, s.GateDir()))
+			out = append(out, fmt.Sprintf("the gate admits no color that runs, so Caddy sends %s no traffic (%s is empty)", o.Live, s.Paths().Gate()))
 		case len(o.Admitted) == 2:
 			out = append(out, "the gate admits both colors (a switch was interrupted)")
 		}

@@ -55,33 +55,33 @@ func IsNotExist(err error) bool {
 
 // ReadState returns the recorded state, or nil when the host has none.
 func ReadState(ctx context.Context, h Conn, s *stack.Stack) (*State, error) {
-	data, err := h.ReadFile(ctx, s.StatePath())
+	data, err := h.ReadFile(ctx, s.Paths().State())
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", s.StatePath(), err)
+		return nil, fmt.Errorf("read %s: %w", s.Paths().State(), err)
 	}
 	var st State
 	if err := json.Unmarshal(data, &st); err != nil {
-		return nil, fmt.Errorf("%s is corrupt (%v)", s.StatePath(), err)
+		return nil, fmt.Errorf("%s is corrupt (%v)", s.Paths().State(), err)
 	}
 	return &st, nil
 }
 
 func WriteState(ctx context.Context, h Conn, s *stack.Stack, st *State) error {
 	data, _ := json.MarshalIndent(st, "", "  ")
-	return h.WriteFile(ctx, s.StatePath(), append(data, '\n'), 0o600)
+	return h.WriteFile(ctx, s.Paths().State(), append(data, '\n'), 0o600)
 }
 
 func AppendHistory(ctx context.Context, h Conn, s *stack.Stack, e HistoryEntry) error {
 	data, _ := json.Marshal(e)
-	return h.AppendFile(ctx, s.HistoryPath(), append(data, '\n'), 0o600)
+	return h.AppendFile(ctx, s.Paths().History(), append(data, '\n'), 0o600)
 }
 
 // ReadHistory returns the host's deploy history, oldest first.
 func ReadHistory(ctx context.Context, h Conn, s *stack.Stack) ([]HistoryEntry, error) {
-	data, err := h.ReadFile(ctx, s.HistoryPath())
+	data, err := h.ReadFile(ctx, s.Paths().History())
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}

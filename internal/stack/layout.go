@@ -16,24 +16,32 @@ import (
 	"taledeploy/migcheck"
 )
 
-// Paths on the host, below the stack's remote_dir.
-func (s *Stack) MetaDir() string { return s.RemoteDir + "/.taledeploy" }
+// Paths are where taledeploy keeps its own files on the host, below the
+// stack's remote_dir.
+type Paths struct{ dir string }
 
-func (s *Stack) StatePath() string { return s.MetaDir() + "/state.json" }
+// Paths are the stack's own files on the host.
+func (s *Stack) Paths() Paths { return Paths{s.RemoteDir} }
 
-func (s *Stack) HistoryPath() string { return s.MetaDir() + "/history.jsonl" }
+// Meta holds the record, history, lock, env file and upload manifest.
+func (p Paths) Meta() string       { return p.dir + "/.taledeploy" }
+func (p Paths) State() string      { return p.Meta() + "/state.json" }
+func (p Paths) History() string    { return p.Meta() + "/history.jsonl" }
+func (p Paths) Lock() string       { return p.Meta() + "/lock" }
+func (p Paths) Env() string        { return p.Meta() + "/env/stack.env" }
+func (p Paths) Uploads() string    { return p.Meta() + "/uploads.json" }
+func (p Paths) Migrations() string { return p.Meta() + "/migrations.json" }
 
-func (s *Stack) LockPath() string { return s.MetaDir() + "/lock" }
+// Admin is the folder the proxy shares with taledeploy: its admin socket.
+func (p Paths) Admin() string { return p.dir + "/run/caddy" }
 
-func (s *Stack) EnvPath() string { return s.MetaDir() + "/env/stack.env" }
+// Gate holds a file per upstream the gate admits.
+func (p Paths) Gate() string { return p.Admin() + "/live" }
 
-func (s *Stack) AdminDir() string { return s.RemoteDir + "/run/caddy" }
-
+// Remote is the host path of rel, a path inside the stack folder.
 func (s *Stack) Remote(rel string) string {
 	return s.RemoteDir + "/" + rel
 }
-
-func (s *Stack) GateDir() string { return s.AdminDir() + "/live" }
 
 // Upstreams lists the dial addresses of one color's routed services, as the
 // Caddyfile names them.
@@ -47,8 +55,6 @@ func (s *Stack) Upstreams(color string) []string {
 	}
 	return out
 }
-
-func (s *Stack) UploadsPath() string { return s.MetaDir() + "/uploads.json" }
 
 // ContextOf is the build context rel lies in, "" for a file of none.
 func (s *Stack) ContextOf(rel string) string {
@@ -113,7 +119,7 @@ func (s *Stack) ReleaseFiles() ([]ReleaseFile, error) {
 	add(filepath.ToSlash(s.ComposeFile), compose, 0o644)
 	add(s.OverlayFile(Blue), s.Overlay(Blue), 0o644)
 	add(s.OverlayFile(Green), s.Overlay(Green), 0o644)
-	add(strings.TrimPrefix(s.EnvPath(), s.RemoteDir+"/"), s.envFile(), 0o600)
+	add(strings.TrimPrefix(s.Paths().Env(), s.RemoteDir+"/"), s.envFile(), 0o600)
 	for _, c := range s.contexts() {
 		if err := s.walkContext(root, filepath.FromSlash(c.dir), add); err != nil {
 			return nil, fmt.Errorf("build context of %s: %w", c.service, err)
@@ -252,8 +258,6 @@ func (s *Stack) ComposeSum() string {
 	h.Write(s.envFile())
 	return hex.EncodeToString(h.Sum(nil))
 }
-
-func (s *Stack) MigrationsPath() string { return s.MetaDir() + "/migrations.json" }
 
 // MigrationFile is one migration file of the working tree.
 type MigrationFile struct {

@@ -127,7 +127,7 @@ func upstream(r *stack.Route, color string) string {
 
 // admits tells whether the gate admits upstream: its file exists in the gate folder.
 func (c *Caddy) admits(upstream string) bool {
-	_, err := c.host.Fake.ReadFile(context.Background(), c.stack().GateDir()+"/"+upstream)
+	_, err := c.host.Fake.ReadFile(context.Background(), c.stack().Paths().Gate()+"/"+upstream)
 	return err == nil
 }
 

@@ -228,7 +228,7 @@ func (d *Docker) up(project, svc string, env map[string]string) {
 	}
 	c.Image = fmt.Sprintf("sha256:%s-%s-%d", project, svc, d.builds[project+"/"+svc])
 	if svc == s.Proxy {
-		c.Mounts = []Mount{{Source: path.Dir(s.Remote(s.Caddyfile)), Destination: "/etc/caddy"}, {Source: s.AdminDir(), Destination: "/run/caddy"}}
+		c.Mounts = []Mount{{Source: path.Dir(s.Remote(s.Caddyfile)), Destination: "/etc/caddy"}, {Source: s.Paths().Admin(), Destination: "/run/caddy"}}
 	}
 	if old := d.find(project, svc); old != nil {
 		if old.Running() && old.Image == c.Image && old.Release == c.Release && old.ConfigHash == c.ConfigHash {

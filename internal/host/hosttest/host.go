@@ -148,7 +148,7 @@ func (h *Host) serve(network, addr string) (http.Handler, error) {
 	switch {
 	case network == "unix" && addr == fakeDockerSocket:
 		return h.Docker, nil
-	case network == "unix" && addr == s.AdminDir()+"/admin.sock":
+	case network == "unix" && addr == s.Paths().Admin()+"/admin.sock":
 		if _, ok := proxy(); !ok {
 			return nil, refused(network, addr)
 		}
