@@ -3,6 +3,7 @@ package plan
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 
 	"taledeploy/internal/host"
@@ -25,7 +26,7 @@ type Fleet struct {
 func (f *Fleet) Begin(ctx context.Context, command string, prepare bool) error {
 	n := len(f.Hosts)
 	f.cur, f.ready = make([]*Current, n), make([]*Push, n)
-	errs := make([]error, n)
+	errs := make(HostErrors, n)
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
@@ -54,7 +55,7 @@ func (f *Fleet) Begin(ctx context.Context, command string, prepare bool) error {
 		})
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return errs.err()
 }
 
 // End releases every lock this fleet holds. A lock that another command took
@@ -98,13 +99,13 @@ func (f *Fleet) each(ctx context.Context, action string, rollbackOnFailure bool,
 			return fe
 		}
 		fe.RolledBack = true
-		var rerrs []error
+		var rerrs HostErrors
 		for j, done := range f.Hosts[:i] {
 			if rerr := done.Rollback(ctx, f.ready[j].After()); rerr != nil {
-				rerrs = append(rerrs, &HostError{Host: done.Host.Name(), Err: rerr})
+				rerrs = append(rerrs, &HostError{Host: done.Host.Name(), Action: "rollback", Err: rerr})
 			}
 		}
-		fe.RollbackErr = errors.Join(rerrs...)
+		fe.RollbackErr = rerrs.err()
 		return fe
 	}
 	return nil
@@ -133,14 +134,30 @@ func (e *FleetError) Changed() bool {
 	return errors.Is(e.Err, ErrAfterSwitch) || len(e.Done) > 0 && (!e.RolledBack || e.RollbackErr != nil)
 }
 
-// HostError is a failure on one named host.
+// HostError is a failure of an action on one named host.
 type HostError struct {
-	Host string
-	Err  error
+	Host, Action string
+	Err          error
 }
 
-func (e *HostError) Error() string { return e.Host + ": " + e.Err.Error() }
+func (e *HostError) Error() string { return e.Action + " of " + e.Host + ": " + e.Err.Error() }
 func (e *HostError) Unwrap() error { return e.Err }
+
+// HostErrors are the failures of one step of a fleet command, one per host
+// that failed.
+type HostErrors []error
+
+func (e HostErrors) Error() string   { return errors.Join(e...).Error() }
+func (e HostErrors) Unwrap() []error { return e }
+
+// err is nil when no host failed.
+func (e HostErrors) err() error {
+	e = slices.DeleteFunc(e, func(err error) bool { return err == nil })
+	if len(e) == 0 {
+		return nil
+	}
+	return e
+}
 
 // Contract removes the older releases left on the hosts (the caller has made
 // sure that is wanted), then applies the contract migrations host after host.

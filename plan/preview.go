@@ -88,7 +88,7 @@ func (d *Deployer) Preview(ctx context.Context) (*Preview, error) {
 			return nil, err
 		}
 		if err := checkMigrations(v.expand); err != nil {
-			p.Refused = append(p.Refused, err.Error())
+			p.Refused = append(p.Refused, err.Error()+"; `taledeploy migrations check` lists the same")
 		}
 	}
 	for _, st := range pushSteps() {

@@ -225,6 +225,8 @@ func (r *run) carryOut(ctx context.Context, steps []step) error {
 			continue
 		case st.mayFail:
 			continue
+		case st.name == "record":
+			return &RecordError{Color: r.color, Release: r.release, Err: err}
 		case errors.Is(err, host.ErrLockLost) && r.switched:
 			// Another command owns the host now, but traffic had moved.
 			return fmt.Errorf("%w: %w", ErrAfterSwitch, err)
@@ -233,8 +235,6 @@ func (r *run) carryOut(ctx context.Context, steps []step) error {
 		case r.switched && errors.Is(err, remote.ErrDisconnected) && lost(r.Host):
 			// Traffic had moved: the host changed, whatever the connection did.
 			return fmt.Errorf("%w: %w", ErrAfterSwitch, err)
-		case st.name == "record":
-			return &RecordError{Color: r.color, Release: r.release, Err: err}
 		}
 		return r.undo(ctx, append(done, st), err)
 	}

@@ -24,10 +24,10 @@ func advice(env *stack.Environment, err error) error {
 		lockLost     *host.LockLostError
 		resources    *host.ResourceError
 	)
-	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+	if hosts, ok := err.(plan.HostErrors); ok {
 		// One advice per host.
 		var errs []error
-		for _, e := range joined.Unwrap() {
+		for _, e := range hosts {
 			errs = append(errs, advice(env, e))
 		}
 		return errors.Join(errs...)

@@ -106,7 +106,7 @@ func fleetMessage(env *stack.Environment, err error) error {
 		return fmt.Errorf("%w; %s already run the new release and %s and later hosts were not touched (see the summary); `taledeploy rollback %s --hosts %s` brings them back: %w",
 			errPartial, strings.Join(fe.Done, ", "), fe.Failed, env.Name, strings.Join(fe.Done, ","), err)
 	case fe.RollbackErr != nil:
-		return fmt.Errorf("%w: %w; rolling back the hosts before it failed too: %w", errPartial, err, fe.RollbackErr)
+		return fmt.Errorf("%w: %w; rolling back the hosts before it failed too: %w", errPartial, err, advice(env, fe.RollbackErr))
 	case errors.Is(err, plan.ErrAfterSwitch):
 		return fmt.Errorf("%w; the %d host(s) before it were rolled back, but %s had already switched (see the summary)", err, len(fe.Done), fe.Failed)
 	}

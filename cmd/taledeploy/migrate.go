@@ -57,7 +57,7 @@ func (c *MigrateContractCmd) contract(ctx context.Context, cli *CLI, env *stack.
 	if !errors.As(err, &fe) {
 		return err
 	}
-	err = fmt.Errorf("%s failed on %s: %w", fe.Action, fe.Failed, fe.Err)
+	err = fmt.Errorf("%s failed on %s: %w", fe.Action, fe.Failed, advice(env, fe.Err))
 	if len(fe.Done) > 0 {
 		return fmt.Errorf("%w; %w (the hosts before it have them applied)", errPartial, err)
 	}

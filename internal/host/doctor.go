@@ -110,7 +110,7 @@ func Doctor(ctx context.Context, h Conn, s *stack.Stack) []Finding {
 	}
 
 	if msg, err := CheckResources(ctx, h, s, o.Containers, o.Live); err != nil {
-		add("room", false, err.Error(), "free memory or disk on the host, or lower reserve_memory / reserve_disk")
+		add("room", false, err.Error(), "free memory or disk on the host, or lower reserve_memory / reserve_disk; push --skip-preflight pushes without this check")
 	} else {
 		add("room", true, msg, "")
 	}
@@ -139,6 +139,10 @@ func Doctor(ctx context.Context, h Conn, s *stack.Stack) []Finding {
 // atLeast compares versions as semver: "28.2.2" and "20.10.24+dfsg1" are at
 // least "20.10"; a version that is not one is not.
 func atLeast(have, want string) bool {
-	v := "v" + strings.TrimPrefix(strings.TrimSpace(have), "v")
-	return semver.IsValid(v) && semver.Compare(v, "v"+want) >= 0
+	// Distributions add their own suffixes: 24.0.7-0ubuntu2~22.04.1, 20.10.24+dfsg1.
+	v, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimSpace(have), "v"), "~")
+	if i := strings.IndexAny(v, "+-"); i >= 0 {
+		v = v[:i]
+	}
+	return semver.IsValid("v"+v) && semver.Compare("v"+v, "v"+want) >= 0
 }

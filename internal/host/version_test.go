@@ -13,6 +13,8 @@ func TestAtLeast(t *testing.T) {
 		{"2.19.1", "2.20", false},
 		{"19.03.15", "20.10", false},
 		{"29.0.0-rc.1", "20.10", true},
+		{"24.0.7-0ubuntu2~22.04.1", "20.10", true}, // Ubuntu's docker.io
+		{"2.24.6+ds1-0ubuntu1~22.04.1", "2.20", true},
 		{"", "20.10", false},
 		{"unknown", "20.10", false},
 	} {
