@@ -27,6 +27,8 @@ type Preview struct {
 	Refused  []string     `json:"refused,omitempty"` // why the push would stop
 	Steps    []string     `json:"steps"`
 	Files    []FileChange `json:"files"`
+	// Neutralised is what of the compose file the color overlays reset.
+	Neutralised []string `json:"neutralised,omitempty"`
 }
 
 // FileChange is one file a push would write on the host.
@@ -70,6 +72,7 @@ func (d *Deployer) Preview(ctx context.Context) (*Preview, error) {
 		p.Release = o.Release(s, o.Live)
 	}
 	p.NewColor = v.color
+	p.Neutralised = s.Neutralised()
 
 	if v.files, err = fileChanges(ctx, d.Host, d.Stack, v.color); err != nil {
 		return nil, err

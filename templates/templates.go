@@ -25,8 +25,18 @@ type Overlay struct {
 	Project     string
 	Color       string
 	ComposeFile string
-	Stateless   []string
+	Stateless   []Service
 	Volumes     []string
+}
+
+// Service is one stateless service of the overlay, with what of the team's
+// compose file cannot run twice side by side and is reset for the color.
+type Service struct {
+	Name               string
+	ResetContainerName bool     // a container name can be used once
+	ResetPorts         bool     // two colors cannot bind one host port
+	DependsOn          []string // set when depends_on named a stateful service: the stateless ones kept
+	OverrideDependsOn  bool
 }
 
 // Render returns the overlay's YAML.

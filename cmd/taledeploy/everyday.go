@@ -200,6 +200,9 @@ func (c *PlanCmd) Run(cli *CLI, ctx context.Context) error {
 		for _, s := range p.Steps {
 			fmt.Printf("   - %s\n", s)
 		}
+		for _, n := range p.Neutralised {
+			fmt.Printf("   compose: each color resets %s\n", n)
+		}
 		for _, f := range p.Files {
 			fmt.Printf("   %s %s\n", f.Change, f.Path)
 			for _, line := range strings.Split(strings.TrimRight(f.Diff, "\n"), "\n") {

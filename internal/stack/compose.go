@@ -27,6 +27,7 @@ type ComposeService struct {
 	BuildContext  string // local folder, relative to the compose file; "" when the image is not built
 	BuildLine     int    // line of the build context
 	Profiles      bool   // started only when a profile is asked for
+	DependsOn     []string
 }
 
 // LoadCompose reads a compose file.
@@ -66,6 +67,18 @@ func LoadCompose(file string) (*Compose, error) {
 		if n := mapKey(v, "ports"); n != nil {
 			s.Ports = n.Line
 		}
+		if d := mapValue(v, "depends_on"); d != nil {
+			switch d.Kind {
+			case yaml.SequenceNode:
+				for _, n := range d.Content {
+					s.DependsOn = append(s.DependsOn, n.Value)
+				}
+			case yaml.MappingNode:
+				for j := 0; j+1 < len(d.Content); j += 2 {
+					s.DependsOn = append(s.DependsOn, d.Content[j].Value)
+				}
+			}
+		}
 		if b := mapValue(v, "build"); b != nil {
 			s.BuildLine = b.Line
 			switch b.Kind {
@@ -87,15 +100,6 @@ func LoadCompose(file string) (*Compose, error) {
 func (c *Compose) check(s *Stack) error {
 	at := func(line int, format string, a ...any) error {
 		return fmt.Errorf("%s:%d: %s", c.File, line, fmt.Sprintf(format, a...))
-	}
-	for _, name := range s.Stateless {
-		svc := c.Services[name]
-		if svc.ContainerName != 0 {
-			return at(svc.ContainerName, "stateless service %q has container_name; remove it, since two colors of it run side by side and a name can be used once", name)
-		}
-		if svc.Ports != 0 {
-			return at(svc.Ports, "stateless service %q publishes ports; remove ports: (two colors cannot bind the same host port) and route it through the proxy instead", name)
-		}
 	}
 	for _, name := range c.ServiceNames() {
 		svc := c.Services[name]

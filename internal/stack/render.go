@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"taledeploy/templates"
 )
@@ -15,9 +17,53 @@ func (s *Stack) Overlay(color string) []byte {
 		Project:     s.Project,
 		Color:       color,
 		ComposeFile: s.ComposeFile,
-		Stateless:   s.Stateless,
+		Stateless:   s.overlayServices(),
 		Volumes:     s.Compose.Volumes,
 	}.Render()
+}
+
+// overlayServices says, per stateless service, what of the compose file the
+// color overlay resets: the team's file stays as it is for local use.
+func (s *Stack) overlayServices() []templates.Service {
+	var out []templates.Service
+	for _, name := range s.Stateless {
+		ts := templates.Service{Name: name}
+		if svc := s.Compose.Services[name]; svc != nil {
+			ts.ResetContainerName, ts.ResetPorts = svc.ContainerName != 0, svc.Ports != 0
+			for _, dep := range svc.DependsOn {
+				if slices.Contains(s.Stateless, dep) {
+					ts.DependsOn = append(ts.DependsOn, dep)
+				} else {
+					ts.OverrideDependsOn = true
+				}
+			}
+		}
+		out = append(out, ts)
+	}
+	return out
+}
+
+// Neutralised lists what of the compose file the color overlays reset, with why.
+func (s *Stack) Neutralised() []string {
+	var out []string
+	for _, ts := range s.overlayServices() {
+		if ts.ResetContainerName {
+			out = append(out, ts.Name+": container_name (two colors run side by side, and a name can be used once)")
+		}
+		if ts.ResetPorts {
+			out = append(out, ts.Name+": ports (two colors cannot bind one host port; traffic comes through the proxy)")
+		}
+		if ts.OverrideDependsOn {
+			var stateful []string
+			for _, dep := range s.Compose.Services[ts.Name].DependsOn {
+				if !slices.Contains(s.Stateless, dep) {
+					stateful = append(stateful, dep)
+				}
+			}
+			out = append(out, fmt.Sprintf("%s: depends_on %s (stateful services run in their own project, started before the color)", ts.Name, strings.Join(stateful, ", ")))
+		}
+	}
+	return out
 }
 
 // OverlayFile is where a color's overlay lives, next to the compose file.
