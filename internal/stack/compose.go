@@ -1,11 +1,16 @@
 package stack
 
 import (
+	"cmp"
 	"fmt"
 	"os"
+	"path"
+	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 
+	"github.com/compose-spec/compose-go/v2/format"
 	"gopkg.in/yaml.v3"
 )
 
@@ -28,6 +33,15 @@ type ComposeService struct {
 	BuildLine     int    // line of the build context
 	Profiles      bool   // started only when a profile is asked for
 	DependsOn     []string
+	Binds         []Bind // bind mounts from the stack's folder
+	VolumesLine   int    // line of volumes:, 0 when absent
+}
+
+// Bind is a bind mount: a path of the stack's folder (relative to the compose
+// file, as written) seen at Target in the container.
+type Bind struct {
+	Source, Target string
+	Line           int
 }
 
 // LoadCompose reads a compose file.
@@ -67,6 +81,27 @@ func LoadCompose(file string) (*Compose, error) {
 		if n := mapKey(v, "ports"); n != nil {
 			s.Ports = n.Line
 		}
+		if vols := mapValue(v, "volumes"); vols != nil && vols.Kind == yaml.SequenceNode {
+			s.VolumesLine = mapKey(v, "volumes").Line
+			for _, n := range vols.Content {
+				var b Bind
+				switch n.Kind {
+				case yaml.ScalarNode:
+					vc, err := format.ParseVolume(n.Value)
+					if err != nil || vc.Type != "bind" {
+						continue
+					}
+					b = Bind{Source: vc.Source, Target: vc.Target}
+				case yaml.MappingNode:
+					if t := mapValue(n, "type"); t == nil || t.Value != "bind" {
+						continue
+					}
+					b = Bind{Source: scalar(mapValue(n, "source")), Target: scalar(mapValue(n, "target"))}
+				}
+				b.Line = n.Line
+				s.Binds = append(s.Binds, b)
+			}
+		}
 		if d := mapValue(v, "depends_on"); d != nil {
 			switch d.Kind {
 			case yaml.SequenceNode:
@@ -101,6 +136,9 @@ func (c *Compose) check(s *Stack) error {
 	at := func(line int, format string, a ...any) error {
 		return fmt.Errorf("%s:%d: %s", c.File, line, fmt.Sprintf(format, a...))
 	}
+	if err := c.checkProxy(s); err != nil {
+		return err
+	}
 	for _, name := range c.ServiceNames() {
 		svc := c.Services[name]
 		if !slices.Contains(s.Stateless, name) && !slices.Contains(s.Stateful, name) && !svc.Profiles {
@@ -112,6 +150,43 @@ func (c *Compose) check(s *Stack) error {
 		if err := checkStackPath(svc.BuildContext); err != nil {
 			return at(svc.BuildLine, "service %q: build context %v", name, err)
 		}
+	}
+	return nil
+}
+
+// checkProxy makes sure the proxy service has what taledeploy needs: its admin
+// socket's folder shared with the host, and the Caddyfile's folder mounted (a
+// single file would keep the old content: uploads replace the file).
+func (c *Compose) checkProxy(s *Stack) error {
+	p := c.Services[s.Proxy]
+	if p == nil {
+		return nil // checked with the inventory
+	}
+	line := cmp.Or(p.VolumesLine, p.Line)
+	base := path.Dir(filepath.ToSlash(s.ComposeFile))
+	rel := func(src string) string { return path.Clean(path.Join(base, filepath.ToSlash(src))) }
+	caddyfile := path.Clean(filepath.ToSlash(s.Caddyfile))
+	var admin, folder bool
+	for _, b := range p.Binds {
+		switch src := rel(b.Source); {
+		case src == caddyfile:
+			return fmt.Errorf("%s:%d: the proxy service %q mounts the Caddyfile itself; mount its folder instead (- ./%s:/etc/caddy:ro): an upload replaces the file, and a mounted file would keep the old one",
+				c.File, b.Line, s.Proxy, path.Dir(caddyfile))
+		case src == path.Dir(caddyfile):
+			folder = true
+		case b.Target == "/run/caddy" && src == "run/caddy":
+			admin = true
+		}
+	}
+	var missing []string
+	if !folder {
+		missing = append(missing, fmt.Sprintf("- ./%s:/etc/caddy:ro (the Caddyfile's folder)", path.Dir(caddyfile)))
+	}
+	if !admin {
+		missing = append(missing, "- ./run/caddy:/run/caddy (where Caddy's admin socket is shared with taledeploy)")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%s:%d: the proxy service %q needs these volumes: %s", c.File, line, s.Proxy, strings.Join(missing, "; "))
 	}
 	return nil
 }

@@ -79,10 +79,10 @@ func TestLoadRejects(t *testing.T) {
 			[]string{"inventory.yaml:21:", "routed twice", "line 16"}},
 		{"a project that is another's color", stacktest.Inventory + "  staging:\n    hosts:\n      - {name: one, address: 127.0.0.1, port: 2222, user: root, known_hosts: known_hosts}\n    stack:\n      project: tale-blue\n      remote_dir: /srv/tale-stg\n      stateless: [platform, rag]\n      stateful: [proxy, db]\n      routes: [{site: \":81\", path: /*, service: platform, port: 8080, health_path: /h}]\n", stacktest.Compose,
 			[]string{"environment staging: host one", `"tale-blue" is the color project of "tale"`}},
-		{"compose service the inventory does not list", stacktest.Inventory, strings.Replace(stacktest.Compose, "volumes:", "  adminer:\n    image: adminer\nvolumes:", 1),
-			[]string{"compose.yml:12:", `"adminer" is listed in neither`, "profiles:"}},
+		{"compose service the inventory does not list", stacktest.Inventory, strings.Replace(stacktest.Compose, "volumes:\n  db_data:", "  adminer:\n    image: adminer\nvolumes:\n  db_data:", 1),
+			[]string{"compose.yml:15:", `"adminer" is listed in neither`, "profiles:"}},
 		{"compose service set to null", stacktest.Inventory, strings.Replace(stacktest.Compose, "  rag:\n    build: services/rag\n", "  rag: ~\n", 1),
-			[]string{"compose.yml:10:", `service "rag" is empty`}},
+			[]string{"compose.yml:13:", `service "rag" is empty`}},
 		{"route to the proxy", strings.Replace(stacktest.Inventory, "service: platform", "service: proxy", 1), stacktest.Compose,
 			[]string{"inventory.yaml:16:", `route to "proxy", the proxy itself`}},
 		{"route to a stateful service", strings.Replace(stacktest.Inventory, "service: platform", "service: db", 1), stacktest.Compose,
@@ -215,13 +215,13 @@ func TestLoadRejectsPathsOutsideTheStack(t *testing.T) {
 		{"remote_dir with NUL", remoteDir(`"/srv/t\0"`), stacktest.Compose,
 			[]string{"inventory.yaml:12:", "control character"}},
 		{"build context above", stacktest.Inventory, build("../db"),
-			[]string{"compose.yml:7:", `service "db": build context "../db" holds ..`}},
+			[]string{"compose.yml:10:", `service "db": build context "../db" holds ..`}},
 		{"build context through ..", stacktest.Inventory, build("services/../../db"),
-			[]string{"compose.yml:7:", "holds .."}},
+			[]string{"compose.yml:10:", "holds .."}},
 		{"build context absolute", stacktest.Inventory, build("/srv/db"),
-			[]string{"compose.yml:7:", `"/srv/db" is absolute`}},
+			[]string{"compose.yml:10:", `"/srv/db" is absolute`}},
 		{"build context in a mapping", stacktest.Inventory, strings.Replace(stacktest.Compose, "build: services/db", "build:\n      context: ../../db", 1),
-			[]string{"compose.yml:8:", "holds .."}},
+			[]string{"compose.yml:11:", "holds .."}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Load(stacktest.Write(t, tc.inventory, tc.compose))
@@ -242,7 +242,7 @@ func TestLoadRejectsPathsOutsideTheStack(t *testing.T) {
 
 func TestLoadCleansStackPaths(t *testing.T) {
 	inv := strings.Replace(stacktest.Inventory, "      remote_dir: /srv/tale\n", "      remote_dir: /srv/tale\n      compose_file: ./compose.yml\n      caddyfile: proxy//Caddyfile\n", 1)
-	loaded, err := Load(stacktest.Write(t, inv, stacktest.Compose))
+	loaded, err := Load(stacktest.Write(t, inv, strings.Replace(stacktest.Compose, "./services/proxy:", "./proxy:", 1)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,9 @@ const Compose = `services:
     image: caddy
     container_name: proxy
     ports: ["80:80"]
+    volumes:
+      - ./services/proxy:/etc/caddy:ro
+      - ./run/caddy:/run/caddy
   db:
     build: services/db
   platform:
