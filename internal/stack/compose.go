@@ -2,6 +2,7 @@ package stack
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"os"
 	"path"
@@ -11,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/format"
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/types"
 	"gopkg.in/yaml.v3"
 )
 
@@ -69,40 +72,59 @@ func LoadCompose(file string) (*Compose, error) {
 	if svcs == nil || svcs.Kind != yaml.MappingNode {
 		return nil, fmt.Errorf("%s: no services: map", file)
 	}
+	orig := map[string][2]*yaml.Node{} // service -> key and value as written
 	for i := 0; i+1 < len(svcs.Content); i += 2 {
 		k, v := svcs.Content[i], svcs.Content[i+1]
 		if v.Kind != yaml.MappingNode {
 			return nil, fmt.Errorf("%s:%d: service %q is empty or not a map; give it an image: or a build:, as Compose needs", file, k.Line, k.Value)
 		}
-		s := &ComposeService{Name: k.Value, Line: k.Line, Profiles: mapKey(v, "profiles") != nil}
-		if n := mapKey(v, "container_name"); n != nil {
-			s.ContainerName = n.Line
+		orig[k.Value] = [2]*yaml.Node{k, v}
+	}
+	model, err := composeModel(file)
+	if err != nil {
+		return nil, err
+	}
+	for name, def := range model {
+		// Values as Compose merges them (<<: anchors, extends, include);
+		// lines from the file as written, where the key is.
+		var v yaml.Node
+		if err := v.Encode(def); err != nil || v.Kind != yaml.MappingNode {
+			return nil, fmt.Errorf("%s: service %q: %v", file, name, err)
 		}
-		if n := mapKey(v, "ports"); n != nil {
-			s.Ports = n.Line
+		kv, ok := orig[name]
+		svcLine := svcs.Line
+		if ok {
+			svcLine = kv[0].Line
 		}
-		if vols := mapValue(v, "volumes"); vols != nil && vols.Kind == yaml.SequenceNode {
-			s.VolumesLine = mapKey(v, "volumes").Line
-			for _, n := range vols.Content {
-				var b Bind
-				switch n.Kind {
-				case yaml.ScalarNode:
-					vc, err := format.ParseVolume(n.Value)
-					if err != nil || vc.Type != "bind" {
-						continue
-					}
-					b = Bind{Source: vc.Source, Target: vc.Target}
-				case yaml.MappingNode:
-					if t := mapValue(n, "type"); t == nil || t.Value != "bind" {
-						continue
-					}
-					b = Bind{Source: scalar(mapValue(n, "source")), Target: scalar(mapValue(n, "target"))}
+		line := func(key string) int {
+			if n := mapKey(kv[1], key); ok && n != nil {
+				return n.Line
+			}
+			return svcLine
+		}
+		s := &ComposeService{Name: name, Line: svcLine, Profiles: mapKey(&v, "profiles") != nil}
+		if mapKey(&v, "container_name") != nil {
+			s.ContainerName = line("container_name")
+		}
+		if mapKey(&v, "ports") != nil {
+			s.Ports = line("ports")
+		}
+		if vols := mapValue(&v, "volumes"); vols != nil && vols.Kind == yaml.SequenceNode {
+			s.VolumesLine = line("volumes")
+			written := mapValue(kv[1], "volumes")
+			for i, n := range vols.Content {
+				b, ok := bindOf(n)
+				if !ok {
+					continue
 				}
-				b.Line = n.Line
+				b.Line = s.VolumesLine
+				if written != nil && written.Kind == yaml.SequenceNode && i < len(written.Content) {
+					b.Line = written.Content[i].Line
+				}
 				s.Binds = append(s.Binds, b)
 			}
 		}
-		if d := mapValue(v, "depends_on"); d != nil {
+		if d := mapValue(&v, "depends_on"); d != nil {
 			switch d.Kind {
 			case yaml.SequenceNode:
 				for _, n := range d.Content {
@@ -114,20 +136,19 @@ func LoadCompose(file string) (*Compose, error) {
 				}
 			}
 		}
-		if b := mapValue(v, "build"); b != nil {
-			s.BuildLine = b.Line
+		if b := mapValue(&v, "build"); b != nil {
+			s.BuildLine = line("build")
+			if w := mapValue(mapValue(kv[1], "build"), "context"); ok && w != nil {
+				s.BuildLine = w.Line
+			}
 			switch b.Kind {
 			case yaml.ScalarNode:
 				s.BuildContext = b.Value
 			case yaml.MappingNode:
-				if ctx := mapValue(b, "context"); ctx != nil {
-					s.BuildContext, s.BuildLine = ctx.Value, ctx.Line
-				} else {
-					s.BuildContext = "."
-				}
+				s.BuildContext = cmp.Or(scalar(mapValue(b, "context")), ".")
 			}
 		}
-		c.Services[s.Name] = s
+		c.Services[name] = s
 	}
 	return c, nil
 }
@@ -189,6 +210,45 @@ func (c *Compose) checkProxy(s *Stack) error {
 		return fmt.Errorf("%s:%d: the proxy service %q needs these volumes: %s", c.File, line, s.Proxy, strings.Join(missing, "; "))
 	}
 	return nil
+}
+
+// composeModel reads the compose file the way Compose does (compose-go):
+// YAML anchors and merge keys, extends, include and !reset resolved, values
+// not interpolated (the env is the host's, written at push time).
+func composeModel(file string) (map[string]any, error) {
+	model, err := loader.LoadModelWithContext(context.Background(), types.ConfigDetails{
+		WorkingDir:  filepath.Dir(file),
+		ConfigFiles: []types.ConfigFile{{Filename: file}},
+		Environment: types.Mapping{},
+	}, func(o *loader.Options) {
+		o.SetProjectName("taledeploy", true)
+		o.SkipInterpolation, o.SkipNormalization, o.SkipConsistencyCheck = true, true, true
+		o.SkipValidation, o.SkipResolveEnvironment, o.ResolvePaths = true, true, false
+		o.Profiles = []string{"*"}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", file, err)
+	}
+	services, _ := model["services"].(map[string]any)
+	return services, nil
+}
+
+// bindOf reads a bind mount of a service's volumes, short or long syntax.
+func bindOf(n *yaml.Node) (Bind, bool) {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		vc, err := format.ParseVolume(n.Value)
+		if err != nil || vc.Type != "bind" {
+			return Bind{}, false
+		}
+		return Bind{Source: vc.Source, Target: vc.Target}, true
+	case yaml.MappingNode:
+		if t := mapValue(n, "type"); t == nil || t.Value != "bind" {
+			return Bind{}, false
+		}
+		return Bind{Source: scalar(mapValue(n, "source")), Target: scalar(mapValue(n, "target"))}, true
+	}
+	return Bind{}, false
 }
 
 // ServiceNames lists the services, sorted.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -70,5 +71,68 @@ func TestOverlayResetsWhatCannotRunTwice(t *testing.T) {
 	p := cfg.Services["platform"]
 	if p.ContainerName != "" || len(p.Ports) != 0 || len(p.DependsOn) != 1 || p.DependsOn["rag"] == nil {
 		t.Errorf("Compose sees platform with container_name %q, ports %v, depends_on %v; want none, none, rag", p.ContainerName, p.Ports, p.DependsOn)
+	}
+}
+
+// A compose file that shares settings through a YAML anchor and extends is
+// read as Compose reads it: the build context comes from the anchor (and is
+// uploaded), and what the anchor publishes is reset for each color.
+func TestComposeAnchorsAndExtends(t *testing.T) {
+	compose := `x-app: &app
+  restart: unless-stopped
+  container_name: shared
+  ports: ["127.0.0.1:${PORT:-3000}:8080"]
+services:
+  proxy:
+    image: caddy
+    volumes:
+      - ./services/proxy:/etc/caddy:ro
+      - ./run/caddy:/run/caddy
+  db:
+    build: services/db
+  platform:
+    <<: *app
+    build: services/platform
+  rag:
+    extends:
+      service: platform
+    build: services/rag
+volumes:
+  db_data:
+`
+	p := stacktest.Write(t, stacktest.Inventory, compose)
+	for _, svc := range []string{"db", "platform", "rag"} {
+		dir := filepath.Join(filepath.Dir(p), "services", svc)
+		os.MkdirAll(dir, 0o755)
+		os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\n"), 0o644)
+	}
+	inv, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, _ := inv.Env("demo")
+	s := env.Stack
+	platform, rag := s.Compose.Services["platform"], s.Compose.Services["rag"]
+	if platform.BuildContext != "services/platform" || platform.ContainerName != 13 || platform.Ports != 13 {
+		t.Errorf("platform read as %+v; want its build, and the anchor's container_name and ports at its line", platform)
+	}
+	if rag.BuildContext != "services/rag" || rag.ContainerName == 0 || rag.Ports == 0 {
+		t.Errorf("rag read as %+v; want what it extends", rag)
+	}
+	files, err := s.ReleaseFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rels []string
+	for _, f := range files {
+		rels = append(rels, f.Rel)
+	}
+	for _, want := range []string{"services/platform/Dockerfile", "services/rag/Dockerfile"} {
+		if !slices.Contains(rels, want) {
+			t.Errorf("release files %q lack %s", rels, want)
+		}
+	}
+	if got := s.Neutralised(); len(got) != 4 {
+		t.Errorf("neutralised %q, want container_name and ports of platform and rag", got)
 	}
 }
