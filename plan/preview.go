@@ -197,7 +197,7 @@ func fileChanges(ctx context.Context, h host.Conn, s *stack.Stack, newColor stri
 		}
 		fc := FileChange{Path: remotePath, Change: change}
 		switch {
-		case remotePath == s.Paths().Env():
+		case remotePath == s.Paths().Env() || f.Mode.Perm() == 0o600: // env files: names, never values
 			fc.Diff = envDiff(old, f.Data)
 		case isText(old) && isText(f.Data):
 			fc.Diff, _ = difflib.GetUnifiedDiffString(difflib.UnifiedDiff{

@@ -24,6 +24,18 @@ type Compose struct {
 	File     string
 	Services map[string]*ComposeService
 	Volumes  []string // top-level named volumes
+	// Refs are the other local files Compose reads on the host: env_file,
+	// include and extends files.
+	Refs []Ref
+}
+
+// Ref is a local file the compose file refers to, relative to its folder.
+type Ref struct {
+	Path     string
+	Line     int
+	What     string // env_file of platform, include, ...
+	Secret   bool   // an env file: uploaded readable by its owner only
+	Optional bool   // env_file with required: false
 }
 
 // ComposeService is one service of the compose file.
@@ -84,6 +96,12 @@ func LoadCompose(file string) (*Compose, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.Refs = append(c.Refs, includes(top)...)
+	for name, kv := range orig {
+		if f := mapValue(mapValue(kv[1], "extends"), "file"); f != nil && f.Kind == yaml.ScalarNode {
+			c.Refs = append(c.Refs, Ref{Path: f.Value, Line: f.Line, What: "extends file of " + name})
+		}
+	}
 	for name, def := range model {
 		// Values as Compose merges them (<<: anchors, extends, include);
 		// lines from the file as written, where the key is.
@@ -124,6 +142,10 @@ func LoadCompose(file string) (*Compose, error) {
 				s.Binds = append(s.Binds, b)
 			}
 		}
+		for _, e := range envFiles(mapValue(&v, "env_file")) {
+			e.Line, e.What, e.Secret = line("env_file"), "env_file of "+name, true
+			c.Refs = append(c.Refs, e)
+		}
 		if d := mapValue(&v, "depends_on"); d != nil {
 			switch d.Kind {
 			case yaml.SequenceNode:
@@ -159,6 +181,11 @@ func (c *Compose) check(s *Stack) error {
 	}
 	if err := c.checkProxy(s); err != nil {
 		return err
+	}
+	for _, r := range c.Refs {
+		if err := checkStackPath(r.Path); err != nil {
+			return at(r.Line, "%s %v", r.What, err)
+		}
 	}
 	for _, name := range c.ServiceNames() {
 		svc := c.Services[name]
@@ -231,6 +258,62 @@ func composeModel(file string) (map[string]any, error) {
 	}
 	services, _ := model["services"].(map[string]any)
 	return services, nil
+}
+
+// includes lists the files of the top-level include: (short or long syntax).
+func includes(top *yaml.Node) []Ref {
+	var out []Ref
+	inc := mapValue(top, "include")
+	if inc == nil || inc.Kind != yaml.SequenceNode {
+		return nil
+	}
+	for _, n := range inc.Content {
+		switch n.Kind {
+		case yaml.ScalarNode:
+			out = append(out, Ref{Path: n.Value, Line: n.Line, What: "include"})
+		case yaml.MappingNode:
+			p := mapValue(n, "path")
+			if p != nil && p.Kind == yaml.ScalarNode {
+				out = append(out, Ref{Path: p.Value, Line: p.Line, What: "include"})
+			} else if p != nil && p.Kind == yaml.SequenceNode {
+				for _, q := range p.Content {
+					out = append(out, Ref{Path: q.Value, Line: q.Line, What: "include"})
+				}
+			}
+			if e := mapValue(n, "env_file"); e != nil {
+				for _, r := range envFiles(e) {
+					r.Line, r.What, r.Secret = e.Line, "env_file of an include", true
+					out = append(out, r)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// envFiles reads env_file: one path, a list of paths, or a list of
+// {path, required}.
+func envFiles(n *yaml.Node) []Ref {
+	if n == nil {
+		return nil
+	}
+	if n.Kind == yaml.ScalarNode {
+		return []Ref{{Path: n.Value}}
+	}
+	var out []Ref
+	for _, e := range n.Content {
+		switch e.Kind {
+		case yaml.ScalarNode:
+			out = append(out, Ref{Path: e.Value})
+		case yaml.MappingNode:
+			r := Ref{Path: scalar(mapValue(e, "path"))}
+			if req := mapValue(e, "required"); req != nil && req.Value == "false" {
+				r.Optional = true
+			}
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // bindOf reads a bind mount of a service's volumes, short or long syntax.

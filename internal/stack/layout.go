@@ -125,6 +125,34 @@ func (s *Stack) ReleaseFiles() ([]ReleaseFile, error) {
 			return nil, fmt.Errorf("build context of %s: %w", c.service, err)
 		}
 	}
+	// The other files Compose reads on the host: env_file, include, extends.
+	composeDir := filepath.Dir(s.ComposeFile)
+	for _, r := range s.Compose.Refs {
+		rel := filepath.ToSlash(filepath.Join(composeDir, filepath.FromSlash(r.Path)))
+		if slices.ContainsFunc(files, func(f ReleaseFile) bool { return f.Rel == rel }) {
+			continue // in a build context already
+		}
+		local := filepath.Join(s.Root, filepath.FromSlash(rel))
+		if _, err := os.Lstat(local); errors.Is(err, fs.ErrNotExist) && r.Optional {
+			continue
+		}
+		p, err := inside(root, local)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", r.What, err)
+		}
+		if slices.Contains(s.private, p) {
+			continue // the inventory's own env_files stay here
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", r.What, r.Path, err)
+		}
+		mode := os.FileMode(0o644)
+		if r.Secret {
+			mode = 0o600
+		}
+		add(rel, data, mode)
+	}
 	return files, nil
 }
 

@@ -136,3 +136,43 @@ volumes:
 		t.Errorf("neutralised %q, want container_name and ports of platform and rag", got)
 	}
 }
+
+// The files a compose file names besides itself go to the host with it: env
+// files readable by their owner only; one outside the stack folder is refused
+// with its line; an optional one that is missing is left out.
+func TestComposeRefsAreUploaded(t *testing.T) {
+	compose := strings.Replace(stacktest.Compose, "    build: services/platform", `    build: services/platform
+    env_file:
+      - .env.platform
+      - path: .env.local
+        required: false`, 1)
+	p := stacktest.Write(t, stacktest.Inventory, compose)
+	dir := filepath.Dir(p)
+	for _, svc := range []string{"db", "platform", "rag"} {
+		os.MkdirAll(filepath.Join(dir, "services", svc), 0o755)
+		os.WriteFile(filepath.Join(dir, "services", svc, "Dockerfile"), []byte("FROM scratch\n"), 0o644)
+	}
+	os.WriteFile(filepath.Join(dir, ".env.platform"), []byte("API_KEY=s3cret\n"), 0o644)
+	inv, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, _ := inv.Env("demo")
+	files, err := env.Stack.ReleaseFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(files, func(f ReleaseFile) bool { return f.Rel == ".env.platform" })
+	if i < 0 || files[i].Mode != 0o600 {
+		t.Fatalf("env_file not uploaded as 0600: %+v", files)
+	}
+	if slices.ContainsFunc(files, func(f ReleaseFile) bool { return f.Rel == ".env.local" }) {
+		t.Errorf("a missing optional env_file is uploaded")
+	}
+
+	outside := strings.Replace(stacktest.Compose, "    build: services/platform", "    build: services/platform\n    env_file: ../secrets.env", 1)
+	_, err = Load(stacktest.Write(t, stacktest.Inventory, outside))
+	if err == nil || !strings.Contains(err.Error(), "compose.yml:13: env_file of platform") || !strings.Contains(err.Error(), "holds ..") {
+		t.Errorf("env_file outside the stack: %v", err)
+	}
+}
