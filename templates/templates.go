@@ -35,8 +35,7 @@ type Service struct {
 	Name               string
 	ResetContainerName bool     // a container name can be used once
 	ResetPorts         bool     // two colors cannot bind one host port
-	DependsOn          []string // set when depends_on named a stateful service: the stateless ones kept
-	OverrideDependsOn  bool
+	ResetDependsOn     []string // stateful services it depends on: they run in their own project
 }
 
 // Render returns the overlay's YAML.

@@ -214,12 +214,28 @@ func (c *Compose) checkProxy(s *Stack) error {
 	base := path.Dir(filepath.ToSlash(s.ComposeFile))
 	rel := func(src string) string { return path.Clean(path.Join(base, filepath.ToSlash(src))) }
 	caddyfile := path.Clean(filepath.ToSlash(s.Caddyfile))
+	if path.Dir(caddyfile) == "." {
+		return fmt.Errorf("%s:%d: keep the Caddyfile in a folder of its own (services/proxy/Caddyfile, say, with caddyfile: set to it): the proxy mounts the Caddyfile's folder, and the stack folder holds the env file with every secret",
+			c.File, line)
+	}
+	// Paths as the compose file writes them: relative to its folder.
+	written := func(rootRel string) string {
+		r, err := filepath.Rel(filepath.FromSlash(base), filepath.FromSlash(rootRel))
+		r = filepath.ToSlash(r)
+		if err != nil {
+			return rootRel
+		}
+		if !strings.HasPrefix(r, "../") {
+			r = "./" + r
+		}
+		return r
+	}
 	var admin, folder bool
 	for _, b := range p.Binds {
 		switch src := rel(b.Source); {
 		case src == caddyfile:
-			return fmt.Errorf("%s:%d: the proxy service %q mounts the Caddyfile itself; mount its folder instead (- ./%s:/etc/caddy:ro): an upload replaces the file, and a mounted file would keep the old one",
-				c.File, b.Line, s.Proxy, path.Dir(caddyfile))
+			return fmt.Errorf("%s:%d: the proxy service %q mounts the Caddyfile itself; mount its folder instead (- %s:/etc/caddy:ro): an upload replaces the file, and a mounted file would keep the old one",
+				c.File, b.Line, s.Proxy, written(path.Dir(caddyfile)))
 		case src == path.Dir(caddyfile):
 			folder = true
 		case b.Target == "/run/caddy" && src == "run/caddy":
@@ -228,10 +244,10 @@ func (c *Compose) checkProxy(s *Stack) error {
 	}
 	var missing []string
 	if !folder {
-		missing = append(missing, fmt.Sprintf("- ./%s:/etc/caddy:ro (the Caddyfile's folder)", path.Dir(caddyfile)))
+		missing = append(missing, fmt.Sprintf("- %s:/etc/caddy:ro (the Caddyfile's folder)", written(path.Dir(caddyfile))))
 	}
 	if !admin {
-		missing = append(missing, "- ./run/caddy:/run/caddy (where Caddy's admin socket is shared with taledeploy)")
+		missing = append(missing, fmt.Sprintf("- %s:/run/caddy (where Caddy's admin socket is shared with taledeploy)", written("run/caddy")))
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("%s:%d: the proxy service %q needs these volumes: %s", c.File, line, s.Proxy, strings.Join(missing, "; "))

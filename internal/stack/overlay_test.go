@@ -27,12 +27,12 @@ func TestOverlayResetsWhatCannotRunTwice(t *testing.T) {
 	env, _ := inv.Env("demo")
 	s := env.Stack
 	overlay := string(s.Overlay(Green))
-	for _, want := range []string{"container_name: !reset null", "ports: !reset []", "depends_on: !override\n      rag:\n        condition: service_started"} {
+	for _, want := range []string{"container_name: !reset null", "ports: !reset []", "depends_on:\n      db: !reset"} {
 		if !strings.Contains(overlay, want) {
 			t.Errorf("overlay lacks %q:\n%s", want, overlay)
 		}
 	}
-	if strings.Count(overlay, "!reset") != 2 {
+	if strings.Count(overlay, "!reset") != 3 {
 		t.Errorf("rag, which has neither, is reset too:\n%s", overlay)
 	}
 	got := s.Neutralised()

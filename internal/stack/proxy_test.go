@@ -1,6 +1,8 @@
 package stack
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -36,5 +38,29 @@ func TestProxyServiceNeeds(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The volume lines suggested are written as the compose file's own folder
+// sees them, and a Caddyfile in the stack folder itself is refused: mounting
+// that folder would show the proxy every secret.
+func TestProxyServiceNeedsWhereTheFilesAre(t *testing.T) {
+	inv := strings.Replace(stacktest.Inventory, "      remote_dir: /srv/tale\n", "      remote_dir: /srv/tale\n      compose_file: deploy/compose.yml\n", 1)
+	p := stacktest.Write(t, inv, "services: {}\n")
+	dir := filepath.Dir(p)
+	os.MkdirAll(filepath.Join(dir, "deploy"), 0o755)
+	compose := strings.Replace(stacktest.Compose, "    volumes:\n      - ./services/proxy:/etc/caddy:ro\n      - ./run/caddy:/run/caddy\n", "", 1)
+	os.WriteFile(filepath.Join(dir, "deploy", "compose.yml"), []byte(strings.ReplaceAll(compose, "build: services/", "build: ../services/")), 0o644)
+	_, err := Load(p)
+	for _, want := range []string{"- ../services/proxy:/etc/caddy:ro", "- ../run/caddy:/run/caddy"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+
+	atRoot := strings.Replace(stacktest.Inventory, "      remote_dir: /srv/tale\n", "      remote_dir: /srv/tale\n      caddyfile: Caddyfile\n", 1)
+	compose = strings.Replace(stacktest.Compose, "./services/proxy:/etc/caddy:ro", ".:/etc/caddy:ro", 1)
+	if _, err := Load(stacktest.Write(t, atRoot, compose)); err == nil || !strings.Contains(err.Error(), "keep the Caddyfile in a folder of its own") {
+		t.Errorf("a Caddyfile in the stack folder: %v", err)
 	}
 }

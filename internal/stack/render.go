@@ -31,10 +31,8 @@ func (s *Stack) overlayServices() []templates.Service {
 		if svc := s.Compose.Services[name]; svc != nil {
 			ts.ResetContainerName, ts.ResetPorts = svc.ContainerName != 0, svc.Ports != 0
 			for _, dep := range svc.DependsOn {
-				if slices.Contains(s.Stateless, dep) {
-					ts.DependsOn = append(ts.DependsOn, dep)
-				} else {
-					ts.OverrideDependsOn = true
+				if slices.Contains(s.Stateful, dep) {
+					ts.ResetDependsOn = append(ts.ResetDependsOn, dep)
 				}
 			}
 		}
@@ -53,14 +51,8 @@ func (s *Stack) Neutralised() []string {
 		if ts.ResetPorts {
 			out = append(out, ts.Name+": ports (two colors cannot bind one host port; traffic comes through the proxy)")
 		}
-		if ts.OverrideDependsOn {
-			var stateful []string
-			for _, dep := range s.Compose.Services[ts.Name].DependsOn {
-				if !slices.Contains(s.Stateless, dep) {
-					stateful = append(stateful, dep)
-				}
-			}
-			out = append(out, fmt.Sprintf("%s: depends_on %s (stateful services run in their own project, started before the color)", ts.Name, strings.Join(stateful, ", ")))
+		if len(ts.ResetDependsOn) > 0 {
+			out = append(out, fmt.Sprintf("%s: depends_on %s (stateful services run in their own project, started before the color)", ts.Name, strings.Join(ts.ResetDependsOn, ", ")))
 		}
 	}
 	return out
