@@ -387,20 +387,22 @@ func TestRefusedPushes(t *testing.T) {
 	t.Run("admin API unreachable from containers", func(t *testing.T) {
 		st := s.status()
 		image := fmt.Sprintf("%s/platform:%s", s.project, st.Active)
-		out, err := exec.Command("docker", "inspect", "--format", fmt.Sprintf(`{{(index .NetworkSettings.Networks %q).IPAddress}}`, s.project), s.project+"-proxy").Output()
+		// The live color's network, where its services meet the proxy.
+		network := s.project + "-" + st.Active
+		out, err := exec.Command("docker", "inspect", "--format", fmt.Sprintf(`{{(index .NetworkSettings.Networks %q).IPAddress}}`, network), s.project+"-proxy").Output()
 		proxy := strings.TrimSpace(string(out))
 		if err != nil || proxy == "" {
-			t.Fatalf("the proxy's address on %s: %v", s.project, err)
+			t.Fatalf("the proxy's address on %s: %v", network, err)
 		}
 		probe := filepath.Join(t.TempDir(), "httpprobe")
 		run(t, s.repo, []string{"CGO_ENABLED=0"}, "go", "build", "-o", probe, "./e2e/testdata/httpprobe")
 		try := func(url string) error {
-			out, err := exec.Command("docker", "run", "--rm", "--network", s.project, "-v", probe+":/httpprobe:ro",
+			out, err := exec.Command("docker", "run", "--rm", "--network", network, "-v", probe+":/httpprobe:ro",
 				"--entrypoint", "/httpprobe", image, url).CombinedOutput()
-			t.Logf("from a container on %s: GET %s: %s", s.project, url, strings.TrimSpace(string(out)))
+			t.Logf("from a container on %s: GET %s: %s", network, url, strings.TrimSpace(string(out)))
 			return err
 		}
-		// Control: the proxy itself is reachable from the shared network.
+		// Control: the proxy itself is reachable from the color's network.
 		if err := try("http://" + proxy + ":80/api/health"); err != nil {
 			t.Fatalf("the proxy's port 80 is not reachable from the network either (%v); the test proves nothing", err)
 		}

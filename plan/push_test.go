@@ -50,8 +50,10 @@ func TestPushOnEmptyHost(t *testing.T) {
 	if got := changing(h); !slices.Equal(got, wantCmds) {
 		t.Errorf("commands %q, want %q", got, wantCmds)
 	}
-	if !slices.Contains(h.Commands(), "docker network create --label taledeploy.project=tale tale") {
-		t.Errorf("the network was not created: %q", h.Commands())
+	for _, n := range []string{"tale-blue", "tale-green"} {
+		if !slices.Contains(h.Commands(), "docker network create --label taledeploy.project=tale "+n) {
+			t.Errorf("network %s was not created: %q", n, h.Commands())
+		}
 	}
 	st := record(t, h, s)
 	if st.Active != stack.Blue || st.Release != "r1" || st.Previous != nil || st.DeployedBy != "alice@laptop" || st.GitRevision != "abc123" ||
@@ -83,7 +85,7 @@ func TestPushReplacesTheLiveColor(t *testing.T) {
 	}
 	for step, msg := range map[string]string{
 		"check":     "live: blue, release r1",
-		"upload":    "0 of 7 files changed",
+		"upload":    "0 of 8 files changed",
 		"preflight": "Caddyfile valid",
 		"stateful":  "unchanged: proxy, db",
 		"switch":    "traffic to green",

@@ -5,19 +5,22 @@ import (
 	"fmt"
 	"strings"
 	"taledeploy/internal/host"
+	"taledeploy/internal/stack"
 	"taledeploy/remote"
 )
 
-// stateful makes sure the network and the stateful services run. Compose leaves a
+// stateful makes sure the colors' networks and the stateful services run. Compose leaves a
 // service alone when its definition did not change; a changed one is refused
 // unless allowed, since recreating it interrupts what it serves.
 func stateful(ctx context.Context, r *run) (string, error) {
 	s := r.Stack
-	if exists, err := host.NetworkExists(ctx, r.Host, s.Project); err != nil {
+	missing, err := host.MissingNetworks(ctx, r.Host, s.ColorNetwork(stack.Blue), s.ColorNetwork(stack.Green))
+	if err != nil {
 		return "", err
-	} else if !exists {
-		if _, err := r.Host.Run(ctx, remote.Cmd{Argv: []string{"docker", "network", "create", "--label", "taledeploy.project=" + s.Project, s.Project}}); err != nil {
-			return "", fmt.Errorf("create network %s: %w", s.Project, err)
+	}
+	for _, n := range missing {
+		if _, err := r.Host.Run(ctx, remote.Cmd{Argv: []string{"docker", "network", "create", "--label", "taledeploy.project=" + s.Project, n}}); err != nil {
+			return "", fmt.Errorf("create network %s: %w", n, err)
 		}
 	}
 	env := host.ComposeEnv(r.Stack, "", r.release)

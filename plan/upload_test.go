@@ -229,11 +229,11 @@ func TestUploadSendsOnlyChanges(t *testing.T) {
 		slices.Sort(sent)
 		return sent, msg
 	}
-	all := []string{".taledeploy/env/stack.env", "compose.blue.yml", "compose.green.yml", "compose.yml", "services/app/Dockerfile"}
+	all := []string{".taledeploy/env/stack.env", "compose.blue.yml", "compose.green.yml", "compose.stateful.yml", "compose.yml", "services/app/Dockerfile"}
 	if got, _ := upload(); !slices.Equal(got, all) {
 		t.Fatalf("first upload sent %q, want %q", got, all)
 	}
-	if got, msg := upload(); len(got) > 0 || msg != "0 of 5 files changed (0B)" {
+	if got, msg := upload(); len(got) > 0 || msg != "0 of 6 files changed (0B)" {
 		t.Errorf("second upload sent %q (%s), want nothing", got, msg)
 	}
 	if slices.Contains(fc.Ops, "write /srv/tale/.taledeploy/uploads.json") {

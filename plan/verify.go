@@ -76,7 +76,7 @@ func notReady(ctx context.Context, h host.Conn, s *stack.Stack, client *http.Cli
 		i := slices.IndexFunc(cs, func(c host.Container) bool { return c.Service == r.Service })
 		c := cs[i]
 		if c.IP == "" {
-			return c.Name + " has no address on network " + s.Project
+			return c.Name + " has no address on network " + s.ColorNetwork(c.Color)
 		}
 		url := fmt.Sprintf("http://%s%s", net.JoinHostPort(c.IP, fmt.Sprint(r.Port)), r.HealthPath)
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)

@@ -30,7 +30,7 @@ func (r *run) watch(ctx context.Context, color string) (string, error) {
 	s := r.Stack
 	proxy, ok := host.RunningProxy(s, r.cs)
 	if !ok || proxy.IP == "" {
-		return "", fmt.Errorf("the proxy service %s is not running on network %s", s.Proxy, s.Project)
+		return "", fmt.Errorf("the proxy service %s is not running or has no address", s.Proxy)
 	}
 	var probes []*probeTarget
 	for _, route := range s.Routes {

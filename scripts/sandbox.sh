@@ -226,7 +226,9 @@ remove_project() {
 	ids=$(docker ps -a --filter "label=com.docker.compose.project" --format '{{.ID}} {{.Label "com.docker.compose.project"}}' |
 		awk -v p="$prefix" '$2 == p || index($2, p "-") == 1 {print $1}')
 	[ -n "$ids" ] && docker rm -f $ids >/dev/null
-	docker network rm "$prefix" >/dev/null 2>&1 || true
+	for n in "$prefix" "$prefix-blue" "$prefix-green" "${prefix}_default"; do
+		docker network rm "$n" >/dev/null 2>&1 || true
+	done
 	docker volume ls -q --filter "label=com.docker.compose.project=$prefix" | xargs -r docker volume rm >/dev/null
 	return 0
 }

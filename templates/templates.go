@@ -15,9 +15,12 @@ var (
 	overlaySrc string
 	//go:embed Caddyfile.tmpl
 	caddySrc string
+	//go:embed stateful.yml.tmpl
+	statefulSrc string
 
-	overlayTmpl = template.Must(template.New("overlay").Parse(overlaySrc))
-	caddyTmpl   = template.Must(template.New("Caddyfile").Parse(caddySrc))
+	overlayTmpl  = template.Must(template.New("overlay").Parse(overlaySrc))
+	caddyTmpl    = template.Must(template.New("Caddyfile").Parse(caddySrc))
+	statefulTmpl = template.Must(template.New("stateful").Parse(statefulSrc))
 )
 
 // Overlay is the data of one color's compose overlay.
@@ -25,6 +28,7 @@ type Overlay struct {
 	Project     string
 	Color       string
 	ComposeFile string
+	Network     string // the color's own network
 	Stateless   []Service
 	Volumes     []string
 }
@@ -36,6 +40,31 @@ type Service struct {
 	ResetContainerName bool     // a container name can be used once
 	ResetPorts         bool     // two colors cannot bind one host port
 	ResetDependsOn     []string // stateful services it depends on: they run in their own project
+	Aliases            []string // its own aliases on its networks, kept on the color's network
+	NetworkMode        string   // network_mode: then it joins no network
+}
+
+// Stateful is the data of the stateful project's overlay.
+type Stateful struct {
+	Project, ComposeFile, File string
+	Blue, Green                string // the colors' networks
+	Services                   []StatefulService
+}
+
+// StatefulService is one stateful service that joins the colors' networks.
+type StatefulService struct {
+	Name    string
+	Default bool     // it names no network of its own, so it is on Compose's default
+	Aliases []string // its own aliases on its networks, kept on the colors'
+}
+
+// Render returns the overlay's YAML.
+func (o Stateful) Render() []byte {
+	var b bytes.Buffer
+	if err := statefulTmpl.Execute(&b, o); err != nil {
+		panic(err)
+	}
+	return b.Bytes()
 }
 
 // Render returns the overlay's YAML.

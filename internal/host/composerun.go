@@ -38,6 +38,8 @@ func ComposeArgv(s *stack.Stack, color string) []string {
 	if color != "" {
 		project = s.ColorProject(color)
 		argv = append(argv, "-f", s.Remote(s.OverlayFile(color)))
+	} else {
+		argv = append(argv, "-f", s.Remote(s.StatefulOverlayFile()))
 	}
 	return append(argv, "-p", project)
 }

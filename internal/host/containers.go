@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"slices"
@@ -67,11 +68,12 @@ func InspectStack(ctx context.Context, h Conn, s *stack.Stack) ([]Container, err
 	return Inspect(ctx, h, s.Project, s.Project, s.ColorProject(stack.Blue), s.ColorProject(stack.Green))
 }
 
-// Inspect lists the containers of the given compose projects, with their
-// addresses on network. Health comes from the list on engines that put it
+// Inspect lists the containers of the given compose projects of the stack
+// project, with their addresses: a color's on the color's network, others on
+// the first of theirs. Health comes from the list on engines that put it
 // there (API 1.52 and later); older ones are asked per running container, in
 // parallel.
-func Inspect(ctx context.Context, h Conn, network string, projects ...string) ([]Container, error) {
+func Inspect(ctx context.Context, h Conn, stackProject string, projects ...string) ([]Container, error) {
 	raw, err := composeContainers(ctx, h)
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
@@ -100,8 +102,15 @@ func Inspect(ctx context.Context, h Conn, network string, projects ...string) ([
 			c.Name = strings.TrimPrefix(r.Names[0], "/")
 		}
 		if r.NetworkSettings != nil {
-			if ep := r.NetworkSettings.Networks[network]; ep != nil && ep.IPAddress.IsValid() {
-				c.IP = ep.IPAddress.String()
+			names := slices.Sorted(maps.Keys(r.NetworkSettings.Networks))
+			if c.Color != "" {
+				names = []string{stackProject + "-" + c.Color}
+			}
+			for _, n := range names {
+				if ep := r.NetworkSettings.Networks[n]; ep != nil && ep.IPAddress.IsValid() {
+					c.IP = ep.IPAddress.String()
+					break
+				}
 			}
 		}
 		for _, m := range r.Mounts {

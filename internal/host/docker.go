@@ -67,6 +67,28 @@ func NetworkExists(ctx context.Context, h Conn, name string) (bool, error) {
 	return err == nil, dockerErr(err)
 }
 
+// MissingNetworks lists which of the named networks the host lacks, asking for
+// all at once (one round trip).
+func MissingNetworks(ctx context.Context, h Conn, names ...string) ([]string, error) {
+	exists := make([]bool, len(names))
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Go(func() { exists[i], errs[i] = NetworkExists(ctx, h, name) })
+	}
+	wg.Wait()
+	var missing []string
+	for i, name := range names {
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		if !exists[i] {
+			missing = append(missing, name)
+		}
+	}
+	return missing, nil
+}
+
 // EngineID names the Docker engine a host runs, so that hosts that are one
 // machine can be told apart from hosts that only look different. A host whose
 // engine does not answer gets its own name.

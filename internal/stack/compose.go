@@ -50,6 +50,16 @@ type ComposeService struct {
 	DependsOn     []string
 	Binds         []Bind // bind mounts from the stack's folder
 	VolumesLine   int    // line of volumes:, 0 when absent
+	// Networks are the networks the service names, with the aliases it gives
+	// itself on each; none means Compose's default network.
+	Networks    []ServiceNetwork
+	NetworkMode string // network_mode, "" when absent: such a service joins no network
+}
+
+// ServiceNetwork is one network of a service, with its own aliases there.
+type ServiceNetwork struct {
+	Name    string
+	Aliases []string
 }
 
 // Bind is a bind mount: a path of the stack's folder (relative to the compose
@@ -146,6 +156,7 @@ func LoadCompose(file string) (*Compose, error) {
 			e.Line, e.What, e.Secret = line("env_file"), "env_file of "+name, true
 			c.Refs = append(c.Refs, e)
 		}
+		s.Networks, s.NetworkMode = serviceNetworks(mapValue(&v, "networks")), scalar(mapValue(&v, "network_mode"))
 		if d := mapValue(&v, "depends_on"); d != nil {
 			switch d.Kind {
 			case yaml.SequenceNode:
@@ -329,6 +340,31 @@ func envFiles(n *yaml.Node) []Ref {
 			out = append(out, r)
 		}
 	}
+	return out
+}
+
+// serviceNetworks reads a service's networks: a list of names, or a map of
+// name to nothing or to {aliases, ...}.
+func serviceNetworks(n *yaml.Node) []ServiceNetwork {
+	var out []ServiceNetwork
+	switch {
+	case n == nil:
+	case n.Kind == yaml.SequenceNode:
+		for _, e := range n.Content {
+			out = append(out, ServiceNetwork{Name: e.Value})
+		}
+	case n.Kind == yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			sn := ServiceNetwork{Name: n.Content[i].Value}
+			if a := mapValue(n.Content[i+1], "aliases"); a != nil && a.Kind == yaml.SequenceNode {
+				for _, e := range a.Content {
+					sn.Aliases = append(sn.Aliases, e.Value)
+				}
+			}
+			out = append(out, sn)
+		}
+	}
+	slices.SortFunc(out, func(a, b ServiceNetwork) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 

@@ -119,6 +119,7 @@ func (s *Stack) ReleaseFiles() ([]ReleaseFile, error) {
 	add(filepath.ToSlash(s.ComposeFile), compose, 0o644)
 	add(s.OverlayFile(Blue), s.Overlay(Blue), 0o644)
 	add(s.OverlayFile(Green), s.Overlay(Green), 0o644)
+	add(s.StatefulOverlayFile(), s.StatefulOverlay(), 0o644)
 	add(strings.TrimPrefix(s.Paths().Env(), s.RemoteDir+"/"), s.envFile(), 0o600)
 	for _, c := range s.contexts() {
 		if err := s.walkContext(root, filepath.FromSlash(c.dir), add); err != nil {

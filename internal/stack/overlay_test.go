@@ -176,3 +176,86 @@ func TestComposeRefsAreUploaded(t *testing.T) {
 		t.Errorf("env_file outside the stack: %v", err)
 	}
 }
+
+// Services on the team's own network keep calling each other by name: each
+// color's stateless services are on the color's network only, and the stateful
+// ones join both colors' networks besides their own, as Compose reads it.
+func TestColorNetworks(t *testing.T) {
+	compose := strings.NewReplacer(
+		"    image: caddy\n", "    image: caddy\n    networks: [internal]\n",
+		"    build: services/db\n", "    build: services/db\n    networks:\n      internal:\n        aliases: [postgres]\n",
+		"    build: services/platform\n", "    build: services/platform\n    networks:\n      internal:\n        aliases: [web]\n",
+		"volumes:\n  db_data:\n", "volumes:\n  db_data:\nnetworks:\n  internal: {}\n",
+	).Replace(stacktest.Compose)
+	inv, err := Load(stacktest.Write(t, stacktest.Inventory, compose))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, _ := inv.Env("demo")
+	s := env.Stack
+	if exec.Command("docker", "compose", "version").Run() != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("docker compose is missing: scripts/sandbox.sh up installs it")
+		}
+		t.Skip("docker compose is not installed; scripts/sandbox.sh up installs it")
+	}
+	dir := s.Root
+	os.WriteFile(filepath.Join(dir, "compose.blue.yml"), s.Overlay(Blue), 0o644)
+	os.WriteFile(filepath.Join(dir, "compose.stateful.yml"), s.StatefulOverlay(), 0o644)
+	os.MkdirAll(filepath.Join(dir, ".taledeploy", "env"), 0o755)
+	os.WriteFile(filepath.Join(dir, ".taledeploy", "env", "stack.env"), nil, 0o600)
+	type config struct {
+		Services map[string]struct {
+			Networks map[string]*struct{ Aliases []string }
+		}
+		Networks map[string]struct {
+			Name     string
+			External bool
+		}
+	}
+	read := func(project, overlay string, services ...string) config {
+		cmd := exec.Command("docker", append([]string{"compose", "-p", project, "-f", "compose.yml", "-f", overlay, "config", "--format", "json"}, services...)...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("compose config: %v\n%s", err, out)
+		}
+		var c config
+		if err := json.Unmarshal(out, &c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	blue := read("tale-blue", "compose.blue.yml", "platform", "rag")
+	for name, svc := range blue.Services {
+		var nets []string
+		for n := range svc.Networks {
+			nets = append(nets, blue.Networks[n].Name)
+		}
+		if !slices.Equal(nets, []string{"tale-blue"}) {
+			t.Errorf("blue %s is on networks %q, want only tale-blue", name, nets)
+		}
+	}
+	if a := blue.Services["platform"].Networks["taledeploy-color"]; a == nil || !slices.Equal(a.Aliases, []string{"platform-blue", "web"}) {
+		t.Errorf("blue platform's aliases: %+v, want platform-blue and its own web", a)
+	}
+	if n := blue.Networks["taledeploy-color"]; !n.External {
+		t.Errorf("the color's network is not external: %+v", n)
+	}
+	st := read("tale", "compose.stateful.yml", "proxy", "db")
+	for name, svc := range st.Services {
+		var nets []string
+		for n := range svc.Networks {
+			nets = append(nets, st.Networks[n].Name)
+		}
+		slices.Sort(nets)
+		if !slices.Equal(nets, []string{"tale-blue", "tale-green", "tale_internal"}) {
+			t.Errorf("stateful %s is on networks %q, want its own and both colors'", name, nets)
+		}
+	}
+	for _, n := range []string{"internal", "taledeploy-blue", "taledeploy-green"} {
+		if a := st.Services["db"].Networks[n]; a == nil || !slices.Equal(a.Aliases, []string{"postgres"}) {
+			t.Errorf("db's alias on %s: %+v, want postgres", n, a)
+		}
+	}
+}

@@ -17,6 +17,7 @@ func (s *Stack) Overlay(color string) []byte {
 		Project:     s.Project,
 		Color:       color,
 		ComposeFile: s.ComposeFile,
+		Network:     s.ColorNetwork(color),
 		Stateless:   s.overlayServices(),
 		Volumes:     s.Compose.Volumes,
 	}.Render()
@@ -30,6 +31,7 @@ func (s *Stack) overlayServices() []templates.Service {
 		ts := templates.Service{Name: name}
 		if svc := s.Compose.Services[name]; svc != nil {
 			ts.ResetContainerName, ts.ResetPorts = svc.ContainerName != 0, svc.Ports != 0
+			ts.NetworkMode, ts.Aliases = svc.NetworkMode, svc.aliases()
 			for _, dep := range svc.DependsOn {
 				if slices.Contains(s.Stateful, dep) {
 					ts.ResetDependsOn = append(ts.ResetDependsOn, dep)
@@ -39,6 +41,45 @@ func (s *Stack) overlayServices() []templates.Service {
 		out = append(out, ts)
 	}
 	return out
+}
+
+// aliases lists the aliases a service gives itself on any of its networks.
+func (svc *ComposeService) aliases() []string {
+	var out []string
+	for _, n := range svc.Networks {
+		for _, a := range n.Aliases {
+			if !slices.Contains(out, a) {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
+}
+
+// ColorNetwork is a color's own network: its stateless services and every
+// stateful one are on it, so a service's plain name (rag, db) always finds the
+// caller's color. A name that is on two networks of a container resolves on
+// whichever sorts first, so the colors never share a network.
+func (s *Stack) ColorNetwork(color string) string { return s.Project + "-" + color }
+
+// StatefulOverlay renders the stateful project's overlay: every stateful
+// service joins both colors' networks.
+func (s *Stack) StatefulOverlay() []byte {
+	o := templates.Stateful{Project: s.Project, ComposeFile: s.ComposeFile, File: s.StatefulOverlayFile(),
+		Blue: s.ColorNetwork(Blue), Green: s.ColorNetwork(Green)}
+	for _, name := range s.Stateful {
+		svc := s.Compose.Services[name]
+		if svc == nil || svc.NetworkMode != "" {
+			continue
+		}
+		o.Services = append(o.Services, templates.StatefulService{Name: name, Default: len(svc.Networks) == 0, Aliases: svc.aliases()})
+	}
+	return o.Render()
+}
+
+// StatefulOverlayFile is where the stateful project's overlay lives.
+func (s *Stack) StatefulOverlayFile() string {
+	return filepath.ToSlash(filepath.Join(filepath.Dir(s.ComposeFile), "compose.stateful.yml"))
 }
 
 // Neutralised lists what of the compose file the color overlays reset, with why.
@@ -88,11 +129,12 @@ const renderedMark = "# Rendered by `taledeploy render`"
 // below dir, at the paths the stack uses.
 func (s *Stack) RenderTo(dir string) ([]string, error) {
 	files := map[string][]byte{
-		s.OverlayFile(Blue):  s.Overlay(Blue),
-		s.OverlayFile(Green): s.Overlay(Green),
-		s.Caddyfile:          s.CaddyfileText(),
+		s.OverlayFile(Blue):     s.Overlay(Blue),
+		s.OverlayFile(Green):    s.Overlay(Green),
+		s.StatefulOverlayFile(): s.StatefulOverlay(),
+		s.Caddyfile:             s.CaddyfileText(),
 	}
-	order := []string{s.OverlayFile(Blue), s.OverlayFile(Green), s.Caddyfile}
+	order := []string{s.OverlayFile(Blue), s.OverlayFile(Green), s.StatefulOverlayFile(), s.Caddyfile}
 	// A file that taledeploy did not render (a hand-written Caddyfile, say) is
 	// never replaced: all are checked before any is written.
 	for _, rel := range order {

@@ -164,9 +164,11 @@ func (d *Docker) Compose(cmd remote.Cmd, argv []string) ([]byte, error) {
 		}
 		return nil, nil
 	case "up":
-		if env["TALEDEPLOY_COLOR"] != "" && !slices.Contains(d.networks, d.stack.Project) {
-			// The overlay puts a color on the stack's network, declared external.
-			return nil, exit(cmd.Argv, "network %s declared as external, but could not be found", d.stack.Project)
+		// The overlays put every service on the colors' networks, declared external.
+		for _, n := range []string{d.stack.ColorNetwork(stack.Blue), d.stack.ColorNetwork(stack.Green)} {
+			if !slices.Contains(d.networks, n) {
+				return nil, exit(cmd.Argv, "network %s declared as external, but could not be found", n)
+			}
 		}
 		for _, svc := range services {
 			d.up(project, svc, env)
@@ -310,7 +312,7 @@ func (d *Docker) serve(w http.ResponseWriter, r *http.Request) {
 	case p == "/containers/json":
 		out := []map[string]any{}
 		for _, c := range d.containers {
-			out = append(out, c.api(d.stack.Project, atLeast(d.version(), "1.52")))
+			out = append(out, c.api(d.stack, atLeast(d.version(), "1.52")))
 		}
 		json.NewEncoder(w).Encode(out)
 	case strings.HasPrefix(p, "/containers/") && strings.HasSuffix(p, "/json"):
@@ -343,7 +345,11 @@ func (d *Docker) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 // api is the container as /containers/json lists it.
-func (c *Container) api(network string, withHealth bool) map[string]any {
+func (c *Container) api(s *stack.Stack, withHealth bool) map[string]any {
+	network := s.Project + "_default"
+	if c.Color != "" {
+		network = s.ColorNetwork(c.Color)
+	}
 	status := "Exited (0) 2 seconds ago"
 	switch c.State {
 	case "running":
