@@ -231,20 +231,34 @@ func TestRefusedPushes(t *testing.T) {
 	t.Run("caddyfile rejected", func(t *testing.T) {
 		l.phase("caddyfile rejected")
 		before := serving()
-		caddyfile := readFile(t, s.remote+"/services/proxy/Caddyfile")
-		restore := s.editInventory("      routes:\n", "      routes:\n        - {site: \":99999\", path: /x/*, service: platform, port: 8080, health_path: /api/health}\n")
-		r := s.taledeploy("push", "e2e", "--release", "bad-caddy")
-		restore()
-		if !r.failed() || !strings.Contains(r.out, "rejects the new Caddyfile") || !strings.Contains(r.out, "out of range") {
-			t.Errorf("push with a route Caddy rejects: %v:\n%s", r.err, r.out)
-		}
-		for _, step := range []string{"build", "start", "switch"} {
-			if contains(r.steps(), step) {
-				t.Errorf("the refused push ran %s: %v", step, r.steps())
+		config := readFile(t, s.remote+"/run/caddy/caddy.json")
+		for _, tc := range []struct {
+			name, old, new string
+			want           []string
+		}{
+			{"Caddy refuses it", ":80 {", ":99999 {", []string{"rejects the new Caddyfile", "out of range"}},
+			{"it would break the switch", "\thandle {\n\t\treverse_proxy platform:8080\n", "\thandle {\n\t\treverse_proxy platform:8080 {\n\t\t\thealth_uri /api/health\n\t\t}\n",
+				[]string{"rejects the new Caddyfile", "has its own active health check", "health_path: /api/health"}},
+		} {
+			restore := s.editFile("services/proxy/Caddyfile", tc.old, tc.new)
+			r := s.taledeploy("push", "e2e", "--release", "bad-caddy")
+			restore()
+			if !r.failed() {
+				t.Errorf("%s: the push went on", tc.name)
 			}
-		}
-		if after := readFile(t, s.remote+"/services/proxy/Caddyfile"); !bytes.Equal(after, caddyfile) {
-			t.Errorf("the Caddyfile on the host changed")
+			for _, w := range tc.want {
+				if !strings.Contains(r.out, w) {
+					t.Errorf("%s: the output lacks %q:\n%s", tc.name, w, r.out)
+				}
+			}
+			for _, step := range []string{"build", "start", "switch"} {
+				if contains(r.steps(), step) {
+					t.Errorf("%s: the refused push ran %s: %v", tc.name, step, r.steps())
+				}
+			}
+			if after := readFile(t, s.remote+"/run/caddy/caddy.json"); !bytes.Equal(after, config) {
+				t.Errorf("%s: the proxy's config on the host changed", tc.name)
+			}
 		}
 		unchanged("caddyfile rejected", before)
 	})

@@ -10,33 +10,34 @@ import (
 
 // switchTo sends traffic to color and away from the other color: the new color
 // is admitted first, so there is never a moment with neither. When Caddy does
-// not run the current Caddyfile yet (a first push with this version, or changed
-// routes) it is loaded first, with the live color admitted so traffic stays put.
+// not run the team's current Caddyfile yet (a first push, or the file changed)
+// its gated config is loaded first, with the live color admitted so traffic
+// stays put.
 //
 // hurry is for taking traffic away from a failing color: it is retired at once
 // rather than after the other is admitted; requests that meet neither admitted
 // wait for a moment instead of reaching the failing one.
 func (r *run) switchTo(ctx context.Context, color string, hurry bool) error {
 	s := r.Stack
-	gated, err := r.proxy().RunsCurrent(ctx)
+	if r.caddyConfig == nil {
+		if _, err := r.validateCaddyfile(ctx); err != nil {
+			return err
+		}
+		if r.caddyConfig == nil {
+			return fmt.Errorf("the proxy service %s is not running in project %s; push again to start it", s.Proxy, s.Project)
+		}
+	}
+	current, err := r.proxy().RunsCurrent(ctx, r.caddyConfig)
 	if err != nil {
 		return err
 	}
-	if !gated {
-		if !r.validated {
-			if _, err := r.validateCaddyfile(ctx); err != nil {
-				return err
-			}
-			if !r.validated {
-				return fmt.Errorf("the proxy service %s is not running in project %s; push again to start it", s.Proxy, s.Project)
-			}
-		}
+	if !current {
 		if r.live != "" {
 			if err := r.proxy().Admit(ctx, r.live); err != nil {
 				return err
 			}
 		}
-		if err := r.proxy().Load(ctx); err != nil {
+		if err := r.proxy().Load(ctx, r.caddyConfig); err != nil {
 			return err
 		}
 	}

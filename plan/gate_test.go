@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"taledeploy/internal/caddyconf"
 	"taledeploy/internal/host"
 	"taledeploy/internal/host/hosttest"
 	"taledeploy/internal/stack"
@@ -14,13 +15,27 @@ import (
 	"testing"
 )
 
-// fakeCaddy answers the admin API with a config that does or does not ask the
-// gate, and records the calls it gets.
+// fakeCaddy answers the admin API with the config it runs (JSON), adapts the
+// team's Caddyfile to a site proxying to platform:8080, and records the calls
+// it gets.
 type fakeCaddy struct {
-	mu    sync.Mutex
-	gated bool
-	calls []string
-	body  string // of the last /load
+	mu      sync.Mutex
+	running string // config it runs
+	calls   []string
+	body    string // of the last /load
+}
+
+// teamConfig is what stacktest's Caddyfile adapts to.
+const teamConfig = `{"apps":{"http":{"servers":{"srv0":{"listen":[":80"],"routes":[{"handle":[{"handler":"reverse_proxy","upstreams":[{"dial":"platform:8080"}]}]}]}}}}}`
+
+// gatedConfig is the config taledeploy loads for stacktest's Caddyfile.
+func gatedConfig(t *testing.T, s *stack.Stack) []byte {
+	t.Helper()
+	cfg, _, err := caddyconf.Gate([]byte(teamConfig), host.GateOptions(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
 
 func (c *fakeCaddy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -28,16 +43,13 @@ func (c *fakeCaddy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer c.mu.Unlock()
 	c.calls = append(c.calls, r.Method+" "+r.URL.Path)
 	switch r.URL.Path {
-	case "/config/apps/http/servers":
-		rp := `{"handler":"reverse_proxy","upstreams":[{"dial":"platform-blue:8080"},{"dial":"platform-green:8080"}]}`
-		if c.gated {
-			rp = `{"handler":"reverse_proxy","health_checks":{"active":{"upstream":"127.0.0.1:2020"}},"upstreams":[{"dial":"platform-blue:8080"}]}`
-		}
-		io.WriteString(w, `{"srv0":{"routes":[{"handle":[`+rp+`]}]}}`)
+	case "/config/":
+		io.WriteString(w, c.running)
 	case "/load":
 		b, _ := io.ReadAll(r.Body)
-		c.body, c.gated = string(b), true
+		c.body, c.running = string(b), string(b)
 	case "/adapt":
+		io.WriteString(w, `{"result":`+teamConfig+`}`)
 	default:
 		http.NotFound(w, r)
 	}
@@ -62,12 +74,13 @@ func noSettle(t *testing.T) {
 func TestSwitchAdmitsTheNewColorBeforeItRetiresTheOld(t *testing.T) {
 	noSettle(t)
 	s := gateStack(t)
-	caddy := &fakeCaddy{gated: true}
+	cfg := gatedConfig(t, s)
+	caddy := &fakeCaddy{running: string(cfg)}
 	f := &hosttest.Fake{Caddy: caddy}
-	f.WriteFile(context.Background(), s.Remote(s.Caddyfile), s.CaddyfileText(), 0o644)
+	f.WriteFile(context.Background(), s.Paths().CaddyConfig(), cfg, 0o644)
 	f.WriteFile(context.Background(), s.Paths().Gate()+"/platform-blue:8080", nil, 0o644)
 	f.Ops = nil
-	d := &run{Deployer: &Deployer{Host: f, Stack: s}, live: stack.Blue}
+	d := &run{Deployer: &Deployer{Host: f, Stack: s}, live: stack.Blue, caddyConfig: cfg}
 	if err := d.switchTo(context.Background(), stack.Green, false); err != nil {
 		t.Fatal(err)
 	}
@@ -85,24 +98,25 @@ func TestSwitchAdmitsTheNewColorBeforeItRetiresTheOld(t *testing.T) {
 	}
 }
 
-func TestSwitchLoadsTheGatedCaddyfileOnceKeepingTrafficWhereItIs(t *testing.T) {
+func TestSwitchLoadsTheGatedConfigOnceKeepingTrafficWhereItIs(t *testing.T) {
 	noSettle(t)
 	s := gateStack(t)
-	caddy := &fakeCaddy{} // runs a Caddyfile from before the gate: blue listed first
+	cfg := gatedConfig(t, s)
+	caddy := &fakeCaddy{running: teamConfig} // the team's config, not gated yet
 	f := &hosttest.Fake{Caddy: caddy}
 	// The file on the host is already the gated one (a proxy that was not
 	// reloaded, say): what Caddy runs decides.
-	f.WriteFile(context.Background(), s.Remote(s.Caddyfile), s.CaddyfileText(), 0o644)
+	f.WriteFile(context.Background(), s.Paths().CaddyConfig(), cfg, 0o644)
 	f.Ops = nil
-	d := &run{Deployer: &Deployer{Host: f, Stack: s}, live: stack.Blue, validated: true}
+	d := &run{Deployer: &Deployer{Host: f, Stack: s}, live: stack.Blue, caddyConfig: cfg}
 	if err := d.switchTo(context.Background(), stack.Green, false); err != nil {
 		t.Fatal(err)
 	}
 	blue, green := "write "+s.Paths().Gate()+"/platform-blue:8080", "write "+s.Paths().Gate()+"/platform-green:8080"
 	if i, j := slices.Index(f.Ops, blue), slices.Index(f.Ops, green); i < 0 || j < i {
-		t.Errorf("ops %q: the live color must be admitted before the gated Caddyfile loads", f.Ops)
+		t.Errorf("ops %q: the live color must be admitted before the gated config loads", f.Ops)
 	}
-	if caddy.body != string(s.CaddyfileText()) || !strings.Contains(caddy.body, "health_upstream 127.0.0.1:2020") {
+	if caddy.body != string(cfg) || !strings.Contains(caddy.body, `"upstream": "127.0.0.1:2020"`) {
 		t.Errorf("Caddy loaded %q", caddy.body)
 	}
 	caddy.calls = nil
@@ -117,18 +131,20 @@ func TestSwitchLoadsTheGatedCaddyfileOnceKeepingTrafficWhereItIs(t *testing.T) {
 func TestSwitchLoadsAChangedCaddyfile(t *testing.T) {
 	noSettle(t)
 	s := gateStack(t)
-	caddy := &fakeCaddy{gated: true}
+	cfg := gatedConfig(t, s)
+	// Gated, but from a Caddyfile the team has changed since.
+	older := strings.Replace(string(cfg), `":80"`, `":81"`, 1)
+	caddy := &fakeCaddy{running: older}
 	f := &hosttest.Fake{Caddy: caddy}
-	// Gated, but from routes the inventory no longer has.
-	f.WriteFile(context.Background(), s.Remote(s.Caddyfile), []byte("# older routes\n"), 0o644)
-	d := &run{Deployer: &Deployer{Host: f, Stack: s}, live: stack.Blue, validated: true}
+	f.WriteFile(context.Background(), s.Paths().CaddyConfig(), []byte(older), 0o644)
+	d := &run{Deployer: &Deployer{Host: f, Stack: s}, live: stack.Blue, caddyConfig: cfg}
 	if err := d.switchTo(context.Background(), stack.Green, false); err != nil {
 		t.Fatal(err)
 	}
-	if caddy.body != string(s.CaddyfileText()) {
-		t.Errorf("the changed Caddyfile was not loaded: calls %v", caddy.calls)
+	if caddy.body != string(cfg) {
+		t.Errorf("the changed config was not loaded: calls %v", caddy.calls)
 	}
-	if got, _ := f.ReadFile(context.Background(), s.Remote(s.Caddyfile)); string(got) != string(s.CaddyfileText()) {
-		t.Errorf("the Caddyfile on the host is %q", got)
+	if got, _ := f.ReadFile(context.Background(), s.Paths().CaddyConfig()); string(got) != string(cfg) {
+		t.Errorf("the config on the host is %q", got)
 	}
 }

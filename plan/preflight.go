@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path"
 	"slices"
 	"strings"
 	"sync"
 
 	"taledeploy/internal/host"
+	"taledeploy/internal/stack"
 	"taledeploy/remote"
 )
 
@@ -135,24 +135,26 @@ func (r *run) validateCaddyfile(ctx context.Context) (string, error) {
 	if !ok {
 		return "", nil
 	}
-	caddyfile, err := s.RemotePath(s.Caddyfile)
+	if !slices.ContainsFunc(proxy.Mounts, func(m host.Mount) bool {
+		return m.Source == s.Paths().Admin() && m.Destination == stack.ProxyAdminDir
+	}) {
+		return "", fmt.Errorf("the proxy container does not share %s as %s, so taledeploy cannot reach Caddy: it was made without taledeploy's overlay; recreate it with the next push", s.Paths().Admin(), stack.ProxyAdminDir)
+	}
+	caddyfile, err := s.ReadCaddyfile()
 	if err != nil {
 		return "", err
 	}
-	hostDir := path.Dir(caddyfile)
-	if !slices.ContainsFunc(proxy.Mounts, func(m host.Mount) bool { return m.Source == hostDir }) {
-		return "", fmt.Errorf("the proxy container does not mount %s; mount the Caddyfile's folder (not the file) into %s", hostDir, s.Proxy)
-	}
-	// The running Caddy adapts it (POST /adapt) without loading it: the same
-	// parser the switch's /load uses. A config that adapts but fails to start is
-	// refused by /load itself, which keeps the running config.
-	if err := r.proxy().Adapt(ctx, s.CaddyfileText()); err != nil {
+	// The running Caddy adapts the team's Caddyfile (POST /adapt) without
+	// loading it: the same parser the proxy would use. A config that adapts
+	// but fails to start is refused by /load itself, which keeps the running one.
+	cfg, err := r.proxy().Prepare(ctx, caddyfile)
+	if err != nil {
 		if errors.Is(err, remote.ErrDisconnected) {
 			return "", err
 		}
-		return "", fmt.Errorf("%w: %v; fix the routes in the inventory. Nothing was started and traffic is untouched", ErrCaddyfile, err)
+		return "", fmt.Errorf("%w: %v. Fix %s; nothing was started and traffic is untouched", ErrCaddyfile, err, s.Caddyfile)
 	}
-	r.validated = true
+	r.caddyConfig = cfg
 	return "Caddyfile valid", nil
 }
 

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -29,6 +29,10 @@ type Preview struct {
 	Files    []FileChange `json:"files"`
 	// Neutralised is what of the compose file the color overlays reset.
 	Neutralised []string `json:"neutralised,omitempty"`
+	// CaddyConfig is the config Caddy will run (the team's Caddyfile adapted
+	// by the running Caddy, gated), as a diff against what it runs now; ""
+	// when they are the same or the proxy does not run yet.
+	CaddyConfig string `json:"caddy_config,omitempty"`
 }
 
 // FileChange is one file a push would write on the host.
@@ -78,6 +82,23 @@ func (d *Deployer) Preview(ctx context.Context) (*Preview, error) {
 		return nil, err
 	}
 	p.Files = v.files
+	if _, running := host.RunningProxy(s, o.Containers); running {
+		if _, err := r.validateCaddyfile(ctx); err != nil {
+			if errors.Is(err, remote.ErrDisconnected) {
+				return nil, err
+			}
+			p.Refused = append(p.Refused, err.Error())
+		} else if cur, err := r.proxy().Running(ctx); err != nil {
+			return nil, err
+		} else if !bytes.Equal(cur, r.caddyConfig) {
+			v.reload = true
+			p.CaddyConfig, _ = difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+				A: difflib.SplitLines(string(cur)), B: difflib.SplitLines(string(r.caddyConfig)),
+				FromFile: "caddy config (running)", ToFile: "caddy config (after the push)", Context: 3})
+		}
+	} else {
+		v.reload = true
+	}
 	changed, missing, err := r.statefulPreview(ctx)
 	if err != nil {
 		return nil, err
@@ -111,6 +132,7 @@ type view struct {
 	o                *host.Observed
 	live, color      string
 	files            []FileChange
+	reload           bool // Caddy loads a new config first
 	missing          []string
 	expand, contract []stack.MigrationFile
 }
@@ -152,7 +174,7 @@ func describeVerify(v *view) string {
 }
 
 func describeSwitch(v *view) string {
-	return fmt.Sprintf("Caddy sends traffic to %s: the gate admits it%s%s", v.color, retireNote(v.live), reloadNote(v.o, v.files, v.s.Remote(v.s.Caddyfile)))
+	return fmt.Sprintf("Caddy sends traffic to %s: the gate admits it%s%s", v.color, retireNote(v.live), reloadNote(v))
 }
 
 func describeWindow(v *view) string {
@@ -169,8 +191,7 @@ func describeStop(v *view) string {
 
 func describeRecord(*view) string { return "state.json and history.jsonl" }
 
-// fileChanges compares what a push would upload, and the Caddyfile the switch
-// would write, with the host's files.
+// fileChanges compares what a push would upload with the host's files.
 func fileChanges(ctx context.Context, h host.Conn, s *stack.Stack, newColor string) ([]FileChange, error) {
 	files, err := s.ReleaseFiles()
 	if err != nil {
@@ -178,7 +199,6 @@ func fileChanges(ctx context.Context, h host.Conn, s *stack.Stack, newColor stri
 	}
 	// Files the last upload left as they are here need no reading.
 	have := currentFiles(ctx, h, s, files)
-	files = append(files, stack.ReleaseFile{Rel: s.Caddyfile, Data: s.CaddyfileText()})
 	var out []FileChange
 	for _, f := range files {
 		remotePath := s.Remote(f.Rel)
@@ -285,11 +305,11 @@ func retireNote(live string) string {
 	return ", then retires " + live
 }
 
-// reloadNote says whether the switch reloads Caddy: only when Caddy does not run
-// the stack's current Caddyfile.
-func reloadNote(o *host.Observed, files []FileChange, caddyfile string) string {
-	if o.Gated && !slices.ContainsFunc(files, func(f FileChange) bool { return f.Path == caddyfile }) {
+// reloadNote says whether the switch reloads Caddy: only when Caddy does not
+// run the config of the team's current Caddyfile yet.
+func reloadNote(v *view) string {
+	if v.o.Gated && !v.reload {
 		return " (no Caddy reload)"
 	}
-	return "; Caddy first loads the new Caddyfile (a reload)"
+	return "; Caddy first loads the config of the Caddyfile (a reload; see caddy config below)"
 }

@@ -117,7 +117,7 @@ type run struct {
 	switched       bool // traffic has moved to color
 
 	changed, missing []string // stateful services to recreate or start
-	validated        bool     // the running Caddy accepted this stack's Caddyfile
+	caddyConfig      []byte   // the Caddyfile as the running Caddy adapted it, gated; nil until then
 	composeSum       string   // see Stack.ComposeSum
 	applied          []string // migrations this command applied, for the history
 	previous         []host.Container

@@ -27,13 +27,9 @@ func stateful(ctx context.Context, r *run) (string, error) {
 	changed, missing := r.changed, r.missing
 	_, proxyRunning := host.RunningProxy(s, r.cs)
 	if !proxyRunning {
-		// The proxy starts with the current Caddyfile; the gate keeps traffic on
-		// the admitted color, if any.
-		p, err := s.RemotePath(s.Caddyfile)
-		if err != nil {
-			return "", err
-		}
-		if err := r.Host.WriteFile(ctx, p, s.CaddyfileText(), 0o644); err != nil {
+		// The proxy starts with the config last loaded, the gate keeping
+		// traffic on the admitted color; on a new host with the admin API alone.
+		if err := r.proxy().Bootstrap(ctx); err != nil {
 			return "", err
 		}
 	}

@@ -58,6 +58,7 @@ func stackDir(t *testing.T) (root, outside string) {
 	}
 	write(filepath.Join(root, "compose.yml"), "services:\n  app:\n    build: services/app\n")
 	write(filepath.Join(root, "services/app/Dockerfile"), "FROM scratch\n")
+	write(filepath.Join(root, "services/proxy/Caddyfile"), ":80 {\n\treverse_proxy app:8080\n}\n")
 	write(filepath.Join(outside, "app/Dockerfile"), "FROM scratch\n")
 	write(filepath.Join(outside, "id_ed25519"), "SECRET KEY\n")
 	return root, outside
@@ -130,7 +131,7 @@ func TestReleaseFilesSymlinks(t *testing.T) {
 			}
 			var got []string
 			for _, f := range files {
-				if strings.HasPrefix(f.Rel, "services/") || strings.HasPrefix(f.Rel, "ext/") {
+				if (strings.HasPrefix(f.Rel, "services/") || strings.HasPrefix(f.Rel, "ext/")) && f.Rel != "services/proxy/Caddyfile" {
 					got = append(got, f.Rel)
 				}
 				if strings.Contains(string(f.Data), "SECRET") {
@@ -229,11 +230,11 @@ func TestUploadSendsOnlyChanges(t *testing.T) {
 		slices.Sort(sent)
 		return sent, msg
 	}
-	all := []string{".taledeploy/env/stack.env", "compose.blue.yml", "compose.green.yml", "compose.stateful.yml", "compose.yml", "services/app/Dockerfile"}
+	all := []string{".taledeploy/env/stack.env", "compose.blue.yml", "compose.green.yml", "compose.stateful.yml", "compose.yml", "services/app/Dockerfile", "services/proxy/Caddyfile"}
 	if got, _ := upload(); !slices.Equal(got, all) {
 		t.Fatalf("first upload sent %q, want %q", got, all)
 	}
-	if got, msg := upload(); len(got) > 0 || msg != "0 of 6 files changed (0B)" {
+	if got, msg := upload(); len(got) > 0 || msg != "0 of 7 files changed (0B)" {
 		t.Errorf("second upload sent %q (%s), want nothing", got, msg)
 	}
 	if slices.Contains(fc.Ops, "write /srv/tale/.taledeploy/uploads.json") {

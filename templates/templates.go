@@ -1,11 +1,10 @@
-// Package templates renders the per-color compose overlay and the Caddyfile from
-// the templates embedded next to it.
+// Package templates renders the compose overlays (each color's and the stateful
+// project's) from the templates embedded next to it.
 package templates
 
 import (
 	"bytes"
 	_ "embed"
-	"fmt"
 	"text/template"
 	"time"
 )
@@ -13,13 +12,10 @@ import (
 var (
 	//go:embed overlay.yml.tmpl
 	overlaySrc string
-	//go:embed Caddyfile.tmpl
-	caddySrc string
 	//go:embed stateful.yml.tmpl
 	statefulSrc string
 
 	overlayTmpl  = template.Must(template.New("overlay").Parse(overlaySrc))
-	caddyTmpl    = template.Must(template.New("Caddyfile").Parse(caddySrc))
 	statefulTmpl = template.Must(template.New("stateful").Parse(statefulSrc))
 )
 
@@ -49,13 +45,18 @@ type Stateful struct {
 	Project, ComposeFile, File string
 	Blue, Green                string // the colors' networks
 	Services                   []StatefulService
+	// The proxy: the host folder of its admin socket, gate and config, where
+	// the container sees it, and the config it starts with.
+	AdminDir, ProxyAdminDir, Config string
 }
 
 // StatefulService is one stateful service that joins the colors' networks.
 type StatefulService struct {
-	Name    string
-	Default bool     // it names no network of its own, so it is on Compose's default
-	Aliases []string // its own aliases on its networks, kept on the colors'
+	Name     string
+	Proxy    bool     // the stack's proxy
+	Networks bool     // it joins networks (it has no network_mode)
+	Default  bool     // it names no network of its own, so it is on Compose's default
+	Aliases  []string // its own aliases on its networks, kept on the colors'
 }
 
 // Render returns the overlay's YAML.
@@ -88,36 +89,3 @@ const (
 	// GateFails is how many failed checks in a row retire an upstream.
 	GateFails = 2
 )
-
-// Caddyfile is the data of the proxy's Caddyfile.
-type Caddyfile struct {
-	Sites            []Site
-	StreamCloseDelay time.Duration
-}
-
-// Site is one site address with its routes.
-type Site struct {
-	Address string
-	Routes  []Route
-}
-
-// Route sends a path to a service of either color.
-type Route struct {
-	Path, Service, HealthPath string
-	Port                      int
-}
-
-// Render returns the Caddyfile text.
-func (c Caddyfile) Render() []byte {
-	var b bytes.Buffer
-	data := struct {
-		Caddyfile
-		Gate, GateHeader    string
-		GatePort, GateFails int
-		GateInterval        time.Duration
-	}{c, fmt.Sprintf("127.0.0.1:%d", GatePort), GateHeader, GatePort, GateFails, GateInterval}
-	if err := caddyTmpl.Execute(&b, data); err != nil {
-		panic(err)
-	}
-	return b.Bytes()
-}

@@ -209,6 +209,12 @@ func (c *PlanCmd) Run(cli *CLI, ctx context.Context) error {
 				fmt.Printf("     %s\n", line)
 			}
 		}
+		if p.CaddyConfig != "" {
+			fmt.Println("   caddy config: the Caddyfile as the running Caddy adapts it, gated by taledeploy")
+			for _, line := range strings.Split(strings.TrimRight(p.CaddyConfig, "\n"), "\n") {
+				fmt.Printf("     %s\n", line)
+			}
+		}
 	}
 	fmt.Println("Nothing was changed on any host.")
 	return errors.Join(errs...)

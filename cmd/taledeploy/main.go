@@ -35,7 +35,7 @@ type CLI struct {
 	Push     PushCmd     `cmd:"" help:"Deploy the working tree to every host of ENV: start the idle color, verify, switch, drain, stop the old one."`
 	Rollback RollbackCmd `cmd:"" help:"Switch ENV back to the previous color (kept stopped after each push): start, verify, switch, drain."`
 	Status   StatusCmd   `cmd:"" help:"Show per host the live color, release, containers and health, and where the record and the host disagree."`
-	Render   RenderCmd   `cmd:"" help:"Write the rendered compose overlays and Caddyfile for ENV locally."`
+	Render   RenderCmd   `cmd:"" help:"Write the rendered compose overlays for ENV locally (the Caddyfile is yours; plan shows the config Caddy will run)."`
 	Lock     LockCmd     `cmd:"" help:"Show or clear the deploy lock of ENV's hosts."`
 	History  HistoryCmd  `cmd:"" help:"Show the deploys recorded on each host: release, color, who, when, git revision, result, duration."`
 	Doctor   DoctorCmd   `cmd:"" help:"Check each host of ENV: SSH, Docker Engine and Compose versions, free memory and disk, the proxy and its admin socket, the lock and the record; each problem with its fix."`

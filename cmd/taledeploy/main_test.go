@@ -164,7 +164,9 @@ func TestJSONSummaryWhenNoHostConnects(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "compose.yml"), []byte("services:\n  proxy: {image: caddy, volumes: [./services/proxy:/etc/caddy, ./run/caddy:/run/caddy]}\n  web: {image: web}\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "compose.yml"), []byte("services:\n  proxy: {image: caddy}\n  web: {image: web}\n"), 0o644)
+	os.MkdirAll(filepath.Join(dir, "services", "proxy"), 0o755)
+	os.WriteFile(filepath.Join(dir, "services", "proxy", "Caddyfile"), []byte(":80 {\n\treverse_proxy web:80\n}\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "known_hosts"), nil, 0o600)
 	os.WriteFile(filepath.Join(dir, "inventory.yaml"), []byte(`environments:
   prod:

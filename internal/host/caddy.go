@@ -9,8 +9,10 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
+	"taledeploy/internal/caddyconf"
 	"taledeploy/internal/stack"
 	"taledeploy/templates"
 	"time"
@@ -80,21 +82,17 @@ func (c *Caddy) Admitted(ctx context.Context, color string) (bool, error) {
 	return true, nil
 }
 
-// Load writes the Caddyfile and loads those exact bytes into Caddy
-// through the admin socket. Caddy keeps its running config when /load fails; the
-// file is put back then, so a proxy restart runs what ran before.
-func (c *Caddy) Load(ctx context.Context) error {
-	s := c.stack
-	next := s.CaddyfileText()
-	p, err := s.RemotePath(s.Caddyfile)
-	if err != nil {
-		return err
-	}
+// Load writes cfg (Config's result) where the proxy reads its config when it
+// starts, and loads it into Caddy through the admin socket. Caddy keeps its
+// running config when /load fails; the file is put back then, so a proxy
+// restart runs what ran before.
+func (c *Caddy) Load(ctx context.Context, cfg []byte) error {
+	p := c.stack.Paths().CaddyConfig()
 	old, _ := c.host.ReadFile(ctx, p)
-	if err := c.host.WriteFile(ctx, p, next, 0o644); err != nil {
+	if err := c.host.WriteFile(ctx, p, cfg, 0o644); err != nil {
 		return err
 	}
-	if _, err := c.admin(ctx, http.MethodPost, "/load", "text/caddyfile", next); err != nil {
+	if _, err := c.admin(ctx, http.MethodPost, "/load", "application/json", cfg); err != nil {
 		if old != nil {
 			_ = c.host.WriteFile(context.WithoutCancel(ctx), p, old, 0o644)
 		}
@@ -103,19 +101,98 @@ func (c *Caddy) Load(ctx context.Context) error {
 	return nil
 }
 
-// RunsCurrent tells whether the running Caddy was loaded from this stack's
-// current Caddyfile: the file on the host is the one rendered now, and every
-// reverse proxy in Caddy's config asks the gate.
-func (c *Caddy) RunsCurrent(ctx context.Context) (bool, error) {
-	s := c.stack
-	p, err := s.RemotePath(s.Caddyfile)
+// Bootstrap makes sure the proxy finds a config when it starts: before the
+// first push loads the real one, the admin API alone.
+func (c *Caddy) Bootstrap(ctx context.Context) error {
+	p := c.stack.Paths().CaddyConfig()
+	if _, err := c.host.ReadFile(ctx, p); err == nil || !IsNotExist(err) {
+		return err
+	}
+	if err := c.host.Mkdir(ctx, c.stack.Paths().Admin(), 0o755, false); err != nil {
+		return err
+	}
+	return c.host.WriteFile(ctx, p, caddyconf.Bootstrap(GateOptions(c.stack)), 0o644)
+}
+
+// RunsCurrent tells whether the running Caddy runs cfg, and the proxy would
+// start with it again.
+func (c *Caddy) RunsCurrent(ctx context.Context, cfg []byte) (bool, error) {
+	if cur, err := c.host.ReadFile(ctx, c.stack.Paths().CaddyConfig()); err != nil || !sameJSON(cur, cfg) {
+		return false, nil
+	}
+	running, err := c.Config(ctx)
 	if err != nil {
 		return false, err
 	}
-	if cur, err := c.host.ReadFile(ctx, p); err != nil || string(cur) != string(s.CaddyfileText()) {
-		return false, nil
+	return sameJSON(running, cfg), nil
+}
+
+// Running reads the config Caddy runs, indented as Config writes it.
+func (c *Caddy) Running(ctx context.Context) ([]byte, error) {
+	data, err := c.Config(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return c.Gated(ctx)
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
+		return nil, fmt.Errorf("caddy config: %w", err)
+	}
+	out, err := json.MarshalIndent(v, "", "  ")
+	return append(out, '\n'), err
+}
+
+func sameJSON(a, b []byte) bool {
+	var x, y any
+	return json.Unmarshal(a, &x) == nil && json.Unmarshal(b, &y) == nil && reflect.DeepEqual(x, y)
+}
+
+// GateOptions is what the gated config needs of the stack: paths as the proxy
+// container sees them (the host's run/caddy is its /run/caddy).
+func GateOptions(s *stack.Stack) caddyconf.Options {
+	return caddyconf.Options{
+		Stateless: s.Stateless, Blue: stack.Blue, Green: stack.Green,
+		StreamCloseDelay: s.DrainTimeout.Duration,
+		AdminSocket:      stack.ProxyAdminDir + "/admin.sock",
+		GateRoot:         stack.ProxyAdminDir + "/live",
+	}
+}
+
+// Config adapts the team's Caddyfile with the running Caddy (POST /adapt,
+// which changes nothing) and gates it: the config a switch loads. Every
+// stateless upstream it proxies to needs a route in the inventory (its health
+// path), and every route an upstream in the Caddyfile.
+func (c *Caddy) Prepare(ctx context.Context, caddyfile []byte) ([]byte, error) {
+	adapted, err := c.admin(ctx, http.MethodPost, "/adapt", "text/caddyfile", caddyfile)
+	if err != nil {
+		return nil, err
+	}
+	var res struct {
+		Result   json.RawMessage `json:"result"`
+		Warnings []struct {
+			File    string `json:"file"`
+			Line    int    `json:"line"`
+			Message string `json:"message"`
+		} `json:"warnings"`
+	}
+	if err := json.Unmarshal(adapted, &res); err != nil {
+		return nil, fmt.Errorf("caddy /adapt: %w", err)
+	}
+	cfg, found, err := caddyconf.Gate(res.Result, GateOptions(c.stack))
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, u := range found {
+		if !slices.ContainsFunc(c.stack.Routes, func(r *stack.Route) bool { return r.Service == u.Service && r.Port == u.Port }) {
+			errs = append(errs, fmt.Errorf("%w: it proxies to %s, which no route of the inventory names; add one: {site: ..., path: ..., service: %s, port: %d, health_path: /health}", caddyconf.ErrConflict, u, u.Service, u.Port))
+		}
+	}
+	for _, r := range c.stack.Routes {
+		if !slices.Contains(found, caddyconf.Upstream{Service: r.Service, Port: r.Port}) {
+			errs = append(errs, fmt.Errorf("%w: the inventory routes to %s:%d, which no reverse_proxy of the Caddyfile names; proxy to it (reverse_proxy %s:%d) or remove the route", caddyconf.ErrConflict, r.Service, r.Port, r.Service, r.Port))
+		}
+	}
+	return cfg, errors.Join(errs...)
 }
 
 // Gated tells whether every reverse proxy in Caddy's running config takes
@@ -272,12 +349,6 @@ func walkJSON(v any, fn func(map[string]any)) {
 			walkJSON(e, fn)
 		}
 	}
-}
-
-// Adapt asks the running Caddy whether it accepts caddyfile, changing nothing.
-func (c *Caddy) Adapt(ctx context.Context, caddyfile []byte) error {
-	_, err := c.admin(ctx, http.MethodPost, "/adapt", "text/caddyfile", caddyfile)
-	return err
 }
 
 // Config reads Caddy's running config (JSON).

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -190,9 +189,6 @@ func (c *Compose) check(s *Stack) error {
 	at := func(line int, format string, a ...any) error {
 		return fmt.Errorf("%s:%d: %s", c.File, line, fmt.Sprintf(format, a...))
 	}
-	if err := c.checkProxy(s); err != nil {
-		return err
-	}
 	for _, r := range c.Refs {
 		if err := checkStackPath(r.Path); err != nil {
 			return at(r.Line, "%s %v", r.What, err)
@@ -209,59 +205,6 @@ func (c *Compose) check(s *Stack) error {
 		if err := checkStackPath(svc.BuildContext); err != nil {
 			return at(svc.BuildLine, "service %q: build context %v", name, err)
 		}
-	}
-	return nil
-}
-
-// checkProxy makes sure the proxy service has what taledeploy needs: its admin
-// socket's folder shared with the host, and the Caddyfile's folder mounted (a
-// single file would keep the old content: uploads replace the file).
-func (c *Compose) checkProxy(s *Stack) error {
-	p := c.Services[s.Proxy]
-	if p == nil {
-		return nil // checked with the inventory
-	}
-	line := cmp.Or(p.VolumesLine, p.Line)
-	base := path.Dir(filepath.ToSlash(s.ComposeFile))
-	rel := func(src string) string { return path.Clean(path.Join(base, filepath.ToSlash(src))) }
-	caddyfile := path.Clean(filepath.ToSlash(s.Caddyfile))
-	if path.Dir(caddyfile) == "." {
-		return fmt.Errorf("%s:%d: keep the Caddyfile in a folder of its own (services/proxy/Caddyfile, say, with caddyfile: set to it): the proxy mounts the Caddyfile's folder, and the stack folder holds the env file with every secret",
-			c.File, line)
-	}
-	// Paths as the compose file writes them: relative to its folder.
-	written := func(rootRel string) string {
-		r, err := filepath.Rel(filepath.FromSlash(base), filepath.FromSlash(rootRel))
-		r = filepath.ToSlash(r)
-		if err != nil {
-			return rootRel
-		}
-		if !strings.HasPrefix(r, "../") {
-			r = "./" + r
-		}
-		return r
-	}
-	var admin, folder bool
-	for _, b := range p.Binds {
-		switch src := rel(b.Source); {
-		case src == caddyfile:
-			return fmt.Errorf("%s:%d: the proxy service %q mounts the Caddyfile itself; mount its folder instead (- %s:/etc/caddy:ro): an upload replaces the file, and a mounted file would keep the old one",
-				c.File, b.Line, s.Proxy, written(path.Dir(caddyfile)))
-		case src == path.Dir(caddyfile):
-			folder = true
-		case b.Target == "/run/caddy" && src == "run/caddy":
-			admin = true
-		}
-	}
-	var missing []string
-	if !folder {
-		missing = append(missing, fmt.Sprintf("- %s:/etc/caddy:ro (the Caddyfile's folder)", written(path.Dir(caddyfile))))
-	}
-	if !admin {
-		missing = append(missing, fmt.Sprintf("- %s:/run/caddy (where Caddy's admin socket is shared with taledeploy)", written("run/caddy")))
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("%s:%d: the proxy service %q needs these volumes: %s", c.File, line, s.Proxy, strings.Join(missing, "; "))
 	}
 	return nil
 }

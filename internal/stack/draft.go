@@ -261,7 +261,7 @@ func (d *Draft) Inventory() []byte {
 	w("        identity_file: ~/.ssh/id_ed25519\n        known_hosts: ~/.ssh/known_hosts\n")
 	w("    stack:\n      project: %s\n      remote_dir: /srv/%s\n      compose_file: %s\n", d.Project, d.Project, d.ComposeFile)
 	if d.Caddyfile != "" {
-		w("      # The proxy runs a Caddyfile taledeploy renders from routes below (see docs/how-it-works.md).\n")
+		w("      # Your Caddyfile, kept as it is: taledeploy gates its reverse_proxy to each stateless service (see docs/how-it-works.md).\n")
 		w("      caddyfile: %s\n", d.Caddyfile)
 	}
 	if d.Proxy != "" {

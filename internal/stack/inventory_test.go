@@ -242,7 +242,10 @@ func TestLoadRejectsPathsOutsideTheStack(t *testing.T) {
 
 func TestLoadCleansStackPaths(t *testing.T) {
 	inv := strings.Replace(stacktest.Inventory, "      remote_dir: /srv/tale\n", "      remote_dir: /srv/tale\n      compose_file: ./compose.yml\n      caddyfile: proxy//Caddyfile\n", 1)
-	loaded, err := Load(stacktest.Write(t, inv, strings.Replace(stacktest.Compose, "./services/proxy:", "./proxy:", 1)))
+	p := stacktest.Write(t, inv, strings.Replace(stacktest.Compose, "./services/proxy:", "./proxy:", 1))
+	os.MkdirAll(filepath.Join(filepath.Dir(p), "proxy"), 0o755)
+	os.WriteFile(filepath.Join(filepath.Dir(p), "proxy", "Caddyfile"), []byte(stacktest.Caddyfile), 0o644)
+	loaded, err := Load(p)
 	if err != nil {
 		t.Fatal(err)
 	}

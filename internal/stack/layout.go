@@ -35,6 +35,12 @@ func (p Paths) Migrations() string { return p.Meta() + "/migrations.json" }
 // Admin is the folder the proxy shares with taledeploy: its admin socket.
 func (p Paths) Admin() string { return p.dir + "/run/caddy" }
 
+// CaddyConfig is the config the proxy starts with: the last one loaded.
+func (p Paths) CaddyConfig() string { return p.Admin() + "/caddy.json" }
+
+// ProxyAdminDir is where the proxy container sees Paths.Admin.
+const ProxyAdminDir = "/run/caddy"
+
 // Gate holds a file per upstream the gate admits.
 func (p Paths) Gate() string { return p.Admin() + "/live" }
 
@@ -120,6 +126,13 @@ func (s *Stack) ReleaseFiles() ([]ReleaseFile, error) {
 	add(s.OverlayFile(Blue), s.Overlay(Blue), 0o644)
 	add(s.OverlayFile(Green), s.Overlay(Green), 0o644)
 	add(s.StatefulOverlayFile(), s.StatefulOverlay(), 0o644)
+	// The team's Caddyfile, for the proxy's own mounts: taledeploy loads the
+	// config it adapts to, never the file.
+	caddyfile, err := s.ReadCaddyfile()
+	if err != nil {
+		return nil, err
+	}
+	add(filepath.ToSlash(s.Caddyfile), caddyfile, 0o644)
 	add(strings.TrimPrefix(s.Paths().Env(), s.RemoteDir+"/"), s.envFile(), 0o600)
 	for _, c := range s.contexts() {
 		if err := s.walkContext(root, filepath.FromSlash(c.dir), add); err != nil {
@@ -182,7 +195,7 @@ func (s *Stack) walkContext(root, ctxDir string, add func(string, []byte, os.Fil
 				return fmt.Errorf("%s: %w; copy what it points to into the stack folder, or remove the link", rel, err)
 			}
 			return nil
-		case !e.Type().IsRegular() || filepath.ToSlash(rel) == filepath.ToSlash(s.Caddyfile) || slices.Contains(s.private, p):
+		case !e.Type().IsRegular() || slices.Contains(s.private, p):
 			return nil
 		}
 		info, err := e.Info()

@@ -1,66 +1,68 @@
 package stack
 
 import (
+	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"taledeploy/internal/stack/stacktest"
 )
 
-// A plain caddy service is refused at load with what to add, not later on
-// the host; the long volume syntax counts as the short one does.
-func TestProxyServiceNeeds(t *testing.T) {
-	volumes := "    volumes:\n      - ./services/proxy:/etc/caddy:ro\n      - ./run/caddy:/run/caddy\n"
-	for _, tc := range []struct {
-		name, volumes string
-		want          []string // empty: accepted
-	}{
-		{"both", volumes, nil},
-		{"long syntax", "    volumes:\n      - {type: bind, source: ./services/proxy, target: /etc/caddy}\n      - type: bind\n        source: ./run/caddy\n        target: /run/caddy\n", nil},
-		{"none", "", []string{"compose.yml:2:", `the proxy service "proxy" needs these volumes`, "./services/proxy:/etc/caddy:ro", "./run/caddy:/run/caddy"}},
-		{"no admin socket", "    volumes:\n      - ./services/proxy:/etc/caddy:ro\n      - caddy_data:/data\n", []string{"compose.yml:6:", "./run/caddy:/run/caddy", "admin socket"}},
-		{"the file, not its folder", "    volumes:\n      - ./services/proxy/Caddyfile:/etc/caddy/Caddyfile:ro\n      - ./run/caddy:/run/caddy\n", []string{"compose.yml:7:", "mounts the Caddyfile itself", "mount its folder instead"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			compose := strings.Replace(stacktest.Compose, volumes, tc.volumes, 1)
-			_, err := Load(stacktest.Write(t, stacktest.Inventory, compose))
-			if len(tc.want) == 0 {
-				if err != nil {
-					t.Fatalf("refused: %v", err)
-				}
-				return
-			}
-			for _, w := range tc.want {
-				if err == nil || !strings.Contains(err.Error(), w) {
-					t.Errorf("error %v lacks %q", err, w)
-				}
-			}
-		})
+// A plain caddy service, as a team has it, is accepted: taledeploy's overlay
+// for the stateful project adds what it needs (the admin socket's folder, the
+// config it starts with, the sysctl for loads under traffic), as Compose reads it.
+func TestPlainCaddyService(t *testing.T) {
+	compose := strings.Replace(stacktest.Compose, "    volumes:\n      - ./services/proxy:/etc/caddy:ro\n      - ./run/caddy:/run/caddy\n",
+		"    volumes:\n      - ./services/proxy/Caddyfile:/etc/caddy/Caddyfile:ro\n      - caddy_data:/data\n", 1)
+	compose = strings.Replace(compose, "volumes:\n  db_data:\n", "volumes:\n  db_data:\n  caddy_data:\n", 1)
+	inv, err := Load(stacktest.Write(t, stacktest.Inventory, compose))
+	if err != nil {
+		t.Fatalf("a plain caddy service is refused: %v", err)
 	}
-}
-
-// The volume lines suggested are written as the compose file's own folder
-// sees them, and a Caddyfile in the stack folder itself is refused: mounting
-// that folder would show the proxy every secret.
-func TestProxyServiceNeedsWhereTheFilesAre(t *testing.T) {
-	inv := strings.Replace(stacktest.Inventory, "      remote_dir: /srv/tale\n", "      remote_dir: /srv/tale\n      compose_file: deploy/compose.yml\n", 1)
-	p := stacktest.Write(t, inv, "services: {}\n")
-	dir := filepath.Dir(p)
-	os.MkdirAll(filepath.Join(dir, "deploy"), 0o755)
-	compose := strings.Replace(stacktest.Compose, "    volumes:\n      - ./services/proxy:/etc/caddy:ro\n      - ./run/caddy:/run/caddy\n", "", 1)
-	os.WriteFile(filepath.Join(dir, "deploy", "compose.yml"), []byte(strings.ReplaceAll(compose, "build: services/", "build: ../services/")), 0o644)
-	_, err := Load(p)
-	for _, want := range []string{"- ../services/proxy:/etc/caddy:ro", "- ../run/caddy:/run/caddy"} {
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("error %v lacks %q", err, want)
+	env, _ := inv.Env("demo")
+	s := env.Stack
+	if exec.Command("docker", "compose", "version").Run() != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("docker compose is missing: scripts/sandbox.sh up installs it")
+		}
+		t.Skip("docker compose is not installed; scripts/sandbox.sh up installs it")
+	}
+	os.WriteFile(filepath.Join(s.Root, "compose.stateful.yml"), s.StatefulOverlay(), 0o644)
+	cmd := exec.Command("docker", "compose", "-p", "tale", "-f", "compose.yml", "-f", "compose.stateful.yml", "config", "--format", "json", "proxy")
+	cmd.Dir = s.Root
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("compose config: %v\n%s", err, out)
+	}
+	var cfg struct {
+		Services map[string]struct {
+			Entrypoint []string
+			Command    []string
+			Sysctls    map[string]string
+			Volumes    []struct{ Source, Target string }
 		}
 	}
-
-	atRoot := strings.Replace(stacktest.Inventory, "      remote_dir: /srv/tale\n", "      remote_dir: /srv/tale\n      caddyfile: Caddyfile\n", 1)
-	compose = strings.Replace(stacktest.Compose, "./services/proxy:/etc/caddy:ro", ".:/etc/caddy:ro", 1)
-	if _, err := Load(stacktest.Write(t, atRoot, compose)); err == nil || !strings.Contains(err.Error(), "keep the Caddyfile in a folder of its own") {
-		t.Errorf("a Caddyfile in the stack folder: %v", err)
+	if err := json.Unmarshal(out, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.Services["proxy"]
+	if !slices.Equal(p.Entrypoint, []string{"caddy"}) || !slices.Equal(p.Command, []string{"run", "--config", "/run/caddy/caddy.json"}) {
+		t.Errorf("the proxy runs %q %q, want caddy run --config /run/caddy/caddy.json", p.Entrypoint, p.Command)
+	}
+	if p.Sysctls["net.ipv4.tcp_migrate_req"] != "1" {
+		t.Errorf("sysctls %v", p.Sysctls)
+	}
+	var targets []string
+	for _, v := range p.Volumes {
+		targets = append(targets, v.Source+":"+v.Target)
+	}
+	for _, want := range []string{"/srv/tale/run/caddy:/run/caddy", "caddy_data:/data"} {
+		if !slices.ContainsFunc(targets, func(t string) bool { return strings.HasSuffix(t, want) }) {
+			t.Errorf("the proxy's volumes %q lack %s", targets, want)
+		}
 	}
 }

@@ -66,13 +66,15 @@ func (s *Stack) ColorNetwork(color string) string { return s.Project + "-" + col
 // service joins both colors' networks.
 func (s *Stack) StatefulOverlay() []byte {
 	o := templates.Stateful{Project: s.Project, ComposeFile: s.ComposeFile, File: s.StatefulOverlayFile(),
-		Blue: s.ColorNetwork(Blue), Green: s.ColorNetwork(Green)}
+		Blue: s.ColorNetwork(Blue), Green: s.ColorNetwork(Green),
+		AdminDir: s.Paths().Admin(), ProxyAdminDir: ProxyAdminDir, Config: ProxyAdminDir + "/caddy.json"}
 	for _, name := range s.Stateful {
 		svc := s.Compose.Services[name]
-		if svc == nil || svc.NetworkMode != "" {
+		if svc == nil {
 			continue
 		}
-		o.Services = append(o.Services, templates.StatefulService{Name: name, Default: len(svc.Networks) == 0, Aliases: svc.aliases()})
+		o.Services = append(o.Services, templates.StatefulService{Name: name, Proxy: name == s.Proxy,
+			Networks: svc.NetworkMode == "", Default: len(svc.Networks) == 0, Aliases: svc.aliases()})
 	}
 	return o.Render()
 }
@@ -104,39 +106,33 @@ func (s *Stack) OverlayFile(color string) string {
 	return filepath.ToSlash(filepath.Join(filepath.Dir(s.ComposeFile), "compose."+color+".yml"))
 }
 
-// CaddyfileText renders the proxy's Caddyfile. It is the same whichever color is
-// live: the gate (gate.go) decides where traffic goes.
-func (s *Stack) CaddyfileText() []byte {
-	c := templates.Caddyfile{StreamCloseDelay: s.DrainTimeout.Duration}
-	index := map[string]int{}
-	for _, r := range s.Routes {
-		i, ok := index[r.Site]
-		if !ok {
-			i = len(c.Sites)
-			index[r.Site] = i
-			c.Sites = append(c.Sites, templates.Site{Address: r.Site})
-		}
-		c.Sites[i].Routes = append(c.Sites[i].Routes, templates.Route{
-			Path: r.Path, Service: r.Service, HealthPath: r.HealthPath, Port: r.Port})
+// ReadCaddyfile reads the team's Caddyfile, which must lie in the stack folder.
+func (s *Stack) ReadCaddyfile() ([]byte, error) {
+	root, err := realPath(s.Root)
+	if err != nil {
+		return nil, fmt.Errorf("stack folder: %w", err)
 	}
-	return c.Render()
+	p, err := inside(root, filepath.Join(s.Root, s.Caddyfile))
+	if err != nil {
+		return nil, fmt.Errorf("caddyfile: %w", err)
+	}
+	return os.ReadFile(p)
 }
 
 // renderedMark starts every file render writes (see templates/).
 const renderedMark = "# Rendered by `taledeploy render`"
 
-// RenderTo writes both overlays and the Caddyfile
-// below dir, at the paths the stack uses.
+// RenderTo writes the overlays below dir, at the paths the stack uses. The
+// Caddyfile is the team's: taledeploy never writes it.
 func (s *Stack) RenderTo(dir string) ([]string, error) {
 	files := map[string][]byte{
 		s.OverlayFile(Blue):     s.Overlay(Blue),
 		s.OverlayFile(Green):    s.Overlay(Green),
 		s.StatefulOverlayFile(): s.StatefulOverlay(),
-		s.Caddyfile:             s.CaddyfileText(),
 	}
-	order := []string{s.OverlayFile(Blue), s.OverlayFile(Green), s.StatefulOverlayFile(), s.Caddyfile}
-	// A file that taledeploy did not render (a hand-written Caddyfile, say) is
-	// never replaced: all are checked before any is written.
+	order := []string{s.OverlayFile(Blue), s.OverlayFile(Green), s.StatefulOverlayFile()}
+	// A file that taledeploy did not render is never replaced: all are checked
+	// before any is written.
 	for _, rel := range order {
 		p := filepath.Join(dir, rel)
 		old, err := os.ReadFile(p)

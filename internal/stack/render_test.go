@@ -29,7 +29,7 @@ func TestCommittedFilesMatchTemplates(t *testing.T) {
 	if _, err := env.Stack.RenderTo(out); err != nil {
 		t.Fatal(err)
 	}
-	for _, rel := range []string{"compose.blue.yml", "compose.green.yml", "services/proxy/Caddyfile"} {
+	for _, rel := range []string{"compose.blue.yml", "compose.green.yml", "compose.stateful.yml"} {
 		want, _ := os.ReadFile(filepath.Join(out, rel))
 		got, err := os.ReadFile(filepath.Join(root, rel))
 		if err != nil || !bytes.Equal(got, want) {
@@ -38,25 +38,12 @@ func TestCommittedFilesMatchTemplates(t *testing.T) {
 	}
 }
 
-func TestCaddyfileGatesBothColors(t *testing.T) {
+func TestOverlayAndUpstreams(t *testing.T) {
 	inv, err := Load(stacktest.Write(t, stacktest.Inventory, stacktest.Compose))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := inv.Environments["demo"].Stack
-	c := string(s.CaddyfileText())
-	// The same file serves either color: blue is tried first, the gate decides.
-	for _, want := range []string{
-		"reverse_proxy platform-blue:8080 platform-green:8080 {",
-		"lb_policy first",
-		"health_upstream 127.0.0.1:2020",
-		"X-Taledeploy-Upstream {http.reverse_proxy.active.target_upstream}",
-		":2020 {\n\tbind 127.0.0.1\n\troot * /run/caddy/live",
-	} {
-		if !strings.Contains(c, want) {
-			t.Errorf("Caddyfile lacks %q:\n%s", want, c)
-		}
-	}
 	if got := s.Upstreams(Green); !slices.Equal(got, []string{"platform-green:8080"}) {
 		t.Errorf("green upstreams %v, want the gate file names the Caddyfile checks", got)
 	}
@@ -68,7 +55,8 @@ func TestCaddyfileGatesBothColors(t *testing.T) {
 	}
 }
 
-// render never replaces a file it did not write, and writes nothing then.
+// render never replaces a file it did not write, and writes nothing then;
+// the Caddyfile is never among what it writes.
 func TestRenderKeepsHandWrittenFiles(t *testing.T) {
 	inv, err := Load(stacktest.Write(t, stacktest.Inventory, stacktest.Compose))
 	if err != nil {
@@ -76,14 +64,13 @@ func TestRenderKeepsHandWrittenFiles(t *testing.T) {
 	}
 	env, _ := inv.Env("demo")
 	dir := t.TempDir()
-	mine := filepath.Join(dir, "services/proxy/Caddyfile")
-	os.MkdirAll(filepath.Dir(mine), 0o755)
-	os.WriteFile(mine, []byte("example.com {\n\treverse_proxy app:3000\n}\n"), 0o644)
+	mine := filepath.Join(dir, "compose.stateful.yml")
+	os.WriteFile(mine, []byte("services: {}\n"), 0o644)
 	if _, err := env.Stack.RenderTo(dir); !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), "was not rendered by taledeploy") {
-		t.Fatalf("render over a hand-written Caddyfile: %v", err)
+		t.Fatalf("render over a hand-written file: %v", err)
 	}
-	if data, _ := os.ReadFile(mine); !strings.HasPrefix(string(data), "example.com") {
-		t.Errorf("the hand-written Caddyfile was replaced")
+	if data, _ := os.ReadFile(mine); !strings.HasPrefix(string(data), "services: {}") {
+		t.Errorf("the hand-written file was replaced")
 	}
 	if _, err := os.Stat(filepath.Join(dir, "compose.blue.yml")); err == nil {
 		t.Errorf("an overlay was written although render refused")
@@ -91,8 +78,12 @@ func TestRenderKeepsHandWrittenFiles(t *testing.T) {
 	// Its own files it renders again.
 	os.Remove(mine)
 	for range 2 {
-		if _, err := env.Stack.RenderTo(dir); err != nil {
+		written, err := env.Stack.RenderTo(dir)
+		if err != nil {
 			t.Fatalf("render into its own files: %v", err)
+		}
+		if slices.ContainsFunc(written, func(p string) bool { return strings.Contains(p, "Caddyfile") }) {
+			t.Errorf("render wrote %q", written)
 		}
 	}
 }

@@ -89,7 +89,7 @@ func (inv *Inventory) check(e *Environment) error {
 		}
 		*f.p = path.Clean(*f.p)
 	}
-	// The names go into the rendered overlay and Caddyfile, and stateless ones
+	// The names go into the rendered overlays and Caddy's config, and stateless ones
 	// into image names, so they keep to what Compose and Docker accept there.
 	for _, n := range s.Stateless {
 		if !imageNameRE.MatchString(n) {
@@ -210,6 +210,9 @@ func (inv *Inventory) check(e *Environment) error {
 		}
 	}
 	s.Root = inv.dir
+	if fi, err := os.Stat(filepath.Join(inv.dir, s.Caddyfile)); err != nil || !fi.Mode().IsRegular() {
+		return kat("caddyfile", "stack.caddyfile %s is not a file in %s; point it at the stack's Caddyfile (the proxy's config, which taledeploy keeps as it is)", s.Caddyfile, inv.dir)
+	}
 	// The inventory and the local env files hold secrets or point to them:
 	// never part of an upload, even when a build context holds them.
 	s.private = []string{inv.file}

@@ -1,7 +1,6 @@
 package hosttest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -21,11 +20,11 @@ import (
 type Caddy struct {
 	mu     sync.Mutex
 	host   *Host
-	config []byte // the Caddyfile it runs; nil until the proxy starts
+	config []byte // the JSON config it runs; nil until the proxy starts
 	run    string // the proxy container's run it started with
 	calls  []string
 
-	// Reject, when set, makes /adapt and /load refuse every Caddyfile with it.
+	// Reject, when set, makes /adapt and /load refuse every config with it.
 	Reject string
 	// InFlight, when set, is the number of requests in flight to an upstream
 	// ("platform-blue:8080"), asked on every GET /reverse_proxy/upstreams.
@@ -41,26 +40,69 @@ func (c *Caddy) Calls() []string {
 	return append([]string(nil), c.calls...)
 }
 
-// Running is the Caddyfile Caddy runs, nil when it never started.
+// Running is the config Caddy runs, nil when it never started.
 func (c *Caddy) Running() []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.config
 }
 
-// started loads the Caddyfile on the host when the proxy container started
+// started loads the config on the host when the proxy container started
 // (again) since Caddy last looked: Caddy reads its file when it starts.
-func (c *Caddy) started(run string, caddyfile []byte) {
+func (c *Caddy) started(run string, config []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if run != c.run {
-		c.run, c.config = run, caddyfile
+		c.run, c.config = run, config
 	}
 }
 
 // gated tells whether the running config takes upstreams' health from the gate.
 func gated(config []byte) bool {
-	return bytes.Contains(config, fmt.Appendf(nil, "health_upstream 127.0.0.1:%d", templates.GatePort))
+	var cfg any
+	if json.Unmarshal(config, &cfg) != nil {
+		return false
+	}
+	proxies, gated := 0, 0
+	walk(cfg, func(m map[string]any) {
+		if m["handler"] != "reverse_proxy" {
+			return
+		}
+		proxies++
+		hc, _ := m["health_checks"].(map[string]any)
+		active, _ := hc["active"].(map[string]any)
+		if active["upstream"] == fmt.Sprintf("127.0.0.1:%d", templates.GatePort) {
+			gated++
+		}
+	})
+	return proxies > 0 && proxies == gated
+}
+
+func walk(v any, fn func(map[string]any)) {
+	switch v := v.(type) {
+	case map[string]any:
+		fn(v)
+		for _, e := range v {
+			walk(e, fn)
+		}
+	case []any:
+		for _, e := range v {
+			walk(e, fn)
+		}
+	}
+}
+
+// adapted is what the team's Caddyfile adapts to, as far as the fake knows it:
+// a site that proxies each route's path to its service by name.
+func (c *Caddy) adapted() map[string]any {
+	var routes []any
+	for _, r := range c.stack().Routes {
+		routes = append(routes, map[string]any{
+			"match":  []any{map[string]any{"path": []any{r.Path}}},
+			"handle": []any{map[string]any{"handler": "reverse_proxy", "upstreams": []any{map[string]any{"dial": fmt.Sprintf("%s:%d", r.Service, r.Port)}}}},
+		})
+	}
+	return map[string]any{"apps": map[string]any{"http": map[string]any{"servers": map[string]any{"srv0": map[string]any{"listen": []any{":80"}, "routes": routes}}}}}
 }
 
 func (c *Caddy) stack() *stack.Stack { return c.host.stack }
@@ -83,27 +125,24 @@ func (c *Caddy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if r.URL.Path == "/load" {
+			if !json.Valid(body) {
+				http.Error(w, `{"error":"not JSON"}`, http.StatusBadRequest)
+				return
+			}
 			c.config = body
+			return
 		}
-		io.WriteString(w, `{"result":{}}`)
+		json.NewEncoder(w).Encode(map[string]any{"result": c.adapted()})
 	case r.Method == http.MethodGet && (r.URL.Path == "/config/apps/http/servers" || r.URL.Path == "/config/"):
-		var handlers []map[string]any
-		for _, route := range s.Routes {
-			var ups []map[string]string
-			for _, color := range []string{stack.Blue, stack.Green} {
-				ups = append(ups, map[string]string{"dial": upstream(route, color)})
-			}
-			h := map[string]any{"handler": "reverse_proxy", "upstreams": ups}
-			if gated(c.config) {
-				h["health_checks"] = map[string]any{"active": map[string]any{"upstream": fmt.Sprintf("127.0.0.1:%d", templates.GatePort)}}
-			}
-			handlers = append(handlers, h)
-		}
-		servers := map[string]any{"srv0": map[string]any{"routes": []any{map[string]any{"handle": handlers}}}}
+		var cfg map[string]any
+		json.Unmarshal(c.config, &cfg)
 		if r.URL.Path == "/config/" {
-			servers = map[string]any{"apps": map[string]any{"http": map[string]any{"servers": servers}}}
+			json.NewEncoder(w).Encode(cfg)
+			return
 		}
-		json.NewEncoder(w).Encode(servers)
+		apps, _ := cfg["apps"].(map[string]any)
+		h, _ := apps["http"].(map[string]any)
+		json.NewEncoder(w).Encode(h["servers"])
 	case r.Method == http.MethodGet && r.URL.Path == "/reverse_proxy/upstreams":
 		out := []map[string]any{}
 		for _, route := range s.Routes {

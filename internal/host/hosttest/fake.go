@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -313,6 +314,8 @@ func (f *Fake) ResetCmds() {
 // RawStack is a stack made straight from the fuzzed strings, without the
 // inventory's checks, so the commands are tested with whatever reaches them.
 func RawStack(root, project, remoteDir, composeFile, stateless, stateful, envValue string) *stack.Stack {
+	os.MkdirAll(filepath.Join(root, "services", "proxy"), 0o755)
+	os.WriteFile(filepath.Join(root, "services", "proxy", "Caddyfile"), fmt.Appendf(nil, ":80 {\n\treverse_proxy %s:8080\n}\n", stateless), 0o644)
 	return &stack.Stack{
 		Project: project, RemoteDir: remoteDir, ComposeFile: composeFile, Caddyfile: "services/proxy/Caddyfile",
 		Proxy: "proxy", Stateless: []string{stateless}, Stateful: []string{"proxy", stateful},

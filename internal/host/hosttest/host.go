@@ -113,12 +113,12 @@ func (h *Host) run(cmd remote.Cmd) ([]byte, error) {
 	return out, err
 }
 
-// proxyStarted has Caddy read its Caddyfile when the proxy container started.
+// proxyStarted has Caddy read its config when the proxy container started.
 func (h *Host) proxyStarted() {
 	s := h.stack
 	for _, c := range h.Docker.Containers(s.Project) {
 		if c.Service == s.Proxy && c.Running() {
-			data, _ := h.Fake.ReadFile(context.Background(), s.Remote(s.Caddyfile))
+			data, _ := h.Fake.ReadFile(context.Background(), s.Paths().CaddyConfig())
 			h.Caddy.started(fmt.Sprintf("%s#%d", c.ID, c.Starts), data)
 		}
 	}

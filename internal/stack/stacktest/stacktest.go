@@ -27,6 +27,13 @@ volumes:
   db_data:
 `
 
+// Caddyfile is the team's Caddyfile for Compose: its site proxies to platform.
+const Caddyfile = `:80 {
+	encode gzip
+	reverse_proxy platform:8080
+}
+`
+
 // Inventory is an inventory for Compose with one environment, demo.
 const Inventory = `environments:
   demo:
@@ -56,6 +63,8 @@ const Inventory = `environments:
 func Write(t testing.TB, inventory, compose string) string {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "compose.yml"), []byte(compose), 0o644)
+	os.MkdirAll(filepath.Join(dir, "services", "proxy"), 0o755)
+	os.WriteFile(filepath.Join(dir, "services", "proxy", "Caddyfile"), []byte(Caddyfile), 0o644)
 	p := filepath.Join(dir, "inventory.yaml")
 	os.WriteFile(p, []byte(inventory), 0o644)
 	return p
