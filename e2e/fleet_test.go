@@ -50,9 +50,11 @@ func newFleet(t testing.TB, name string, basePort int) *fleet {
 		h := fleetHost{name: fmt.Sprintf("h%d", i+1), project: fmt.Sprintf("%s-h%d", name, i+1), port: basePort + i}
 		h.remote = "/var/lib/taledeploy-" + h.project
 		f.hosts = append(f.hosts, h)
-		inv += host(i+1, fmt.Sprintf("        project: %s\n        remote_dir: %s\n        env: {HTTP_PORT: \"%d\"}\n", h.project, h.remote, h.port))
+		registerSite(h.port, h.project)
+		inv += host(i+1, fmt.Sprintf("        project: %s\n        remote_dir: %s\n        env: {HTTP_PORT: \"%d\", HTTPS_PORT: \"%d\"}\n", h.project, h.remote, h.port, h.port+httpsOffset))
 	}
 	inv += stack(name+"-prod", 0)
+	registerSite(basePort+3, name+"-stg")
 	inv += "  staging:\n    hosts:\n" + host(1, "") + stack(name+"-stg", basePort+3)
 	if err := os.WriteFile(filepath.Join(s.work, "inventory.yaml"), []byte(inv), 0o644); err != nil {
 		t.Fatal(err)
@@ -141,7 +143,7 @@ func TestFleet(t *testing.T) {
 
 	// The second host fails: h1 runs the new release, h3 is not touched.
 	phase("fail on h2")
-	restore := f.editInventory(`env: {HTTP_PORT: "18101"}`, `env: {HTTP_PORT: "18101", BROKEN: "true"}`)
+	restore := f.editInventory(`env: {HTTP_PORT: "18101", HTTPS_PORT: "19101"}`, `env: {HTTP_PORT: "18101", HTTPS_PORT: "19101", BROKEN: "true"}`)
 	r = f.taledeploy("push", "e2e", "--release", "f3")
 	if exitCode(r.err) != 4 || !strings.Contains(r.out, "h1 already run the new release") || !strings.Contains(r.out, "rollback e2e --hosts h1") {
 		t.Errorf("a push that fails on h2: exit %d, want 4 with what to do:\n%s", exitCode(r.err), r.out)

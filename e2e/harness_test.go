@@ -85,6 +85,7 @@ func newStack(t testing.TB, name string, port int) *stack {
 	root := repoRoot(t)
 	s := &stack{t: t, repo: root, work: t.TempDir(), project: name, remote: "/var/lib/taledeploy-" + name, port: port}
 	s.bin = filepath.Join(s.work, "taledeploy")
+	registerSite(port, name)
 	// The kill hook (TALEDEPLOY_KILL_AFTER) exists only in this test build.
 	run(t, root, nil, "go", "build", "-tags", "killhook", "-o", s.bin, "./cmd/taledeploy")
 	for _, p := range []string{"compose.yml", "services/platform/Dockerfile", "services/platform/docker-entrypoint.sh",
@@ -128,7 +129,7 @@ const (
 func stackYAML(project, remoteDir, verifyWindow string, port int) string {
 	env := ""
 	if port > 0 {
-		env = fmt.Sprintf("\n        HTTP_PORT: \"%d\"", port)
+		env = fmt.Sprintf("\n        HTTP_PORT: \"%d\"\n        HTTPS_PORT: \"%d\"", port, port+httpsOffset)
 	}
 	return fmt.Sprintf(`    stack:
       project: %s
@@ -136,7 +137,7 @@ func stackYAML(project, remoteDir, verifyWindow string, port int) string {
       stateless: [platform, rag]
       stateful: [proxy, db]
       routes:
-        - {site: ":80", path: /*, service: platform, port: 8080, health_path: /api/health}
+        - {site: localhost, path: /*, service: platform, port: 8080, health_path: /api/health}
       health_timeout: 40s
       drain_timeout: 20s
       verify_window: %s

@@ -26,7 +26,7 @@ func TestInitThenPush(t *testing.T) {
 	if err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
 	}
-	for _, want := range []string{"stateful   db", "stateless  platform", "route      :80/* -> platform:8080 (health /api/health)", "POSTGRES_PASSWORD"} {
+	for _, want := range []string{"stateful   db", "stateless  platform", "route      localhost/* -> platform:8080 (health /api/health)", "POSTGRES_PASSWORD"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("init does not say %q:\n%s", want, out)
 		}
@@ -46,14 +46,15 @@ func TestInitThenPush(t *testing.T) {
 	edited = regexp.MustCompile(`project: \S+`).ReplaceAllString(edited, "project: "+s.project)
 	edited = regexp.MustCompile(`remote_dir: \S+`).ReplaceAllString(edited, "remote_dir: "+s.remote)
 	edited = strings.Replace(edited, "        # HTTP_PORT: ${HTTP_PORT}", "        HTTP_PORT: ${HTTP_PORT} #", 1)
-	if edited == draft || !strings.Contains(edited, "HTTP_PORT: ${HTTP_PORT}") {
+	edited = strings.Replace(edited, "        # HTTPS_PORT: ${HTTPS_PORT}", "        HTTPS_PORT: ${HTTPS_PORT} #", 1)
+	if edited == draft || !strings.Contains(edited, "HTTP_PORT: ${HTTP_PORT}") || !strings.Contains(edited, "HTTPS_PORT: ${HTTPS_PORT}") {
 		t.Fatalf("the draft is not shaped as expected:\n%s", draft)
 	}
 	os.WriteFile(inv, []byte(edited), 0o644)
 
 	const password = "e2e-planted-init-password"
-	env := []string{"POSTGRES_PASSWORD=" + password, "HTTP_PORT=18097"}
-	if r := s.taledeployEnv([]string{"HTTP_PORT=18097"}, "push", "prod"); exitCode(r.err) != 2 || !strings.Contains(r.out, "POSTGRES_PASSWORD (used by env POSTGRES_PASSWORD)") {
+	env := []string{"POSTGRES_PASSWORD=" + password, "HTTP_PORT=18097", "HTTPS_PORT=19097"}
+	if r := s.taledeployEnv([]string{"HTTP_PORT=18097", "HTTPS_PORT=19097"}, "push", "prod"); exitCode(r.err) != 2 || !strings.Contains(r.out, "POSTGRES_PASSWORD (used by env POSTGRES_PASSWORD)") {
 		t.Errorf("a push without POSTGRES_PASSWORD exported: exit %d, want 2 naming it:\n%s", exitCode(r.err), r.out)
 	}
 	var outputs []string // what taledeploy printed, for the planted password

@@ -39,10 +39,14 @@ type load struct {
 func startLoad(t *testing.T, port int, keepAliveRate, freshRate int) *load {
 	l := &load{sent: map[string]int{}, failed: map[string]int{}, appFailed: map[string]int{}, colors: map[string]map[string]int{},
 		latency: map[string]*vegeta.Metrics{}, mark: "start"}
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	// HTTPS, as visitors come: the fresh-connection attacker makes a new TLS
+	// handshake for every request.
+	base := siteURL(port)
+	tlsConfig := siteTLS(t, port)
 	var n atomic.Uint64
 	targeter := func(tg *vegeta.Target) error {
 		tg.Method = http.MethodGet
+		tg.Header = http.Header{"Host": {"localhost"}} // the site's name; vegeta sends it as the request's host
 		tg.URL = base + "/"
 		if n.Add(1)%50 == 0 {
 			tg.URL = base + "/slow?ms=2000"
@@ -50,7 +54,7 @@ func startLoad(t *testing.T, port int, keepAliveRate, freshRate int) *load {
 		return nil
 	}
 	for i, rate := range []int{keepAliveRate, freshRate} {
-		a := vegeta.NewAttacker(vegeta.KeepAlive(i == 0), vegeta.Timeout(30*time.Second), vegeta.Workers(16), vegeta.MaxWorkers(400))
+		a := vegeta.NewAttacker(vegeta.KeepAlive(i == 0), vegeta.Timeout(30*time.Second), vegeta.Workers(16), vegeta.MaxWorkers(400), vegeta.TLSConfig(tlsConfig))
 		l.attackers = append(l.attackers, a)
 		// Bounded: no attack runs longer than 20 minutes even if Stop is never called.
 		res := a.Attack(targeter, vegeta.Rate{Freq: rate, Per: time.Second}, 20*time.Minute, fmt.Sprintf("load-%d", i))

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,7 +17,7 @@ import (
 // get asks the proxy directly and returns "color/release/build".
 func get(t *testing.T, port int) string {
 	t.Helper()
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+	resp, err := siteGet(t, port, "/")
 	if err != nil {
 		t.Fatalf("GET /: %v", err)
 	}
@@ -29,6 +30,18 @@ func get(t *testing.T, port int) string {
 		t.Errorf("platform %s called rag %s: a call crossed colors", c, r)
 	}
 	return resp.Header.Get("X-Color") + "/" + resp.Header.Get("X-Release") + "/build " + resp.Header.Get("X-Build")
+}
+
+// siteCertificate is the serial of the certificate the site on port serves.
+func siteCertificate(t *testing.T, port int) string {
+	t.Helper()
+	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port+httpsOffset), siteTLS(t, port))
+	if err != nil {
+		t.Fatalf("TLS to the site: %v", err)
+	}
+	defer conn.Close()
+	leaf := conn.ConnectionState().PeerCertificates[0]
+	return fmt.Sprintf("%s %x", leaf.Subject.CommonName+leaf.DNSNames[0], leaf.SerialNumber)
 }
 
 // expectServing checks that fresh requests all reach want.
@@ -97,6 +110,16 @@ func TestPushRollbackUnderLoad(t *testing.T) {
 		t.Fatalf("no db or proxy container after the first push: %+v", st.Containers)
 	}
 	firstVisits := visits(t, s.port)
+	// The site is HTTPS, and plain HTTP redirects to it.
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/", s.port), nil)
+	req.Host = "localhost"
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if resp, err := noFollow.Do(req); err != nil || resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != "https://localhost/" {
+		t.Errorf("http://localhost/ answers %v, %v; want a redirect to https://localhost/", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	cert := siteCertificate(t, s.port)
 
 	l := startLoad(t, s.port, 100, 25)
 	stopped := false
@@ -182,6 +205,9 @@ func TestPushRollbackUnderLoad(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	l.stop()
 	stopped = true
+	if after := siteCertificate(t, s.port); after != cert {
+		t.Errorf("the site's certificate changed over the pushes (%s, now %s): it was issued again", cert, after)
+	}
 
 	sent, failed := l.totals()
 	t.Logf("load: %d requests sent, %d failed\n%s", sent, failed, l.report())
@@ -268,7 +294,7 @@ func TestPushRollbackUnderLoad(t *testing.T) {
 
 func visits(t *testing.T, port int) int {
 	t.Helper()
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+	resp, err := siteGet(t, port, "/")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -148,3 +148,23 @@ func TestSwitchLoadsAChangedCaddyfile(t *testing.T) {
 		t.Errorf("the config on the host is %q", got)
 	}
 }
+
+// The window probes a site the way Caddy serves it: HTTPS for any host name
+// (localhost and addresses too, with Caddy's own CA) unless told otherwise.
+func TestSiteParts(t *testing.T) {
+	for site, want := range map[string][3]string{
+		":80":                {"http", "", "80"},
+		":8080":              {"http", "", "8080"},
+		"localhost":          {"https", "localhost", "443"},
+		"example.com":        {"https", "example.com", "443"},
+		"example.com:8443":   {"https", "example.com", "8443"},
+		"example.com:80":     {"http", "example.com", "80"},
+		"http://example.com": {"http", "example.com", "80"},
+		"https://10.0.0.1":   {"https", "10.0.0.1", "443"},
+	} {
+		scheme, host, port := siteParts(site)
+		if got := [3]string{scheme, host, port}; got != want {
+			t.Errorf("%s: %q, want %q", site, got, want)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package plan
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -32,12 +33,22 @@ func (r *run) watch(ctx context.Context, color string) (string, error) {
 	if !ok || proxy.IP == "" {
 		return "", fmt.Errorf("the proxy service %s is not running or has no address", s.Proxy)
 	}
-	var probes []*probeTarget
+	var (
+		probes []*probeTarget
+		roots  *x509.CertPool
+	)
 	for _, route := range s.Routes {
 		if !caddyPathMatches(route.Path, route.HealthPath) {
 			continue // the health path is not reachable through this route
 		}
-		p, err := newProbe(ctx, r.Host, r.Stack, proxy.IP, route)
+		if roots == nil && siteScheme(route.Site) == "https" {
+			// A site with tls internal has a certificate of Caddy's own CA.
+			var err error
+			if roots, err = r.proxy().Roots(ctx); err != nil {
+				return "", err
+			}
+		}
+		p, err := newProbe(ctx, r.Host, proxy.IP, route, roots)
 		if err != nil {
 			return "", err
 		}
@@ -91,25 +102,39 @@ type probeTarget struct {
 	req    *http.Request
 }
 
-func newProbe(ctx context.Context, h host.Conn, s *stack.Stack, proxyIP string, r *stack.Route) (*probeTarget, error) {
-	site := r.Site
-	scheme := "http"
-	if rest, ok := strings.CutPrefix(site, "https://"); ok {
-		scheme, site = "https", rest
-	} else {
-		site = strings.TrimPrefix(site, "http://")
+// siteScheme is how Caddy serves a site address: over HTTPS when it names a
+// host (localhost and addresses too, with its own CA) unless it says http://
+// or port 80.
+func siteScheme(site string) string {
+	scheme, _, _ := siteParts(site)
+	return scheme
+}
+
+func siteParts(site string) (scheme, hostname, port string) {
+	switch {
+	case strings.HasPrefix(site, "https://"):
+		scheme, site = "https", strings.TrimPrefix(site, "https://")
+	case strings.HasPrefix(site, "http://"):
+		scheme, site = "http", strings.TrimPrefix(site, "http://")
 	}
 	hostname, port, err := net.SplitHostPort(site)
 	if err != nil {
 		hostname, port = site, ""
 	}
-	if port == "" {
-		port = "80"
-		if scheme == "https" || (hostname != "" && hostname != "localhost" && net.ParseIP(hostname) == nil) {
-			// Caddy serves a named site over HTTPS unless told http://.
-			scheme, port = "https", "443"
+	if scheme == "" {
+		scheme = "https"
+		if hostname == "" || port == "80" {
+			scheme = "http"
 		}
 	}
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[scheme]
+	}
+	return scheme, hostname, port
+}
+
+func newProbe(ctx context.Context, h host.Conn, proxyIP string, r *stack.Route, roots *x509.CertPool) (*probeTarget, error) {
+	scheme, hostname, port := siteParts(r.Site)
 	if hostname == "" {
 		hostname = "localhost"
 	}
@@ -121,7 +146,7 @@ func newProbe(ctx context.Context, h host.Conn, s *stack.Stack, proxyIP string, 
 	req.Host = hostname
 	client := host.HTTPClient(h, 2*time.Second, "", 0)
 	// The certificate is checked against the site's name, not the address dialled.
-	client.Transport.(*http.Transport).TLSClientConfig = &tls.Config{ServerName: hostname}
+	client.Transport.(*http.Transport).TLSClientConfig = &tls.Config{ServerName: hostname, RootCAs: roots}
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &probeTarget{req: req, client: client}, nil
 }

@@ -14,27 +14,31 @@ td=.sandbox/taledeploy
 
 say "first push: blue"
 $td push demo
-curl -s http://127.0.0.1:8088/
+# The site is https://localhost, with a certificate of Caddy's own CA.
+docker cp tale-demo-proxy:/data/caddy/pki/authorities/local/root.crt .sandbox/caddy-root.crt
+get() { curl -s --cacert .sandbox/caddy-root.crt --resolve localhost:8443:127.0.0.1 https://localhost:8443/; }
+get
+curl -s -o /dev/null -w 'http://localhost:8088/ answers %{http_code}, to %{redirect_url}\n' --resolve localhost:8088:127.0.0.1 http://localhost:8088/
 
 stop=$(mktemp -u)
-say "load: 100 req/s on http://127.0.0.1:8088/ (keep-alive and fresh connections, 1 in 50 takes 2 s)"
-.sandbox/loadgen -url http://127.0.0.1:8088/ -rate 100 -stop-file "$stop" &
+say "load: 100 req/s on https://localhost:8443/ (keep-alive and fresh TLS connections, 1 in 50 takes 2 s)"
+.sandbox/loadgen -url https://127.0.0.1:8443/ -servername localhost -cacert .sandbox/caddy-root.crt -rate 100 -stop-file "$stop" &
 load=$!
 sleep 2
 
 say "change the platform code and push: green"
 PLATFORM_LDFLAGS="-X main.build=2" scripts/build-services.sh
 $td push demo
-curl -s http://127.0.0.1:8088/
+get
 
 say "push again: blue"
 PLATFORM_LDFLAGS="-X main.build=3" scripts/build-services.sh
 $td push demo
-curl -s http://127.0.0.1:8088/
+get
 
 say "rollback: green again, from its kept containers"
 $td rollback demo
-curl -s http://127.0.0.1:8088/
+get
 sleep 3
 
 touch "$stop"

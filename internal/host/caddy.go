@@ -3,6 +3,7 @@ package host
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"taledeploy/internal/caddyconf"
 	"taledeploy/internal/stack"
+	"taledeploy/remote"
 	"taledeploy/templates"
 	"time"
 )
@@ -349,6 +351,29 @@ func walkJSON(v any, fn func(map[string]any)) {
 			walkJSON(e, fn)
 		}
 	}
+}
+
+// Roots is the system's trusted roots with the root of Caddy's own CA added
+// (the one `tls internal` issues from), for reaching its sites as a visitor
+// who trusts it.
+func (c *Caddy) Roots(ctx context.Context) (*x509.CertPool, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	data, err := c.admin(ctx, http.MethodGet, "/pki/ca/local", "", nil)
+	if errors.Is(err, remote.ErrDisconnected) {
+		return nil, err
+	} else if err != nil {
+		return pool, nil // no local CA: the system's roots are all there is
+	}
+	var ca struct {
+		Root string `json:"root_certificate"`
+	}
+	if err := json.Unmarshal(data, &ca); err == nil {
+		pool.AppendCertsFromPEM([]byte(ca.Root))
+	}
+	return pool, nil
 }
 
 // Config reads Caddy's running config (JSON).

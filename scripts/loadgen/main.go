@@ -1,10 +1,14 @@
 // Command loadgen sends steady load to a stack on loopback with vegeta and prints
 // how many requests were sent and how many failed. Used by scripts/demo.sh.
 //
-//	go run ./scripts/loadgen -url http://127.0.0.1:8088/ -rate 100 -stop-file /tmp/stop
+//	go run ./scripts/loadgen -url https://127.0.0.1:8443/ -servername localhost -cacert root.crt -rate 100 -stop-file /tmp/stop
+//
+// Fresh connections make a new TLS handshake each.
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"net/http"
@@ -24,7 +28,21 @@ func main() {
 	rate := flag.Int("rate", 100, "requests per second")
 	stopFile := flag.String("stop-file", "", "stop when this file appears")
 	maxDur := flag.Duration("max", 15*time.Minute, "stop after this long in any case")
+	serverName := flag.String("servername", "", "the site's name (TLS server name and Host), when the URL names an address")
+	caCert := flag.String("cacert", "", "PEM file of a CA to trust besides the system's (Caddy's own, for tls internal)")
 	flag.Parse()
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	if *caCert != "" {
+		pem, err := os.ReadFile(*caCert)
+		if err != nil || !roots.AppendCertsFromPEM(pem) {
+			fmt.Fprintf(os.Stderr, "loadgen: -cacert %s: no certificate read (%v)\n", *caCert, err)
+			os.Exit(2)
+		}
+	}
+	tlsConfig := &tls.Config{ServerName: *serverName, RootCAs: roots}
 	u, err := url.Parse(*target)
 	if err != nil || (u.Hostname() != "127.0.0.1" && u.Hostname() != "localhost") {
 		fmt.Fprintln(os.Stderr, "loadgen: only loopback targets are allowed")
@@ -33,6 +51,9 @@ func main() {
 	var n atomic.Uint64
 	tr := func(t *vegeta.Target) error {
 		t.Method, t.URL = http.MethodGet, *target
+		if *serverName != "" {
+			t.Header = http.Header{"Host": {*serverName}} // the site Caddy serves
+		}
 		if n.Add(1)%50 == 0 {
 			t.URL = strings.TrimSuffix(*target, "/") + "/slow?ms=2000"
 		}
@@ -44,7 +65,7 @@ func main() {
 	var wg sync.WaitGroup
 	var attackers []*vegeta.Attacker
 	for i, r := range []int{*rate * 4 / 5, *rate / 5} {
-		a := vegeta.NewAttacker(vegeta.KeepAlive(i == 0), vegeta.Timeout(30*time.Second))
+		a := vegeta.NewAttacker(vegeta.KeepAlive(i == 0), vegeta.Timeout(30*time.Second), vegeta.TLSConfig(tlsConfig))
 		attackers = append(attackers, a)
 		res := a.Attack(tr, vegeta.Rate{Freq: r, Per: time.Second}, *maxDur, "demo")
 		wg.Add(1)
