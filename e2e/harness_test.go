@@ -34,6 +34,8 @@ type stack struct {
 	// for the log written when a test fails.
 	outMu   sync.Mutex
 	outputs []string
+	// watch, when set, also gets taledeploy's stdout as it is printed.
+	watch io.Writer
 }
 
 func repoRoot(t testing.TB) string {
@@ -89,7 +91,8 @@ func newStack(t testing.TB, name string, port int) *stack {
 	// The kill hook (TALEDEPLOY_KILL_AFTER) exists only in this test build.
 	run(t, root, nil, "go", "build", "-tags", "killhook", "-o", s.bin, "./cmd/taledeploy")
 	for _, p := range []string{"compose.yml", "services/platform/Dockerfile", "services/platform/docker-entrypoint.sh",
-		"services/rag/Dockerfile", "services/db/Dockerfile", "services/db/docker-entrypoint.sh", "services/proxy/Caddyfile",
+		"services/rag/Dockerfile", "services/crawler/Dockerfile", "services/store/Dockerfile", "services/platform/platform.env",
+		"services/db/Dockerfile", "services/db/docker-entrypoint.sh", "services/proxy/Caddyfile",
 		"services/platform/migrations/0001_visits.sql"} {
 		copyFile(t, filepath.Join(root, p), filepath.Join(s.work, p))
 	}
@@ -134,10 +137,11 @@ func stackYAML(project, remoteDir, verifyWindow string, port int) string {
 	return fmt.Sprintf(`    stack:
       project: %s
       remote_dir: %s
-      stateless: [platform, rag]
-      stateful: [proxy, db]
+      stateless: [platform, rag, crawler]
+      stateful: [proxy, db, store]
       routes:
         - {site: localhost, path: /*, service: platform, port: 8080, health_path: /api/health}
+        - {site: rag.localhost, path: /*, service: rag, port: 8000, health_path: /health}
       health_timeout: 40s
       drain_timeout: 20s
       verify_window: %s
@@ -243,6 +247,9 @@ func (s *stack) taledeployEnv(env []string, args ...string) result {
 	var buf, stdout bytes.Buffer
 	both := &lockedWriter{w: &buf}
 	cmd.Stdout, cmd.Stderr = io.MultiWriter(both, &stdout), both
+	if s.watch != nil {
+		cmd.Stdout = io.MultiWriter(both, &stdout, s.watch)
+	}
 	start := time.Now()
 	err := cmd.Run()
 	r := result{out: buf.String(), stdout: stdout.String(), err: err, took: time.Since(start)}

@@ -98,6 +98,9 @@ func (l *load) record(r *vegeta.Result) {
 	if rag := r.Headers.Get("X-Rag-Color"); rag != "" && rag != color {
 		l.crossed = append(l.crossed, fmt.Sprintf("platform %s called rag %s", color, rag))
 	}
+	if crawler := r.Headers.Get("X-Crawler-Color"); crawler != "" && crawler != color {
+		l.crossed = append(l.crossed, fmt.Sprintf("platform %s called crawler %s", color, crawler))
+	}
 	var v int
 	if _, err := fmt.Sscanf(r.Headers.Get("X-Visits"), "%d", &v); err == nil {
 		l.counted++

@@ -26,8 +26,11 @@ func get(t *testing.T, port int) string {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET / answered %s: %s", resp.Status, body)
 	}
-	if c, r := resp.Header.Get("X-Color"), resp.Header.Get("X-Rag-Color"); c != r {
-		t.Errorf("platform %s called rag %s: a call crossed colors", c, r)
+	c := resp.Header.Get("X-Color")
+	for _, callee := range []string{"Rag", "Crawler"} {
+		if other := resp.Header.Get("X-" + callee + "-Color"); other != c {
+			t.Errorf("platform %s called %s %s: a call crossed colors", c, strings.ToLower(callee), other)
+		}
 	}
 	return resp.Header.Get("X-Color") + "/" + resp.Header.Get("X-Release") + "/build " + resp.Header.Get("X-Build")
 }

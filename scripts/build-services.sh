@@ -12,10 +12,11 @@ if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "install 
 	echo "build-services: install busybox-static (scripts/sandbox.sh up does)" >&2
 	exit 1
 fi
-for svc in platform rag; do
+for svc in platform rag crawler store; do
 	mkdir -p "$out/services/$svc/bin"
+	cp "$busybox" "$out/services/$svc/bin/busybox"
+	[ "$svc" = store ] && continue # busybox's httpd only
 	flags=""
 	[ "$svc" = platform ] && flags=${PLATFORM_LDFLAGS:-}
 	(cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $flags" -o "$out/services/$svc/bin/$svc" "./services/$svc")
-	cp "$busybox" "$out/services/$svc/bin/busybox"
 done

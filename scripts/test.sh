@@ -43,11 +43,14 @@ go test -race -count=1 $(go list ./... | grep -v /e2e)
 CGO_ENABLED=0 go test -count=1 ./migcheck
 
 echo "== fuzz (bounded)"
-go test -run '^$' -fuzz '^FuzzRunArgv$' -fuzztime 20s ./remote
-go test -run '^$' -fuzz '^FuzzCommands$' -fuzztime 20s ./plan
-go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 20s ./internal/stack
-go test -run '^$' -fuzz '^FuzzEnvFile$' -fuzztime 20s ./internal/stack
-go test -run '^$' -fuzz '^FuzzSSHConfig$' -fuzztime 20s ./remote
+# Budgets in executions, not seconds: Go 1.26's fuzz coordinator can fail a
+# time-bounded run with "context deadline exceeded" when a worker is busy at
+# the deadline (golang/go#75804, fixed in 1.27); a count has no deadline.
+go test -run '^$' -fuzz '^FuzzRunArgv$' -fuzztime 10000x ./remote
+go test -run '^$' -fuzz '^FuzzCommands$' -fuzztime 100x ./plan
+go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 30000x ./internal/stack
+go test -run '^$' -fuzz '^FuzzEnvFile$' -fuzztime 30000x ./internal/stack
+go test -run '^$' -fuzz '^FuzzSSHConfig$' -fuzztime 30000x ./remote
 
 echo "== end-to-end (real sshd, Docker, Compose v2, Caddy, vegeta load)"
 # One package at a time (-p 1): the machine has 2 cores and the stacks share Docker.

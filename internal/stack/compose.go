@@ -53,6 +53,9 @@ type ComposeService struct {
 	// itself on each; none means Compose's default network.
 	Networks    []ServiceNetwork
 	NetworkMode string // network_mode, "" when absent: such a service joins no network
+	// HealthPath is the path its healthcheck asks of itself over HTTP, "" when
+	// it has none that says.
+	HealthPath string
 }
 
 // ServiceNetwork is one network of a service, with its own aliases there.
@@ -65,6 +68,7 @@ type ServiceNetwork struct {
 // file, as written) seen at Target in the container.
 type Bind struct {
 	Source, Target string
+	ReadOnly       bool
 	Line           int
 }
 
@@ -156,6 +160,15 @@ func LoadCompose(file string) (*Compose, error) {
 			c.Refs = append(c.Refs, e)
 		}
 		s.Networks, s.NetworkMode = serviceNetworks(mapValue(&v, "networks")), scalar(mapValue(&v, "network_mode"))
+		if t := mapValue(mapValue(&v, "healthcheck"), "test"); t != nil {
+			test := []string{t.Value}
+			for _, c := range t.Content {
+				test = append(test, c.Value)
+			}
+			if m := healthURLRE.FindStringSubmatch(strings.Join(test, " ")); m != nil {
+				s.HealthPath = m[1]
+			}
+		}
 		if d := mapValue(&v, "depends_on"); d != nil {
 			switch d.Kind {
 			case yaml.SequenceNode:
@@ -198,6 +211,13 @@ func (c *Compose) check(s *Stack) error {
 		svc := c.Services[name]
 		if !slices.Contains(s.Stateless, name) && !slices.Contains(s.Stateful, name) && !svc.Profiles {
 			return at(svc.Line, "service %q is listed in neither stack.stateless nor stack.stateful, so no push would start it; list it in the inventory (stateless: one per color; stateful: once), or give it profiles: if it is for local use only", name)
+		}
+		for _, b := range svc.Binds {
+			if relativeBind(b.Source) && b.ReadOnly {
+				if err := checkStackPath(b.Source); err != nil {
+					return at(b.Line, "service %q: read-only bind mount %v", name, err)
+				}
+			}
 		}
 		if svc.BuildContext == "" {
 			continue
@@ -319,14 +339,20 @@ func bindOf(n *yaml.Node) (Bind, bool) {
 		if err != nil || vc.Type != "bind" {
 			return Bind{}, false
 		}
-		return Bind{Source: vc.Source, Target: vc.Target}, true
+		return Bind{Source: vc.Source, Target: vc.Target, ReadOnly: vc.ReadOnly}, true
 	case yaml.MappingNode:
 		if t := mapValue(n, "type"); t == nil || t.Value != "bind" {
 			return Bind{}, false
 		}
-		return Bind{Source: scalar(mapValue(n, "source")), Target: scalar(mapValue(n, "target"))}, true
+		return Bind{Source: scalar(mapValue(n, "source")), Target: scalar(mapValue(n, "target")), ReadOnly: scalar(mapValue(n, "read_only")) == "true"}, true
 	}
 	return Bind{}, false
+}
+
+// relativeBind tells whether a bind mount's source is a path of the project
+// (./config, conf/x) rather than of the host (/var/run/docker.sock, ~/x).
+func relativeBind(src string) bool {
+	return src != "" && !strings.HasPrefix(src, "/") && !strings.HasPrefix(src, "~") && !strings.HasPrefix(src, "$")
 }
 
 // ServiceNames lists the services, sorted.

@@ -267,9 +267,7 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte(strings.Replace(stacktest.Inventory, "      env:\n        SECRET: s3cret\n", laughs, 1)))
 	f.Add([]byte("x: &x [a, a, a, a, a, a, a, a, a]\ny: &y [*x, *x, *x, *x, *x, *x, *x, *x, *x]\nz: &z [*y, *y, *y, *y, *y, *y, *y, *y, *y]\nenvironments: {demo: {hosts: *z}}\n"))
-	dir := f.TempDir()
-	os.WriteFile(filepath.Join(dir, "compose.yml"), []byte(stacktest.Compose), 0o644)
-	file := filepath.Join(dir, "inventory.yaml")
+	file := stacktest.Write(f, stacktest.Inventory, stacktest.Compose)
 	located := regexp.MustCompile("^" + regexp.QuoteMeta(ErrBadInput.Error()+": "+file) + `:[1-9][0-9]*: `)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		start := time.Now()
@@ -420,5 +418,38 @@ func TestAliasErrorOnce(t *testing.T) {
 	_, err := Load(stacktest.Write(t, inv, stacktest.Compose))
 	if err == nil || strings.Count(err.Error(), "found keys where a list belongs") != 1 {
 		t.Errorf("an alias misused three times: %v", err)
+	}
+}
+
+// Without routes: the inventory takes them from the Caddyfile, each with the
+// path the service's own healthcheck asks; a Caddyfile with none is refused.
+func TestRoutesFromTheCaddyfile(t *testing.T) {
+	inv := strings.Replace(stacktest.Inventory, `      routes:
+        - site: ":80"
+          path: /*
+          service: platform
+          port: 8080
+          health_path: /api/health
+`, "", 1)
+	if inv == stacktest.Inventory {
+		t.Fatal("the fixture has no routes to remove")
+	}
+	compose := strings.Replace(stacktest.Compose, "    build: services/platform\n", "    build: services/platform\n    healthcheck:\n      test: [CMD, wget, -q, -O, /dev/null, \"http://127.0.0.1:8080/api/health\"]\n", 1)
+	loaded, err := Load(stacktest.Write(t, inv, compose))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := loaded.Environments["demo"].Stack
+	if len(s.Routes) != 1 {
+		t.Fatalf("routes %+v", s.Routes)
+	}
+	if r := s.Routes[0]; r.Site != ":80" || r.Path != "/*" || r.Service != "platform" || r.Port != 8080 || r.HealthPath != "/api/health" {
+		t.Errorf("route %+v", r)
+	}
+
+	p := stacktest.Write(t, inv, compose)
+	os.WriteFile(filepath.Join(filepath.Dir(p), "services", "proxy", "Caddyfile"), []byte(":80 {\n\tfile_server\n}\n"), 0o644)
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "has no reverse_proxy to a stateless service") {
+		t.Errorf("a Caddyfile with no route: %v", err)
 	}
 }

@@ -100,9 +100,10 @@ type ReleaseFile struct {
 	Sum  string
 }
 
-// ReleaseFiles lists what a push uploads: the compose file, both overlays, the
-// env file, and every service's build context. The Caddyfile is not among them:
-// it changes only at the switch. Nothing is read from outside the stack folder,
+// ReleaseFiles lists what a push uploads: the compose file, the overlays, the
+// env file, the Caddyfile, every service's build context, read-only bind mounts
+// of the project and the files the compose file names (env_file, include,
+// extends). Nothing is read from outside the stack folder,
 // whatever symlinks the tree holds.
 func (s *Stack) ReleaseFiles() ([]ReleaseFile, error) {
 	var files []ReleaseFile
@@ -139,8 +140,30 @@ func (s *Stack) ReleaseFiles() ([]ReleaseFile, error) {
 			return nil, fmt.Errorf("build context of %s: %w", c.service, err)
 		}
 	}
-	// The other files Compose reads on the host: env_file, include, extends.
+	// Read-only bind mounts of the project (config files and folders) go with
+	// the release; a read-write one holds data, and the host's copy is the live
+	// one, so it is never replaced from here.
 	composeDir := filepath.Dir(s.ComposeFile)
+	for _, name := range s.Compose.ServiceNames() {
+		for _, b := range s.Compose.Services[name].Binds {
+			if !b.ReadOnly || !relativeBind(b.Source) {
+				continue
+			}
+			rel := filepath.Join(composeDir, filepath.FromSlash(b.Source))
+			if _, err := os.Lstat(filepath.Join(s.Root, rel)); errors.Is(err, fs.ErrNotExist) {
+				continue // Docker makes an empty folder, as it would locally
+			}
+			err := s.walkContext(root, rel, func(r string, data []byte, mode os.FileMode) {
+				if !slices.ContainsFunc(files, func(f ReleaseFile) bool { return f.Rel == r }) {
+					add(r, data, mode)
+				}
+			})
+			if err != nil {
+				return nil, fmt.Errorf("bind mount %s of %s: %w", b.Source, name, err)
+			}
+		}
+	}
+	// The other files Compose reads on the host: env_file, include, extends.
 	for _, r := range s.Compose.Refs {
 		rel := filepath.ToSlash(filepath.Join(composeDir, filepath.FromSlash(r.Path)))
 		if slices.ContainsFunc(files, func(f ReleaseFile) bool { return f.Rel == rel }) {

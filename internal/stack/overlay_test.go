@@ -259,3 +259,50 @@ func TestColorNetworks(t *testing.T) {
 		}
 	}
 }
+
+// A read-only bind mount of the project (config) goes with the release; a
+// read-write one is data whose live copy is the host's, so it never does; one
+// that leaves the stack folder is refused with its line.
+func TestBindMountsUploaded(t *testing.T) {
+	compose := strings.Replace(stacktest.Compose, "    build: services/db\n", `    build: services/db
+    volumes:
+      - ./conf/db:/etc/db:ro
+      - type: bind
+        source: ./conf/extra.conf
+        target: /etc/extra.conf
+        read_only: true
+      - ./pgdata:/var/lib/postgresql/data
+      - /var/run/docker.sock:/var/run/docker.sock:ro
+`, 1)
+	p := stacktest.Write(t, stacktest.Inventory, compose)
+	dir := filepath.Dir(p)
+	for _, f := range []string{"conf/db/a.conf", "conf/db/sub/b.conf", "conf/extra.conf", "pgdata/PG_VERSION",
+		"services/db/Dockerfile", "services/platform/Dockerfile", "services/rag/Dockerfile"} {
+		os.MkdirAll(filepath.Dir(filepath.Join(dir, f)), 0o755)
+		os.WriteFile(filepath.Join(dir, f), []byte(f), 0o644)
+	}
+	inv, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, _ := inv.Env("demo")
+	files, err := env.Stack.ReleaseFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range files {
+		if strings.HasPrefix(f.Rel, "conf/") || strings.HasPrefix(f.Rel, "pgdata/") {
+			got = append(got, f.Rel)
+		}
+	}
+	slices.Sort(got)
+	if want := []string{"conf/db/a.conf", "conf/db/sub/b.conf", "conf/extra.conf"}; !slices.Equal(got, want) {
+		t.Errorf("uploads %q, want the read-only mounts' files %q", got, want)
+	}
+
+	outside := strings.Replace(stacktest.Compose, "    build: services/db\n", "    build: services/db\n    volumes: [\"../shared:/etc/shared:ro\"]\n", 1)
+	if _, err := Load(stacktest.Write(t, stacktest.Inventory, outside)); err == nil || !strings.Contains(err.Error(), "compose.yml:11:") || !strings.Contains(err.Error(), "../shared") {
+		t.Errorf("a bind mount from outside the stack: %v", err)
+	}
+}

@@ -106,6 +106,24 @@ func (s *Stack) OverlayFile(color string) string {
 	return filepath.ToSlash(filepath.Join(filepath.Dir(s.ComposeFile), "compose."+color+".yml"))
 }
 
+// caddyfileRoutes reads the routes from the Caddyfile: each reverse_proxy to a
+// stateless service, with the path the service's healthcheck asks, or /.
+func (s *Stack) caddyfileRoutes(text []byte) []*Route {
+	d := &Draft{}
+	health := map[string]string{}
+	for _, name := range s.Stateless {
+		d.Services = append(d.Services, DraftService{Name: name})
+		if svc := s.Compose.Services[name]; svc != nil && svc.HealthPath != "" {
+			health[name] = svc.HealthPath
+		}
+	}
+	var out []*Route
+	for _, r := range caddyRoutes(text, d, health) {
+		out = append(out, &r)
+	}
+	return out
+}
+
 // ReadCaddyfile reads the team's Caddyfile, which must lie in the stack folder.
 func (s *Stack) ReadCaddyfile() ([]byte, error) {
 	root, err := realPath(s.Root)

@@ -47,7 +47,7 @@ func (inv *Inventory) check(e *Environment) error {
 	}
 	s := &e.Stack
 	if s.line == 0 {
-		return at(keyLine(e.lines, "stack", e.line), "no stack:; add project, remote_dir, stateless, stateful and routes")
+		return at(keyLine(e.lines, "stack", e.line), "no stack:; add project, remote_dir, stateless and stateful")
 	}
 	kat := func(key, format string, a ...any) error { return at(keyLine(s.lines, key, s.line), format, a...) }
 	switch {
@@ -148,40 +148,46 @@ func (inv *Inventory) check(e *Environment) error {
 			}
 		}
 	}
-	if len(s.Routes) == 0 {
-		return kat("routes", "no routes; add one (site, path, service, port, health_path) so Caddy knows what to serve")
-	}
 	routed := map[string]*Route{}
-	for _, r := range s.Routes {
-		if r == nil {
-			return kat("routes", "an empty entry under routes:; give each route site, path, service, port and health_path")
+	checkRoutes := func() error {
+		for _, r := range s.Routes {
+			if r == nil {
+				return kat("routes", "an empty entry under routes:; give each route site, path, service, port and health_path")
+			}
+			rat := func(format string, a ...any) error { return at(r.line, format, a...) }
+			if r.Site == "" {
+				r.Site = ":80"
+			}
+			if r.Path == "" {
+				r.Path = "/*"
+			}
+			switch {
+			case r.Service == s.Proxy:
+				return rat("route to %q, the proxy itself; a route names the stateless service the proxy sends the traffic to, one of: %s", r.Service, strings.Join(s.Stateless, ", "))
+			case both[r.Service] == "stateful":
+				return rat("route to %q, a stateful service; routes go to a stateless service (those run in two colors and switch), one of: %s. Serve a stateful one from the Caddyfile", r.Service, strings.Join(s.Stateless, ", "))
+			case both[r.Service] != "stateless":
+				return rat("route to unknown service %q; routes go to a stateless service, one of: %s", r.Service, strings.Join(s.Stateless, ", "))
+			case r.Port <= 0 || r.Port > 65535:
+				return rat("route to %s: port %d; set the port the service listens on inside its container", r.Service, r.Port)
+			case !strings.HasPrefix(r.HealthPath, "/"):
+				return rat("route to %s: health_path %q must start with / (it is probed before traffic moves)", r.Service, r.HealthPath)
+			case !strings.HasPrefix(r.Path, "/"):
+				return rat("route to %s: path %q must start with /", r.Service, r.Path)
+			case strings.ContainsAny(r.Site+r.Path+r.HealthPath, " \t\n{}\"#"):
+				return rat("route to %s: site, path and health_path may not hold spaces, braces, quotes or #", r.Service)
+			case routed[r.Site+" "+r.Path] != nil:
+				return rat("site %s path %s is routed twice (line %d too); Caddy would only ever use one, so keep one route", r.Site, r.Path, routed[r.Site+" "+r.Path].line)
+			}
+			routed[r.Site+" "+r.Path] = r
 		}
-		rat := func(format string, a ...any) error { return at(r.line, format, a...) }
-		if r.Site == "" {
-			r.Site = ":80"
+		return nil
+	}
+	explicit := len(s.Routes) > 0
+	if explicit {
+		if err := checkRoutes(); err != nil {
+			return err
 		}
-		if r.Path == "" {
-			r.Path = "/*"
-		}
-		switch {
-		case r.Service == s.Proxy:
-			return rat("route to %q, the proxy itself; a route names the stateless service the proxy sends the traffic to, one of: %s", r.Service, strings.Join(s.Stateless, ", "))
-		case both[r.Service] == "stateful":
-			return rat("route to %q, a stateful service; routes go to a stateless service (those run in two colors and switch), one of: %s. Serve a stateful one from the Caddyfile", r.Service, strings.Join(s.Stateless, ", "))
-		case both[r.Service] != "stateless":
-			return rat("route to unknown service %q; routes go to a stateless service, one of: %s", r.Service, strings.Join(s.Stateless, ", "))
-		case r.Port <= 0 || r.Port > 65535:
-			return rat("route to %s: port %d; set the port the service listens on inside its container", r.Service, r.Port)
-		case !strings.HasPrefix(r.HealthPath, "/"):
-			return rat("route to %s: health_path %q must start with / (it is probed before traffic moves)", r.Service, r.HealthPath)
-		case !strings.HasPrefix(r.Path, "/"):
-			return rat("route to %s: path %q must start with /", r.Service, r.Path)
-		case strings.ContainsAny(r.Site+r.Path+r.HealthPath, " \t\n{}\"#"):
-			return rat("route to %s: site, path and health_path may not hold spaces, braces, quotes or #", r.Service)
-		case routed[r.Site+" "+r.Path] != nil:
-			return rat("site %s path %s is routed twice (line %d too); Caddy would only ever use one, so keep one route", r.Site, r.Path, routed[r.Site+" "+r.Path].line)
-		}
-		routed[r.Site+" "+r.Path] = r
 	}
 	for _, m := range s.Migrations {
 		if m == nil {
@@ -248,6 +254,26 @@ func (inv *Inventory) check(e *Environment) error {
 		return kat("compose_file", "%v", err)
 	}
 	s.Compose = c
+	if !explicit {
+		// From the Caddyfile: each reverse_proxy to a stateless service, with
+		// the path its compose healthcheck asks (or /). The running Caddy
+		// checks the same list when it adapts the file.
+		text, err := os.ReadFile(filepath.Join(inv.dir, s.Caddyfile))
+		if err != nil {
+			return kat("caddyfile", "%v", err)
+		}
+		s.Routes = s.caddyfileRoutes(text)
+		if len(s.Routes) == 0 {
+			return kat("routes", "no routes, and the Caddyfile %s has no reverse_proxy to a stateless service (%s); proxy to one by its compose name (reverse_proxy %s:8080), or list routes (site, path, service, port, health_path)",
+				s.Caddyfile, strings.Join(s.Stateless, ", "), s.Stateless[0])
+		}
+		for _, r := range s.Routes {
+			r.line = keyLine(e.lines, "stack", e.line)
+		}
+		if err := checkRoutes(); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -1,5 +1,6 @@
 // Command platform is the example stack's web app: it answers with the release and
-// color it runs as, calls rag of its own color and counts visits in db
+// color it runs as, calls rag and crawler (by their plain names, which stay in its
+// color), holds WebSockets on /ws and counts visits in db
 // (PostgreSQL, reached with libpq's PGHOST, PGUSER, PGPASSWORD, PGDATABASE).
 package main
 
@@ -17,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -45,6 +47,7 @@ func main() {
 	}
 	release, color := os.Getenv("TALEDEPLOY_RELEASE"), os.Getenv("TALEDEPLOY_COLOR")
 	ragURL := env("RAG_URL", "http://rag:8000")
+	crawlerURL := env("CRAWLER_URL", "http://crawler:8002")
 	marker := env("SHUTDOWN_MARKER", "/tmp/shutdown")
 	client := &http.Client{Timeout: 5 * time.Second}
 	db, err := openCounter()
@@ -104,17 +107,27 @@ func main() {
 			http.Error(w, "rag: "+err.Error(), http.StatusBadGateway)
 			return
 		}
+		crawlerColor, err := call(r.Context(), client, crawlerURL+"/whoami", "X-Color")
+		if err != nil {
+			http.Error(w, "crawler: "+err.Error(), http.StatusBadGateway)
+			return
+		}
 		visits, err := db.incr(r.Context())
 		if err != nil {
 			http.Error(w, "db: "+err.Error(), http.StatusBadGateway)
 			return
 		}
 		w.Header().Set("X-Rag-Color", ragColor)
+		w.Header().Set("X-Crawler-Color", crawlerColor)
 		w.Header().Set("X-Visits", strconv.FormatInt(visits, 10))
-		fmt.Fprintf(w, "Tale platform, build %s, release %s on %s (rag: %s). Visits: %d\n", build, release, color, ragColor, visits)
+		fmt.Fprintf(w, "Tale platform, build %s, release %s on %s (rag: %s, crawler: %s). Visits: %d\n", build, release, color, ragColor, crawlerColor, visits)
 	})
 
+	ws := &sockets{conns: map[*websocket.Conn]bool{}}
+	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) { ws.serve(w, r, color, release) })
+
 	srv := &http.Server{Addr: ":" + env("PORT", "8080"), Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
 	go func() {
 		if err := srv.ListenAndServe(); err != http.ErrServerClosed {
 			log.Fatal(err)
@@ -128,11 +141,73 @@ func main() {
 	log.Printf("draining")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	// Shutdown does not wait for hijacked connections: WebSockets are told the
+	// server is going away (1001), so clients reconnect, to the other color.
+	closed := make(chan struct{})
+	go func() { ws.closeAll(); close(closed) }()
 	if err := srv.Shutdown(ctx); err != nil {
 		log.Printf("shutdown: %v", err)
 	}
+	<-closed
 	db.pool.Close()
 	log.Printf("stopped")
+}
+
+// sockets are the open WebSocket connections: each gets a hello naming the
+// color, then every message it sends comes back prefixed with the color.
+type sockets struct {
+	mu     sync.Mutex
+	conns  map[*websocket.Conn]bool
+	closed bool
+}
+
+func (s *sockets) serve(w http.ResponseWriter, r *http.Request, color, release string) {
+	c, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		c.Close(websocket.StatusGoingAway, "shutting down")
+		return
+	}
+	s.conns[c] = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
+	ctx := r.Context()
+	if err := c.Write(ctx, websocket.MessageText, []byte("hello "+color+" "+release)); err != nil {
+		return
+	}
+	for {
+		typ, msg, err := c.Read(ctx)
+		if err != nil {
+			return
+		}
+		if err := c.Write(ctx, typ, append([]byte(color+": "), msg...)); err != nil {
+			return
+		}
+	}
+}
+
+func (s *sockets) closeAll() {
+	s.mu.Lock()
+	s.closed = true
+	var conns []*websocket.Conn
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	log.Printf("closing %d websockets", len(conns))
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Go(func() { c.Close(websocket.StatusGoingAway, "shutting down") })
+	}
+	wg.Wait()
 }
 
 // counter keeps the visit count in the table visits, one row.
