@@ -36,8 +36,12 @@ type Service struct {
 	ResetContainerName bool     // a container name can be used once
 	ResetPorts         bool     // two colors cannot bind one host port
 	ResetDependsOn     []string // stateful services it depends on: they run in their own project
-	Aliases            []string // its own aliases on its networks, kept on the color's network
-	NetworkMode        string   // network_mode: then it joins no network
+	// Links, when set, replace its links: those to stateful services go
+	// (Compose would start them in the color's project); the rest stay.
+	Links       []string
+	ResetLinks  bool     // every link was to a stateful service
+	Aliases     []string // its own aliases on its networks, kept on the color's network
+	NetworkMode string   // network_mode: then it joins no network
 }
 
 // Stateful is the data of the stateful project's overlay.

@@ -47,8 +47,9 @@ type ComposeService struct {
 	BuildLine     int    // line of the build context
 	Profiles      bool   // started only when a profile is asked for
 	DependsOn     []string
-	Binds         []Bind // bind mounts from the stack's folder
-	VolumesLine   int    // line of volumes:, 0 when absent
+	Links         []string // links:, as written (service or service:alias)
+	Binds         []Bind   // bind mounts from the stack's folder
+	VolumesLine   int      // line of volumes:, 0 when absent
 	// Networks are the networks the service names, with the aliases it gives
 	// itself on each; none means Compose's default network.
 	Networks    []ServiceNetwork
@@ -94,6 +95,9 @@ func LoadCompose(file string) (*Compose, error) {
 		sort.Strings(c.Volumes)
 	}
 	svcs := mapValue(top, "services")
+	if svcs == nil && mapValue(top, "include") != nil {
+		svcs = &yaml.Node{Kind: yaml.MappingNode, Line: 1} // all of them come from included files
+	}
 	if svcs == nil || svcs.Kind != yaml.MappingNode {
 		return nil, fmt.Errorf("%s: no services: map", file)
 	}
@@ -137,7 +141,7 @@ func LoadCompose(file string) (*Compose, error) {
 		if mapKey(&v, "container_name") != nil {
 			s.ContainerName = line("container_name")
 		}
-		if mapKey(&v, "ports") != nil {
+		if p := mapValue(&v, "ports"); p != nil && (p.Kind != yaml.SequenceNode || len(p.Content) > 0) {
 			s.Ports = line("ports")
 		}
 		if vols := mapValue(&v, "volumes"); vols != nil && vols.Kind == yaml.SequenceNode {
@@ -167,6 +171,11 @@ func LoadCompose(file string) (*Compose, error) {
 			}
 			if m := healthURLRE.FindStringSubmatch(strings.Join(test, " ")); m != nil {
 				s.HealthPath = m[1]
+			}
+		}
+		if l := mapValue(&v, "links"); l != nil && l.Kind == yaml.SequenceNode {
+			for _, n := range l.Content {
+				s.Links = append(s.Links, n.Value)
 			}
 		}
 		if d := mapValue(&v, "depends_on"); d != nil {

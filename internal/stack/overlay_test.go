@@ -2,6 +2,7 @@ package stack
 
 import (
 	"encoding/json"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -304,5 +305,62 @@ func TestBindMountsUploaded(t *testing.T) {
 	outside := strings.Replace(stacktest.Compose, "    build: services/db\n", "    build: services/db\n    volumes: [\"../shared:/etc/shared:ro\"]\n", 1)
 	if _, err := Load(stacktest.Write(t, stacktest.Inventory, outside)); err == nil || !strings.Contains(err.Error(), "compose.yml:11:") || !strings.Contains(err.Error(), "../shared") {
 		t.Errorf("a bind mount from outside the stack: %v", err)
+	}
+}
+
+// links: to a stateful service would have Compose start it in the color's
+// project: the overlay keeps only the links to stateless services. An empty
+// ports: list is nothing to reset.
+func TestOverlayLinksAndEmptyPorts(t *testing.T) {
+	compose := strings.Replace(stacktest.Compose, "    build: services/rag\n", "    build: services/rag\n    ports: []\n    links: [db, \"platform:web\"]\n", 1)
+	inv, err := Load(stacktest.Write(t, stacktest.Inventory, compose))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, _ := inv.Env("demo")
+	s := env.Stack
+	overlay := string(s.Overlay(Blue))
+	if !strings.Contains(overlay, `links: !override ["platform:web"]`) || strings.Contains(overlay, "ports: !reset") {
+		t.Errorf("overlay:\n%s", overlay)
+	}
+	if got := s.Neutralised(); len(got) != 1 || !strings.HasPrefix(got[0], "rag: links to stateful services") {
+		t.Errorf("neutralised %q", got)
+	}
+	if exec.Command("docker", "compose", "version").Run() != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("docker compose is missing: scripts/sandbox.sh up installs it")
+		}
+		t.Skip("docker compose is not installed; scripts/sandbox.sh up installs it")
+	}
+	os.WriteFile(filepath.Join(s.Root, "compose.blue.yml"), []byte(overlay), 0o644)
+	os.MkdirAll(filepath.Join(s.Root, ".taledeploy", "env"), 0o755)
+	os.WriteFile(filepath.Join(s.Root, ".taledeploy", "env", "stack.env"), nil, 0o600)
+	cmd := exec.Command("docker", "compose", "-p", "tale-blue", "-f", "compose.yml", "-f", "compose.blue.yml", "config", "--format", "json", "platform", "rag")
+	cmd.Dir = s.Root
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("compose config: %v\n%s", err, out)
+	}
+	var cfg struct {
+		Services map[string]struct{ Links []string }
+	}
+	json.Unmarshal(out, &cfg)
+	if _, ok := cfg.Services["db"]; ok || !slices.Equal(cfg.Services["rag"].Links, []string{"platform:web"}) {
+		t.Errorf("Compose would run %v with rag's links %q", slices.Sorted(maps.Keys(cfg.Services)), cfg.Services["rag"].Links)
+	}
+}
+
+// A compose file whose services all come from include: is read as Compose
+// reads it.
+func TestIncludeOnlyComposeFile(t *testing.T) {
+	p := stacktest.Write(t, stacktest.Inventory, "include:\n  - services.yml\n")
+	os.WriteFile(filepath.Join(filepath.Dir(p), "services.yml"), []byte(stacktest.Compose), 0o644)
+	inv, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, _ := inv.Env("demo")
+	if names := env.Stack.Compose.ServiceNames(); !slices.Equal(names, []string{"db", "platform", "proxy", "rag"}) {
+		t.Errorf("services %q", names)
 	}
 }

@@ -37,6 +37,20 @@ func (s *Stack) overlayServices() []templates.Service {
 					ts.ResetDependsOn = append(ts.ResetDependsOn, dep)
 				}
 			}
+			var dropped bool
+			for _, l := range svc.Links {
+				target, _, _ := strings.Cut(l, ":")
+				if slices.Contains(s.Stateful, target) {
+					dropped = true
+				} else {
+					ts.Links = append(ts.Links, l)
+				}
+			}
+			if !dropped {
+				ts.Links = nil
+			} else if len(ts.Links) == 0 {
+				ts.ResetLinks = true
+			}
 		}
 		out = append(out, ts)
 	}
@@ -93,6 +107,9 @@ func (s *Stack) Neutralised() []string {
 		}
 		if ts.ResetPorts {
 			out = append(out, ts.Name+": ports (two colors cannot bind one host port; traffic comes through the proxy)")
+		}
+		if ts.ResetLinks || len(ts.Links) > 0 {
+			out = append(out, ts.Name+": links to stateful services (they run in their own project; the service reaches them by name on the color's network)")
 		}
 		if len(ts.ResetDependsOn) > 0 {
 			out = append(out, fmt.Sprintf("%s: depends_on %s (stateful services run in their own project, started before the color)", ts.Name, strings.Join(ts.ResetDependsOn, ", ")))
