@@ -41,6 +41,7 @@ type Service struct {
 	Links       []string
 	ResetLinks  bool     // every link was to a stateful service
 	Aliases     []string // its own aliases on its networks, kept on the color's network
+	External    []string // external networks it is on: kept (made outside the stack)
 	NetworkMode string   // network_mode: then it joins no network
 }
 

@@ -23,6 +23,9 @@ type Compose struct {
 	File     string
 	Services map[string]*ComposeService
 	Volumes  []string // top-level named volumes
+	// External are the top-level networks declared external: made outside
+	// the stack (shared with other stacks), so both colors keep them.
+	External []string
 	// Refs are the other local files Compose reads on the host: env_file,
 	// include and extends files.
 	Refs []Ref
@@ -93,6 +96,14 @@ func LoadCompose(file string) (*Compose, error) {
 			c.Volumes = append(c.Volumes, vols.Content[i].Value)
 		}
 		sort.Strings(c.Volumes)
+	}
+	if nets := mapValue(top, "networks"); nets != nil && nets.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(nets.Content); i += 2 {
+			if ext := mapValue(nets.Content[i+1], "external"); ext != nil && (ext.Value == "true" || ext.Kind == yaml.MappingNode) {
+				c.External = append(c.External, nets.Content[i].Value)
+			}
+		}
+		sort.Strings(c.External)
 	}
 	svcs := mapValue(top, "services")
 	if svcs == nil && mapValue(top, "include") != nil {

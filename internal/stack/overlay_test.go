@@ -185,8 +185,8 @@ func TestColorNetworks(t *testing.T) {
 	compose := strings.NewReplacer(
 		"    image: caddy\n", "    image: caddy\n    networks: [internal]\n",
 		"    build: services/db\n", "    build: services/db\n    networks:\n      internal:\n        aliases: [postgres]\n",
-		"    build: services/platform\n", "    build: services/platform\n    networks:\n      internal:\n        aliases: [web]\n",
-		"volumes:\n  db_data:\n", "volumes:\n  db_data:\nnetworks:\n  internal: {}\n",
+		"    build: services/platform\n", "    build: services/platform\n    networks:\n      internal:\n        aliases: [web]\n      infra: {}\n",
+		"volumes:\n  db_data:\n", "volumes:\n  db_data:\nnetworks:\n  internal: {}\n  infra:\n    external: true\n    name: shared-infra\n",
 	).Replace(stacktest.Compose)
 	inv, err := Load(stacktest.Write(t, stacktest.Inventory, compose))
 	if err != nil {
@@ -233,9 +233,18 @@ func TestColorNetworks(t *testing.T) {
 		for n := range svc.Networks {
 			nets = append(nets, blue.Networks[n].Name)
 		}
-		if !slices.Equal(nets, []string{"tale-blue"}) {
-			t.Errorf("blue %s is on networks %q, want only tale-blue", name, nets)
+		slices.Sort(nets)
+		want := []string{"tale-blue"}
+		if name == "platform" {
+			want = []string{"shared-infra", "tale-blue"} // an external network stays
 		}
+		if !slices.Equal(nets, want) {
+			t.Errorf("blue %s is on networks %q, want %q", name, nets, want)
+		}
+	}
+	if got := s.Neutralised(); !slices.ContainsFunc(got, func(n string) bool { return strings.HasPrefix(n, "platform: networks internal ") }) ||
+		!slices.ContainsFunc(got, func(n string) bool { return strings.HasPrefix(n, "platform: keeps its external networks infra") }) {
+		t.Errorf("plan says %q", got)
 	}
 	if a := blue.Services["platform"].Networks["taledeploy-color"]; a == nil || !slices.Equal(a.Aliases, []string{"platform-blue", "web"}) {
 		t.Errorf("blue platform's aliases: %+v, want platform-blue and its own web", a)

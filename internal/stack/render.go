@@ -32,6 +32,11 @@ func (s *Stack) overlayServices() []templates.Service {
 		if svc := s.Compose.Services[name]; svc != nil {
 			ts.ResetContainerName, ts.ResetPorts = svc.ContainerName != 0, svc.Ports != 0
 			ts.NetworkMode, ts.Aliases = svc.NetworkMode, svc.aliases()
+			for _, n := range svc.Networks {
+				if slices.Contains(s.Compose.External, n.Name) {
+					ts.External = append(ts.External, n.Name)
+				}
+			}
 			for _, dep := range svc.DependsOn {
 				if slices.Contains(s.Stateful, dep) {
 					ts.ResetDependsOn = append(ts.ResetDependsOn, dep)
@@ -107,6 +112,20 @@ func (s *Stack) Neutralised() []string {
 		}
 		if ts.ResetPorts {
 			out = append(out, ts.Name+": ports (two colors cannot bind one host port; traffic comes through the proxy)")
+		}
+		var replaced []string
+		if svc := s.Compose.Services[ts.Name]; svc != nil && ts.NetworkMode == "" {
+			for _, n := range svc.Networks {
+				if !slices.Contains(ts.External, n.Name) {
+					replaced = append(replaced, n.Name)
+				}
+			}
+		}
+		if len(replaced) > 0 {
+			out = append(out, fmt.Sprintf("%s: networks %s (each color's service is on its color's network, which the stateful services join, so its calls stay in the color)", ts.Name, strings.Join(replaced, ", ")))
+		}
+		if len(ts.External) > 0 {
+			out = append(out, fmt.Sprintf("%s: keeps its external networks %s (made outside the stack), which both colors join: a name both colors have there may reach either", ts.Name, strings.Join(ts.External, ", ")))
 		}
 		if ts.ResetLinks || len(ts.Links) > 0 {
 			out = append(out, ts.Name+": links to stateful services (they run in their own project; the service reaches them by name on the color's network)")
