@@ -236,7 +236,7 @@ func TestRefusedPushes(t *testing.T) {
 			name, old, new string
 			want           []string
 		}{
-			{"Caddy refuses it", ":80 {", ":99999 {", []string{"rejects the new Caddyfile", "out of range"}},
+			{"Caddy refuses it", "\nlocalhost {", "\nlocalhost:99999 {", []string{"rejects the new Caddyfile", "out of range"}},
 			{"it would break the switch", "\thandle {\n\t\treverse_proxy platform:8080\n", "\thandle {\n\t\treverse_proxy platform:8080 {\n\t\t\thealth_uri /api/health\n\t\t}\n",
 				[]string{"rejects the new Caddyfile", "has its own active health check", "health_path: /api/health"}},
 		} {

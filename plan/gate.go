@@ -19,6 +19,21 @@ import (
 // wait for a moment instead of reaching the failing one.
 func (r *run) switchTo(ctx context.Context, color string, hurry bool) error {
 	s := r.Stack
+	if r.caddyConfig == nil && r.action != "push" {
+		// A rollback moves traffic, not config: Caddy keeps what the last
+		// push loaded (the Caddyfile here may have changed since), and only a
+		// Caddy that does not run it (restarted with nothing) gets it again.
+		if gated, err := r.proxy().Gated(ctx); err != nil {
+			return err
+		} else if gated {
+			return r.moveGate(ctx, color, hurry)
+		}
+		cfg, err := r.Host.ReadFile(ctx, s.Paths().CaddyConfig())
+		if err != nil {
+			return fmt.Errorf("caddy does not run taledeploy's config and %s cannot be read (%v); push to load it", s.Paths().CaddyConfig(), err)
+		}
+		r.caddyConfig = cfg
+	}
 	if r.caddyConfig == nil {
 		if _, err := r.validateCaddyfile(ctx); err != nil {
 			return err
@@ -41,6 +56,11 @@ func (r *run) switchTo(ctx context.Context, color string, hurry bool) error {
 			return err
 		}
 	}
+	return r.moveGate(ctx, color, hurry)
+}
+
+// moveGate admits color, then retires the other.
+func (r *run) moveGate(ctx context.Context, color string, hurry bool) error {
 	if err := r.proxy().Admit(ctx, color); err != nil {
 		return err
 	}

@@ -168,3 +168,12 @@ func TestSiteParts(t *testing.T) {
 		}
 	}
 }
+
+// The Caddy config plan prints has the inventory's env values hidden: Caddy
+// fills {$VAR} in from an environment the inventory feeds.
+func TestMaskValues(t *testing.T) {
+	got := maskValues(`"X-Api-Key": ["s3cr3t-token"], "q": "a\"b-secret", "short": "ab"`, map[string]string{"API_KEY": "s3cr3t-token", "Q": `a"b-secret`, "S": "ab"})
+	if strings.Contains(got, "s3cr3t") || strings.Contains(got, "b-secret") || !strings.Contains(got, `"short": "ab"`) {
+		t.Errorf("masked: %s", got)
+	}
+}

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -144,6 +145,9 @@ func (r *run) validateCaddyfile(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if bytes.HasPrefix(caddyfile, []byte("# Rendered by `taledeploy render`")) {
+		return "", fmt.Errorf("%w: %s was rendered by an older taledeploy from routes; the Caddyfile is now yours: write the sites as you want them served, with reverse_proxy to each stateless service by its compose name (reverse_proxy platform:8080), as in the example's services/proxy/Caddyfile", ErrCaddyfile, s.Caddyfile)
+	}
 	// The running Caddy adapts the team's Caddyfile (POST /adapt) without
 	// loading it: the same parser the proxy would use. A config that adapts
 	// but fails to start is refused by /load itself, which keeps the running one.
@@ -152,7 +156,7 @@ func (r *run) validateCaddyfile(ctx context.Context) (string, error) {
 		if errors.Is(err, remote.ErrDisconnected) {
 			return "", err
 		}
-		return "", fmt.Errorf("%w: %v. Fix %s; nothing was started and traffic is untouched", ErrCaddyfile, err, s.Caddyfile)
+		return "", fmt.Errorf("%w: %v. Fix %s; traffic is untouched", ErrCaddyfile, err, s.Caddyfile)
 	}
 	r.caddyConfig = cfg
 	return "Caddyfile valid", nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -95,6 +96,9 @@ func (d *Deployer) Preview(ctx context.Context) (*Preview, error) {
 			p.CaddyConfig, _ = difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
 				A: difflib.SplitLines(string(cur)), B: difflib.SplitLines(string(r.caddyConfig)),
 				FromFile: "caddy config (running)", ToFile: "caddy config (after the push)", Context: 3})
+			// Caddy fills the Caddyfile's {$VAR} in from its environment, which
+			// the inventory's env feeds: never print those values.
+			p.CaddyConfig = maskValues(p.CaddyConfig, s.Env)
 		}
 	} else {
 		v.reload = true
@@ -229,6 +233,25 @@ func fileChanges(ctx context.Context, h host.Conn, s *stack.Stack, newColor stri
 		out = append(out, fc)
 	}
 	return out, nil
+}
+
+// maskValues hides every value of env in text.
+func maskValues(text string, env map[string]string) string {
+	var values []string
+	for _, v := range env {
+		if len(v) >= 4 {
+			values = append(values, v)
+		}
+	}
+	// Longest first, so a value that holds another is hidden whole.
+	sort.Slice(values, func(i, j int) bool { return len(values[i]) > len(values[j]) })
+	for _, v := range values {
+		text = strings.ReplaceAll(text, v, "•••")
+		if q, err := json.Marshal(v); err == nil { // as JSON writes it
+			text = strings.ReplaceAll(text, string(q[1:len(q)-1]), "•••")
+		}
+	}
+	return text
 }
 
 // envDiff says which variables are added, removed or changed, never their values.

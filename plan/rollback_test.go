@@ -182,3 +182,26 @@ func TestRollbackRefused(t *testing.T) {
 		serves(t, h, s, stack.Green)
 	})
 }
+
+// A rollback moves traffic, not config: Caddy keeps the config the last push
+// loaded, whatever the Caddyfile here says now.
+func TestRollbackKeepsCaddysConfig(t *testing.T) {
+	s := deployStack(t)
+	h := liveHost(t, "one", s, "r1", "r2")
+	s.VerifyWindow = stack.Duration{}
+	running := string(h.Caddy.Running())
+	h.Caddy.Reject = "the Caddyfile here was edited and no longer adapts"
+	before := len(h.Caddy.Calls())
+	if err := rollback(t, deployer(h, s, "", &events{})); err != nil {
+		t.Fatalf("rollback: %v", err)
+	}
+	for _, c := range h.Caddy.Calls()[before:] {
+		if c == "POST /adapt" || c == "POST /load" {
+			t.Errorf("the rollback called %s", c)
+		}
+	}
+	if string(h.Caddy.Running()) != running {
+		t.Errorf("Caddy's config changed")
+	}
+	serves(t, h, s, stack.Blue)
+}

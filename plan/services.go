@@ -3,6 +3,7 @@ package plan
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"taledeploy/internal/host"
 	"taledeploy/internal/stack"
@@ -25,8 +26,26 @@ func stateful(ctx context.Context, r *run) (string, error) {
 	}
 	env := host.ComposeEnv(r.Stack, "", r.release)
 	changed, missing := r.changed, r.missing
+	// Colors made when they shared one network join their own first, so they
+	// keep serving and reaching the stateful services as those move.
+	joined, err := host.JoinColorNetworks(ctx, r.Host, s, r.cs)
+	if err != nil {
+		return "", err
+	}
+	note := ""
+	if joined > 0 {
+		note = fmt.Sprintf("; %d container(s) of an older taledeploy joined their color's network", joined)
+	}
 	_, proxyRunning := host.RunningProxy(s, r.cs)
-	if !proxyRunning {
+	switch {
+	case r.caddyConfig != nil && (slices.Contains(changed, s.Proxy) || slices.Contains(missing, s.Proxy)):
+		// The proxy is made again: it starts with the config this push
+		// checked (the gate keeps traffic on the admitted color), not with
+		// nothing.
+		if err := r.proxy().WriteConfig(ctx, r.caddyConfig); err != nil {
+			return "", err
+		}
+	case !proxyRunning:
 		// The proxy starts with the config last loaded, the gate keeping
 		// traffic on the admitted color; on a new host with the admin API alone.
 		if err := r.proxy().Bootstrap(ctx); err != nil {
@@ -34,7 +53,7 @@ func stateful(ctx context.Context, r *run) (string, error) {
 		}
 	}
 	if len(changed)+len(missing) == 0 {
-		return "unchanged: " + strings.Join(s.Stateful, ", "), nil
+		return "unchanged: " + strings.Join(s.Stateful, ", ") + note, nil
 	}
 	if _, err := host.RunCompose(ctx, r.Host, r.Stack, "", env, append([]string{"up", "-d", "--no-deps", "--wait"}, append(changed, missing...)...)...); err != nil {
 		return "", err
@@ -44,5 +63,5 @@ func stateful(ctx context.Context, r *run) (string, error) {
 		return "", err
 	}
 	r.cs = cs
-	return "started " + strings.Join(append(changed, missing...), ", "), nil
+	return "started " + strings.Join(append(changed, missing...), ", ") + note, nil
 }

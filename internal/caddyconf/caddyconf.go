@@ -192,6 +192,17 @@ func gate(h map[string]any, o Options) (*Upstream, error) {
 		"fails":    templates.GateFails,
 		"passes":   1,
 	}
+	// Caddy sends the active check through the handler's transport: one that
+	// speaks TLS to the app must not speak it to the gate (plain HTTP).
+	if tr, ok := h["transport"].(map[string]any); ok {
+		if tlsCfg, ok := tr["tls"].(map[string]any); ok {
+			ports, _ := tlsCfg["except_ports"].([]any)
+			gatePort := strconv.Itoa(templates.GatePort)
+			if !slices.Contains(ports, any(gatePort)) {
+				tlsCfg["except_ports"] = append(ports, gatePort)
+			}
+		}
+	}
 	passive := object(hc, "passive")
 	atLeast(passive, "fail_duration", failTime)
 	// A request that finds no admitted upstream (a moment during a switch)
@@ -258,4 +269,42 @@ func first(s []string) string {
 		return "web"
 	}
 	return s[0]
+}
+
+// Gated tells whether a running config (decoded) takes the health of every
+// upstream that is a color of a stateless service (<service>-<color>:port)
+// from the gate; the team's other proxies (to a stateful service, elsewhere)
+// are theirs and do not count.
+func Gated(cfg any, o Options) bool {
+	proxies, gated := 0, 0
+	gate := fmt.Sprintf("127.0.0.1:%d", templates.GatePort)
+	walk(cfg, func(m map[string]any) {
+		if m["handler"] != "reverse_proxy" || !colorUpstreams(m, o) {
+			return
+		}
+		proxies++
+		hc, _ := m["health_checks"].(map[string]any)
+		active, _ := hc["active"].(map[string]any)
+		if active["upstream"] == gate {
+			gated++
+		}
+	})
+	return proxies > 0 && gated == proxies
+}
+
+// colorUpstreams tells whether a reverse_proxy handler sends to a color of a
+// stateless service.
+func colorUpstreams(h map[string]any, o Options) bool {
+	ups, _ := h["upstreams"].([]any)
+	for _, u := range ups {
+		m, _ := u.(map[string]any)
+		dial, _ := m["dial"].(string)
+		host, _, _ := strings.Cut(dial, ":")
+		for _, svc := range o.Stateless {
+			if c, ok := strings.CutPrefix(host, svc+"-"); ok && (c == o.Blue || c == o.Green) {
+				return true
+			}
+		}
+	}
+	return false
 }

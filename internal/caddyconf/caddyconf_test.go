@@ -184,3 +184,42 @@ func compactStr(t *testing.T, s string) string {
 	t.Helper()
 	return strings.NewReplacer(`": `, `":`, `, "`, `,"`, `}, {`, `},{`, `"}, `, `"},`).Replace(s)
 }
+
+// An app reached over TLS keeps its transport, but the gate's check (plain
+// HTTP on the proxy's loopback) is sent without TLS.
+func TestGateTLSTransport(t *testing.T) {
+	in := `{"apps":{"http":{"servers":{"s":{"routes":[{"handle":[{"handler":"reverse_proxy","transport":{"protocol":"http","tls":{}},"upstreams":[{"dial":"platform:8443"}]}]}]}}}}}`
+	cfg, _, err := Gate([]byte(in), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := proxies(t, cfg)["platform-blue:8443"][0]
+	tlsCfg := h["transport"].(map[string]any)["tls"].(map[string]any)
+	if ports, _ := tlsCfg["except_ports"].([]any); !slices.Contains(ports, any("2020")) {
+		t.Errorf("the gate's check would speak TLS: %v", tlsCfg)
+	}
+}
+
+// A config is gated when every proxy to a color of a stateless service asks
+// the gate; the team's own proxies (to a stateful service) do not count.
+func TestGated(t *testing.T) {
+	cfg, _, err := Gate(taleConfig(t), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v any
+	json.Unmarshal(cfg, &v)
+	if !Gated(v, opts) {
+		t.Errorf("the gated tale config (with its proxies to static and db) is not seen as gated")
+	}
+	var team any
+	json.Unmarshal(taleConfig(t), &team)
+	if Gated(team, opts) {
+		t.Errorf("the team's own config is seen as gated")
+	}
+	old := `{"s":{"routes":[{"handle":[{"handler":"reverse_proxy","upstreams":[{"dial":"platform-blue:8080"},{"dial":"platform-green:8080"}]}]}]}}`
+	json.Unmarshal([]byte(old), &v)
+	if Gated(v, opts) {
+		t.Errorf("both colors without the gate are seen as gated")
+	}
+}

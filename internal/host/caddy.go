@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -47,41 +46,77 @@ var (
 	RetireSettle = (templates.GateFails + 1) * templates.GateInterval
 )
 
+// gateScript changes the gate in one command, so a switch costs one round
+// trip to the host however many upstreams it moves: $1 is the gate's folder,
+// then +NAME admits an upstream and -NAME retires one, in order. It prints
+// what the gate admits afterwards.
+const gateScript = `# taledeploy gate
+d=$1; shift; umask 022; mkdir -p "$d" || exit 1
+for a; do
+	case $a in
+	+*) : >"$d/${a#+}" || exit 1 ;;
+	-*) rm -f "$d/${a#-}" || exit 1 ;;
+	esac
+done
+ls -A "$d"`
+
+// gate runs gateScript with changes and returns what the gate admits.
+func (c *Caddy) gate(ctx context.Context, changes ...string) ([]string, error) {
+	out, err := c.host.Run(ctx, remote.Cmd{Argv: append([]string{"sh", "-c", gateScript, "sh", c.stack.Paths().Gate()}, changes...)})
+	if err != nil {
+		return nil, fmt.Errorf("the gate in %s: %w", c.stack.Paths().Gate(), err)
+	}
+	return strings.Fields(string(out)), nil
+}
+
 // Admit lets every routed service of color take traffic.
 func (c *Caddy) Admit(ctx context.Context, color string) error {
-	s := c.stack
-	if err := c.host.Mkdir(ctx, s.Paths().Gate(), 0o755, false); err != nil {
-		return fmt.Errorf("create %s: %w", s.Paths().Gate(), err)
+	var changes []string
+	for _, u := range c.stack.Upstreams(color) {
+		changes = append(changes, "+"+u)
 	}
-	for _, u := range s.Upstreams(color) {
-		if err := c.host.WriteFile(ctx, s.Paths().Gate()+"/"+u, nil, 0o644); err != nil {
-			return fmt.Errorf("admit %s: %w", u, err)
-		}
+	if _, err := c.gate(ctx, changes...); err != nil {
+		return fmt.Errorf("admit %s: %w", strings.Join(c.stack.Upstreams(color), ", "), err)
 	}
 	return nil
 }
 
 // Retire takes color out of rotation; requests it is serving go on.
 func (c *Caddy) Retire(ctx context.Context, color string) error {
-	s := c.stack
-	for _, u := range s.Upstreams(color) {
-		if err := c.host.Remove(ctx, s.Paths().Gate()+"/"+u); err != nil {
-			return fmt.Errorf("retire %s: %w", u, err)
-		}
+	var changes []string
+	for _, u := range c.stack.Upstreams(color) {
+		changes = append(changes, "-"+u)
+	}
+	if _, err := c.gate(ctx, changes...); err != nil {
+		return fmt.Errorf("retire %s: %w", strings.Join(c.stack.Upstreams(color), ", "), err)
 	}
 	return nil
 }
 
 // Admitted tells whether the gate admits every routed service of color.
 func (c *Caddy) Admitted(ctx context.Context, color string) (bool, error) {
-	for _, u := range c.stack.Upstreams(color) {
-		if _, err := c.host.ReadFile(ctx, c.stack.Paths().Gate()+"/"+u); errors.Is(err, os.ErrNotExist) {
-			return false, nil
-		} else if err != nil {
-			return false, err
+	colors, err := c.AdmittedColors(ctx)
+	return slices.Contains(colors, color), err
+}
+
+// AdmittedColors lists the colors the gate admits every routed service of,
+// asked in one command.
+func (c *Caddy) AdmittedColors(ctx context.Context) ([]string, error) {
+	admitted, err := c.gate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var colors []string
+	for _, color := range []string{stack.Blue, stack.Green} {
+		all := true
+		for _, u := range c.stack.Upstreams(color) {
+			all = all && slices.Contains(admitted, u)
+		}
+		if all {
+			colors = append(colors, color)
 		}
 	}
-	return true, nil
+	return colors, nil
 }
 
 // Load writes cfg (Config's result) where the proxy reads its config when it
@@ -91,16 +126,25 @@ func (c *Caddy) Admitted(ctx context.Context, color string) (bool, error) {
 func (c *Caddy) Load(ctx context.Context, cfg []byte) error {
 	p := c.stack.Paths().CaddyConfig()
 	old, _ := c.host.ReadFile(ctx, p)
-	if err := c.host.WriteFile(ctx, p, cfg, 0o644); err != nil {
+	if err := c.host.WriteFile(ctx, p, cfg, 0o600); err != nil {
 		return err
 	}
 	if _, err := c.admin(ctx, http.MethodPost, "/load", "application/json", cfg); err != nil {
 		if old != nil {
-			_ = c.host.WriteFile(context.WithoutCancel(ctx), p, old, 0o644)
+			_ = c.host.WriteFile(context.WithoutCancel(ctx), p, old, 0o600)
 		}
 		return fmt.Errorf("caddy reload: %w", err)
 	}
 	return nil
+}
+
+// WriteConfig writes cfg where the proxy reads its config when it starts,
+// readable by its owner only: the team's {$ENV} placeholders are filled in.
+func (c *Caddy) WriteConfig(ctx context.Context, cfg []byte) error {
+	if err := c.host.Mkdir(ctx, c.stack.Paths().Admin(), 0o755, false); err != nil {
+		return err
+	}
+	return c.host.WriteFile(ctx, c.stack.Paths().CaddyConfig(), cfg, 0o600)
 }
 
 // Bootstrap makes sure the proxy finds a config when it starts: before the
@@ -113,7 +157,7 @@ func (c *Caddy) Bootstrap(ctx context.Context) error {
 	if err := c.host.Mkdir(ctx, c.stack.Paths().Admin(), 0o755, false); err != nil {
 		return err
 	}
-	return c.host.WriteFile(ctx, p, caddyconf.Bootstrap(GateOptions(c.stack)), 0o644)
+	return c.host.WriteFile(ctx, p, caddyconf.Bootstrap(GateOptions(c.stack)), 0o600)
 }
 
 // RunsCurrent tells whether the running Caddy runs cfg, and the proxy would
@@ -197,8 +241,10 @@ func (c *Caddy) Prepare(ctx context.Context, caddyfile []byte) ([]byte, error) {
 	return cfg, errors.Join(errs...)
 }
 
-// Gated tells whether every reverse proxy in Caddy's running config takes
-// its upstreams' health from the gate.
+// Gated tells whether Caddy's running config takes the health of every
+// upstream that is a color of a stateless service (<service>-<color>:port)
+// from the gate; the team's other proxies (to a stateful service, elsewhere)
+// are theirs.
 func (c *Caddy) Gated(ctx context.Context) (bool, error) {
 	data, err := c.admin(ctx, http.MethodGet, "/config/apps/http/servers", "", nil)
 	if err != nil {
@@ -208,20 +254,7 @@ func (c *Caddy) Gated(ctx context.Context) (bool, error) {
 	if err := json.Unmarshal(data, &cfg); err != nil {
 		return false, fmt.Errorf("caddy config: %w", err)
 	}
-	proxies, gated := 0, 0
-	gate := fmt.Sprintf("127.0.0.1:%d", templates.GatePort)
-	walkJSON(cfg, func(m map[string]any) {
-		if m["handler"] != "reverse_proxy" {
-			return
-		}
-		proxies++
-		hc, _ := m["health_checks"].(map[string]any)
-		active, _ := hc["active"].(map[string]any)
-		if active["upstream"] == gate {
-			gated++
-		}
-	})
-	return proxies > 0 && gated == proxies, nil
+	return caddyconf.Gated(cfg, GateOptions(c.stack)), nil
 }
 
 func Sleep(ctx context.Context, d time.Duration) error {

@@ -46,8 +46,10 @@ type Container struct {
 	Health  string  `json:"health,omitempty"` // healthy, unhealthy, starting; empty without a healthcheck
 	Release string  `json:"release,omitempty"`
 	Image   string  `json:"image"`
-	IP      string  `json:"-"` // on the stack's network
+	IP      string  `json:"-"` // a color's on its color's network, others' on the first of theirs
 	Mounts  []Mount `json:"-"`
+	// Networks are the networks it is on (running or not).
+	Networks []string `json:"-"`
 	// ConfigHash is Compose's hash of the service definition the container was made from.
 	ConfigHash string `json:"-"`
 }
@@ -103,6 +105,7 @@ func Inspect(ctx context.Context, h Conn, stackProject string, projects ...strin
 		}
 		if r.NetworkSettings != nil {
 			names := slices.Sorted(maps.Keys(r.NetworkSettings.Networks))
+			c.Networks = names
 			if c.Color != "" {
 				names = []string{stackProject + "-" + c.Color}
 			}

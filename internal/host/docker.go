@@ -2,12 +2,16 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
+	"taledeploy/internal/stack"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 )
 
@@ -87,6 +91,31 @@ func MissingNetworks(ctx context.Context, h Conn, names ...string) ([]string, er
 		}
 	}
 	return missing, nil
+}
+
+// JoinColorNetworks puts each container of a color that is not on its color's
+// network (made by an older taledeploy, when colors shared one network) on
+// it, with the names the color's overlay gives: it keeps serving, and its
+// calls keep reaching the stateful services, once those move to the colors'
+// networks.
+func JoinColorNetworks(ctx context.Context, h Conn, s *stack.Stack, cs []Container) (int, error) {
+	var errs []error
+	joined := 0
+	for _, c := range cs {
+		if c.Color == "" || c.Project != s.ColorProject(c.Color) || slices.Contains(c.Networks, s.ColorNetwork(c.Color)) {
+			continue
+		}
+		_, err := Engine(h).NetworkConnect(ctx, s.ColorNetwork(c.Color), client.NetworkConnectOptions{
+			Container:      c.ID,
+			EndpointConfig: &network.EndpointSettings{Aliases: []string{c.Service + "-" + c.Color, c.Service}},
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("connect %s to %s: %w", c.Name, s.ColorNetwork(c.Color), dockerErr(err)))
+			continue
+		}
+		joined++
+	}
+	return joined, errors.Join(errs...)
 }
 
 // EngineID names the Docker engine a host runs, so that hosts that are one

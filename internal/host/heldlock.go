@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"taledeploy/internal/stack"
 	"taledeploy/remote"
@@ -151,8 +152,10 @@ func (l *HeldLock) heartbeat() {
 // beatScript rewrites the owner record only while it still holds this lock's
 // token ($2), checked and written on the host in one command: a beat that
 // arrives late (a slow host, a timed-out call) never writes over another
-// holder's record, nor recreates a lock removed with --force. Exit 3: not ours.
-const beatScript = `umask 077 && { grep -qF "$2" "$1/owner.json" || exit 3; } && cat > "$1/owner.json.beat" && mv -f "$1/owner.json.beat" "$1/owner.json"`
+// holder's record, nor recreates a lock removed with --force. The new record
+// replaces the old only once all of it ($3 bytes) has arrived: a connection
+// cut mid-beat leaves the old record, never an empty one. Exit 3: not ours.
+const beatScript = `umask 077 && { grep -qF "$2" "$1/owner.json" || exit 3; } && cat > "$1/owner.json.beat" && n=$(wc -c < "$1/owner.json.beat") && [ $n -eq "$3" ] && mv -f "$1/owner.json.beat" "$1/owner.json"`
 
 // Beat writes the owner record with a fresh heartbeat time, if the lock is
 // still ours; when it is not, it records why.
@@ -162,7 +165,7 @@ func (l *HeldLock) Beat(ctx context.Context) error {
 	data, _ := json.Marshal(l.rec)
 	token := l.rec.Token
 	l.mu.Unlock()
-	_, err := l.h.Run(ctx, remote.Cmd{Argv: []string{"sh", "-c", beatScript, "sh", l.path, `"token":"` + token + `"`}, Stdin: bytes.NewReader(data)})
+	_, err := l.h.Run(ctx, remote.Cmd{Argv: []string{"sh", "-c", beatScript, "sh", l.path, `"token":"` + token + `"`, strconv.Itoa(len(data))}, Stdin: bytes.NewReader(data)})
 	var ee *remote.ExitError
 	if errors.As(err, &ee) && ee.Code == 3 {
 		cur, rerr := readLockAt(ctx, l.h, l.path)

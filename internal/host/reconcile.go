@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"taledeploy/internal/stack"
 	"time"
 )
@@ -30,22 +31,27 @@ func Observe(ctx context.Context, h Conn, s *stack.Stack) (*Observed, error) {
 	}
 	o := &Observed{Containers: cs}
 	if _, ok := RunningProxy(s, cs); ok {
-		if o.Gated, err = NewCaddy(h, s).Gated(ctx); err != nil {
+		// Caddy's config and the gate, asked at once.
+		var (
+			admitted []string
+			gateErr  error
+			wg       sync.WaitGroup
+		)
+		wg.Go(func() { admitted, gateErr = NewCaddy(h, s).AdmittedColors(ctx) })
+		o.Gated, err = NewCaddy(h, s).Gated(ctx)
+		wg.Wait()
+		if err != nil {
 			return nil, fmt.Errorf("ask caddy where traffic goes: %w", err)
 		}
 		if !o.Gated {
 			if o.CaddyColor, err = NewCaddy(h, s).ConfigColor(ctx); err != nil {
 				return nil, fmt.Errorf("ask caddy where traffic goes: %w", err)
 			}
+		} else if gateErr != nil {
+			return nil, gateErr
 		}
-	}
-	if o.Gated {
-		for _, c := range []string{stack.Blue, stack.Green} {
-			ok, err := NewCaddy(h, s).Admitted(ctx, c)
-			if err != nil {
-				return nil, err
-			}
-			if ok {
+		if o.Gated {
+			for _, c := range admitted {
 				o.Admitted = append(o.Admitted, c)
 				if o.CaddyColor == "" && o.Runs(s, c) {
 					o.CaddyColor = c

@@ -3,6 +3,7 @@ package stack
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -129,7 +130,7 @@ func DraftFrom(dir, composeFile, caddyfile string) (*Draft, error) {
 	}
 	if caddyfile != "" {
 		if text, err := os.ReadFile(filepath.Join(dir, caddyfile)); err == nil {
-			d.Routes = caddyRoutes(text, d, health)
+			d.Routes = caddyRoutes(text, d, health, nil)
 		}
 	}
 	return d, nil
@@ -181,11 +182,26 @@ func projectName(s string) string {
 	return s
 }
 
+// siteAddress is the first address of a site block's opening line
+// ("example.com, www.example.com {"), with an {$ENV:default} placeholder
+// filled from env when it has the variable, else its default.
+func siteAddress(line string, env map[string]string) string {
+	addr := strings.TrimSuffix(strings.Fields(line)[0], ",")
+	if v, ok := strings.CutPrefix(addr, "{$"); ok {
+		name, def, _ := strings.Cut(strings.TrimSuffix(v, "}"), ":")
+		if val := env[name]; val != "" && !strings.ContainsAny(val, "${} ") {
+			return val
+		}
+		return cmp.Or(def, "localhost")
+	}
+	return addr
+}
+
 // caddyRoutes reads the reverse_proxy directives of a Caddyfile that send
 // traffic to a stateless service: the site they are in, the path of the
 // handle block around them, the service and its port. It reads tokens, not
 // Caddy's full grammar: enough for a draft that `plan` then checks.
-func caddyRoutes(text []byte, d *Draft, health map[string]string) []Route {
+func caddyRoutes(text []byte, d *Draft, health, env map[string]string) []Route {
 	stateless := map[string]bool{}
 	for _, s := range d.Services {
 		if !s.Stateful {
@@ -204,28 +220,41 @@ func caddyRoutes(text []byte, d *Draft, health map[string]string) []Route {
 			continue
 		}
 		f := strings.Fields(line)
-		if f[0] == "reverse_proxy" {
+		if f[0] == "reverse_proxy" || f[0] == "to" && len(stack) > 0 && strings.HasPrefix(stack[len(stack)-1], "reverse_proxy") {
 			for _, up := range f[1:] {
-				up = strings.TrimPrefix(strings.TrimPrefix(up, "http://"), "h2c://")
-				host, port, ok := strings.Cut(up, ":")
+				if up == "{" || strings.HasPrefix(up, "@") || strings.HasPrefix(up, "/") || up == "*" {
+					continue // a matcher, or the block
+				}
+				port := "80"
+				if strings.HasPrefix(up, "https://") {
+					port = "443"
+				}
+				up = strings.TrimPrefix(strings.TrimPrefix(strings.TrimPrefix(up, "http://"), "https://"), "h2c://")
+				host, p, ok := strings.Cut(up, ":")
+				if ok {
+					port = p
+				}
 				// A Caddyfile taledeploy rendered names the colors' aliases.
 				if base, ok := strings.CutSuffix(host, "-"+Blue); ok && stateless[base] {
 					host = base
 				} else if base, ok := strings.CutSuffix(host, "-"+Green); ok && stateless[base] {
 					host = base
 				}
-				if !ok || !stateless[host] {
+				if !stateless[host] {
 					continue
 				}
 				r := Route{Service: host, Site: ":80", Path: "/*", HealthPath: "/"}
 				fmt.Sscan(port, &r.Port)
 				if len(stack) > 0 {
-					r.Site = strings.Fields(stack[0])[0]
+					r.Site = siteAddress(stack[0], env)
 				}
 				for _, open := range stack[1:] {
 					if g := strings.Fields(open); len(g) >= 3 && (g[0] == "handle" || g[0] == "handle_path") && strings.HasPrefix(g[1], "/") {
 						r.Path = g[1]
 					}
+				}
+				if len(f) > 2 && strings.HasPrefix(f[1], "/") && f[0] == "reverse_proxy" {
+					r.Path = f[1] // reverse_proxy /api/* platform:8080
 				}
 				if h := health[host]; h != "" {
 					r.HealthPath = h

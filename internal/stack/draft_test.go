@@ -26,7 +26,7 @@ func TestDraft(t *testing.T) {
 			[]string{"CRAWLER_TAG", "DB_PASSWORD"}, []string{"CRAWLER_TAG"}},
 		{"django", "docker-compose.yml", "Caddyfile",
 			[]string{"caddy", "postgres", "redis"}, []string{"web", "worker"},
-			[]string{"{$DOMAIN:localhost} /* web:8000 /"},
+			[]string{"localhost /* web:8000 /"},
 			[]string{"DJANGO_SECRET_KEY", "POSTGRES_PASSWORD"}, nil},
 		{"node", "compose.yaml", "",
 			[]string{"mongo", "uploads"}, []string{"api"}, nil,

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"taledeploy/internal/stack/stacktest"
@@ -447,7 +448,32 @@ func TestRoutesFromTheCaddyfile(t *testing.T) {
 		t.Errorf("route %+v", r)
 	}
 
+	// The shapes a team writes: several addresses, an {$ENV:default} site,
+	// an upstream with no port, a path on reverse_proxy, the to subdirective.
 	p := stacktest.Write(t, inv, compose)
+	os.WriteFile(filepath.Join(filepath.Dir(p), "services", "proxy", "Caddyfile"), []byte(`example.com, www.example.com {
+	reverse_proxy /api/* platform:8080
+	reverse_proxy rag
+}
+{$DOCS_SITE:docs.localhost} {
+	reverse_proxy {
+		to http://rag:8000
+	}
+}
+`), 0o644)
+	loaded, err = Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range loaded.Environments["demo"].Stack.Routes {
+		got = append(got, fmt.Sprintf("%s%s -> %s:%d %s", r.Site, r.Path, r.Service, r.Port, r.HealthPath))
+	}
+	if want := []string{"example.com/api/* -> platform:8080 /api/health", "example.com/* -> rag:80 /", "docs.localhost/* -> rag:8000 /"}; !slices.Equal(got, want) {
+		t.Errorf("routes %q, want %q", got, want)
+	}
+
+	p = stacktest.Write(t, inv, compose)
 	os.WriteFile(filepath.Join(filepath.Dir(p), "services", "proxy", "Caddyfile"), []byte(":80 {\n\tfile_server\n}\n"), 0o644)
 	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "has no reverse_proxy to a stateless service") {
 		t.Errorf("a Caddyfile with no route: %v", err)

@@ -150,6 +150,9 @@ func (s *Stack) ReleaseFiles() ([]ReleaseFile, error) {
 				continue
 			}
 			rel := filepath.Join(composeDir, filepath.FromSlash(b.Source))
+			if rel == "." || rel == composeDir {
+				continue // the whole project, for live code locally: the build has it
+			}
 			if _, err := os.Lstat(filepath.Join(s.Root, rel)); errors.Is(err, fs.ErrNotExist) {
 				continue // Docker makes an empty folder, as it would locally
 			}
@@ -306,7 +309,8 @@ func uploadMode(m os.FileMode) os.FileMode {
 }
 
 // ComposeSum identifies what a stateful service's definition is made from: the
-// compose file, the env file it interpolates, and where it runs.
+// compose file, the stateful project's overlay, the env file it interpolates,
+// and where it runs.
 func (s *Stack) ComposeSum() string {
 	files, err := s.ReleaseFiles()
 	if err != nil {
@@ -319,6 +323,8 @@ func (s *Stack) ComposeSum() string {
 			h.Write(f.Data)
 		}
 	}
+	h.Write([]byte{0})
+	h.Write(s.StatefulOverlay())
 	h.Write([]byte{0})
 	h.Write(s.envFile())
 	return hex.EncodeToString(h.Sum(nil))

@@ -154,7 +154,7 @@ func (s *Stack) caddyfileRoutes(text []byte) []*Route {
 		}
 	}
 	var out []*Route
-	for _, r := range caddyRoutes(text, d, health) {
+	for _, r := range caddyRoutes(text, d, health, s.Env) {
 		out = append(out, &r)
 	}
 	return out

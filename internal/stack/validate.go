@@ -222,11 +222,19 @@ func (inv *Inventory) check(e *Environment) error {
 	// The inventory and the local env files hold secrets or point to them:
 	// never part of an upload, even when a build context holds them.
 	s.private = []string{inv.file}
-	for _, f := range s.EnvFiles {
-		if !filepath.IsAbs(f) {
-			f = filepath.Join(inv.dir, f)
+	// So do the SSH files the hosts name, when they live in the project.
+	for _, h := range e.Hosts {
+		for _, f := range []string{h.IdentityFile, h.KnownHosts} {
+			if f != "" && !strings.HasPrefix(f, "~") {
+				s.private = append(s.private, f)
+			}
 		}
-		s.private = append(s.private, f)
+	}
+	s.private = append(s.private, s.EnvFiles...)
+	for i, f := range s.private {
+		if !filepath.IsAbs(f) {
+			s.private[i] = filepath.Join(inv.dir, f)
+		}
 	}
 	for i, p := range s.private {
 		if real, err := realPath(p); err == nil {

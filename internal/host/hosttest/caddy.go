@@ -10,8 +10,8 @@ import (
 	"strings"
 	"sync"
 
+	"taledeploy/internal/caddyconf"
 	"taledeploy/internal/stack"
-	"taledeploy/templates"
 )
 
 // Caddy is the stack's proxy on a fake Host: the admin API on its socket, and
@@ -57,39 +57,14 @@ func (c *Caddy) started(run string, config []byte) {
 	}
 }
 
-// gated tells whether the running config takes upstreams' health from the gate.
-func gated(config []byte) bool {
+// gated tells whether the running config takes upstreams' health from the
+// gate, by taledeploy's own rule.
+func gated(config []byte, s *stack.Stack) bool {
 	var cfg any
 	if json.Unmarshal(config, &cfg) != nil {
 		return false
 	}
-	proxies, gated := 0, 0
-	walk(cfg, func(m map[string]any) {
-		if m["handler"] != "reverse_proxy" {
-			return
-		}
-		proxies++
-		hc, _ := m["health_checks"].(map[string]any)
-		active, _ := hc["active"].(map[string]any)
-		if active["upstream"] == fmt.Sprintf("127.0.0.1:%d", templates.GatePort) {
-			gated++
-		}
-	})
-	return proxies > 0 && proxies == gated
-}
-
-func walk(v any, fn func(map[string]any)) {
-	switch v := v.(type) {
-	case map[string]any:
-		fn(v)
-		for _, e := range v {
-			walk(e, fn)
-		}
-	case []any:
-		for _, e := range v {
-			walk(e, fn)
-		}
-	}
+	return caddyconf.Gated(cfg, caddyconf.Options{Stateless: s.Stateless, Blue: stack.Blue, Green: stack.Green})
 }
 
 // adapted is what the team's Caddyfile adapts to, as far as the fake knows it:
@@ -188,7 +163,7 @@ func (c *Caddy) Admitted() []string {
 // site serves the stack's sites as the running Caddyfile routes them.
 func (c *Caddy) site(w http.ResponseWriter, r *http.Request) {
 	s := c.stack()
-	isGated := gated(c.Running())
+	isGated := gated(c.Running(), s)
 	for _, route := range s.Routes {
 		if !pathMatches(route.Path, r.URL.Path) {
 			continue

@@ -14,8 +14,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -56,6 +58,46 @@ type Fake struct {
 	// Refuse, when set, fails a file operation ("write", "append", "remove")
 	// on path with the error it returns.
 	Refuse func(op, path string) error
+	// Latency, when set, is one round trip: every remote call waits as many
+	// as it costs over SSH (a command two, an atomic file write six, a
+	// request over a tunnel one), and Trips counts them.
+	Latency time.Duration
+	trips   struct{ all, serial, inflight int }
+}
+
+// trip waits n round trips: what the call costs over a real SSH connection
+// (remote.Client), one exchange after another.
+func (f *Fake) trip(n int) {
+	if f.Latency == 0 {
+		return
+	}
+	f.mu.Lock()
+	f.trips.all += n
+	if f.trips.inflight == 0 {
+		f.trips.serial += n // no other call is on its way: the caller waits this one out
+	}
+	f.trips.inflight++
+	f.mu.Unlock()
+	time.Sleep(time.Duration(n) * f.Latency)
+	f.mu.Lock()
+	f.trips.inflight--
+	f.mu.Unlock()
+}
+
+// Trips counts the remote calls so far (with Latency set): all of them, and
+// those made while no other was on its way, which a user waits out one after
+// another.
+func (f *Fake) Trips() (all, serial int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.trips.all, f.trips.serial
+}
+
+// ResetTrips starts counting again.
+func (f *Fake) ResetTrips() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.trips.all, f.trips.serial = 0, 0
 }
 
 func (f *Fake) Name() string {
@@ -77,10 +119,13 @@ func (f *Fake) refused(op, path string) error {
 }
 
 func (f *Fake) Run(_ context.Context, cmd remote.Cmd) ([]byte, error) {
+	if !(len(cmd.Argv) == 7 && cmd.Argv[0] == "sh" && strings.Contains(cmd.Argv[2], "owner.json.beat")) {
+		f.trip(2) // open a channel, then start the command; the lock's heartbeat runs beside the rest
+	}
 	f.mu.Lock()
 	f.Cmds = append(f.Cmds, remote.Cmd{Argv: slices.Clone(cmd.Argv), Env: slices.Clone(cmd.Env)})
 	f.mu.Unlock()
-	if len(cmd.Argv) == 6 && cmd.Argv[0] == "sh" && strings.Contains(cmd.Argv[2], "owner.json.beat") {
+	if len(cmd.Argv) == 7 && cmd.Argv[0] == "sh" && strings.Contains(cmd.Argv[2], "owner.json.beat") {
 		// The lock's heartbeat: write stdin only while the record holds the token.
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -89,8 +134,14 @@ func (f *Fake) Run(_ context.Context, cmd remote.Cmd) ([]byte, error) {
 			return nil, &remote.ExitError{Argv: cmd.Argv, Code: 3}
 		}
 		data, _ := io.ReadAll(cmd.Stdin)
+		if strconv.Itoa(len(data)) != cmd.Argv[6] {
+			return nil, &remote.ExitError{Argv: cmd.Argv, Code: 1} // cut short: the record stays
+		}
 		f.Files[rec] = data
 		return nil, nil
+	}
+	if len(cmd.Argv) >= 5 && cmd.Argv[0] == "sh" && strings.HasPrefix(cmd.Argv[2], "# taledeploy gate") {
+		return f.gate(cmd.Argv[4], cmd.Argv[5:])
 	}
 	if f.Exec != nil {
 		return f.Exec(cmd)
@@ -102,6 +153,7 @@ func (f *Fake) Run(_ context.Context, cmd remote.Cmd) ([]byte, error) {
 }
 
 func (f *Fake) ReadFile(_ context.Context, path string) ([]byte, error) {
+	f.trip(3) // SFTP open, read, close
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if data, ok := f.Files[path]; ok {
@@ -111,6 +163,7 @@ func (f *Fake) ReadFile(_ context.Context, path string) ([]byte, error) {
 }
 
 func (f *Fake) WriteFile(_ context.Context, path string, data []byte, mode os.FileMode) error {
+	f.trip(6) // SFTP stat the folder, open, chmod, write, close, rename
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.refused("write", path); err != nil {
@@ -130,6 +183,7 @@ func (f *Fake) WriteFile(_ context.Context, path string, data []byte, mode os.Fi
 }
 
 func (f *Fake) AppendFile(_ context.Context, path string, data []byte, _ os.FileMode) error {
+	f.trip(4) // SFTP open, stat, write, close
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.refused("append", path); err != nil {
@@ -143,6 +197,7 @@ func (f *Fake) AppendFile(_ context.Context, path string, data []byte, _ os.File
 }
 
 func (f *Fake) Mkdir(_ context.Context, path string, _ os.FileMode, exclusive bool) error {
+	f.trip(3) // SFTP stat the parent and the folder, chmod
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if exclusive && slices.Contains(f.Dirs, path) {
@@ -153,6 +208,7 @@ func (f *Fake) Mkdir(_ context.Context, path string, _ os.FileMode, exclusive bo
 }
 
 func (f *Fake) Remove(_ context.Context, path string) error {
+	f.trip(2) // SFTP lstat, remove
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.refused("remove", path); err != nil {
@@ -172,6 +228,7 @@ func (f *Fake) Remove(_ context.Context, path string) error {
 // Rename moves a file or folder; as rename(2) does, it refuses to replace a
 // folder that is not empty (a lock someone holds).
 func (f *Fake) Rename(_ context.Context, oldpath, newpath string) error {
+	f.trip(1) // SFTP rename
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for p := range f.Files {
@@ -192,6 +249,7 @@ func (f *Fake) Rename(_ context.Context, oldpath, newpath string) error {
 // Dial serves a Docker API with no containers and no networks; anything else
 // is unreachable.
 func (f *Fake) Dial(_ context.Context, network, addr string) (net.Conn, error) {
+	f.trip(1) // open a forwarding channel
 	if f.NoForwarding {
 		return nil, fmt.Errorf("fake: tunnel to %s %s: %w", network, addr, remote.ErrForwardingRefused)
 	}
@@ -203,13 +261,13 @@ func (f *Fake) Dial(_ context.Context, network, addr string) (net.Conn, error) {
 		if h != nil {
 			client, server := net.Pipe()
 			go http.Serve(&oneConnListener{conn: server}, h)
-			return client, nil
+			return f.slow(client), nil
 		}
 	}
 	if network == "unix" && f.Caddy != nil && strings.HasSuffix(addr, "/run/caddy/admin.sock") {
 		client, server := net.Pipe()
 		go http.Serve(&oneConnListener{conn: server}, f.Caddy)
-		return client, nil
+		return f.slow(client), nil
 	}
 	if network != "unix" || addr != fakeDockerSocket {
 		return nil, errors.New("fake host: no network")
@@ -227,7 +285,70 @@ func (f *Fake) Dial(_ context.Context, network, addr string) (net.Conn, error) {
 			http.NotFound(w, r)
 		}
 	})))
-	return client, nil
+	return f.slow(client), nil
+}
+
+// gate runs the gate's script: +NAME writes dir/NAME, -NAME removes it, then
+// it lists dir.
+func (f *Fake) gate(dir string, changes []string) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.Files == nil {
+		f.Files = map[string][]byte{}
+	}
+	for _, a := range changes {
+		p := dir + "/" + a[1:]
+		switch a[0] {
+		case '+':
+			if err := f.refused("write", p); err != nil {
+				return nil, &remote.ExitError{Argv: []string{"sh"}, Code: 1, Stderr: err.Error()}
+			}
+			f.Files[p] = nil
+			f.Ops = append(f.Ops, "write "+p)
+			f.touch(p)
+		case '-':
+			if err := f.refused("remove", p); err != nil {
+				return nil, &remote.ExitError{Argv: []string{"sh"}, Code: 1, Stderr: err.Error()}
+			}
+			delete(f.Files, p)
+			f.Gone = append(f.Gone, p)
+			f.Ops = append(f.Ops, "remove "+p)
+		}
+	}
+	var names []string
+	for p := range f.Files {
+		if name, ok := strings.CutPrefix(p, dir+"/"); ok && !strings.Contains(name, "/") {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return []byte(strings.Join(names, "\n")), nil
+}
+
+// slow makes every request written to a tunnel wait a round trip.
+func (f *Fake) slow(c net.Conn) net.Conn {
+	if f.Latency == 0 {
+		return c
+	}
+	return &slowConn{Conn: c, f: f}
+}
+
+type slowConn struct {
+	net.Conn
+	f       *Fake
+	written atomic.Bool // a request went out since the last answer came in
+}
+
+func (c *slowConn) Write(b []byte) (int, error) {
+	if !c.written.Swap(true) {
+		c.f.trip(1)
+	}
+	return c.Conn.Write(b)
+}
+
+func (c *slowConn) Read(b []byte) (int, error) {
+	c.written.Store(false)
+	return c.Conn.Read(b)
 }
 
 // oneConnListener hands out one connection, then reports itself closed.
