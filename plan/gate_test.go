@@ -177,3 +177,18 @@ func TestMaskValues(t *testing.T) {
 		t.Errorf("masked: %s", got)
 	}
 }
+
+// What Caddy warns of when it adapts the Caddyfile (an import that matched
+// nothing, say) is in the preflight's message, with the line.
+func TestPreflightShowsCaddyWarnings(t *testing.T) {
+	s := deployStack(t)
+	h := liveHost(t, "one", s, "r1")
+	h.Caddy.Warn = "File to import not found: sites/*.caddy"
+	ev := &events{}
+	if err := push(t, deployer(h, s, "r2", ev)); err != nil {
+		t.Fatal(err)
+	}
+	if got := ev.get(t, "preflight").Message; !strings.Contains(got, "caddy warns: services/proxy/Caddyfile:3: File to import not found: sites/*.caddy") {
+		t.Errorf("preflight says %q", got)
+	}
+}

@@ -151,7 +151,7 @@ func (r *run) validateCaddyfile(ctx context.Context) (string, error) {
 	// The running Caddy adapts the team's Caddyfile (POST /adapt) without
 	// loading it: the same parser the proxy would use. A config that adapts
 	// but fails to start is refused by /load itself, which keeps the running one.
-	cfg, err := r.proxy().Prepare(ctx, caddyfile)
+	cfg, warnings, err := r.proxy().Prepare(ctx, caddyfile)
 	if err != nil {
 		if errors.Is(err, remote.ErrDisconnected) {
 			return "", err
@@ -159,6 +159,12 @@ func (r *run) validateCaddyfile(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("%w: %v. Fix %s; traffic is untouched", ErrCaddyfile, err, s.Caddyfile)
 	}
 	r.caddyConfig = cfg
+	if len(warnings) > 0 {
+		// Caddy takes the file, but something in it may not be what the team
+		// meant: an import relative to the Caddyfile, say, which Caddy
+		// resolves from its own working folder.
+		return "Caddyfile valid; caddy warns: " + strings.Join(warnings, "; "), nil
+	}
 	return "Caddyfile valid", nil
 }
 

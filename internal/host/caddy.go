@@ -203,14 +203,15 @@ func GateOptions(s *stack.Stack) caddyconf.Options {
 	}
 }
 
-// Config adapts the team's Caddyfile with the running Caddy (POST /adapt,
-// which changes nothing) and gates it: the config a switch loads. Every
-// stateless upstream it proxies to needs a route in the inventory (its health
-// path), and every route an upstream in the Caddyfile.
-func (c *Caddy) Prepare(ctx context.Context, caddyfile []byte) ([]byte, error) {
+// Prepare adapts the team's Caddyfile with the running Caddy (POST /adapt,
+// which changes nothing) and gates it: the config a switch loads, and what
+// Caddy warned of (an import that matched no file, say). Every stateless
+// upstream it proxies to needs a route in the inventory (its health path), and
+// every route an upstream in the Caddyfile.
+func (c *Caddy) Prepare(ctx context.Context, caddyfile []byte) ([]byte, []string, error) {
 	adapted, err := c.admin(ctx, http.MethodPost, "/adapt", "text/caddyfile", caddyfile)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var res struct {
 		Result   json.RawMessage `json:"result"`
@@ -221,11 +222,19 @@ func (c *Caddy) Prepare(ctx context.Context, caddyfile []byte) ([]byte, error) {
 		} `json:"warnings"`
 	}
 	if err := json.Unmarshal(adapted, &res); err != nil {
-		return nil, fmt.Errorf("caddy /adapt: %w", err)
+		return nil, nil, fmt.Errorf("caddy /adapt: %w", err)
+	}
+	var warnings []string
+	for _, w := range res.Warnings {
+		where := c.stack.Caddyfile
+		if w.Line > 0 {
+			where = fmt.Sprintf("%s:%d", where, w.Line)
+		}
+		warnings = append(warnings, where+": "+w.Message)
 	}
 	cfg, found, err := caddyconf.Gate(res.Result, GateOptions(c.stack))
 	if err != nil {
-		return nil, err
+		return nil, warnings, err
 	}
 	var errs []error
 	for _, u := range found {
@@ -238,7 +247,7 @@ func (c *Caddy) Prepare(ctx context.Context, caddyfile []byte) ([]byte, error) {
 			errs = append(errs, fmt.Errorf("%w: the inventory routes to %s:%d, which no reverse_proxy of the Caddyfile names; proxy to it (reverse_proxy %s:%d) or remove the route", caddyconf.ErrConflict, r.Service, r.Port, r.Service, r.Port))
 		}
 	}
-	return cfg, errors.Join(errs...)
+	return cfg, warnings, errors.Join(errs...)
 }
 
 // Gated tells whether Caddy's running config takes the health of every

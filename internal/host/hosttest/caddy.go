@@ -26,6 +26,8 @@ type Caddy struct {
 
 	// Reject, when set, makes /adapt and /load refuse every config with it.
 	Reject string
+	// Warn, when set, is a warning /adapt gives (on line 3).
+	Warn string
 	// InFlight, when set, is the number of requests in flight to an upstream
 	// ("platform-blue:8080"), asked on every GET /reverse_proxy/upstreams.
 	InFlight func(upstream string) int
@@ -107,7 +109,11 @@ func (c *Caddy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			c.config = body
 			return
 		}
-		json.NewEncoder(w).Encode(map[string]any{"result": c.adapted()})
+		res := map[string]any{"result": c.adapted()}
+		if c.Warn != "" {
+			res["warnings"] = []any{map[string]any{"file": "Caddyfile", "line": 3, "message": c.Warn}}
+		}
+		json.NewEncoder(w).Encode(res)
 	case r.Method == http.MethodGet && (r.URL.Path == "/config/apps/http/servers" || r.URL.Path == "/config/"):
 		var cfg map[string]any
 		json.Unmarshal(c.config, &cfg)
