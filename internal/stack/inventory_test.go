@@ -479,3 +479,23 @@ func TestRoutesFromTheCaddyfile(t *testing.T) {
 		t.Errorf("a Caddyfile with no route: %v", err)
 	}
 }
+
+// A route listed without a site takes the one the Caddyfile serves its
+// upstream on, so the window probes through Caddy as visitors come.
+func TestRouteSiteFromTheCaddyfile(t *testing.T) {
+	inv := strings.Replace(stacktest.Inventory, `        - site: ":80"
+          path: /*
+          service: platform`, `        - service: platform`, 1)
+	if inv == stacktest.Inventory {
+		t.Fatal("the fixture's route is not as expected")
+	}
+	p := stacktest.Write(t, inv, stacktest.Compose)
+	os.WriteFile(filepath.Join(filepath.Dir(p), "services", "proxy", "Caddyfile"), []byte("example.com {\n\treverse_proxy platform:8080\n}\n"), 0o644)
+	loaded, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := loaded.Environments["demo"].Stack.Routes[0]; r.Site != "example.com" || r.Path != "/*" || r.HealthPath != "/api/health" {
+		t.Errorf("route %+v", r)
+	}
+}

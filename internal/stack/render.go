@@ -149,6 +149,9 @@ func (s *Stack) caddyfileRoutes(text []byte) []*Route {
 	health := map[string]string{}
 	for _, name := range s.Stateless {
 		d.Services = append(d.Services, DraftService{Name: name})
+		if s.Compose == nil {
+			continue
+		}
 		if svc := s.Compose.Services[name]; svc != nil && svc.HealthPath != "" {
 			health[name] = svc.HealthPath
 		}

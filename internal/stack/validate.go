@@ -185,6 +185,21 @@ func (inv *Inventory) check(e *Environment) error {
 	}
 	explicit := len(s.Routes) > 0
 	if explicit {
+		// A route without a site takes the one the Caddyfile serves the
+		// same upstream on: the window probes through Caddy as visitors come.
+		if text, err := os.ReadFile(filepath.Join(inv.dir, s.Caddyfile)); err == nil {
+			derived := s.caddyfileRoutes(text)
+			for _, r := range s.Routes {
+				if r == nil || r.Site != "" {
+					continue
+				}
+				if i := slices.IndexFunc(derived, func(d *Route) bool {
+					return d.Service == r.Service && d.Port == r.Port && (r.Path == "" || d.Path == r.Path)
+				}); i >= 0 {
+					r.Site = derived[i].Site
+				}
+			}
+		}
 		if err := checkRoutes(); err != nil {
 			return err
 		}
