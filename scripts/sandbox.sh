@@ -9,6 +9,11 @@
 #                             and stop that sshd
 #   scripts/sandbox.sh tools  only install/build Docker, Compose v2, Caddy, busybox
 #                             and the PostgreSQL base image
+#   scripts/sandbox.sh wan RTT [RATE]  put RTT (e.g. 100ms) of round trip, and RATE bytes/s
+#                             each way, between this machine and every sandbox host: a
+#                             relay in user space takes each host's port 2222 and its sshd
+#                             moves to 2223 (the kernel here has no netem); kept by `up`
+#   scripts/sandbox.sh wan off  hosts on loopback again
 #
 # Slow builds (Compose, Caddy, the PostgreSQL root filesystem) are cached under $TALEDEPLOY_CACHE
 # (default /var/cache/taledeploy) and in the Docker image store, so a second run
@@ -159,13 +164,13 @@ postgres_image() {
 		"$tarball" "$PG_IMAGE" >/dev/null
 }
 
-# start_sshd NAME ADDR PORT [LOGLEVEL] starts one OpenSSH sshd for a sandbox host, with its own
+# start_sshd NAME ADDR PORT [LOGLEVEL [PUBLIC]] starts one OpenSSH sshd for a sandbox host, with its own
 # host key and authorized key, and copies the client key and the host's
 # known_hosts line into .sandbox/. The sshd and its keys live in $cache/sandbox,
 # shared by every checkout on the machine (a CI clone and the main one), so
 # whichever checkout started it, every checkout's known_hosts matches it.
 start_sshd() {
-	local name=$1 addr=$2 port=$3 loglevel=${4:-ERROR} state=$cache/sandbox dir=$cache/sandbox/$1
+	local name=$1 addr=$2 port=$3 loglevel=${4:-ERROR} public=${5:-$3} state=$cache/sandbox dir=$cache/sandbox/$1
 	mkdir -p "$dir" "$sandbox/$name"
 	chmod 700 "$state" "$dir" "$sandbox" "$sandbox/$name"
 	[ -f "$dir/host_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "$name-host" -f "$dir/host_ed25519"
@@ -192,7 +197,7 @@ start_sshd() {
 	EOF
 	local hostkey
 	hostkey=$(cut -d' ' -f1,2 "$dir/host_ed25519.pub")
-	echo "[$addr]:$port $hostkey" >"$sandbox/$name/known_hosts"
+	echo "[$addr]:$public $hostkey" >"$sandbox/$name/known_hosts"
 	if [ -f "$dir/sshd.pid" ] && kill -0 "$(cat "$dir/sshd.pid")" 2>/dev/null && cmp -s "$dir/sshd_config" "$dir/sshd_config.new"; then
 		rm -f "$dir/sshd_config.new"
 		return 0
@@ -208,6 +213,49 @@ start_sshd() {
 	done
 	log "sshd for $name did not start; see $dir/sshd.log"
 	exit 1
+}
+
+# start_host NAME ADDR [LOGLEVEL] serves a sandbox host on ADDR:2222: its sshd
+# itself, or, with `wan` on, a relay that delays every byte in front of its
+# sshd on ADDR:2223.
+start_host() {
+	local name=$1 addr=$2 loglevel=${3:-ERROR} dir=$cache/sandbox/$1
+	stop_relay "$name"
+	if [ ! -f "$cache/sandbox/wan" ]; then
+		start_sshd "$name" "$addr" 2222 "$loglevel"
+		return 0
+	fi
+	local rtt rate
+	read -r rtt rate <"$cache/sandbox/wan"
+	start_sshd "$name" "$addr" 2223 "$loglevel" 2222
+	(cd "$root" && go build -o "$cache/wanrelay" ./scripts/wanrelay)
+	nohup "$cache/wanrelay" -listen "$addr:2222" -to "$addr:2223" -delay "$((rtt / 2))ms" -rate "${rate:-0}" \
+		>"$dir/relay.log" 2>&1 &
+	echo $! >"$dir/relay.pid"
+	for _ in $(seq 1 40); do
+		(exec 3<>"/dev/tcp/$addr/2222") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	log "the relay for $name did not start; see $dir/relay.log"
+	exit 1
+}
+
+stop_relay() {
+	local dir=$cache/sandbox/$1
+	if [ -f "$dir/relay.pid" ]; then
+		kill "$(cat "$dir/relay.pid")" 2>/dev/null || true
+		rm -f "$dir/relay.pid"
+	fi
+}
+
+start_hosts() {
+	# Three "VPS" hosts for fleet tests, one sshd each on its own loopback address.
+	start_host host1 127.0.0.1
+	start_host host2 127.0.0.2
+	start_host host3 127.0.0.3
+	# A jump host (ProxyJump) in front of them; at DEBUG1 its log names every
+	# forwarding, so a test can tell a connection went through it.
+	start_host jump 127.0.0.4 DEBUG1
 }
 
 stop_sshd() {
@@ -240,25 +288,46 @@ tools)
 up)
 	tools
 	"$root/scripts/build-services.sh"
-	# Three "VPS" hosts for fleet tests, one sshd each on its own loopback address.
-	start_sshd host1 127.0.0.1 2222
-	start_sshd host2 127.0.0.2 2222
-	start_sshd host3 127.0.0.3 2222
-	# A jump host (ProxyJump) in front of them; at DEBUG1 its log names every
-	# forwarding, so a test can tell a connection went through it.
-	start_sshd jump 127.0.0.4 2222 DEBUG1
+	start_hosts
+	[ -f "$cache/sandbox/wan" ] && log "wan: $(cat "$cache/sandbox/wan") (round trip in ms, bytes/s) to every host"
 	log "ready: ssh root@127.0.0.1 -p 2222 -i .sandbox/id_ed25519; try: go run ./cmd/taledeploy push demo"
+	;;
+wan)
+	need_root
+	case "${2:-}" in
+	off) rm -f "$cache/sandbox/wan" ;;
+	*ms)
+		rtt=${2%ms}
+		case "$rtt:${3:-0}" in
+		:* | *[!0-9:]*)
+			echo "usage: scripts/sandbox.sh wan RTTms [BYTES_PER_SECOND] | wan off" >&2
+			exit 2
+			;;
+		esac
+		mkdir -p "$cache/sandbox"
+		echo "$rtt ${3:-0}" >"$cache/sandbox/wan"
+		;;
+	*)
+		echo "usage: scripts/sandbox.sh wan RTTms [BYTES_PER_SECOND] | wan off" >&2
+		exit 2
+		;;
+	esac
+	start_hosts
+	log "wan: ${2} to every sandbox host"
 	;;
 down)
 	if docker info >/dev/null 2>&1; then
 		remove_project tale-demo
 	fi
 	rm -rf /var/lib/taledeploy-demo
-	for h in host1 host2 host3 jump; do stop_sshd "$h"; done
+	for h in host1 host2 host3 jump; do
+		stop_relay "$h"
+		stop_sshd "$h"
+	done
 	log "down"
 	;;
 *)
-	echo "usage: scripts/sandbox.sh up|down|tools" >&2
+	echo "usage: scripts/sandbox.sh up|down|tools|wan RTTms [RATE]|wan off" >&2
 	exit 2
 	;;
 esac
