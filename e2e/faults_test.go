@@ -372,8 +372,10 @@ func TestRefusedPushes(t *testing.T) {
 				if s.status().Active == "blue" {
 					other = "green"
 				}
-				if err := os.WriteFile(s.remote+"/run/caddy/live/platform-"+other+":8080", nil, 0o644); err != nil {
-					t.Fatal(err)
+				for _, u := range []string{"platform-" + other + ":8080", "rag-" + other + ":8000"} {
+					if err := os.WriteFile(s.remote+"/run/caddy/live/"+u, nil, 0o644); err != nil {
+						t.Fatal(err)
+					}
 				}
 			}, "admits both colors"},
 		} {

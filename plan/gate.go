@@ -61,13 +61,15 @@ func (r *run) switchTo(ctx context.Context, color string, hurry bool) error {
 
 // moveGate admits color, then retires the other.
 func (r *run) moveGate(ctx context.Context, color string, hurry bool) error {
+	if hurry {
+		// Off a failing color at once: both changes in one command.
+		return r.proxy().Swap(ctx, color)
+	}
 	if err := r.proxy().Admit(ctx, color); err != nil {
 		return err
 	}
-	if !hurry {
-		if err := host.Sleep(ctx, host.AdmitSettle); err != nil {
-			return err
-		}
+	if err := host.Sleep(ctx, host.AdmitSettle); err != nil {
+		return err
 	}
 	if err := r.proxy().Retire(ctx, stack.Other(color)); err != nil {
 		return err

@@ -93,6 +93,23 @@ func (c *Caddy) Retire(ctx context.Context, color string) error {
 	return nil
 }
 
+// Swap admits color and retires the other in one command, for taking
+// traffic off a failing color: requests that meet neither admitted wait for a
+// moment rather than fail.
+func (c *Caddy) Swap(ctx context.Context, color string) error {
+	var changes []string
+	for _, u := range c.stack.Upstreams(color) {
+		changes = append(changes, "+"+u)
+	}
+	for _, u := range c.stack.Upstreams(stack.Other(color)) {
+		changes = append(changes, "-"+u)
+	}
+	if _, err := c.gate(ctx, changes...); err != nil {
+		return fmt.Errorf("admit %s and retire %s: %w", strings.Join(c.stack.Upstreams(color), ", "), strings.Join(c.stack.Upstreams(stack.Other(color)), ", "), err)
+	}
+	return nil
+}
+
 // Admitted tells whether the gate admits every routed service of color.
 func (c *Caddy) Admitted(ctx context.Context, color string) (bool, error) {
 	colors, err := c.AdmittedColors(ctx)
