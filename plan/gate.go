@@ -42,11 +42,8 @@ func (r *run) switchTo(ctx context.Context, color string, hurry bool) error {
 			return fmt.Errorf("the proxy service %s is not running in project %s; push again to start it", s.Proxy, s.Project)
 		}
 	}
-	current, err := r.proxy().RunsCurrent(ctx, r.caddyConfig)
-	if err != nil {
-		return err
-	}
-	if !current {
+	// Whether Caddy runs the config was asked with the preflight.
+	if !r.caddyCurrent {
 		if r.live != "" {
 			if err := r.proxy().Admit(ctx, r.live); err != nil {
 				return err
@@ -55,6 +52,7 @@ func (r *run) switchTo(ctx context.Context, color string, hurry bool) error {
 		if err := r.proxy().Load(ctx, r.caddyConfig); err != nil {
 			return err
 		}
+		r.caddyCurrent = true
 	}
 	return r.moveGate(ctx, color, hurry)
 }

@@ -80,7 +80,7 @@ func TestSwitchAdmitsTheNewColorBeforeItRetiresTheOld(t *testing.T) {
 	f.WriteFile(context.Background(), s.Paths().CaddyConfig(), cfg, 0o644)
 	f.WriteFile(context.Background(), s.Paths().Gate()+"/platform-blue:8080", nil, 0o644)
 	f.Ops = nil
-	d := &run{Deployer: &Deployer{Host: f, Stack: s}, live: stack.Blue, caddyConfig: cfg}
+	d := &run{Deployer: &Deployer{Host: f, Stack: s}, live: stack.Blue, caddyConfig: cfg, caddyCurrent: true}
 	if err := d.switchTo(context.Background(), stack.Green, false); err != nil {
 		t.Fatal(err)
 	}
@@ -191,4 +191,20 @@ func TestPreflightShowsCaddyWarnings(t *testing.T) {
 	if got := ev.get(t, "preflight").Message; !strings.Contains(got, "caddy warns: services/proxy/Caddyfile:3: File to import not found: sites/*.caddy") {
 		t.Errorf("preflight says %q", got)
 	}
+}
+
+// A push whose Caddyfile did not change never reloads Caddy: the preflight
+// found Caddy already runs its config.
+func TestPushDoesNotReloadCaddy(t *testing.T) {
+	s := deployStack(t)
+	h := liveHost(t, "one", s, "r1")
+	before := len(h.Caddy.Calls())
+	if err := push(t, deployer(h, s, "r2", &events{})); err != nil {
+		t.Fatal(err)
+	}
+	calls := h.Caddy.Calls()[before:]
+	if slices.Contains(calls, "POST /load") || !slices.Contains(calls, "GET /config/") {
+		t.Errorf("admin calls of the second push: %q", calls)
+	}
+	serves(t, h, s, stack.Green)
 }

@@ -159,6 +159,20 @@ func (r *run) validateCaddyfile(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("%w: %v. Fix %s; traffic is untouched", ErrCaddyfile, err, s.Caddyfile)
 	}
 	r.caddyConfig = cfg
+	// What the switch and the window need of Caddy, asked now, beside the
+	// other checks, rather than while traffic moves.
+	var (
+		wg                  sync.WaitGroup
+		currentErr, rootErr error
+	)
+	wg.Go(func() { r.caddyCurrent, currentErr = r.proxy().RunsCurrent(ctx, cfg) })
+	if slices.ContainsFunc(s.Routes, func(rt *stack.Route) bool { return siteScheme(rt.Site) == "https" }) {
+		wg.Go(func() { r.roots, rootErr = r.proxy().Roots(ctx) })
+	}
+	wg.Wait()
+	if err := errors.Join(currentErr, rootErr); err != nil {
+		return "", err
+	}
 	if len(warnings) > 0 {
 		// Caddy takes the file, but something in it may not be what the team
 		// meant: an import relative to the Caddyfile, say, which Caddy

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"slices"
@@ -116,10 +117,12 @@ type run struct {
 	began          time.Time
 	switched       bool // traffic has moved to color
 
-	changed, missing []string // stateful services to recreate or start
-	caddyConfig      []byte   // the Caddyfile as the running Caddy adapted it, gated; nil until then
-	composeSum       string   // see Stack.ComposeSum
-	applied          []string // migrations this command applied, for the history
+	changed, missing []string       // stateful services to recreate or start
+	caddyConfig      []byte         // the Caddyfile as the running Caddy adapted it, gated; nil until then
+	caddyCurrent     bool           // Caddy runs caddyConfig, and starts with it again
+	roots            *x509.CertPool // trusted for the sites' certificates: the system's and Caddy's own CA
+	composeSum       string         // see Stack.ComposeSum
+	applied          []string       // migrations this command applied, for the history
 	previous         []host.Container
 }
 

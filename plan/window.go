@@ -33,10 +33,8 @@ func (r *run) watch(ctx context.Context, color string) (string, error) {
 	if !ok || proxy.IP == "" {
 		return "", fmt.Errorf("the proxy service %s is not running or has no address", s.Proxy)
 	}
-	var (
-		probes []*probeTarget
-		roots  *x509.CertPool
-	)
+	var probes []*probeTarget
+	roots := r.roots // asked with the preflight
 	for _, route := range s.Routes {
 		if !caddyPathMatches(route.Path, route.HealthPath) {
 			continue // the health path is not reachable through this route
