@@ -16,7 +16,8 @@ for svc in platform rag crawler store; do
 	mkdir -p "$out/services/$svc/bin"
 	cp "$busybox" "$out/services/$svc/bin/busybox"
 	[ "$svc" = store ] && continue # busybox's httpd only
-	flags=""
+	flags="" src=$svc
 	[ "$svc" = platform ] && flags=${PLATFORM_LDFLAGS:-}
-	(cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $flags" -o "$out/services/$svc/bin/$svc" "./services/$svc")
+	[ "$svc" = crawler ] && src=rag # one stand-in for both, named by its binary
+	(cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $flags" -o "$out/services/$svc/bin/$svc" "./services/$src")
 done
