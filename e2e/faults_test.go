@@ -231,7 +231,7 @@ func TestRefusedPushes(t *testing.T) {
 	t.Run("caddyfile rejected", func(t *testing.T) {
 		l.phase("caddyfile rejected")
 		before := serving()
-		config := readFile(t, s.remote+"/run/caddy/caddy.json")
+		config := readFile(t, s.host.path(s.remote)+"/run/caddy/caddy.json")
 		for _, tc := range []struct {
 			name, old, new string
 			want           []string
@@ -256,7 +256,7 @@ func TestRefusedPushes(t *testing.T) {
 					t.Errorf("%s: the refused push ran %s: %v", tc.name, step, r.steps())
 				}
 			}
-			if after := readFile(t, s.remote+"/run/caddy/caddy.json"); !bytes.Equal(after, config) {
+			if after := readFile(t, s.host.path(s.remote)+"/run/caddy/caddy.json"); !bytes.Equal(after, config) {
 				t.Errorf("%s: the proxy's config on the host changed", tc.name)
 			}
 		}
@@ -350,7 +350,7 @@ func TestRefusedPushes(t *testing.T) {
 	})
 
 	t.Run("record disagrees with the host", func(t *testing.T) {
-		state := s.remote + "/.taledeploy/state.json"
+		state := s.host.path(s.remote) + "/.taledeploy/state.json"
 		for _, c := range []struct {
 			name    string
 			break_  func()
@@ -363,7 +363,7 @@ func TestRefusedPushes(t *testing.T) {
 				if prev == nil {
 					t.Fatalf("no rollback color to remove")
 				}
-				run(t, s.work, nil, "docker", "compose", "-p", s.project+"-"+prev.Color, "down")
+				run(t, s.work, s.host.dockerEnv(), "docker", "compose", "-p", s.project+"-"+prev.Color, "down")
 			}, "is gone"},
 			{"gate admits both colors", func() {
 				// What a switch killed between admitting one color and retiring the
@@ -373,7 +373,7 @@ func TestRefusedPushes(t *testing.T) {
 					other = "green"
 				}
 				for _, u := range []string{"platform-" + other + ":8080", "rag-" + other + ":8000"} {
-					if err := os.WriteFile(s.remote+"/run/caddy/live/"+u, nil, 0o644); err != nil {
+					if err := os.WriteFile(s.host.path(s.remote)+"/run/caddy/live/"+u, nil, 0o644); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -405,7 +405,7 @@ func TestRefusedPushes(t *testing.T) {
 		image := fmt.Sprintf("%s/platform:%s", s.project, st.Active)
 		// The live color's network, where its services meet the proxy.
 		network := s.project + "-" + st.Active
-		out, err := exec.Command("docker", "inspect", "--format", fmt.Sprintf(`{{(index .NetworkSettings.Networks %q).IPAddress}}`, network), s.project+"-proxy").Output()
+		out, err := s.host.docker("inspect", "--format", fmt.Sprintf(`{{(index .NetworkSettings.Networks %q).IPAddress}}`, network), s.project+"-proxy").Output()
 		proxy := strings.TrimSpace(string(out))
 		if err != nil || proxy == "" {
 			t.Fatalf("the proxy's address on %s: %v", network, err)
@@ -413,7 +413,7 @@ func TestRefusedPushes(t *testing.T) {
 		probe := filepath.Join(t.TempDir(), "httpprobe")
 		run(t, s.repo, []string{"CGO_ENABLED=0"}, "go", "build", "-o", probe, "./e2e/testdata/httpprobe")
 		try := func(url string) error {
-			out, err := exec.Command("docker", "run", "--rm", "--network", network, "-v", probe+":/httpprobe:ro",
+			out, err := s.host.docker("run", "--rm", "--network", network, "-v", probe+":/httpprobe:ro",
 				"--entrypoint", "/httpprobe", image, url).CombinedOutput()
 			t.Logf("from a container on %s: GET %s: %s", network, url, strings.TrimSpace(string(out)))
 			return err
@@ -435,7 +435,7 @@ func TestRefusedPushes(t *testing.T) {
 			if c.Service == "proxy" {
 				continue
 			}
-			out, _ := exec.Command("docker", "inspect", "--format", "{{range .Mounts}}{{.Source}} {{end}}", c.ID).Output()
+			out, _ := s.host.docker("inspect", "--format", "{{range .Mounts}}{{.Source}} {{end}}", c.ID).Output()
 			if strings.Contains(string(out), "run/caddy") {
 				t.Errorf("container %s mounts the admin socket's folder: %s", c.Name, out)
 			}
@@ -459,7 +459,7 @@ func TestRefusedPushes(t *testing.T) {
 	l.mu.Unlock()
 
 	// Secrets: nowhere in anything taledeploy printed, nor in its files on the host.
-	files := []string{s.remote + "/.taledeploy/history.jsonl", s.remote + "/.taledeploy/state.json"}
+	files := []string{s.host.path(s.remote) + "/.taledeploy/history.jsonl", s.host.path(s.remote) + "/.taledeploy/state.json"}
 	for _, secret := range []string{"e2e-planted-secret-value", passphrase} {
 		for _, out := range s.outputs {
 			if strings.Contains(out, secret) {
@@ -472,7 +472,7 @@ func TestRefusedPushes(t *testing.T) {
 			}
 		}
 	}
-	if info, err := os.Stat(s.remote + "/.taledeploy/env"); err != nil || info.Mode().Perm() != 0o700 {
+	if info, err := os.Stat(s.host.path(s.remote) + "/.taledeploy/env"); err != nil || info.Mode().Perm() != 0o700 {
 		t.Errorf("the env folder on the host: %v %v; want mode 0700", err, info.Mode().Perm())
 	}
 }

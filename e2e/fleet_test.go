@@ -17,9 +17,9 @@ import (
 	"time"
 )
 
-// fleet is a stack deployed to the three sandbox hosts (sshd on 127.0.0.1, .2
-// and .3), each with its own project, remote folder and proxy port, and a
-// staging environment that shares the first host with prod.
+// fleet is a stack deployed to the three sandbox hosts (each its own machine,
+// with its own engine), each with its own project, remote folder and proxy
+// port, and a staging environment that shares the first host with prod.
 type fleet struct {
 	*stack
 	hosts []fleetHost
@@ -28,33 +28,36 @@ type fleet struct {
 type fleetHost struct {
 	name, project, remote string
 	port                  int
+	sandbox               sandboxHost
 }
 
 func newFleet(t testing.TB, name string, basePort int) *fleet {
 	s := newStack(t, name, basePort)
 	f := &fleet{stack: s}
+	sandbox := sandboxHosts(t)
 	host := func(i int, override string) string {
 		return fmt.Sprintf(`      - name: h%[1]d
-        address: 127.0.0.%[1]d
+        address: %[4]s
         port: 2222
         user: root
         identity_file: %[2]s/.sandbox/id_ed25519
         known_hosts: %[2]s/.sandbox/host%[1]d/known_hosts
-%[3]s`, i, s.repo, override)
+%[3]s`, i, s.repo, override, sandbox[fmt.Sprintf("host%d", i)].addr)
 	}
 	stack := func(project string, port int) string {
 		return stackYAML(project, "/var/lib/taledeploy-"+project, "1s", port)
 	}
 	inv := "environments:\n  e2e:\n    hosts:\n"
 	for i := range 3 {
-		h := fleetHost{name: fmt.Sprintf("h%d", i+1), project: fmt.Sprintf("%s-h%d", name, i+1), port: basePort + i}
+		h := fleetHost{name: fmt.Sprintf("h%d", i+1), project: fmt.Sprintf("%s-h%d", name, i+1), port: basePort + i,
+			sandbox: sandbox[fmt.Sprintf("host%d", i+1)]}
 		h.remote = "/var/lib/taledeploy-" + h.project
 		f.hosts = append(f.hosts, h)
-		registerSite(h.port, h.project)
+		registerSite(h.port, h.project, h.sandbox)
 		inv += host(i+1, fmt.Sprintf("        project: %s\n        remote_dir: %s\n        env: {HTTP_PORT: \"%d\", HTTPS_PORT: \"%d\"}\n", h.project, h.remote, h.port, h.port+httpsOffset))
 	}
 	inv += stack(name+"-prod", 0)
-	registerSite(basePort+3, name+"-stg")
+	registerSite(basePort+3, name+"-stg", sandbox["host1"])
 	inv += "  staging:\n    hosts:\n" + host(1, "") + stack(name+"-stg", basePort+3)
 	if err := os.WriteFile(filepath.Join(s.work, "inventory.yaml"), []byte(inv), 0o644); err != nil {
 		t.Fatal(err)
@@ -284,12 +287,13 @@ func (f *fleet) snapshot() string {
 	f.t.Helper()
 	var lines []string
 	for _, h := range f.hosts {
-		filepath.WalkDir(h.remote, func(p string, d fs.DirEntry, err error) error {
+		root := h.sandbox.path(h.remote)
+		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return nil
 			}
 			info, _ := d.Info()
-			line := fmt.Sprintf("%s %v", p, info.Mode())
+			line := fmt.Sprintf("%s:%s %v", h.name, strings.TrimPrefix(p, root), info.Mode())
 			if d.Type().IsRegular() {
 				data, _ := os.ReadFile(p)
 				sum := sha256.Sum256(data)
@@ -298,15 +302,13 @@ func (f *fleet) snapshot() string {
 			lines = append(lines, line)
 			return nil
 		})
-	}
-	out, err := exec.Command("docker", "ps", "-a", "--no-trunc", "--format", `{{.ID}} {{.State}} {{.Label "com.docker.compose.project"}}`).Output()
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		for _, h := range f.hosts {
+		out, err := h.sandbox.docker("ps", "-a", "--no-trunc", "--format", `{{.ID}} {{.State}} {{.Label "com.docker.compose.project"}}`).Output()
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
 			if strings.HasSuffix(line, " "+h.project) || strings.Contains(line, " "+h.project+"-") {
-				lines = append(lines, line)
+				lines = append(lines, h.name+":"+line)
 			}
 		}
 	}

@@ -21,9 +21,11 @@ import (
 )
 
 // stack is one sandbox project the tests deploy to: its own compose project,
-// remote folder and proxy port, on the sandbox sshd.
+// remote folder and proxy port, on a sandbox host (host1 unless a test adds
+// others to its inventory).
 type stack struct {
 	t       testing.TB
+	host    sandboxHost
 	repo    string // the repository
 	work    string // a copy of the stack the tests may change
 	bin     string // the taledeploy binary
@@ -43,6 +45,45 @@ func repoRoot(t testing.TB) string {
 	return filepath.Dir(filepath.Dir(file))
 }
 
+// sandboxHost is one host of scripts/sandbox.sh: a machine of its own (network
+// and mount namespaces, disk, dockerd and sshd), reached from the tests at its
+// address, through its engine's socket and through its file system.
+type sandboxHost struct {
+	name, addr string
+	state      string // its folder in the sandbox's cache: docker.sock, holder.pid
+}
+
+// docker is the docker CLI talking to the host's own engine.
+func (h sandboxHost) docker(args ...string) *exec.Cmd {
+	cmd := exec.Command("docker", args...)
+	cmd.Env = append(os.Environ(), h.dockerEnv()...)
+	return cmd
+}
+
+func (h sandboxHost) dockerEnv() []string {
+	return []string{"DOCKER_HOST=unix://" + filepath.Join(h.state, "docker.sock")}
+}
+
+// path is where the host's file p is seen from here: through the root of the
+// process that holds its namespaces.
+func (h sandboxHost) path(p string) string {
+	pid, _ := os.ReadFile(filepath.Join(h.state, "holder.pid"))
+	return filepath.Join("/proc", strings.TrimSpace(string(pid)), "root", p)
+}
+
+// sandboxHosts reads the hosts scripts/sandbox.sh up made (.sandbox/hosts),
+// by name; it is empty when the sandbox is not up.
+func sandboxHosts(t testing.TB) map[string]sandboxHost {
+	data, _ := os.ReadFile(filepath.Join(repoRoot(t), ".sandbox/hosts"))
+	hosts := map[string]sandboxHost{}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) == 3 {
+			hosts[f[0]] = sandboxHost{name: f[0], addr: f[1], state: f[2]}
+		}
+	}
+	return hosts
+}
+
 // requireSandbox fails under CI and skips elsewhere when the sandbox is not up.
 func requireSandbox(t testing.TB) {
 	t.Helper()
@@ -54,20 +95,30 @@ func requireSandbox(t testing.TB) {
 	if _, err := os.Stat(filepath.Join(root, ".sandbox/jump/known_hosts")); err != nil {
 		missing = append(missing, "jump host key .sandbox/jump/known_hosts")
 	}
-	// Three hosts and the jump host in front of them (ProxyJump).
-	for _, addr := range []string{"127.0.0.1:2222", "127.0.0.2:2222", "127.0.0.3:2222", "127.0.0.4:2222"} {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err != nil {
-			missing = append(missing, "sshd on "+addr)
-		} else {
-			c.Close()
-		}
-	}
 	if err := exec.Command("docker", "compose", "version").Run(); err != nil {
 		missing = append(missing, "docker compose v2")
 	}
-	for _, image := range []string{"taledeploy/caddy:2.11.9", "taledeploy/postgres:15-bookworm"} {
-		if err := exec.Command("docker", "image", "inspect", image).Run(); err != nil {
-			missing = append(missing, "image "+image)
+	// Three hosts, each with its own engine, and the jump host in front of
+	// them (ProxyJump).
+	hosts := sandboxHosts(t)
+	for _, name := range []string{"host1", "host2", "host3", "jump"} {
+		h, ok := hosts[name]
+		if !ok {
+			missing = append(missing, "sandbox host "+name+" in .sandbox/hosts")
+			continue
+		}
+		if c, err := net.DialTimeout("tcp", net.JoinHostPort(h.addr, "2222"), time.Second); err != nil {
+			missing = append(missing, "sshd on "+h.addr+":2222")
+		} else {
+			c.Close()
+		}
+		if name == "jump" {
+			continue
+		}
+		for _, image := range []string{"taledeploy/caddy:2.11.9", "taledeploy/postgres:15-bookworm"} {
+			if err := h.docker("image", "inspect", image).Run(); err != nil {
+				missing = append(missing, "image "+image+" on "+name)
+			}
 		}
 	}
 	if len(missing) == 0 {
@@ -85,9 +136,9 @@ func requireSandbox(t testing.TB) {
 func newStack(t testing.TB, name string, port int) *stack {
 	requireSandbox(t)
 	root := repoRoot(t)
-	s := &stack{t: t, repo: root, work: t.TempDir(), project: name, remote: "/var/lib/taledeploy-" + name, port: port}
+	s := &stack{t: t, host: sandboxHosts(t)["host1"], repo: root, work: t.TempDir(), project: name, remote: "/var/lib/taledeploy-" + name, port: port}
 	s.bin = filepath.Join(s.work, "taledeploy")
-	registerSite(port, name)
+	registerSite(port, name, s.host)
 	// The kill hook (TALEDEPLOY_KILL_AFTER) exists only in this test build.
 	run(t, root, nil, "go", "build", "-tags", "killhook", "-o", s.bin, "./cmd/taledeploy")
 	for _, p := range []string{"compose.yml", "services/platform/Dockerfile", "services/platform/docker-entrypoint.sh",
@@ -101,12 +152,12 @@ func newStack(t testing.TB, name string, port int) *stack {
   e2e:
     hosts:
       - name: sandbox
-        address: 127.0.0.1
+        address: %[3]s
         port: 2222
         user: root
         identity_file: %[1]s/.sandbox/id_ed25519
         known_hosts: %[1]s/.sandbox/host1/known_hosts
-%[2]s`, root, stackYAML(s.project, s.remote, "2s", s.port))
+%[2]s`, root, stackYAML(s.project, s.remote, "2s", s.port), s.host.addr)
 	if err := os.WriteFile(filepath.Join(s.work, "inventory.yaml"), []byte(inv), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -165,37 +216,41 @@ func (s *stack) clean() {
 	mine := func(name string) bool {
 		return name == s.project || strings.HasPrefix(name, s.project+"-") || strings.HasPrefix(name, s.project+"_")
 	}
-	out, _ := exec.Command("docker", "ps", "-a", "--filter", "label=com.docker.compose.project", "--format",
-		`{{.ID}} {{.Label "com.docker.compose.project"}}`).Output()
-	var ids []string
-	for _, line := range strings.Split(string(out), "\n") {
-		if id, p, ok := strings.Cut(line, " "); ok && mine(p) {
-			ids = append(ids, id)
-		}
-	}
-	if len(ids) > 0 {
-		exec.Command("docker", append([]string{"rm", "-f"}, ids...)...).Run()
-	}
-	for _, kind := range []string{"network", "volume"} {
-		out, _ := exec.Command("docker", kind, "ls", "-q", "--format", "{{.Name}}").Output()
-		for _, name := range strings.Fields(string(out)) {
-			if mine(name) {
-				exec.Command("docker", kind, "rm", name).Run()
+	// A fleet's projects are on every host.
+	for _, name := range []string{"host1", "host2", "host3"} {
+		h := sandboxHosts(s.t)[name]
+		out, _ := h.docker("ps", "-a", "--filter", "label=com.docker.compose.project", "--format",
+			`{{.ID}} {{.Label "com.docker.compose.project"}}`).Output()
+		var ids []string
+		for _, line := range strings.Split(string(out), "\n") {
+			if id, p, ok := strings.Cut(line, " "); ok && mine(p) {
+				ids = append(ids, id)
 			}
 		}
-	}
-	// Compose builds a stateful service's image only when it is missing, so the
-	// db image another checkout left would run instead of this one's.
-	out, _ = exec.Command("docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}").Output()
-	for _, ref := range strings.Fields(string(out)) {
-		if p, ok := strings.CutSuffix(strings.SplitN(ref, ":", 2)[0], "/db"); ok && mine(p) {
-			exec.Command("docker", "image", "rm", ref).Run()
+		if len(ids) > 0 {
+			h.docker(append([]string{"rm", "-f"}, ids...)...).Run()
 		}
-	}
-	dirs, _ := filepath.Glob("/var/lib/taledeploy-" + s.project + "*")
-	for _, d := range dirs {
-		if mine(strings.TrimPrefix(d, "/var/lib/taledeploy-")) {
-			os.RemoveAll(d)
+		for _, kind := range []string{"network", "volume"} {
+			out, _ := h.docker(kind, "ls", "-q", "--format", "{{.Name}}").Output()
+			for _, name := range strings.Fields(string(out)) {
+				if mine(name) {
+					h.docker(kind, "rm", name).Run()
+				}
+			}
+		}
+		// Compose builds a stateful service's image only when it is missing, so the
+		// db image an earlier run left would run instead of this one's.
+		out, _ = h.docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}").Output()
+		for _, ref := range strings.Fields(string(out)) {
+			if p, ok := strings.CutSuffix(strings.SplitN(ref, ":", 2)[0], "/db"); ok && mine(p) {
+				h.docker("image", "rm", ref).Run()
+			}
+		}
+		dirs, _ := filepath.Glob(h.path("/var/lib/taledeploy-" + s.project + "*"))
+		for _, d := range dirs {
+			if mine(strings.TrimPrefix(filepath.Base(d), "taledeploy-")) {
+				os.RemoveAll(d)
+			}
 		}
 	}
 }

@@ -36,7 +36,7 @@ func TestInitThenPush(t *testing.T) {
 
 	// What a user edits: the host, and this test's project, folder and port.
 	host := `      - name: sandbox
-        address: 127.0.0.1
+        address: ` + s.host.addr + `
         port: 2222
         user: root
         identity_file: ` + s.repo + `/.sandbox/id_ed25519

@@ -13,7 +13,7 @@ import (
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 )
 
-// load sends requests to the stack's proxy on loopback until stopped: a keep-alive
+// load sends requests to the stack's proxy at its host until stopped: a keep-alive
 // attacker and a fresh-connection one, with one request in 50 taking 2 s.
 type load struct {
 	attackers []*vegeta.Attacker

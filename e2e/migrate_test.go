@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -26,7 +25,7 @@ func TestMigrations(t *testing.T) {
 	}
 	psql := func(query string) string {
 		t.Helper()
-		out, err := exec.Command("docker", "exec", "-u", "postgres", s.project+"-db-1", "psql", "-d", "tale", "-tAc", query).CombinedOutput()
+		out, err := s.host.docker("exec", "-u", "postgres", s.project+"-db-1", "psql", "-d", "tale", "-tAc", query).CombinedOutput()
 		if err != nil {
 			t.Fatalf("psql %q: %v: %s", query, err, out)
 		}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -38,7 +37,7 @@ func get(t *testing.T, port int) string {
 // siteCertificate is the serial of the certificate the site on port serves.
 func siteCertificate(t *testing.T, port int) string {
 	t.Helper()
-	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port+httpsOffset), siteTLS(t, port))
+	conn, err := tls.Dial("tcp", fmt.Sprintf("%s:%d", siteAddr(port), port+httpsOffset), siteTLS(t, port))
 	if err != nil {
 		t.Fatalf("TLS to the site: %v", err)
 	}
@@ -114,7 +113,7 @@ func TestPushRollbackUnderLoad(t *testing.T) {
 	}
 	firstVisits := visits(t, s.port)
 	// The site is HTTPS, and plain HTTP redirects to it.
-	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/", s.port), nil)
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://%s:%d/", s.host.addr, s.port), nil)
 	req.Host = "localhost"
 	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	if resp, err := noFollow.Do(req); err != nil || resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != "https://localhost/" {
@@ -249,7 +248,7 @@ func TestPushRollbackUnderLoad(t *testing.T) {
 	}
 	// The counter is PostgreSQL's, on the named volume: read it there, with psql
 	// in the db container that ran through every push.
-	out, err := exec.Command("docker", "exec", "-u", "postgres", dbID, "psql", "-d", "tale", "-tAc", "SELECT count FROM visits WHERE id = 1").CombinedOutput()
+	out, err := s.host.docker("exec", "-u", "postgres", dbID, "psql", "-d", "tale", "-tAc", "SELECT count FROM visits WHERE id = 1").CombinedOutput()
 	if err != nil {
 		t.Fatalf("psql in the db container: %v: %s", err, out)
 	}
@@ -259,7 +258,7 @@ func TestPushRollbackUnderLoad(t *testing.T) {
 	}
 	t.Logf("visits in PostgreSQL: %d (load counted %d)", inDB, l.counted)
 	var mounts []struct{ Type, Name, Destination string }
-	if out, err := exec.Command("docker", "inspect", "-f", "{{json .Mounts}}", dbID).Output(); err != nil || json.Unmarshal(out, &mounts) != nil {
+	if out, err := s.host.docker("inspect", "-f", "{{json .Mounts}}", dbID).Output(); err != nil || json.Unmarshal(out, &mounts) != nil {
 		t.Errorf("docker inspect %s: %v", dbID, err)
 	}
 	if !slices.ContainsFunc(mounts, func(m struct{ Type, Name, Destination string }) bool {
@@ -269,17 +268,17 @@ func TestPushRollbackUnderLoad(t *testing.T) {
 	}
 
 	// Secrets: the env file is 0600 and its values are never printed.
-	info, err := os.Stat(s.remote + "/.taledeploy/env/stack.env")
+	info, err := os.Stat(s.host.path(s.remote) + "/.taledeploy/env/stack.env")
 	if err != nil || info.Mode().Perm() != 0o600 {
 		t.Errorf("env file on the host: %v, mode %v; want 0600", err, info.Mode().Perm())
 	}
 	// Values arrive byte for byte: the live platform container has ODD_VALUE
 	// exactly as the inventory holds it.
-	ids, err := exec.Command("docker", "ps", "-q", "--filter", "label=com.docker.compose.project="+s.project+"-green",
+	ids, err := s.host.docker("ps", "-q", "--filter", "label=com.docker.compose.project="+s.project+"-green",
 		"--filter", "label=com.docker.compose.service=platform").Output()
 	if id := strings.TrimSpace(string(ids)); err != nil || id == "" {
 		t.Errorf("no live platform container: %v", err)
-	} else if env, err := exec.Command("docker", "inspect", "--format", "{{json .Config.Env}}", id).Output(); err != nil {
+	} else if env, err := s.host.docker("inspect", "--format", "{{json .Config.Env}}", id).Output(); err != nil {
 		t.Errorf("docker inspect: %v", err)
 	} else {
 		var vars []string

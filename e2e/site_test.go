@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -21,21 +20,34 @@ const httpsOffset = 1000
 
 var (
 	sitesMu sync.Mutex
-	sites   = map[int]string{}         // HTTP port -> project whose proxy serves it
+	sites   = map[int]site{}           // HTTP port -> the proxy that serves it
 	roots   = map[int]*x509.CertPool{} // HTTP port -> its proxy's CA
 )
 
-// registerSite says which stack's proxy serves port, forgetting any CA an
-// earlier stack on that port had.
-func registerSite(port int, project string) {
+// site is a stack's proxy: its project, on a sandbox host.
+type site struct {
+	project string
+	host    sandboxHost
+}
+
+// registerSite says which stack's proxy serves port, on which host,
+// forgetting any CA an earlier stack on that port had.
+func registerSite(port int, project string, host sandboxHost) {
 	sitesMu.Lock()
 	defer sitesMu.Unlock()
-	sites[port] = project
+	sites[port] = site{project, host}
 	delete(roots, port)
 }
 
-// siteURL is the site of the stack on port, over HTTPS, dialled on loopback.
-func siteURL(port int) string { return fmt.Sprintf("https://127.0.0.1:%d", port+httpsOffset) }
+// siteAddr is the address of the host whose proxy serves port.
+func siteAddr(port int) string {
+	sitesMu.Lock()
+	defer sitesMu.Unlock()
+	return sites[port].host.addr
+}
+
+// siteURL is the site of the stack on port, over HTTPS, dialled at its host.
+func siteURL(port int) string { return fmt.Sprintf("https://%s:%d", siteAddr(port), port+httpsOffset) }
 
 // siteTLS trusts what a visitor of the sandbox's site would: the proxy's own
 // CA (read from its data volume once it runs), for the name localhost.
@@ -45,9 +57,9 @@ func siteTLS(t testing.TB, port int) *tls.Config {
 	defer sitesMu.Unlock()
 	pool := roots[port]
 	if pool == nil {
-		project := sites[port]
+		project := sites[port].project
 		// The image may have no shell or cat: docker cp writes a tar stream.
-		out, err := exec.Command("docker", "cp", project+"-proxy:/data/caddy/pki/authorities/local/root.crt", "-").Output()
+		out, err := sites[port].host.docker("cp", project+"-proxy:/data/caddy/pki/authorities/local/root.crt", "-").Output()
 		var pem []byte
 		if err == nil {
 			tr := tar.NewReader(bytes.NewReader(out))

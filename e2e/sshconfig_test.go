@@ -13,21 +13,17 @@ import (
 // scripts/sandbox.sh): it names every connection the jump host forwards.
 func jumpLog(t *testing.T) string {
 	t.Helper()
-	cache := os.Getenv("TALEDEPLOY_CACHE")
-	if cache == "" {
-		cache = "/var/cache/taledeploy"
-	}
-	return string(readFile(t, filepath.Join(cache, "sandbox/jump/sshd.log")))
+	return string(readFile(t, filepath.Join(sandboxHosts(t)["jump"].state, "sshd.log")))
 }
-
-var (
-	forwardToHost1 = regexp.MustCompile(`(?m)server_request_direct_tcpip: originator \S+ port \d+, target 127\.0\.0\.1 port 2222\r?$`) // sshd -E ends lines with \r\n
-	jumpLogin      = regexp.MustCompile(`(?m)^Accepted publickey for root from 127\.0\.0\.1 `)
-)
 
 // jumpCounts counts the jump host's logins and its forwards to host1.
 func jumpCounts(t *testing.T) (logins, forwards int) {
 	l := jumpLog(t)
+	host1 := regexp.QuoteMeta(sandboxHosts(t)["host1"].addr)
+	// sshd -E ends lines with \r\n.
+	forwardToHost1 := regexp.MustCompile(`(?m)server_request_direct_tcpip: originator \S+ port \d+, target ` + host1 + ` port 2222\r?$`)
+	// From this machine, or from the relay in the jump host (wan on).
+	jumpLogin := regexp.MustCompile(`(?m)^Accepted publickey for root from \S+ `)
 	return len(jumpLogin.FindAllString(l, -1)), len(forwardToHost1.FindAllString(l, -1))
 }
 
@@ -41,22 +37,23 @@ func jumpCounts(t *testing.T) (logins, forwards int) {
 func TestProxyJump(t *testing.T) {
 	s := newStack(t, "tale-jump", 18120)
 	key := filepath.Join(s.repo, ".sandbox/id_ed25519")
+	hosts := sandboxHosts(t)
 	sshConfig := func(name, identity string) string {
 		p := filepath.Join(s.work, name)
 		cfg := fmt.Sprintf(`# The sandbox host1, reached through the jump host.
 Host tale-jump-target
-  HostName 127.0.0.1
+  HostName %[2]s
   Port 2222
   User root
   ProxyJump sandbox-jump
 
 Host sandbox-jump
-  HostName 127.0.0.4
+  HostName %[3]s
   Port 2222
   User root
 
 Host *
-%s`, identity)
+%[1]s`, identity, hosts["host1"].addr, hosts["jump"].addr)
 		if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -64,12 +61,12 @@ Host *
 	}
 	withKeyFile := sshConfig("ssh_config", "  IdentityFile "+key+"\n")
 	withoutKey := sshConfig("ssh_config_nokey", "")
-	s.editInventory(fmt.Sprintf(`        address: 127.0.0.1
+	s.editInventory(fmt.Sprintf(`        address: %[2]s
         port: 2222
         user: root
         identity_file: %[1]s/.sandbox/id_ed25519
         known_hosts: %[1]s/.sandbox/host1/known_hosts
-`, s.repo), "        address: tale-jump-target\n")
+`, s.repo, s.host.addr), "        address: tale-jump-target\n")
 	hostLine := strings.TrimSpace(string(readFile(t, filepath.Join(s.repo, ".sandbox/host1/known_hosts"))))
 	jumpLine := strings.TrimSpace(string(readFile(t, filepath.Join(s.repo, ".sandbox/jump/known_hosts"))))
 	t.Setenv("TALEDEPLOY_KNOWN_HOSTS", hostLine+"\n"+jumpLine+"\n")
@@ -83,7 +80,7 @@ Host *
 	}
 	logins1, forwards1 := jumpCounts(t)
 	if logins1 <= logins0 || forwards1 <= forwards0 {
-		t.Fatalf("the push did not go through the jump host: its log has %d -> %d logins, %d -> %d forwards to 127.0.0.1:2222",
+		t.Fatalf("the push did not go through the jump host: its log has %d -> %d logins, %d -> %d forwards to host1:2222",
 			logins0, logins1, forwards0, forwards1)
 	}
 	st := s.status()
@@ -113,7 +110,7 @@ Host *
 	// The jump host's key is verified too: without its line, nothing connects.
 	t.Setenv("TALEDEPLOY_KNOWN_HOSTS", hostLine+"\n")
 	r := s.taledeploy("status", "e2e")
-	if !r.failed() || !strings.Contains(r.out, "host key unknown for jump host [127.0.0.4]:2222") || !strings.Contains(r.out, "TALEDEPLOY_KNOWN_HOSTS") {
+	if !r.failed() || !strings.Contains(r.out, "host key unknown for jump host ["+hosts["jump"].addr+"]:2222") || !strings.Contains(r.out, "TALEDEPLOY_KNOWN_HOSTS") {
 		t.Errorf("status with the jump host's key unknown: %v\n%s\nwant a refusal that names the jump host and TALEDEPLOY_KNOWN_HOSTS", r.err, r.out)
 	}
 	if _, forwards4 := jumpCounts(t); forwards4 != forwards3 {

@@ -37,11 +37,11 @@ func TestWebSocketsThroughPush(t *testing.T) {
 	defer l.stopOnce()
 	ctx := context.Background()
 	dial := func() (*websocket.Conn, string, error) {
-		// wss://localhost/ws as a browser opens it, dialled on loopback.
+		// wss://localhost/ws as a browser opens it, dialled at the host.
 		client := &http.Client{Transport: &http.Transport{
 			TLSClientConfig: siteTLS(t, s.port),
 			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				return (&net.Dialer{}).DialContext(ctx, network, fmt.Sprintf("127.0.0.1:%d", s.port+httpsOffset))
+				return (&net.Dialer{}).DialContext(ctx, network, fmt.Sprintf("%s:%d", s.host.addr, s.port+httpsOffset))
 			},
 		}}
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)

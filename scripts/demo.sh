@@ -15,14 +15,18 @@ td=.sandbox/taledeploy
 say "first push: blue"
 $td push demo
 # The site is https://localhost, with a certificate of Caddy's own CA.
-docker cp tale-demo-proxy:/data/caddy/pki/authorities/local/root.crt .sandbox/caddy-root.crt
-get() { curl -s --cacert .sandbox/caddy-root.crt --resolve localhost:8443:127.0.0.1 https://localhost:8443/; }
+# The sandbox host's own engine, reached from here through its socket in the
+# state folder .sandbox/hosts names.
+host1=$(awk '$1 == "host1" {print $2, $3}' .sandbox/hosts)
+addr=${host1%% *}
+DOCKER_HOST=unix://${host1#* }/docker.sock docker cp tale-demo-proxy:/data/caddy/pki/authorities/local/root.crt .sandbox/caddy-root.crt
+get() { curl -s --cacert .sandbox/caddy-root.crt --resolve "localhost:8443:$addr" https://localhost:8443/; }
 get
-curl -s -o /dev/null -w 'http://localhost:8088/ answers %{http_code}, to %{redirect_url}\n' --resolve localhost:8088:127.0.0.1 http://localhost:8088/
+curl -s -o /dev/null -w 'http://localhost:8088/ answers %{http_code}, to %{redirect_url}\n' --resolve "localhost:8088:$addr" http://localhost:8088/
 
 stop=$(mktemp -u)
-say "load: 100 req/s on https://localhost:8443/ (keep-alive and fresh TLS connections, 1 in 50 takes 2 s)"
-.sandbox/loadgen -url https://127.0.0.1:8443/ -servername localhost -cacert .sandbox/caddy-root.crt -rate 100 -stop-file "$stop" &
+say "load: 100 req/s on https://localhost:8443/ at $addr (keep-alive and fresh TLS connections, 1 in 50 takes 2 s)"
+.sandbox/loadgen -url "https://$addr:8443/" -servername localhost -cacert .sandbox/caddy-root.crt -rate 100 -stop-file "$stop" &
 load=$!
 sleep 2
 

@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
-# Local sandbox for taledeploy: a "VPS" on this machine.
+# Local sandbox for taledeploy: "VPS" hosts on this machine.
 #
-#   scripts/sandbox.sh up     install what is missing, start dockerd and one sshd
-#                             per sandbox host (127.0.0.1, .2, .3, port 2222) and
-#                             one for a jump host (127.0.0.4:2222, for ProxyJump),
-#                             write .sandbox/ (key, known_hosts per host)
-#   scripts/sandbox.sh down   remove the demo stack (containers, networks, volumes)
-#                             and stop that sshd
+#   scripts/sandbox.sh up     install what is missing and start the sandbox hosts:
+#                             host1, host2 and host3 (10.231.0.1, .2, .3) are separate
+#                             machines, each with its own network namespace, disk
+#                             (/var/lib), dockerd and sshd on port 2222; jump
+#                             (10.231.0.4:2222, for ProxyJump) has only an sshd. Writes
+#                             .sandbox/ (key, known_hosts per host, and hosts: name,
+#                             address and state folder, whose docker.sock reaches the
+#                             host's engine from here)
+#   scripts/sandbox.sh down   stop the hosts and delete their disks (containers,
+#                             volumes, images, deployed folders)
 #   scripts/sandbox.sh tools  only install/build Docker, Compose v2, Caddy, busybox
-#                             and the PostgreSQL base image
+#                             and the PostgreSQL base image (in this machine's engine)
 #   scripts/sandbox.sh wan RTT [RATE]  put RTT (e.g. 100ms) of round trip, and RATE bytes/s
-#                             each way, between this machine and every sandbox host: a
-#                             relay in user space takes each host's port 2222 and its sshd
-#                             moves to 2223 (the kernel here has no netem); kept by `up`
-#   scripts/sandbox.sh wan off  hosts on loopback again
+#                             each way, between this machine and every sandbox host's
+#                             sshd: a relay in user space in the host takes its port 2222
+#                             (the kernel here has no netem); kept by `up`
+#   scripts/sandbox.sh wan off  no delay again
+#   scripts/sandbox.sh fault HOST docker-stop|docker-start|disk-fill|disk-free|cut|mend
+#                             stop or start HOST's dockerd, fill its disk or free it,
+#                             cut its link or mend it (for the fault tests)
 #
+# This machine's own dockerd is the image cache and the laptop's engine: the
+# images the hosts need are built there once and loaded into each host.
 # Slow builds (Compose, Caddy, the PostgreSQL root filesystem) are cached under $TALEDEPLOY_CACHE
 # (default /var/cache/taledeploy) and in the Docker image store, so a second run
 # skips them. Everything is idempotent.
@@ -85,7 +94,7 @@ start_dockerd() {
 
 tools() {
 	need_root
-	apt_install docker.io openssh-server busybox-static ca-certificates zsh debootstrap
+	apt_install docker.io openssh-server busybox-static ca-certificates zsh debootstrap iproute2 e2fsprogs iptables
 	mkdir -p "$cache" "$(dirname "$plugin")"
 	go_tool github.com/docker/compose/v2/cmd "$cache/docker-compose-$COMPOSE_VERSION" "$COMPOSE_VERSION" \
 		"-X github.com/docker/compose/v2/internal.Version=$COMPOSE_VERSION"
@@ -164,13 +173,13 @@ postgres_image() {
 		"$tarball" "$PG_IMAGE" >/dev/null
 }
 
-# start_sshd NAME ADDR PORT [LOGLEVEL [PUBLIC]] starts one OpenSSH sshd for a sandbox host, with its own
+# start_sshd NAME ADDR PORT [LOGLEVEL [PUBLIC_PORT [PUBLIC_ADDR]]] starts one OpenSSH sshd, in sandbox host NAME's namespaces, with its own
 # host key and authorized key, and copies the client key and the host's
 # known_hosts line into .sandbox/. The sshd and its keys live in $cache/sandbox,
 # shared by every checkout on the machine (a CI clone and the main one), so
 # whichever checkout started it, every checkout's known_hosts matches it.
 start_sshd() {
-	local name=$1 addr=$2 port=$3 loglevel=${4:-ERROR} public=${5:-$3} state=$cache/sandbox dir=$cache/sandbox/$1
+	local name=$1 addr=$2 port=$3 loglevel=${4:-ERROR} public=${5:-$3} public_addr=${6:-$2} state=$cache/sandbox dir=$cache/sandbox/$1
 	mkdir -p "$dir" "$sandbox/$name"
 	chmod 700 "$state" "$dir" "$sandbox" "$sandbox/$name"
 	[ -f "$dir/host_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "$name-host" -f "$dir/host_ed25519"
@@ -197,7 +206,7 @@ start_sshd() {
 	EOF
 	local hostkey
 	hostkey=$(cut -d' ' -f1,2 "$dir/host_ed25519.pub")
-	echo "[$addr]:$public $hostkey" >"$sandbox/$name/known_hosts"
+	echo "[$public_addr]:$public $hostkey" >"$sandbox/$name/known_hosts"
 	if [ -f "$dir/sshd.pid" ] && kill -0 "$(cat "$dir/sshd.pid")" 2>/dev/null && cmp -s "$dir/sshd_config" "$dir/sshd_config.new"; then
 		rm -f "$dir/sshd_config.new"
 		return 0
@@ -205,8 +214,7 @@ start_sshd() {
 	mv "$dir/sshd_config.new" "$dir/sshd_config"
 	# An older sandbox sshd (another checkout's, or an older layout) may hold the port.
 	pkill -f "sshd -f .*/(\.sandbox|sandbox)/$name/sshd_config" 2>/dev/null && sleep 0.3 || true
-	mkdir -p /run/sshd
-	/usr/sbin/sshd -f "$dir/sshd_config" -E "$dir/sshd.log"
+	in_host "$name" /usr/sbin/sshd -f "$dir/sshd_config" -E "$dir/sshd.log"
 	for _ in $(seq 1 40); do
 		[ -f "$dir/sshd.pid" ] && return 0
 		sleep 0.1
@@ -215,11 +223,148 @@ start_sshd() {
 	exit 1
 }
 
+# Sandbox hosts are separate machines on this one: each has its own network
+# namespace (an address on the bridge $bridge, nothing routed beyond it), its
+# own mount namespace with its own /run and its own disk on /var/lib (a sparse
+# ext4 image, so a host can fill up alone), and, but for the jump host, its own
+# dockerd (own containerd, data root, bridge and iptables). Its sshd runs in
+# that namespace, so a session sees the host's own /var/run/docker.sock.
+bridge=tdbr0
+subnet=10.231.0
+machines="host1:$subnet.1 host2:$subnet.2 host3:$subnet.3 jump:$subnet.4"
+disk_size=6G
+
+ensure_bridge() {
+	if ! ip link show "$bridge" >/dev/null 2>&1; then
+		ip link add "$bridge" type bridge
+		ip addr add "$subnet.254/24" dev "$bridge"
+	fi
+	ip link set "$bridge" up
+	# Docker's FORWARD policy is DROP, and bridged frames cross iptables here:
+	# let the hosts reach each other (the jump host forwards to the others).
+	iptables -C FORWARD -i "$bridge" -o "$bridge" -j ACCEPT 2>/dev/null ||
+		iptables -I FORWARD 1 -i "$bridge" -o "$bridge" -j ACCEPT
+}
+
+# holder_pid NAME prints the pid of the process that holds NAME's namespaces.
+holder_pid() {
+	local f=$cache/sandbox/$1/holder.pid
+	[ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && cat "$f"
+}
+
+# in_host NAME CMD... runs CMD in host NAME's network and mount namespaces.
+in_host() {
+	local pid
+	pid=$(holder_pid "$1") || { log "host $1 is not up (scripts/sandbox.sh up)"; exit 1; }
+	shift
+	nsenter -t "$pid" -m -n -- "$@"
+}
+
+# start_machine NAME ADDR makes host NAME's namespaces, held by a sleeping
+# process, unless they exist.
+start_machine() {
+	local name=$1 addr=$2 dir=$cache/sandbox/$1 ns=td-$1 veth=tdv-$1
+	mkdir -p "$dir"
+	holder_pid "$name" >/dev/null && return 0
+	ip netns del "$ns" 2>/dev/null || true
+	ip link del "$veth" 2>/dev/null || true
+	ip netns add "$ns"
+	ip link add "$veth" type veth peer name eth0 netns "$ns"
+	ip link set "$veth" master "$bridge" up
+	ip -n "$ns" addr add "$addr/24" dev eth0
+	ip -n "$ns" link set eth0 up
+	ip -n "$ns" link set lo up
+	if [ ! -f "$dir/disk.img" ]; then
+		truncate -s "$disk_size" "$dir/disk.img.tmp"
+		mkfs.ext4 -q -F -m 0 "$dir/disk.img.tmp"
+		mv "$dir/disk.img.tmp" "$dir/disk.img"
+	fi
+	mkdir -p "$dir/etc-docker" "$dir/cg"
+	rm -f "$dir/ready"
+	# A fresh sysfs shows this namespace's interfaces (dockerd reads them); the
+	# cgroup tree is carried over from this machine's.
+	nohup unshare --mount --uts --propagation private nsenter --net="/run/netns/$ns" sh -euc '
+		d=$1
+		hostname "$2"
+		mount --rbind /sys/fs/cgroup "$d/cg"
+		mount -t sysfs sysfs /sys
+		mount --rbind "$d/cg" /sys/fs/cgroup
+		umount -l "$d/cg"
+		mount -t tmpfs -o mode=755 tmpfs /run
+		mkdir -p /run/sshd
+		mount -o loop "$d/disk.img" /var/lib
+		mount --bind "$d/etc-docker" /etc/docker
+		touch "$d/ready"
+		exec sleep infinity
+	' holder "$dir" "$name" >"$dir/holder.log" 2>&1 &
+	echo $! >"$dir/holder.pid"
+	for _ in $(seq 1 50); do
+		[ -f "$dir/ready" ] && return 0
+		sleep 0.1
+	done
+	log "host $name's namespaces were not made; see $dir/holder.log"
+	exit 1
+}
+
+# host_docker NAME runs the docker CLI against host NAME's engine.
+host_docker() {
+	local name=$1
+	shift
+	DOCKER_HOST=unix://$cache/sandbox/$name/docker.sock docker "$@"
+}
+
+# start_host_dockerd NAME starts host NAME's own dockerd, with the defaults a
+# VPS has (its /var/lib/docker and /var/run/docker.sock are the host's own),
+# and a second socket in $cache for this machine's tests and this script.
+start_host_dockerd() {
+	local name=$1 dir=$cache/sandbox/$1
+	host_docker "$name" info >/dev/null 2>&1 && return 0
+	log "starting $name's dockerd"
+	rm -f "$dir/docker.sock"
+	in_host "$name" sh -c 'exec nohup dockerd -H unix:///var/run/docker.sock -H "unix://$1/docker.sock" >"$1/dockerd.log" 2>&1 </dev/null &
+		echo $! >"$1/dockerd.pid"' dockerd "$dir"
+	for _ in $(seq 1 120); do
+		host_docker "$name" info >/dev/null 2>&1 && return 0
+		sleep 0.5
+	done
+	log "$name's dockerd did not start; see $dir/dockerd.log"
+	exit 1
+}
+
+stop_host_dockerd() {
+	local dir=$cache/sandbox/$1 pid
+	[ -f "$dir/dockerd.pid" ] || return 0
+	pid=$(cat "$dir/dockerd.pid")
+	kill "$pid" 2>/dev/null || true
+	for _ in $(seq 1 100); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.2
+	done
+	rm -f "$dir/dockerd.pid"
+}
+
+# load_images NAME copies the images every stack here uses (Caddy, PostgreSQL)
+# from this machine's engine, the cache, into host NAME's, when it lacks them.
+load_images() {
+	local name=$1 img want
+	for img in "$CADDY_IMAGE" "$PG_IMAGE"; do
+		want=$(docker image inspect -f '{{.Id}}' "$img")
+		[ "$(host_docker "$name" image inspect -f '{{.Id}}' "$img" 2>/dev/null)" = "$want" ] && continue
+		log "loading $img into $name"
+		docker save "$img" | host_docker "$name" load -q >/dev/null
+	done
+}
+
 # start_host NAME ADDR [LOGLEVEL] serves a sandbox host on ADDR:2222: its sshd
 # itself, or, with `wan` on, a relay that delays every byte in front of its
-# sshd on ADDR:2223.
+# sshd on 127.0.0.1:2223 (both in the host's namespaces).
 start_host() {
 	local name=$1 addr=$2 loglevel=${3:-ERROR} dir=$cache/sandbox/$1
+	start_machine "$name" "$addr"
+	if [ "$name" != jump ]; then
+		start_host_dockerd "$name"
+		load_images "$name"
+	fi
 	stop_relay "$name"
 	if [ ! -f "$cache/sandbox/wan" ]; then
 		start_sshd "$name" "$addr" 2222 "$loglevel"
@@ -227,11 +372,10 @@ start_host() {
 	fi
 	local rtt rate
 	read -r rtt rate <"$cache/sandbox/wan"
-	start_sshd "$name" "$addr" 2223 "$loglevel" 2222
+	start_sshd "$name" 127.0.0.1 2223 "$loglevel" 2222 "$addr"
 	(cd "$root" && go build -o "$cache/wanrelay" ./scripts/wanrelay)
-	nohup "$cache/wanrelay" -listen "$addr:2222" -to "$addr:2223" -delay "$((rtt / 2))ms" -rate "${rate:-0}" \
-		>"$dir/relay.log" 2>&1 &
-	echo $! >"$dir/relay.pid"
+	in_host "$name" sh -c 'exec nohup "$1" -listen "$2:2222" -to 127.0.0.1:2223 -delay "$3ms" -rate "$4" >"$5/relay.log" 2>&1 </dev/null &
+		echo $! >"$5/relay.pid"' relay "$cache/wanrelay" "$addr" "$((rtt / 2))" "${rate:-0}" "$dir"
 	for _ in $(seq 1 40); do
 		(exec 3<>"/dev/tcp/$addr/2222") 2>/dev/null && return 0
 		sleep 0.1
@@ -249,13 +393,34 @@ stop_relay() {
 }
 
 start_hosts() {
-	# Three "VPS" hosts for fleet tests, one sshd each on its own loopback address.
-	start_host host1 127.0.0.1
-	start_host host2 127.0.0.2
-	start_host host3 127.0.0.3
-	# A jump host (ProxyJump) in front of them; at DEBUG1 its log names every
-	# forwarding, so a test can tell a connection went through it.
-	start_host jump 127.0.0.4 DEBUG1
+	ensure_bridge
+	local m
+	: >"$sandbox/hosts.new"
+	# Three "VPS" hosts for fleet tests, and a jump host (ProxyJump) in front of
+	# them; at DEBUG1 its log names every forwarding, so a test can tell a
+	# connection went through it.
+	for m in $machines; do
+		start_host "${m%%:*}" "${m#*:}" "$([ "${m%%:*}" = jump ] && echo DEBUG1 || echo ERROR)"
+		echo "${m%%:*} ${m#*:} $cache/sandbox/${m%%:*}" >>"$sandbox/hosts.new"
+	done
+	mv "$sandbox/hosts.new" "$sandbox/hosts"
+}
+
+stop_machine() {
+	local name=$1 dir=$cache/sandbox/$1 pid
+	stop_relay "$name"
+	stop_sshd "$name"
+	stop_host_dockerd "$name"
+	if pid=$(holder_pid "$name"); then
+		kill "$pid" 2>/dev/null || true
+		for _ in $(seq 1 50); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+	fi
+	rm -f "$dir/holder.pid" "$dir/ready" "$dir/docker.sock"
+	ip netns del "td-$name" 2>/dev/null || true
+	ip link del "tdv-$name" 2>/dev/null || true
 }
 
 stop_sshd() {
@@ -264,21 +429,6 @@ stop_sshd() {
 		kill "$(cat "$dir/sshd.pid")" 2>/dev/null || true
 		rm -f "$dir/sshd.pid"
 	fi
-}
-
-# remove_project deletes every container, network and volume of compose projects
-# whose name starts with $1 (the demo's, or a test's).
-remove_project() {
-	local prefix=$1
-	local ids
-	ids=$(docker ps -a --filter "label=com.docker.compose.project" --format '{{.ID}} {{.Label "com.docker.compose.project"}}' |
-		awk -v p="$prefix" '$2 == p || index($2, p "-") == 1 {print $1}')
-	[ -n "$ids" ] && docker rm -f $ids >/dev/null
-	for n in "$prefix" "$prefix-blue" "$prefix-green" "${prefix}_default"; do
-		docker network rm "$n" >/dev/null 2>&1 || true
-	done
-	docker volume ls -q --filter "label=com.docker.compose.project=$prefix" | xargs -r docker volume rm >/dev/null
-	return 0
 }
 
 case "${1:-}" in
@@ -290,7 +440,7 @@ up)
 	"$root/scripts/build-services.sh"
 	start_hosts
 	[ -f "$cache/sandbox/wan" ] && log "wan: $(cat "$cache/sandbox/wan") (round trip in ms, bytes/s) to every host"
-	log "ready: ssh root@127.0.0.1 -p 2222 -i .sandbox/id_ed25519; try: go run ./cmd/taledeploy push demo"
+	log "ready: ssh root@$subnet.1 -p 2222 -i .sandbox/id_ed25519; try: go run ./cmd/taledeploy push demo"
 	;;
 wan)
 	need_root
@@ -315,19 +465,38 @@ wan)
 	start_hosts
 	log "wan: ${2} to every sandbox host"
 	;;
+fault)
+	need_root
+	name=${2:-}
+	case "$name" in host1 | host2 | host3 | jump) ;; *) set -- usage ;; esac
+	case "${3:-}" in
+	docker-stop) stop_host_dockerd "$name" ;;
+	docker-start) start_host_dockerd "$name" ;;
+	disk-fill)
+		# No reserved blocks on the hosts' disks: this leaves nothing free.
+		in_host "$name" sh -c 'fallocate -l "$(df -B1 --output=avail /var/lib | tail -1)" /var/lib/sandbox-filler'
+		;;
+	disk-free) in_host "$name" rm -f /var/lib/sandbox-filler ;;
+	cut) ip link set "tdv-$name" down ;;
+	mend) ip link set "tdv-$name" up ;;
+	*)
+		echo "usage: scripts/sandbox.sh fault host1|host2|host3|jump docker-stop|docker-start|disk-fill|disk-free|cut|mend" >&2
+		exit 2
+		;;
+	esac
+	;;
 down)
-	if docker info >/dev/null 2>&1; then
-		remove_project tale-demo
-	fi
-	rm -rf /var/lib/taledeploy-demo
-	for h in host1 host2 host3 jump; do
-		stop_relay "$h"
-		stop_sshd "$h"
+	for m in $machines; do
+		stop_machine "${m%%:*}"
+		rm -f "$cache/sandbox/${m%%:*}/disk.img"
 	done
+	ip link del "$bridge" 2>/dev/null || true
+	iptables -D FORWARD -i "$bridge" -o "$bridge" -j ACCEPT 2>/dev/null || true
+	rm -f "$sandbox/hosts"
 	log "down"
 	;;
 *)
-	echo "usage: scripts/sandbox.sh up|down|tools|wan RTTms [RATE]|wan off" >&2
+	echo "usage: scripts/sandbox.sh up|down|tools|wan RTTms [RATE]|wan off|fault HOST WHAT" >&2
 	exit 2
 	;;
 esac

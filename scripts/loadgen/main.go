@@ -1,7 +1,7 @@
 // Command loadgen sends steady load to a stack on loopback with vegeta and prints
 // how many requests were sent and how many failed. Used by scripts/demo.sh.
 //
-//	go run ./scripts/loadgen -url https://127.0.0.1:8443/ -servername localhost -cacert root.crt -rate 100 -stop-file /tmp/stop
+//	go run ./scripts/loadgen -url https://10.231.0.1:8443/ -servername localhost -cacert root.crt -rate 100 -stop-file /tmp/stop
 //
 // Fresh connections make a new TLS handshake each.
 package main
@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -24,7 +25,7 @@ import (
 )
 
 func main() {
-	target := flag.String("url", "http://127.0.0.1:8088/", "URL to load (loopback only)")
+	target := flag.String("url", "http://10.231.0.1:8088/", "URL to load (loopback or a sandbox host only)")
 	rate := flag.Int("rate", 100, "requests per second")
 	stopFile := flag.String("stop-file", "", "stop when this file appears")
 	maxDur := flag.Duration("max", 15*time.Minute, "stop after this long in any case")
@@ -44,8 +45,8 @@ func main() {
 	}
 	tlsConfig := &tls.Config{ServerName: *serverName, RootCAs: roots}
 	u, err := url.Parse(*target)
-	if err != nil || (u.Hostname() != "127.0.0.1" && u.Hostname() != "localhost") {
-		fmt.Fprintln(os.Stderr, "loadgen: only loopback targets are allowed")
+	if err != nil || !sandboxTarget(u.Hostname()) {
+		fmt.Fprintln(os.Stderr, "loadgen: only loopback and the sandbox hosts (10.231.0.0/24) are allowed targets")
 		os.Exit(2)
 	}
 	var n atomic.Uint64
@@ -106,3 +107,15 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// sandboxTarget says whether host is one this project may load: loopback or
+// a host of scripts/sandbox.sh, whose network stays on this machine.
+func sandboxTarget(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && (ip.IsLoopback() || sandboxNet.Contains(ip))
+}
+
+var _, sandboxNet, _ = net.ParseCIDR("10.231.0.0/24")
