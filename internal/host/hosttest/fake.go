@@ -62,42 +62,54 @@ type Fake struct {
 	// as it costs over SSH (a command two, an atomic file write six, a
 	// request over a tunnel one), and Trips counts them.
 	Latency time.Duration
-	trips   struct{ all, serial, inflight int }
+	trips   struct {
+		all    int
+		serial float64   // round trips waited out, see trip
+		until  time.Time // when the calls on their way are all answered
+	}
 }
 
 // trip waits n round trips: what the call costs over a real SSH connection
-// (remote.Client), one exchange after another.
+// (remote.Client), one exchange after another. The user waits out the time
+// during which at least one call is on its way: a call made while another is
+// costs only as much as it outlasts the others.
 func (f *Fake) trip(n int) {
 	if f.Latency == 0 {
 		return
 	}
+	d := time.Duration(n) * f.Latency
 	f.mu.Lock()
 	f.trips.all += n
-	if f.trips.inflight == 0 {
-		f.trips.serial += n // no other call is on its way: the caller waits this one out
+	now := time.Now()
+	if end := now.Add(d); end.After(f.trips.until) {
+		f.trips.serial += float64(end.Sub(later(now, f.trips.until))) / float64(f.Latency)
+		f.trips.until = end
 	}
-	f.trips.inflight++
 	f.mu.Unlock()
-	time.Sleep(time.Duration(n) * f.Latency)
-	f.mu.Lock()
-	f.trips.inflight--
-	f.mu.Unlock()
+	time.Sleep(d)
 }
 
-// Trips counts the remote calls so far (with Latency set): all of them, and
-// those made while no other was on its way, which a user waits out one after
-// another.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// Trips counts the remote calls so far (with Latency set): the round trips
+// of all of them, and those a user waits out one after another (calls on
+// their way together count once).
 func (f *Fake) Trips() (all, serial int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.trips.all, f.trips.serial
+	return f.trips.all, int(f.trips.serial + 0.5)
 }
 
 // ResetTrips starts counting again.
 func (f *Fake) ResetTrips() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.trips.all, f.trips.serial = 0, 0
+	f.trips.all, f.trips.serial, f.trips.until = 0, 0, time.Time{}
 }
 
 func (f *Fake) Name() string {
@@ -119,8 +131,13 @@ func (f *Fake) refused(op, path string) error {
 }
 
 func (f *Fake) Run(_ context.Context, cmd remote.Cmd) ([]byte, error) {
-	if !(len(cmd.Argv) == 7 && cmd.Argv[0] == "sh" && strings.Contains(cmd.Argv[2], "owner.json.beat")) {
-		f.trip(2) // open a channel, then start the command; the lock's heartbeat runs beside the rest
+	switch {
+	case len(cmd.Argv) == 7 && cmd.Argv[0] == "sh" && strings.Contains(cmd.Argv[2], "owner.json.beat"):
+		// the lock's heartbeat runs beside the rest
+	case cmd.Stdin != nil:
+		f.trip(3) // open a channel, start the command, then send its input and wait for its end
+	default:
+		f.trip(2) // open a channel, then start the command
 	}
 	f.mu.Lock()
 	f.Cmds = append(f.Cmds, remote.Cmd{Argv: slices.Clone(cmd.Argv), Env: slices.Clone(cmd.Env)})
@@ -154,6 +171,12 @@ func (f *Fake) Run(_ context.Context, cmd remote.Cmd) ([]byte, error) {
 
 func (f *Fake) ReadFile(_ context.Context, path string) ([]byte, error) {
 	f.trip(3) // SFTP open, read, close
+	return f.Peek(path)
+}
+
+// Peek reads a file as something on the host does (the proxy reading its
+// config): no round trip.
+func (f *Fake) Peek(path string) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if data, ok := f.Files[path]; ok {
