@@ -157,6 +157,9 @@ func (f *Fake) Run(_ context.Context, cmd remote.Cmd) ([]byte, error) {
 		f.Files[rec] = data
 		return nil, nil
 	}
+	if len(cmd.Argv) >= 5 && cmd.Argv[0] == "sh" && strings.HasPrefix(cmd.Argv[2], "# taledeploy facts") {
+		return f.facts(cmd)
+	}
 	if len(cmd.Argv) >= 5 && cmd.Argv[0] == "sh" && strings.HasPrefix(cmd.Argv[2], "# taledeploy gate") {
 		return f.gate(cmd.Argv[4], cmd.Argv[5:])
 	}
@@ -471,4 +474,148 @@ func RawStack(root, project, remoteDir, composeFile, stateless, stateful, envVal
 			"proxy": {Name: "proxy"}, stateless: {Name: stateless}, stateful: {Name: stateful},
 		}},
 	}
+}
+
+// ageScript is how the host is asked for its time and a file's; Reply or
+// Exec answer it, as they answered it before it was one of the facts.
+const ageScript = `date +%s && date -r "$1" +%s`
+
+// facts answers host.Facts's script: $1 the boundary, then the asks.
+func (f *Fake) facts(cmd remote.Cmd) ([]byte, error) {
+	boundary, args := cmd.Argv[4], cmd.Argv[5:]
+	var in []byte
+	if cmd.Stdin != nil {
+		in, _ = io.ReadAll(cmd.Stdin)
+	}
+	input := func(n string) ([]byte, bool) {
+		k, err := strconv.Atoi(n)
+		if err != nil || k > len(in) {
+			in = nil
+			return nil, false
+		}
+		data := in[:k]
+		in = in[k:]
+		return slices.Clone(data), true
+	}
+	var out bytes.Buffer
+	for len(args) > 0 {
+		op := args[0]
+		arity := map[string]int{"cat": 1, "ls": 1, "age": 1, "mkdir": 2, "write": 3, "append": 3, "lock": 3, "unlock": 2}[op]
+		if arity == 0 || len(args) < 1+arity {
+			return nil, &remote.ExitError{Argv: cmd.Argv, Code: 2, Stderr: "taledeploy facts: unknown ask " + op}
+		}
+		a := args[1 : 1+arity]
+		args = args[1+arity:]
+		var code int
+		if op == "age" {
+			if _, err := f.Peek(a[0]); err != nil {
+				code = 66
+			} else {
+				var (
+					b   []byte
+					err error
+				)
+				switch argv := []string{"sh", "-c", ageScript, "sh", a[0]}; {
+				case f.Exec != nil:
+					b, err = f.Exec(remote.Cmd{Argv: argv})
+				case f.Reply != nil:
+					b, err = f.Reply(argv)
+				}
+				out.Write(b)
+				if err != nil || len(b) == 0 {
+					code = 1
+				}
+			}
+		} else {
+			code = f.ask(&out, op, a, input)
+		}
+		fmt.Fprintf(&out, "\n%s %d\n", boundary, code)
+	}
+	return out.Bytes(), nil
+}
+
+// ask answers one ask of host.Facts but age, writing its output to out.
+func (f *Fake) ask(out *bytes.Buffer, op string, a []string, input func(string) ([]byte, bool)) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.Files == nil {
+		f.Files = map[string][]byte{}
+	}
+	switch op {
+	case "cat":
+		data, ok := f.Files[a[0]]
+		if !ok {
+			return 66
+		}
+		out.Write(data)
+	case "ls":
+		var names []string
+		for p := range f.Files {
+			if name, ok := strings.CutPrefix(p, a[0]+"/"); ok {
+				name, _, _ = strings.Cut(name, "/")
+				if !slices.Contains(names, name) {
+					names = append(names, name)
+				}
+			}
+		}
+		if len(names) == 0 && !slices.Contains(f.Dirs, a[0]) {
+			return 66
+		}
+		slices.Sort(names)
+		for _, n := range names {
+			out.WriteString(n + "\n")
+		}
+	case "mkdir":
+		if !slices.Contains(f.Dirs, a[0]) {
+			f.Dirs = append(f.Dirs, a[0])
+		}
+	case "write", "append":
+		data, ok := input(a[2])
+		if !ok || f.refused(op, a[0]) != nil {
+			return 1
+		}
+		mode, _ := strconv.ParseUint(a[1], 8, 32)
+		if op == "write" {
+			f.Files[a[0]] = data
+			f.Ops = append(f.Ops, "write "+a[0])
+			f.touch(a[0])
+		} else {
+			f.Files[a[0]] = append(f.Files[a[0]], data...)
+		}
+		if f.Mode == nil {
+			f.Mode = map[string]os.FileMode{}
+		}
+		f.Mode[a[0]] = os.FileMode(mode)
+	case "lock":
+		data, ok := input(a[2])
+		if !ok {
+			return 1
+		}
+		for p := range f.Files {
+			if strings.HasPrefix(p, a[0]+"/") {
+				return 3
+			}
+		}
+		f.Files[a[0]+"/owner.json"] = data
+		f.Dirs = append(f.Dirs, a[0])
+	case "unlock":
+		rec, ok := f.Files[a[0]+"/owner.json"]
+		switch {
+		case !ok:
+			return 66
+		case !bytes.Contains(rec, []byte(a[1])):
+			return 3
+		case f.refused("remove", a[0]) != nil:
+			return 1
+		}
+		f.Gone = append(f.Gone, a[0])
+		f.Ops = append(f.Ops, "remove "+a[0])
+		for p := range f.Files {
+			if strings.HasPrefix(p, a[0]+"/") {
+				delete(f.Files, p)
+			}
+		}
+		f.Dirs = slices.DeleteFunc(f.Dirs, func(d string) bool { return d == a[0] || strings.HasPrefix(d, a[0]+"/") })
+	}
+	return 0
 }
