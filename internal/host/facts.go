@@ -24,8 +24,8 @@ import (
 // Every path and value reaches the script as an argument, never as script
 // text. What is written comes on the command's input, each piece's length an
 // argument: a piece cut short (a lost connection) is never renamed into place,
-// and once a piece fails, every later one that reads input fails too, so a
-// file never receives another's bytes.
+// and once a write fails, every later one fails too: a file never receives
+// another's bytes, and what is written after something depends on it.
 type Facts struct {
 	args  []string
 	stdin bytes.Buffer
@@ -35,8 +35,9 @@ type Facts struct {
 // Answer is what one ask of a Facts got: its output, and its exit code (0
 // when it succeeded, CodeMissing when the path was not there).
 type Answer struct {
-	Out  []byte
-	Code int
+	Out    []byte
+	Code   int
+	Stderr string
 }
 
 // Exit codes of an ask.
@@ -54,15 +55,23 @@ func (a Answer) Err(what string) error {
 	case CodeMissing:
 		return &fs.PathError{Op: "open", Path: what, Err: fs.ErrNotExist}
 	}
+	if msg := strings.TrimSpace(a.Stderr); msg != "" {
+		if i := strings.LastIndexByte(msg, '\n'); i >= 0 {
+			msg = msg[i+1:]
+		}
+		return fmt.Errorf("%s: %s", what, msg)
+	}
 	return fmt.Errorf("%s: exit status %d", what, a.Code)
 }
 
 // factsScript carries out the asks, given as arguments after the boundary
 // $1: an operation and its arguments. After each it prints a newline, the
-// boundary, and the exit code of the ask. umask 077: nothing it makes is
+// boundary, the exit code of the ask and the length of what it printed on
+// stderr, then that. umask 077: nothing it makes is
 // readable by others before its mode is set.
 const factsScript = `# taledeploy facts
 b=$1; shift; umask 077; bad=
+e=$(mktemp) || exit 1; trap 'rm -f "$e"' EXIT
 take() { if [ -z "$bad" ] && head -c "$2" >"$1" && [ "$(wc -c <"$1")" -eq "$2" ]; then :; else bad=1; false; fi; }
 skip() { [ -n "$bad" ] || head -c "$1" >/dev/null || bad=1; }
 while [ $# -gt 0 ]; do
@@ -79,11 +88,11 @@ while [ $# -gt 0 ]; do
 	write) p=$1 m=$2 n=$3; shift 3
 		d=${p%/*}; t="$d/.${p##*/}.taledeploy-$$"
 		if (umask 022 && mkdir -p -- "$d"); then
-			if take "$t" "$n" && chmod "$m" -- "$t" && mv -f -- "$t" "$p"; then :; else rm -f -- "$t"; false; fi
-		else skip "$n"; false; fi ;;
+			if take "$t" "$n" && chmod "$m" -- "$t" && mv -f -- "$t" "$p"; then :; else bad=1; rm -f -- "$t"; false; fi
+		else skip "$n"; bad=1; false; fi ;;
 	append) p=$1 m=$2 n=$3; shift 3
 		t="${p%/*}/.${p##*/}.taledeploy-$$"
-		if take "$t" "$n" && cat -- "$t" >>"$p" && chmod "$m" -- "$p"; then rm -f -- "$t"; else rm -f -- "$t"; false; fi ;;
+		if take "$t" "$n" && cat -- "$t" >>"$p" && chmod "$m" -- "$p"; then rm -f -- "$t"; else bad=1; rm -f -- "$t"; false; fi ;;
 	lock) p=$1 tok=$2 n=$3; shift 3
 		t="$p.new-$tok"
 		if mkdir -- "$t"; then
@@ -97,9 +106,9 @@ while [ $# -gt 0 ]; do
 		if [ ! -e "$p/owner.json" ]; then (exit 66)
 		elif grep -qF -- "$mark" "$p/owner.json"; then rm -rf -- "$p"
 		else (exit 3); fi ;;
-	*) echo "taledeploy facts: unknown ask $op" >&2; exit 2 ;;
-	esac
-	printf '\n%s %s\n' "$b" "$?"
+	*) echo "taledeploy facts: unknown ask $op" >&3; exit 2 ;;
+	esac 3>&2 2>"$e"
+	printf '\n%s %s %s\n' "$b" "$?" "$(wc -c <"$e")"; cat -- "$e"
 done`
 
 func (q *Facts) ask(args ...string) int {
@@ -183,14 +192,17 @@ func ParseFacts(out []byte, boundary string, n int) ([]Answer, error) {
 		a := Answer{Out: out[:i]}
 		rest := out[i+len(sep):]
 		line, next, ok := bytes.Cut(rest, []byte("\n"))
-		if !ok {
+		f := strings.Fields(string(line))
+		if !ok || len(f) != 2 {
 			return nil, errors.New("the host's answer was cut short")
 		}
-		code, err := strconv.Atoi(strings.TrimSpace(string(line)))
-		if err != nil {
+		code, err1 := strconv.Atoi(f[0])
+		n, err2 := strconv.Atoi(f[1])
+		if err1 != nil || err2 != nil || n < 0 || n > len(next) {
 			return nil, fmt.Errorf("the host's answer is garbled: %q", line)
 		}
-		a.Code = code
+		a.Code, a.Stderr = code, string(next[:n])
+		next = next[n:]
 		answers = append(answers, a)
 		out = next
 	}

@@ -57,6 +57,8 @@ func TestFactsScript(t *testing.T) {
 	w2 := q.Write(filepath.Join(dir, "a"), []byte("replaced\n"), 0o644)
 	ap := q.Append(filepath.Join(dir, "hist"), []byte("one\n"), 0o600)
 	ls := q.List(filepath.Join(dir, "new"))
+	denied := q.Mkdir("/proc/taledeploy/x", 0o700)
+	after := q.Cat(filepath.Join(dir, "a"))
 	age := q.Age(filepath.Join(dir, "a"))
 	as := runFacts(t, q, -1)
 	if as[cat].Code != 0 || string(as[cat].Out) != "no newline" {
@@ -79,6 +81,12 @@ func TestFactsScript(t *testing.T) {
 	}
 	if as[ls].Code != 0 || strings.TrimSpace(string(as[ls].Out)) != "env" {
 		t.Errorf("ls shows %q: a temp file left behind?", as[ls].Out)
+	}
+	if as[denied].Code == 0 || as[denied].Stderr == "" || !strings.Contains(as[denied].Err("mkdir").Error(), "mkdir: ") {
+		t.Errorf("a failed ask: %+v", as[denied])
+	}
+	if as[after].Code != 0 || string(as[after].Out) != "replaced\n" {
+		t.Errorf("the ask after a failed one: %+v", as[after])
 	}
 	if f := strings.Fields(string(as[age].Out)); as[age].Code != 0 || len(f) != 2 {
 		t.Errorf("age: %+v", as[age])

@@ -497,7 +497,10 @@ func (f *Fake) facts(cmd remote.Cmd) ([]byte, error) {
 		in = in[k:]
 		return slices.Clone(data), true
 	}
-	var out bytes.Buffer
+	var (
+		out bytes.Buffer
+		bad bool // a write failed: the later ones fail too
+	)
 	for len(args) > 0 {
 		op := args[0]
 		arity := map[string]int{"cat": 1, "ls": 1, "age": 1, "mkdir": 2, "write": 3, "append": 3, "lock": 3, "unlock": 2}[op]
@@ -506,7 +509,10 @@ func (f *Fake) facts(cmd remote.Cmd) ([]byte, error) {
 		}
 		a := args[1 : 1+arity]
 		args = args[1+arity:]
-		var code int
+		var (
+			code   int
+			stderr string
+		)
 		if op == "age" {
 			if _, err := f.Peek(a[0]); err != nil {
 				code = 66
@@ -526,16 +532,19 @@ func (f *Fake) facts(cmd remote.Cmd) ([]byte, error) {
 					code = 1
 				}
 			}
+		} else if bad && (op == "write" || op == "append" || op == "lock") {
+			code = 1
 		} else {
-			code = f.ask(&out, op, a, input)
+			code, stderr = f.ask(&out, op, a, input)
+			bad = bad || code != 0 && (op == "write" || op == "append")
 		}
-		fmt.Fprintf(&out, "\n%s %d\n", boundary, code)
+		fmt.Fprintf(&out, "\n%s %d %d\n%s", boundary, code, len(stderr), stderr)
 	}
 	return out.Bytes(), nil
 }
 
 // ask answers one ask of host.Facts but age, writing its output to out.
-func (f *Fake) ask(out *bytes.Buffer, op string, a []string, input func(string) ([]byte, bool)) int {
+func (f *Fake) ask(out *bytes.Buffer, op string, a []string, input func(string) ([]byte, bool)) (int, string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.Files == nil {
@@ -545,7 +554,7 @@ func (f *Fake) ask(out *bytes.Buffer, op string, a []string, input func(string) 
 	case "cat":
 		data, ok := f.Files[a[0]]
 		if !ok {
-			return 66
+			return 66, ""
 		}
 		out.Write(data)
 	case "ls":
@@ -559,7 +568,7 @@ func (f *Fake) ask(out *bytes.Buffer, op string, a []string, input func(string) 
 			}
 		}
 		if len(names) == 0 && !slices.Contains(f.Dirs, a[0]) {
-			return 66
+			return 66, ""
 		}
 		slices.Sort(names)
 		for _, n := range names {
@@ -571,8 +580,11 @@ func (f *Fake) ask(out *bytes.Buffer, op string, a []string, input func(string) 
 		}
 	case "write", "append":
 		data, ok := input(a[2])
-		if !ok || f.refused(op, a[0]) != nil {
-			return 1
+		if !ok {
+			return 1, ""
+		}
+		if err := f.refused(op, a[0]); err != nil {
+			return 1, err.Error() + "\n"
 		}
 		mode, _ := strconv.ParseUint(a[1], 8, 32)
 		if op == "write" {
@@ -589,11 +601,11 @@ func (f *Fake) ask(out *bytes.Buffer, op string, a []string, input func(string) 
 	case "lock":
 		data, ok := input(a[2])
 		if !ok {
-			return 1
+			return 1, ""
 		}
 		for p := range f.Files {
 			if strings.HasPrefix(p, a[0]+"/") {
-				return 3
+				return 3, ""
 			}
 		}
 		f.Files[a[0]+"/owner.json"] = data
@@ -602,11 +614,11 @@ func (f *Fake) ask(out *bytes.Buffer, op string, a []string, input func(string) 
 		rec, ok := f.Files[a[0]+"/owner.json"]
 		switch {
 		case !ok:
-			return 66
+			return 66, ""
 		case !bytes.Contains(rec, []byte(a[1])):
-			return 3
+			return 3, ""
 		case f.refused("remove", a[0]) != nil:
-			return 1
+			return 1, f.refused("remove", a[0]).Error() + "\n"
 		}
 		f.Gone = append(f.Gone, a[0])
 		f.Ops = append(f.Ops, "remove "+a[0])
@@ -617,5 +629,5 @@ func (f *Fake) ask(out *bytes.Buffer, op string, a []string, input func(string) 
 		}
 		f.Dirs = slices.DeleteFunc(f.Dirs, func(d string) bool { return d == a[0] || strings.HasPrefix(d, a[0]+"/") })
 	}
-	return 0
+	return 0, ""
 }
