@@ -172,7 +172,7 @@ func (d *Deployer) Check(ctx context.Context) (*Current, error) {
 		if d.stale != nil {
 			d.recordInterrupted(ctx)
 		}
-		st, stErr := host.ReadState(ctx, d.Host, s)
+		st, stErr := d.readState(ctx)
 		o, err := host.Observe(ctx, d.Host, s)
 		if err != nil {
 			return "", err
@@ -224,6 +224,18 @@ func (d *Deployer) Check(ctx context.Context) (*Current, error) {
 		return fmt.Sprintf("%s: %s (was: %s)", why, now, strings.Join(probs, "; ")), nil
 	})
 	return cur, err
+}
+
+// readState is the host's record: as the lock read it, when it did.
+func (d *Deployer) readState(ctx context.Context) (*host.State, error) {
+	if d.lock != nil {
+		if data, missing, ok := d.lock.Record(); ok && missing {
+			return nil, nil
+		} else if ok {
+			return host.ParseState(d.Stack, data)
+		}
+	}
+	return host.ReadState(ctx, d.Host, d.Stack)
 }
 
 // InconsistentError is a host whose record disagrees with what runs there.

@@ -202,7 +202,10 @@ func fileChanges(ctx context.Context, h host.Conn, s *stack.Stack, newColor stri
 		return nil, err
 	}
 	// Files the last upload left as they are here need no reading.
-	have := currentFiles(ctx, h, s, files)
+	have, err := currentFiles(ctx, h, s, files, false)
+	if err != nil {
+		return nil, err
+	}
 	var out []FileChange
 	for _, f := range files {
 		remotePath := s.Remote(f.Rel)

@@ -116,6 +116,7 @@ type run struct {
 	color, release string // what the command deploys
 	began          time.Time
 	switched       bool // traffic has moved to color
+	historyDone    bool // the record step wrote the command's line in the history
 
 	changed, missing []string       // stateful services to recreate or start
 	caddyConfig      []byte         // the Caddyfile as the running Caddy adapted it, gated; nil until then

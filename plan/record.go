@@ -31,13 +31,22 @@ func (d *Deployer) recordInterrupted(ctx context.Context) {
 }
 
 // history adds the command to the host's history, failed or not.
+// The record step writes it with the record, when that succeeds.
 func (r *run) history(ctx context.Context, err error) {
+	if err == nil && r.historyDone {
+		return
+	}
+	_ = host.AppendHistory(ctx, r.Host, r.Stack, r.historyEntry(err))
+}
+
+// historyEntry is the command's line in the history, ending with err.
+func (r *run) historyEntry(err error) host.HistoryEntry {
 	e := host.HistoryEntry{Time: time.Now().UTC(), Action: r.action, Release: r.release, Color: r.color, From: r.before,
 		By: r.Opts.Who, GitRevision: r.Opts.GitRevision, Result: "ok", Seconds: time.Since(r.began).Seconds(), Migrations: r.applied}
 	if err != nil {
 		e.Result, e.Error = "failed", err.Error()
 	}
-	_ = host.AppendHistory(ctx, r.Host, r.Stack, e)
+	return e
 }
 
 // NewRelease makes a release id from the time and the git revision.

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -136,9 +137,21 @@ func writeRecord(ctx context.Context, r *run) (string, error) {
 	if r.before != "" && r.state != nil {
 		st.Previous = &host.Slot{Color: r.before, Release: r.state.Release}
 	}
-	if err := host.WriteState(ctx, r.Host, s, st); err != nil {
+	// The record and, as this is the command's last step, its line in the
+	// history: one command, the line only once the record is written.
+	data, _ := json.MarshalIndent(st, "", "  ")
+	line, _ := json.Marshal(r.historyEntry(nil))
+	q := &host.Facts{}
+	write := q.Write(s.Paths().State(), append(data, '\n'), 0o600)
+	hist := q.Append(s.Paths().History(), append(line, '\n'), 0o600)
+	as, err := q.Run(ctx, r.Host)
+	if err != nil {
 		return "", err
 	}
+	if err := as[write].Err("write " + s.Paths().State()); err != nil {
+		return "", err
+	}
+	r.historyDone = as[hist].Code == 0
 	r.state, r.live = st, r.color
 	return fmt.Sprintf("%s live with release %s in %.1fs", r.color, r.release, time.Since(r.began).Seconds()), nil
 }

@@ -3,11 +3,13 @@ package plan
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 
 	"taledeploy/internal/host"
 	"taledeploy/internal/stack"
@@ -31,25 +33,41 @@ func upload(ctx context.Context, h host.Conn, s *stack.Stack) (string, error) {
 			return "", err
 		}
 	}
-	for _, dir := range []string{s.Paths().Meta(), s.Paths().Meta() + "/env", s.Paths().Admin()} {
-		if err := h.Mkdir(ctx, dir, 0o700, false); err != nil {
-			return "", fmt.Errorf("create %s: %w", dir, err)
-		}
+	have, err := currentFiles(ctx, h, s, files, true)
+	if err != nil {
+		return "", err
 	}
-	have := currentFiles(ctx, h, s, files)
-	sent, bytesSent := 0, 0
-	m := uploadManifest{}
+	var (
+		m         = uploadManifest{}
+		send      []int
+		bytesSent int
+	)
 	for i, f := range files {
 		m[paths[i]] = manifestEntry{Sum: f.Sum, Mode: f.Mode.Perm()}
-		if have[paths[i]] {
-			continue
+		if !have[paths[i]] {
+			send = append(send, i)
+			bytesSent += len(f.Data)
 		}
-		if err := h.WriteFile(ctx, paths[i], f.Data, f.Mode); err != nil {
-			return "", err
-		}
-		sent++
-		bytesSent += len(f.Data)
 	}
+	// The files go together, a few at a time: SFTP keeps their requests in
+	// flight at once.
+	var (
+		wg   sync.WaitGroup
+		errs = make([]error, len(send))
+		slot = make(chan struct{}, 8)
+	)
+	for k, i := range send {
+		wg.Go(func() {
+			slot <- struct{}{}
+			defer func() { <-slot }()
+			errs[k] = h.WriteFile(ctx, paths[i], files[i].Data, files[i].Mode)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return "", err
+	}
+	sent := len(send)
 	if sent > 0 || len(have) != len(files) {
 		// Written after the files, so its time is later than theirs.
 		data, _ := json.Marshal(m)
@@ -74,28 +92,46 @@ type manifestEntry struct {
 // `find` listing of times, sizes and modes (metadata only, one round trip),
 // never by reading the files on the host. Anything uncertain counts as missing,
 // so it is uploaded again.
-func currentFiles(ctx context.Context, h host.Conn, s *stack.Stack, files []stack.ReleaseFile) map[string]bool {
+func currentFiles(ctx context.Context, h host.Conn, s *stack.Stack, files []stack.ReleaseFile, makeDirs bool) (map[string]bool, error) {
 	have := map[string]bool{}
-	// The manifest and the listing are asked for together: one round trip.
+	// The stack's folders are made, and the manifest read, in one command
+	// beside the listing: one round trip for both.
 	var out []byte
 	listing := make(chan struct{})
 	go func() {
 		defer close(listing)
 		out, _ = h.Run(ctx, remote.Cmd{Argv: findArgv(s, files)})
 	}()
-	data, err := h.ReadFile(ctx, s.Paths().Uploads())
+	q := &host.Facts{}
+	var dirs []int
+	for _, dir := range []string{s.Paths().Meta(), s.Paths().Meta() + "/env", s.Paths().Admin()} {
+		if makeDirs {
+			dirs = append(dirs, q.Mkdir(dir, 0o700))
+		}
+	}
+	manifest := q.Cat(s.Paths().Uploads())
+	as, err := q.Run(ctx, h)
 	<-listing
 	if err != nil {
-		return have
+		return nil, err
 	}
+	for i, dir := range []string{s.Paths().Meta(), s.Paths().Meta() + "/env", s.Paths().Admin()}[:len(dirs)] {
+		if err := as[dirs[i]].Err("mkdir " + dir); err != nil {
+			return nil, fmt.Errorf("create %s: %w", dir, err)
+		}
+	}
+	if as[manifest].Code != 0 {
+		return have, nil
+	}
+	data := as[manifest].Out
 	var m uploadManifest
 	if json.Unmarshal(data, &m) != nil {
-		return have
+		return have, nil
 	}
 	listed := parseFind(out)
 	mark, ok := listed[s.Paths().Uploads()]
 	if !ok {
-		return have
+		return have, nil
 	}
 	for _, f := range files {
 		p := s.Remote(f.Rel)
@@ -106,7 +142,7 @@ func currentFiles(ctx context.Context, h host.Conn, s *stack.Stack, files []stac
 			have[p] = true
 		}
 	}
-	return have
+	return have, nil
 }
 
 // findArgv lists the release's folders and files on the host: a start point

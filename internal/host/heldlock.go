@@ -24,42 +24,64 @@ type HeldLock struct {
 	rec    Lock
 	lastOK time.Time // the last heartbeat that reached the host
 	lost   string    // why the lock is not ours any more, "" while it is
-	wake   chan struct{}
-	done   chan struct{}
-	wg     sync.WaitGroup
+	// state is the stack's record as read when the lock was taken; see Record.
+	state      Answer
+	stateKnown bool
+	wake       chan struct{}
+	done       chan struct{}
+	wg         sync.WaitGroup
 }
 
 // AcquireLock takes the stack's lock. A lock whose holder is gone is taken over
 // and returned as stale, so the caller can clean up after it.
+//
+// Each try is one command on the host: make the stack's folder, take the
+// lock in one rename (so no one ever sees a lock without an owner), and read
+// its owner (ours, or the holder's with its age by the host's clock) and the
+// stack's record, which the caller reads next.
 func AcquireLock(ctx context.Context, h Conn, s *stack.Stack, rec Lock) (held *HeldLock, stale *Lock, err error) {
-	if err := h.Mkdir(ctx, s.Paths().Meta(), 0o700, false); err != nil {
-		return nil, nil, fmt.Errorf("create %s: %w", s.Paths().Meta(), err)
-	}
+	lockPath := s.Paths().Lock()
 	for range 3 {
 		rec.Token = newToken()
 		rec.Since, rec.Heartbeat = time.Now().UTC(), time.Now().UTC()
-		ok, err := tryLock(ctx, h, s.Paths().Lock(), rec)
+		data, _ := json.Marshal(rec)
+		q := &Facts{}
+		mkdir := q.Mkdir(s.Paths().Meta(), 0o700)
+		take := q.Lock(lockPath, rec.Token, data)
+		owner := q.Cat(lockPath + "/owner.json")
+		age := q.Age(lockPath + "/owner.json")
+		state := q.Cat(s.Paths().State())
+		as, err := q.Run(ctx, h)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("take lock: %w", err)
 		}
-		if ok {
-			l := &HeldLock{h: h, path: s.Paths().Lock(), rec: rec, lastOK: time.Now(), wake: make(chan struct{}, 1), done: make(chan struct{})}
+		if err := as[mkdir].Err("mkdir " + s.Paths().Meta()); err != nil {
+			return nil, nil, fmt.Errorf("create %s: %w", s.Paths().Meta(), err)
+		}
+		switch as[take].Code {
+		case 0:
+			l := &HeldLock{h: h, path: lockPath, rec: rec, lastOK: time.Now(), wake: make(chan struct{}, 1), done: make(chan struct{})}
+			l.state, l.stateKnown = as[state], true
 			l.wg.Add(1)
 			go l.heartbeat()
 			return l, stale, nil
+		case CodeHeld:
+		default:
+			return nil, nil, fmt.Errorf("take lock %s: %w", lockPath, as[take].Err("take lock"))
 		}
-		cur, err := ReadLock(ctx, h, s)
+		cur, err := parseLock(lockPath, as[owner])
 		if err != nil {
 			return nil, nil, &LockedError{Host: h.Name(), Unreadable: err}
 		}
 		if cur == nil {
 			continue // released meanwhile
 		}
+		cur.age, cur.ageKnown = parseAge(as[age])
 		why := cur.Stale(time.Now())
 		if why == "" {
 			return nil, nil, &LockedError{Host: h.Name(), Holder: cur}
 		}
-		if err := breakLock(ctx, h, s.Paths().Lock(), cur.Token); err != nil {
+		if err := breakLock(ctx, h, lockPath, cur.Token); err != nil {
 			return nil, nil, err
 		}
 		stale = cur
@@ -67,27 +89,23 @@ func AcquireLock(ctx context.Context, h Conn, s *stack.Stack, rec Lock) (held *H
 	return nil, nil, fmt.Errorf("%w: %s: the lock changed hands several times while taking it; try again", ErrLocked, h.Name())
 }
 
-// tryLock creates the lock folder with its owner record in one rename, so no
-// one ever sees a lock without an owner. It reports false when the lock is held.
-func tryLock(ctx context.Context, h Conn, lockPath string, rec Lock) (bool, error) {
-	tmp := lockPath + ".new-" + rec.Token
-	if err := h.Mkdir(ctx, tmp, 0o700, true); err != nil {
-		return false, fmt.Errorf("take lock: %w", err)
+// Record is the stack's record (state.json) as it was read while the lock was
+// taken: nothing else changes it while the lock is held. It is given once; ok
+// is false after that, or when it could not be read.
+func (l *HeldLock) Record() (data []byte, missing, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a, known := l.state, l.stateKnown
+	l.state, l.stateKnown = Answer{}, false
+	switch {
+	case !known:
+		return nil, false, false
+	case a.Code == CodeMissing:
+		return nil, true, true
+	case a.Code != 0:
+		return nil, false, false
 	}
-	data, _ := json.Marshal(rec)
-	if err := h.WriteFile(ctx, tmp+"/owner.json", data, 0o600); err != nil {
-		h.Remove(context.WithoutCancel(ctx), tmp)
-		return false, fmt.Errorf("take lock: %w", err)
-	}
-	// rename(2) onto a folder that is not empty fails: someone holds the lock.
-	if err := h.Rename(ctx, tmp, lockPath); err != nil {
-		h.Remove(context.WithoutCancel(ctx), tmp)
-		if l, rerr := readLockAt(ctx, h, lockPath); l != nil || rerr != nil {
-			return false, nil
-		}
-		return false, fmt.Errorf("take lock %s: %w", lockPath, err)
-	}
-	return true, nil
+	return a.Out, false, true
 }
 
 // breakLock removes the lock with the given token. It moves the lock aside first
@@ -221,18 +239,31 @@ func (l *HeldLock) Owned() error {
 }
 
 // Release stops the heartbeat and removes the lock if it is still ours; it
-// says so when it is not.
+// says so when it is not. The check and the removal are one command.
 func (l *HeldLock) Release(ctx context.Context) error {
 	close(l.done)
 	l.wg.Wait()
-	cur, err := readLockAt(ctx, l.h, l.path)
-	switch {
-	case err != nil:
+	q := &Facts{}
+	owner := q.Cat(l.path + "/owner.json")
+	unlock := q.Unlock(l.path, `"token":"`+l.rec.Token+`"`)
+	as, err := q.Run(ctx, l.h)
+	if err != nil {
 		return err
-	case cur == nil:
+	}
+	switch as[unlock].Code {
+	case 0:
+		return nil
+	case CodeMissing:
 		return fmt.Errorf("%w on %s: the lock was removed while this command ran", ErrLockLost, l.h.Name())
-	case cur.Token != l.rec.Token:
+	case CodeHeld:
+		cur, err := parseLock(l.path, as[owner])
+		if err != nil {
+			return err
+		}
+		if cur == nil || cur.Token == l.rec.Token {
+			return fmt.Errorf("release the lock %s: it changed while being released", l.path)
+		}
 		return fmt.Errorf("%w on %s: another command took it over while this one ran: %s", ErrLockLost, l.h.Name(), cur.Describe(time.Now()))
 	}
-	return l.h.Remove(ctx, l.path)
+	return fmt.Errorf("release the lock %s: %w", l.path, as[unlock].Err("remove"))
 }

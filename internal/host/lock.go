@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"taledeploy/internal/stack"
-	"taledeploy/remote"
 	"time"
 )
 
@@ -138,32 +137,25 @@ func (l *Lock) Describe(now time.Time) string {
 // that staleness is judged by the host's clock alone: a laptop whose clock is
 // off, or that slept, must not take a live lock.
 func ReadLock(ctx context.Context, h Conn, s *stack.Stack) (*Lock, error) {
-	var (
-		age   time.Duration
-		known bool
-		done  = make(chan struct{})
-	)
-	go func() {
-		defer close(done)
-		age, known = recordAge(ctx, h, s.Paths().Lock()+"/owner.json")
-	}()
-	l, err := readLockAt(ctx, h, s.Paths().Lock())
-	<-done
+	q := &Facts{}
+	owner := q.Cat(s.Paths().Lock() + "/owner.json")
+	age := q.Age(s.Paths().Lock() + "/owner.json")
+	as, err := q.Run(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	l, err := parseLock(s.Paths().Lock(), as[owner])
 	if l != nil {
-		l.age, l.ageKnown = age, known
+		l.age, l.ageKnown = parseAge(as[age])
 	}
 	return l, err
 }
 
-// recordAge asks the host, in one command, for its time and the file's
-// modification time; false when it cannot tell (no such file, no date -r).
-func recordAge(ctx context.Context, h Conn, file string) (time.Duration, bool) {
-	out, err := h.Run(ctx, remote.Cmd{Argv: []string{"sh", "-c", `date +%s && date -r "$1" +%s`, "sh", file}})
-	if err != nil {
-		return 0, false
-	}
-	f := strings.Fields(string(out))
-	if len(f) != 2 {
+// parseAge reads the host's time and the file's modification time, as
+// Facts.Age asks them; false when the host could not tell (no date -r).
+func parseAge(a Answer) (time.Duration, bool) {
+	f := strings.Fields(string(a.Out))
+	if a.Code != 0 || len(f) != 2 {
 		return 0, false
 	}
 	now, err1 := strconv.ParseInt(f[0], 10, 64)
@@ -172,6 +164,22 @@ func recordAge(ctx context.Context, h Conn, file string) (time.Duration, bool) {
 		return 0, false
 	}
 	return time.Duration(max(now-then, 0)) * time.Second, true
+}
+
+// parseLock reads the owner record of the lock folder dir, as Facts.Cat
+// read it: nil when there is no lock.
+func parseLock(dir string, a Answer) (*Lock, error) {
+	if a.Code == CodeMissing {
+		return nil, nil
+	}
+	if err := a.Err(dir + "/owner.json"); err != nil {
+		return nil, err
+	}
+	var l Lock
+	if err := json.Unmarshal(a.Out, &l); err != nil {
+		return nil, fmt.Errorf("lock record %s/owner.json is corrupt: %v", dir, err)
+	}
+	return &l, nil
 }
 
 func readLockAt(ctx context.Context, h Conn, dir string) (*Lock, error) {

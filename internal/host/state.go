@@ -62,6 +62,11 @@ func ReadState(ctx context.Context, h Conn, s *stack.Stack) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", s.Paths().State(), err)
 	}
+	return ParseState(s, data)
+}
+
+// ParseState reads a record as ReadState found it.
+func ParseState(s *stack.Stack, data []byte) (*State, error) {
 	var st State
 	if err := json.Unmarshal(data, &st); err != nil {
 		return nil, fmt.Errorf("%s is corrupt (%v)", s.Paths().State(), err)

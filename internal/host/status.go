@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"taledeploy/internal/stack"
 	"time"
 )
@@ -39,8 +40,44 @@ type LockStatus struct {
 // Status reads the record and what runs on a host, and says where they disagree.
 func Status(ctx context.Context, h Conn, s *stack.Stack) HostStatus {
 	hs := HostStatus{Host: h.Name(), Containers: []Container{}}
-	st, stErr := ReadState(ctx, h, s)
-	l, err := ReadLock(ctx, h, s)
+	// The record and the lock in one command, the migration log and what
+	// runs beside it.
+	var (
+		wg     sync.WaitGroup
+		o      *Observed
+		oErr   error
+		log    *MigrationLog
+		logErr error
+	)
+	wg.Go(func() { o, oErr = Observe(ctx, h, s) })
+	if len(s.Migrations) > 0 {
+		wg.Go(func() { log, logErr = ReadMigrations(ctx, h, s) })
+	}
+	q := &Facts{}
+	state := q.Cat(s.Paths().State())
+	owner := q.Cat(s.Paths().Lock() + "/owner.json")
+	age := q.Age(s.Paths().Lock() + "/owner.json")
+	as, err := q.Run(ctx, h)
+	wg.Wait()
+	var (
+		st    *State
+		stErr error
+		l     *Lock
+	)
+	if err == nil {
+		switch a := as[state]; a.Code {
+		case 0:
+			st, stErr = ParseState(s, a.Out)
+		case CodeMissing:
+		default:
+			stErr = fmt.Errorf("read %s: %w", s.Paths().State(), a.Err(s.Paths().State()))
+		}
+		if l, err = parseLock(s.Paths().Lock(), as[owner]); l != nil {
+			l.age, l.ageKnown = parseAge(as[age])
+		}
+	} else {
+		stErr = err
+	}
 	if err != nil {
 		hs.Problems = append(hs.Problems, err.Error())
 	}
@@ -52,14 +89,13 @@ func Status(ctx context.Context, h Conn, s *stack.Stack) HostStatus {
 		}
 	}
 	if len(s.Migrations) > 0 {
-		if log, err := ReadMigrations(ctx, h, s); err != nil {
-			hs.Problems = append(hs.Problems, err.Error())
+		if logErr != nil {
+			hs.Problems = append(hs.Problems, logErr.Error())
 		} else if len(log.Applied) > 0 {
 			hs.Migrations, hs.Contract = log.ByRelease(), log.Contract
 		}
 	}
-	o, err := Observe(ctx, h, s)
-	if err != nil {
+	if err := oErr; err != nil {
 		hs.Error = err.Error()
 		return hs
 	}

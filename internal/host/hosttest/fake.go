@@ -62,42 +62,54 @@ type Fake struct {
 	// as it costs over SSH (a command two, an atomic file write six, a
 	// request over a tunnel one), and Trips counts them.
 	Latency time.Duration
-	trips   struct{ all, serial, inflight int }
+	trips   struct {
+		all    int
+		serial float64   // round trips waited out, see trip
+		until  time.Time // when the calls on their way are all answered
+	}
 }
 
 // trip waits n round trips: what the call costs over a real SSH connection
-// (remote.Client), one exchange after another.
+// (remote.Client), one exchange after another. The user waits out the time
+// during which at least one call is on its way: a call made while another is
+// costs only as much as it outlasts the others.
 func (f *Fake) trip(n int) {
 	if f.Latency == 0 {
 		return
 	}
+	d := time.Duration(n) * f.Latency
 	f.mu.Lock()
 	f.trips.all += n
-	if f.trips.inflight == 0 {
-		f.trips.serial += n // no other call is on its way: the caller waits this one out
+	now := time.Now()
+	if end := now.Add(d); end.After(f.trips.until) {
+		f.trips.serial += float64(end.Sub(later(now, f.trips.until))) / float64(f.Latency)
+		f.trips.until = end
 	}
-	f.trips.inflight++
 	f.mu.Unlock()
-	time.Sleep(time.Duration(n) * f.Latency)
-	f.mu.Lock()
-	f.trips.inflight--
-	f.mu.Unlock()
+	time.Sleep(d)
 }
 
-// Trips counts the remote calls so far (with Latency set): all of them, and
-// those made while no other was on its way, which a user waits out one after
-// another.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// Trips counts the remote calls so far (with Latency set): the round trips
+// of all of them, and those a user waits out one after another (calls on
+// their way together count once).
 func (f *Fake) Trips() (all, serial int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.trips.all, f.trips.serial
+	return f.trips.all, int(f.trips.serial + 0.5)
 }
 
 // ResetTrips starts counting again.
 func (f *Fake) ResetTrips() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.trips.all, f.trips.serial = 0, 0
+	f.trips.all, f.trips.serial, f.trips.until = 0, 0, time.Time{}
 }
 
 func (f *Fake) Name() string {
@@ -119,8 +131,13 @@ func (f *Fake) refused(op, path string) error {
 }
 
 func (f *Fake) Run(_ context.Context, cmd remote.Cmd) ([]byte, error) {
-	if !(len(cmd.Argv) == 7 && cmd.Argv[0] == "sh" && strings.Contains(cmd.Argv[2], "owner.json.beat")) {
-		f.trip(2) // open a channel, then start the command; the lock's heartbeat runs beside the rest
+	switch {
+	case len(cmd.Argv) == 7 && cmd.Argv[0] == "sh" && strings.Contains(cmd.Argv[2], "owner.json.beat"):
+		// the lock's heartbeat runs beside the rest
+	case cmd.Stdin != nil:
+		f.trip(3) // open a channel, start the command, then send its input and wait for its end
+	default:
+		f.trip(2) // open a channel, then start the command
 	}
 	f.mu.Lock()
 	f.Cmds = append(f.Cmds, remote.Cmd{Argv: slices.Clone(cmd.Argv), Env: slices.Clone(cmd.Env)})
@@ -140,6 +157,9 @@ func (f *Fake) Run(_ context.Context, cmd remote.Cmd) ([]byte, error) {
 		f.Files[rec] = data
 		return nil, nil
 	}
+	if len(cmd.Argv) >= 5 && cmd.Argv[0] == "sh" && strings.HasPrefix(cmd.Argv[2], "# taledeploy facts") {
+		return f.facts(cmd)
+	}
 	if len(cmd.Argv) >= 5 && cmd.Argv[0] == "sh" && strings.HasPrefix(cmd.Argv[2], "# taledeploy gate") {
 		return f.gate(cmd.Argv[4], cmd.Argv[5:])
 	}
@@ -154,6 +174,12 @@ func (f *Fake) Run(_ context.Context, cmd remote.Cmd) ([]byte, error) {
 
 func (f *Fake) ReadFile(_ context.Context, path string) ([]byte, error) {
 	f.trip(3) // SFTP open, read, close
+	return f.Peek(path)
+}
+
+// Peek reads a file as something on the host does (the proxy reading its
+// config): no round trip.
+func (f *Fake) Peek(path string) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if data, ok := f.Files[path]; ok {
@@ -448,4 +474,160 @@ func RawStack(root, project, remoteDir, composeFile, stateless, stateful, envVal
 			"proxy": {Name: "proxy"}, stateless: {Name: stateless}, stateful: {Name: stateful},
 		}},
 	}
+}
+
+// ageScript is how the host is asked for its time and a file's; Reply or
+// Exec answer it, as they answered it before it was one of the facts.
+const ageScript = `date +%s && date -r "$1" +%s`
+
+// facts answers host.Facts's script: $1 the boundary, then the asks.
+func (f *Fake) facts(cmd remote.Cmd) ([]byte, error) {
+	boundary, args := cmd.Argv[4], cmd.Argv[5:]
+	var in []byte
+	if cmd.Stdin != nil {
+		in, _ = io.ReadAll(cmd.Stdin)
+	}
+	input := func(n string) ([]byte, bool) {
+		k, err := strconv.Atoi(n)
+		if err != nil || k > len(in) {
+			in = nil
+			return nil, false
+		}
+		data := in[:k]
+		in = in[k:]
+		return slices.Clone(data), true
+	}
+	var (
+		out bytes.Buffer
+		bad bool // a write failed: the later ones fail too
+	)
+	for len(args) > 0 {
+		op := args[0]
+		arity := map[string]int{"cat": 1, "ls": 1, "age": 1, "mkdir": 2, "write": 3, "append": 3, "lock": 3, "unlock": 2}[op]
+		if arity == 0 || len(args) < 1+arity {
+			return nil, &remote.ExitError{Argv: cmd.Argv, Code: 2, Stderr: "taledeploy facts: unknown ask " + op}
+		}
+		a := args[1 : 1+arity]
+		args = args[1+arity:]
+		var (
+			code   int
+			stderr string
+		)
+		if op == "age" {
+			if _, err := f.Peek(a[0]); err != nil {
+				code = 66
+			} else {
+				var (
+					b   []byte
+					err error
+				)
+				switch argv := []string{"sh", "-c", ageScript, "sh", a[0]}; {
+				case f.Exec != nil:
+					b, err = f.Exec(remote.Cmd{Argv: argv})
+				case f.Reply != nil:
+					b, err = f.Reply(argv)
+				}
+				out.Write(b)
+				if err != nil || len(b) == 0 {
+					code = 1
+				}
+			}
+		} else if bad && (op == "write" || op == "append" || op == "lock") {
+			code = 1
+		} else {
+			code, stderr = f.ask(&out, op, a, input)
+			bad = bad || code != 0 && (op == "write" || op == "append")
+		}
+		fmt.Fprintf(&out, "\n%s %d %d\n%s", boundary, code, len(stderr), stderr)
+	}
+	return out.Bytes(), nil
+}
+
+// ask answers one ask of host.Facts but age, writing its output to out.
+func (f *Fake) ask(out *bytes.Buffer, op string, a []string, input func(string) ([]byte, bool)) (int, string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.Files == nil {
+		f.Files = map[string][]byte{}
+	}
+	switch op {
+	case "cat":
+		data, ok := f.Files[a[0]]
+		if !ok {
+			return 66, ""
+		}
+		out.Write(data)
+	case "ls":
+		var names []string
+		for p := range f.Files {
+			if name, ok := strings.CutPrefix(p, a[0]+"/"); ok {
+				name, _, _ = strings.Cut(name, "/")
+				if !slices.Contains(names, name) {
+					names = append(names, name)
+				}
+			}
+		}
+		if len(names) == 0 && !slices.Contains(f.Dirs, a[0]) {
+			return 66, ""
+		}
+		slices.Sort(names)
+		for _, n := range names {
+			out.WriteString(n + "\n")
+		}
+	case "mkdir":
+		if !slices.Contains(f.Dirs, a[0]) {
+			f.Dirs = append(f.Dirs, a[0])
+		}
+	case "write", "append":
+		data, ok := input(a[2])
+		if !ok {
+			return 1, ""
+		}
+		if err := f.refused(op, a[0]); err != nil {
+			return 1, err.Error() + "\n"
+		}
+		mode, _ := strconv.ParseUint(a[1], 8, 32)
+		if op == "write" {
+			f.Files[a[0]] = data
+			f.Ops = append(f.Ops, "write "+a[0])
+			f.touch(a[0])
+		} else {
+			f.Files[a[0]] = append(f.Files[a[0]], data...)
+		}
+		if f.Mode == nil {
+			f.Mode = map[string]os.FileMode{}
+		}
+		f.Mode[a[0]] = os.FileMode(mode)
+	case "lock":
+		data, ok := input(a[2])
+		if !ok {
+			return 1, ""
+		}
+		for p := range f.Files {
+			if strings.HasPrefix(p, a[0]+"/") {
+				return 3, ""
+			}
+		}
+		f.Files[a[0]+"/owner.json"] = data
+		f.Dirs = append(f.Dirs, a[0])
+	case "unlock":
+		rec, ok := f.Files[a[0]+"/owner.json"]
+		switch {
+		case !ok:
+			return 66, ""
+		case !bytes.Contains(rec, []byte(a[1])):
+			return 3, ""
+		case f.refused("remove", a[0]) != nil:
+			return 1, f.refused("remove", a[0]).Error() + "\n"
+		}
+		f.Gone = append(f.Gone, a[0])
+		f.Ops = append(f.Ops, "remove "+a[0])
+		for p := range f.Files {
+			if strings.HasPrefix(p, a[0]+"/") {
+				delete(f.Files, p)
+			}
+		}
+		f.Dirs = slices.DeleteFunc(f.Dirs, func(d string) bool { return d == a[0] || strings.HasPrefix(d, a[0]+"/") })
+	}
+	return 0, ""
 }

@@ -1,7 +1,6 @@
 package hosttest
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -118,7 +117,7 @@ func (h *Host) proxyStarted() {
 	s := h.stack
 	for _, c := range h.Docker.Containers(s.Project) {
 		if c.Service == s.Proxy && c.Running() {
-			data, _ := h.Fake.ReadFile(context.Background(), s.Paths().CaddyConfig())
+			data, _ := h.Fake.Peek(s.Paths().CaddyConfig())
 			h.Caddy.started(fmt.Sprintf("%s#%d", c.ID, c.Starts), data)
 		}
 	}
