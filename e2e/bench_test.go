@@ -65,3 +65,55 @@ func BenchmarkFleetPush(b *testing.B) {
 	b.ReportMetric(total/n, "push-s/op")
 	b.ReportMetric(before/n, "before-first-host-s/op")
 }
+
+// BenchmarkRollback rolls the sandbox stack back and forth between two
+// releases, split like BenchmarkPush (a rollback waits on Docker to start the
+// kept color and on the drain and stop of the other):
+//
+//	go test -run '^$' -bench Rollback -benchtime 5x ./e2e
+func BenchmarkRollback(b *testing.B) {
+	s := newStack(b, "tale-rbench", 18087)
+	for _, rel := range []string{"rb-1", "rb-2"} {
+		if r := s.taledeploy("push", "e2e", "--release", rel); r.failed() {
+			b.Fatalf("push %s: %v", rel, r.err)
+		}
+	}
+	waiting := []string{"start", "verify", "window", "drain", "stop"}
+	var total, docker float64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r := s.taledeploy("rollback", "e2e")
+		if r.failed() {
+			b.Fatalf("rollback: %v", r.err)
+		}
+		sec := r.stepSeconds()
+		total += r.took.Seconds()
+		for _, w := range waiting {
+			docker += sec[w]
+		}
+	}
+	n := float64(b.N)
+	b.ReportMetric(total/n, "rollback-s/op")
+	b.ReportMetric((total-docker)/n, "tool-s/op")
+}
+
+// BenchmarkStatus measures `status` of the sandbox stack: all of it is the
+// tool's own (connect, read the record, ask Docker and Caddy).
+//
+//	go test -run '^$' -bench Status -benchtime 10x ./e2e
+func BenchmarkStatus(b *testing.B) {
+	s := newStack(b, "tale-sbench", 18086)
+	if r := s.taledeploy("push", "e2e"); r.failed() {
+		b.Fatalf("push: %v", r.err)
+	}
+	var total float64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r := s.taledeploy("status", "e2e")
+		if r.failed() {
+			b.Fatalf("status: %v", r.err)
+		}
+		total += r.took.Seconds()
+	}
+	b.ReportMetric(total/float64(b.N), "status-s/op")
+}

@@ -338,6 +338,7 @@ func (s *stack) dumpOutputs() {
 // hostStatus is the part of `status --json` the tests read.
 type hostStatus struct {
 	Host       string
+	Error      string
 	Active     string
 	Release    string
 	Previous   *struct{ Color, Release string }

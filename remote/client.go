@@ -138,6 +138,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 				cl.ssh.Wait()
 				close(cl.lost)
 			}()
+			go cl.keepAlive()
 			return cl, nil
 		}
 		via = append(via, c)
@@ -270,6 +271,32 @@ func (c *Client) Lost() bool {
 		return true
 	}
 }
+
+// keepAlive asks the server every keepaliveEvery whether it is there, as
+// OpenSSH's ServerAliveInterval does, and ends the connection when it does
+// not answer: a host whose link is cut drops packets without a word, and
+// TCP would wait many minutes before giving up, every command on the host
+// (and its lock's heartbeat) hanging meanwhile. Ending it fails them, as
+// ErrDisconnected, so the command stops and says which host is gone.
+func (c *Client) keepAlive() {
+	t := time.NewTicker(keepaliveEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.lost:
+			return
+		case <-t.C:
+		}
+		if c.Lost() {
+			c.ssh.Close()
+			return
+		}
+	}
+}
+
+// keepaliveEvery is how often keepAlive asks: with keepaliveWait, a host
+// that vanished is known within 20 s, before its lock can be judged stale.
+var keepaliveEvery = 5 * time.Second
 
 // keepaliveWait is how long Lost waits for the server's answer. A loaded host
 // (a build beside the live color) can take seconds; a slow host is not a lost

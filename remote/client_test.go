@@ -507,6 +507,39 @@ func TestSlowHostIsNotLost(t *testing.T) {
 	}
 }
 
+// A host that stops answering (its link cut: packets vanish, nothing is
+// refused) fails the command running on it, as a lost connection, instead of
+// leaving it waiting for TCP to give up.
+func TestVanishedHostFailsItsCommands(t *testing.T) {
+	every, wait := keepaliveEvery, keepaliveWait
+	keepaliveEvery, keepaliveWait = 100*time.Millisecond, 300*time.Millisecond
+	t.Cleanup(func() { keepaliveEvery, keepaliveWait = every, wait })
+	cfg, ts := setup(t, func(ts *testServer) ssh.PublicKey { return ts.hostKey.PublicKey() })
+	c, err := Dial(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Run(context.Background(), Cmd{Argv: []string{"sleep", "30"}})
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if c.Lost() {
+		t.Fatal("a host that answers was called lost")
+	}
+	ts.keepaliveDelay.Store(int64(time.Hour)) // it answers no more
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrDisconnected) {
+			t.Errorf("the command on a vanished host: %v, want ErrDisconnected", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the command on a vanished host still waits after 10 s")
+	}
+}
+
 // An SFTP read that hangs (a stalled host) fails its caller when the caller's
 // context ends; a write never starts once it has ended (and, once started, is
 // waited for, so it cannot land after its caller moved on).

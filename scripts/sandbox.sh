@@ -18,7 +18,7 @@
 #                             sshd: a relay in user space in the host takes its port 2222
 #                             (the kernel here has no netem); kept by `up`
 #   scripts/sandbox.sh wan off  no delay again
-#   scripts/sandbox.sh fault HOST docker-stop|docker-start|disk-fill|disk-free|cut|mend
+#   scripts/sandbox.sh fault HOST docker-stop|docker-start|disk-fill [LEAVE]|disk-free|cut|mend
 #                             stop or start HOST's dockerd, fill its disk or free it,
 #                             cut its link or mend it (for the fault tests)
 #
@@ -473,14 +473,15 @@ fault)
 	docker-stop) stop_host_dockerd "$name" ;;
 	docker-start) start_host_dockerd "$name" ;;
 	disk-fill)
-		# No reserved blocks on the hosts' disks: this leaves nothing free.
-		in_host "$name" sh -c 'fallocate -l "$(df -B1 --output=avail /var/lib | tail -1)" /var/lib/sandbox-filler'
+		# No reserved blocks on the hosts' disks: this leaves ${4:-0} bytes free.
+		in_host "$name" sh -c 'fallocate -l "$(($(df -B1 --output=avail /var/lib | tail -1) - $1))" /var/lib/sandbox-filler' \
+			fill "${4:-0}"
 		;;
 	disk-free) in_host "$name" rm -f /var/lib/sandbox-filler ;;
 	cut) ip link set "tdv-$name" down ;;
 	mend) ip link set "tdv-$name" up ;;
 	*)
-		echo "usage: scripts/sandbox.sh fault host1|host2|host3|jump docker-stop|docker-start|disk-fill|disk-free|cut|mend" >&2
+		echo "usage: scripts/sandbox.sh fault host1|host2|host3|jump docker-stop|docker-start|disk-fill [LEAVE_BYTES]|disk-free|cut|mend" >&2
 		exit 2
 		;;
 	esac

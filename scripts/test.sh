@@ -53,5 +53,13 @@ go test -run '^$' -fuzz '^FuzzEnvFile$' -fuzztime 30000x ./internal/stack
 go test -run '^$' -fuzz '^FuzzSSHConfig$' -fuzztime 30000x ./remote
 
 echo "== end-to-end (real sshd, Docker, Compose v2, Caddy, vegeta load)"
-# One package at a time (-p 1): the machine has 2 cores and the stacks share Docker.
-go test -count=1 -p 1 -v -timeout 45m ./e2e
+# One test at a time (-p 1): the machine has 2 cores. The push, fault and fleet
+# tests run with the hosts at a VPS's distance (100 ms round trip on every SSH
+# connection, scripts/sandbox.sh wan), the others on the sandbox's bridge.
+far='^(TestPushRollbackUnderLoad|TestInterruptedPush|TestRefusedPushes|TestFleet|TestFleetFaults)$'
+scripts/sandbox.sh wan 100ms
+trap 'scripts/sandbox.sh wan off' EXIT
+go test -count=1 -p 1 -v -timeout 60m -run "$far" ./e2e
+scripts/sandbox.sh wan off
+trap - EXIT
+go test -count=1 -p 1 -v -timeout 30m -skip "$far" ./e2e

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -158,23 +159,36 @@ func asConns(cs []*remote.Client) []host.Conn {
 	return out
 }
 
+// Run reads every host at once. A host that cannot be reached is in the
+// output with the reason, beside the others: which hosts run what matters
+// most when one is gone. The command then fails with that reason.
 func (c *StatusCmd) Run(cli *CLI, ctx context.Context) error {
-	env, conns, err := connectEnv(ctx, cli, c.Env, c.Hosts)
-	defer closeAll(conns)
+	env, err := loadEnv(cli.Inventory, c.Env, c.Hosts)
 	if err != nil {
 		return err
 	}
-	var all []host.HostStatus
-	for _, h := range conns {
-		all = append(all, host.Status(ctx, h, env.StackFor(h.Name())))
+	conns, errs := connectEach(ctx, cli, env)
+	defer closeAll(conns)
+	all := make([]host.HostStatus, len(env.Hosts))
+	var wg sync.WaitGroup
+	for i, h := range env.Hosts {
+		if errs[i] != nil {
+			all[i] = host.HostStatus{Host: h.Name, Error: errs[i].Error()}
+			continue
+		}
+		wg.Go(func() { all[i] = host.Status(ctx, conns[i], env.StackFor(h.Name)) })
 	}
+	wg.Wait()
 	if cli.JSON {
-		return printJSON(map[string]any{"environment": env.Name, "hosts": all})
+		if err := printJSON(map[string]any{"environment": env.Name, "hosts": all}); err != nil {
+			return err
+		}
+	} else {
+		for _, hs := range all {
+			printStatus(hs)
+		}
 	}
-	for _, hs := range all {
-		printStatus(hs)
-	}
-	return nil
+	return connectError(errs)
 }
 
 func printStatus(hs host.HostStatus) {
@@ -183,7 +197,9 @@ func printStatus(hs host.HostStatus) {
 		fmt.Printf("  error: %s\n", hs.Error)
 	}
 	if hs.Active == "" {
-		fmt.Printf("  nothing deployed yet\n")
+		if hs.Error == "" {
+			fmt.Printf("  nothing deployed yet\n")
+		}
 	} else {
 		fmt.Printf("  live:     %s, release %s\n", hs.Active, hs.Release)
 		fmt.Printf("  deployed: %s by %s", hs.DeployedAt, hs.DeployedBy)

@@ -109,6 +109,12 @@ func connectAll(ctx context.Context, cli *CLI, env *stack.Environment) ([]*remot
 			live = append(live, c)
 		}
 	}
+	return live, connectError(errs)
+}
+
+// connectError is what went wrong connecting to the hosts (errs[i] for host
+// i), nil when nothing did.
+func connectError(errs []error) error {
 	var failed []error
 	for _, err := range errs {
 		if err != nil {
@@ -117,11 +123,11 @@ func connectAll(ctx context.Context, cli *CLI, env *stack.Environment) ([]*remot
 	}
 	switch len(failed) {
 	case 0:
-		return live, nil
+		return nil
 	case 1:
-		return live, failed[0]
+		return failed[0]
 	}
-	return live, fmt.Errorf("%d of %d hosts cannot be used:\n%w", len(failed), len(errs), errors.Join(failed...))
+	return fmt.Errorf("%d of %d hosts cannot be used:\n%w", len(failed), len(errs), errors.Join(failed...))
 }
 
 // connectEach dials every host in parallel: conns[i] or errs[i] is set for host i.
@@ -173,7 +179,9 @@ func printJSON(v any) error {
 
 func closeAll(conns []*remote.Client) {
 	for _, c := range conns {
-		c.Close()
+		if c != nil {
+			c.Close()
+		}
 	}
 }
 

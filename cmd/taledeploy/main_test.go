@@ -2,7 +2,10 @@ package main
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -17,6 +20,8 @@ import (
 	"taledeploy/internal/stack"
 	"taledeploy/plan"
 	"taledeploy/remote"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // --accept-new-host-key is global: it may come before or after the command, and
@@ -190,6 +195,71 @@ func TestJSONSummaryWhenNoHostConnects(t *testing.T) {
 	var last map[string]any
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || last["type"] != "summary" || last["ok"] != false {
 		t.Errorf("the last line of stdout is not a failed summary: %q (%v)", stdout.String(), err)
+	}
+}
+
+// status with a host that cannot be reached still shows every host, the
+// unreachable one with why, and fails: when a host is gone, who runs what
+// matters most.
+func TestStatusShowsUnreachableHosts(t *testing.T) {
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "compose.yml"), []byte("services:\n  proxy: {image: caddy}\n  web: {image: web}\n"), 0o644)
+	os.MkdirAll(filepath.Join(dir, "services", "proxy"), 0o755)
+	os.WriteFile(filepath.Join(dir, "services", "proxy", "Caddyfile"), []byte(":80 {\n\treverse_proxy web:80\n}\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "known_hosts"), nil, 0o600)
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "id"), pem.EncodeToMemory(block), 0o600)
+	os.WriteFile(filepath.Join(dir, "inventory.yaml"), []byte(`environments:
+  prod:
+    hosts:
+      - {name: h1, address: 127.0.0.1, port: 1, user: deploy, known_hosts: known_hosts, identity_file: id}
+      - {name: h2, address: 127.0.0.1, port: 1, user: deploy, known_hosts: known_hosts, identity_file: id}
+    stack:
+      project: app
+      remote_dir: /srv/app
+      stateless: [web]
+      stateful: [proxy]
+`), 0o644)
+	for _, json_ := range []bool{true, false} {
+		args := []string{"--inventory", filepath.Join(dir, "inventory.yaml"), "status", "prod"}
+		if json_ {
+			args = append([]string{"--json"}, args...)
+		}
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "HOME="+dir, "TALEDEPLOY_SSH_CONFIG=none", "SSH_AUTH_SOCK=", "TALEDEPLOY_SSH_KEY=")
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err == nil {
+			t.Errorf("status of unreachable hosts succeeded:\n%s", stdout.String())
+		}
+		if !strings.Contains(stderr.String(), "2 of 2 hosts cannot be used") {
+			t.Errorf("status does not fail with why: %s", stderr.String())
+		}
+		if !json_ {
+			if strings.Count(stdout.String(), "error: host unreachable") != 2 || strings.Contains(stdout.String(), "nothing deployed") {
+				t.Errorf("status does not show each unreachable host with why:\n%s", stdout.String())
+			}
+			continue
+		}
+		var doc struct {
+			Hosts []struct{ Host, Error string }
+		}
+		if err := json.Unmarshal(stdout.Bytes(), &doc); err != nil || len(doc.Hosts) != 2 {
+			t.Fatalf("status --json: %v: %q", err, stdout.String())
+		}
+		for i, h := range doc.Hosts {
+			if h.Host != fmt.Sprintf("h%d", i+1) || !strings.Contains(h.Error, "unreachable") {
+				t.Errorf("host %d in status --json: %+v, want h%d and why it cannot be reached", i, h, i+1)
+			}
+		}
 	}
 }
 
