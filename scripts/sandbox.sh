@@ -395,6 +395,8 @@ stop_relay() {
 start_hosts() {
 	ensure_bridge
 	local m
+	mkdir -p "$sandbox"
+	chmod 700 "$sandbox"
 	: >"$sandbox/hosts.new"
 	# Three "VPS" hosts for fleet tests, and a jump host (ProxyJump) in front of
 	# them; at DEBUG1 its log names every forwarding, so a test can tell a
