@@ -148,10 +148,23 @@ func (r *run) validateCaddyfile(ctx context.Context) (string, error) {
 	if bytes.HasPrefix(caddyfile, []byte("# Rendered by `taledeploy render`")) {
 		return "", fmt.Errorf("%w: %s was rendered by an older taledeploy from routes; the Caddyfile is now yours: write the sites as you want them served, with reverse_proxy to each stateless service by its compose name (reverse_proxy platform:8080), as in the example's services/proxy/Caddyfile", ErrCaddyfile, s.Caddyfile)
 	}
+	// What the switch and the window need of Caddy (the config it runs and
+	// would start from, its CA's root) is asked beside the check rather than
+	// after it, or while traffic moves.
+	var (
+		wg                 sync.WaitGroup
+		file, running      []byte
+		loadedErr, rootErr error
+	)
+	wg.Go(func() { file, running, loadedErr = r.proxy().Loaded(ctx) })
+	if slices.ContainsFunc(s.Routes, func(rt *stack.Route) bool { return siteScheme(rt.Site) == "https" }) {
+		wg.Go(func() { r.roots, rootErr = r.proxy().Roots(ctx) })
+	}
 	// The running Caddy adapts the team's Caddyfile (POST /adapt) without
 	// loading it: the same parser the proxy would use. A config that adapts
 	// but fails to start is refused by /load itself, which keeps the running one.
 	cfg, warnings, err := r.proxy().Prepare(ctx, caddyfile)
+	wg.Wait()
 	if err != nil {
 		if errors.Is(err, remote.ErrDisconnected) {
 			return "", err
@@ -159,20 +172,10 @@ func (r *run) validateCaddyfile(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("%w: %v. Fix %s; traffic is untouched", ErrCaddyfile, err, s.Caddyfile)
 	}
 	r.caddyConfig = cfg
-	// What the switch and the window need of Caddy, asked now, beside the
-	// other checks, rather than while traffic moves.
-	var (
-		wg                  sync.WaitGroup
-		currentErr, rootErr error
-	)
-	wg.Go(func() { r.caddyCurrent, currentErr = r.proxy().RunsCurrent(ctx, cfg) })
-	if slices.ContainsFunc(s.Routes, func(rt *stack.Route) bool { return siteScheme(rt.Site) == "https" }) {
-		wg.Go(func() { r.roots, rootErr = r.proxy().Roots(ctx) })
-	}
-	wg.Wait()
-	if err := errors.Join(currentErr, rootErr); err != nil {
+	if err := errors.Join(loadedErr, rootErr); err != nil {
 		return "", err
 	}
+	r.caddyCurrent = host.RunsConfig(file, running, cfg)
 	if len(warnings) > 0 {
 		// Caddy takes the file, but something in it may not be what the team
 		// meant: an import relative to the Caddyfile, say, which Caddy

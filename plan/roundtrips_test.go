@@ -13,7 +13,7 @@ import (
 // The remote calls a push, a rollback and status wait out one after another
 // (a call made while another is on its way costs nothing more): at a VPS's
 // 100 ms round trip each is a tenth of a second of the user's time. The
-// budgets are today's counts with room for scheduling noise (about 42, 24
+// budgets are today's counts with room for scheduling noise (about 30, 24
 // and 2), so a change that adds calls in sequence, such as one per file or
 // per upstream, shows.
 func TestRoundTrips(t *testing.T) {
@@ -26,7 +26,7 @@ func TestRoundTrips(t *testing.T) {
 		budget int
 		run    func() error
 	}{
-		{"push", 50, func() error { return push(t, deployer(h, s, "r2", &events{})) }},
+		{"push", 36, func() error { return push(t, deployer(h, s, "r2", &events{})) }},
 		{"rollback", 29, func() error { return rollback(t, deployer(h, s, "", &events{})) }},
 		{"status", 3, func() error {
 			if st := host.Status(context.Background(), h, s); st.Error != "" {

@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"taledeploy/internal/caddyconf"
 	"taledeploy/internal/stack"
 	"taledeploy/remote"
@@ -177,17 +178,21 @@ func (c *Caddy) Bootstrap(ctx context.Context) error {
 	return c.host.WriteFile(ctx, p, caddyconf.Bootstrap(GateOptions(c.stack)), 0o600)
 }
 
-// RunsCurrent tells whether the running Caddy runs cfg, and the proxy would
-// start with it again.
-func (c *Caddy) RunsCurrent(ctx context.Context, cfg []byte) (bool, error) {
-	if cur, err := c.host.ReadFile(ctx, c.stack.Paths().CaddyConfig()); err != nil || !sameJSON(cur, cfg) {
-		return false, nil
-	}
-	running, err := c.Config(ctx)
-	if err != nil {
-		return false, err
-	}
-	return sameJSON(running, cfg), nil
+// Loaded reads the config the proxy would start from (caddy.json; nil when
+// there is none) and the one Caddy runs, to compare with a new config
+// (RunsConfig): asked beside the Caddyfile's check, not after it.
+func (c *Caddy) Loaded(ctx context.Context) (file, running []byte, err error) {
+	var wg sync.WaitGroup
+	wg.Go(func() { file, _ = c.host.ReadFile(ctx, c.stack.Paths().CaddyConfig()) })
+	running, err = c.Config(ctx)
+	wg.Wait()
+	return file, running, err
+}
+
+// RunsConfig tells whether Caddy runs cfg and would start from it again: then
+// the switch need not load it.
+func RunsConfig(file, running, cfg []byte) bool {
+	return file != nil && sameJSON(file, cfg) && sameJSON(running, cfg)
 }
 
 // Running reads the config Caddy runs, indented as Config writes it.

@@ -12,7 +12,6 @@ import (
 	"taledeploy/remote"
 
 	"github.com/docker/go-units"
-	"github.com/moby/moby/client"
 )
 
 // ErrPreflight is a host without room for a second color.
@@ -31,17 +30,11 @@ func CheckResources(ctx context.Context, h Conn, s *stack.Stack, cs []Container,
 		wg                  sync.WaitGroup
 		memAvail, diskAvail int64
 		memUse, diskUse     int64
-		errs                = make([]error, 4)
+		errs                = make([]error, 2)
 	)
-	run := func(i int, fn func() error) {
-		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = fn() }()
-	}
-	run(0, func() (err error) { memAvail, err = hostMemAvailable(ctx, h); return })
-	run(1, func() (err error) { diskAvail, err = hostDiskAvailable(ctx, h, s.RemoteDir); return })
+	wg.Go(func() { memAvail, diskAvail, memUse, errs[0] = readResources(ctx, h, s.RemoteDir, IDs(live)) })
 	if len(live) > 0 {
-		run(2, func() (err error) { memUse, err = containersMemory(ctx, h, IDs(live)); return })
-		run(3, func() (err error) { diskUse, err = imagesSize(ctx, h, live); return })
+		wg.Go(func() { diskUse, errs[1] = imagesSize(ctx, h, live) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -62,101 +55,98 @@ func CheckResources(ctx context.Context, h Conn, s *stack.Stack, cs []Container,
 	return fmt.Sprintf("memory %s free (live color uses %s), disk %s free", units.BytesSize(float64(memAvail)), units.BytesSize(float64(memUse)), units.BytesSize(float64(diskAvail))), nil
 }
 
-func hostMemAvailable(ctx context.Context, h Conn) (int64, error) {
-	data, err := h.ReadFile(ctx, "/proc/meminfo")
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, errors.New("no MemAvailable in /proc/meminfo")
+// resourcesScript prints, in one command, what CheckResources weighs: a
+// round trip per fact (and on cgroup v2 hosts up to four per container)
+// adds up at a VPS's distance. $1 is the stack's folder, then container IDs.
+// It prints "mem KB" (MemAvailable), "df KB" for the folder and for Docker's
+// data root, and "cg ID BYTES" per container, BYTES "-" when its memory
+// counter is not where Docker usually puts it.
+const resourcesScript = `# taledeploy resources
+dir=$1; shift
+awk '/^MemAvailable:/ {print "mem", $2}' /proc/meminfo
+root=$(docker info --format '{{.DockerRootDir}}') || exit 1
+free=$(df -Pk -- "$dir" "$root") || exit 1
+printf '%s\n' "$free" | awk 'NR > 1 {print "df", $4}'
+for id in "$@"; do
+	v=-
+	for p in "/sys/fs/cgroup/memory/docker/$id/memory.usage_in_bytes" \
+		"/sys/fs/cgroup/system.slice/docker-$id.scope/memory.current" \
+		"/sys/fs/cgroup/docker/$id/memory.current" \
+		"/sys/fs/cgroup/memory/system.slice/docker-$id.scope/memory.usage_in_bytes"; do
+		if [ -r "$p" ] && v=$(cat -- "$p"); then break; fi
+		v=-
+	done
+	echo "cg $id $v"
+done`
+
+// ResourcesCmd is the command readResources runs.
+func ResourcesCmd(dir string, ids []string) remote.Cmd {
+	return remote.Cmd{Argv: append([]string{"sh", "-c", resourcesScript, "sh", dir}, ids...)}
 }
 
-// hostDiskAvailable is the free space of the file system that holds both dir
-// and Docker's data, whichever has less.
-func hostDiskAvailable(ctx context.Context, h Conn, dir string) (int64, error) {
-	info, err := Engine(h).Info(ctx, client.InfoOptions{})
+// readResources reads the host's available memory, the free space of the file
+// system that holds both dir and Docker's data (whichever has less), and the
+// memory the containers use now: the kernel's cgroup counters (instant), and
+// docker stats (about two seconds) only where they are not where Docker
+// usually puts them.
+func readResources(ctx context.Context, h Conn, dir string, ids []string) (memAvail, diskAvail, memUse int64, err error) {
+	out, err := h.Run(ctx, ResourcesCmd(dir, ids))
 	if err != nil {
-		return 0, dockerErr(err)
+		return 0, 0, 0, err
 	}
-	out, err := h.Run(ctx, remote.Cmd{Argv: []string{"df", "-Pk", "--", dir, info.Info.DockerRootDir}})
-	if err != nil {
-		return 0, err
-	}
-	var free int64 = -1
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n")[1:] {
+	memAvail, diskAvail = -1, -1
+	var stats []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		f := strings.Fields(line)
-		if len(f) < 4 {
+		if len(f) < 2 {
 			continue
 		}
-		kb, err := strconv.ParseInt(f[3], 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("df: %q", line)
-		}
-		if free < 0 || kb<<10 < free {
-			free = kb << 10
-		}
-	}
-	if free < 0 {
-		return 0, fmt.Errorf("df printed nothing for %s", dir)
-	}
-	return free, nil
-}
-
-// containersMemory sums the memory the containers use now. It reads the
-// kernel's cgroup counters (instant), and asks docker stats (about two seconds)
-// only where they are not where Docker usually puts them.
-func containersMemory(ctx context.Context, h Conn, ids []string) (int64, error) {
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		sum   int64
-		stats []string
-	)
-	for _, id := range ids {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for _, p := range []string{
-				"/sys/fs/cgroup/memory/docker/" + id + "/memory.usage_in_bytes", // v1, cgroupfs driver
-				"/sys/fs/cgroup/system.slice/docker-" + id + ".scope/memory.current",
-				"/sys/fs/cgroup/docker/" + id + "/memory.current",
-				"/sys/fs/cgroup/memory/system.slice/docker-" + id + ".scope/memory.usage_in_bytes",
-			} {
-				data, err := h.ReadFile(ctx, p)
-				if n, perr := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64); err == nil && perr == nil {
-					mu.Lock()
-					sum += n
-					mu.Unlock()
-					return
-				}
+		switch {
+		case f[0] == "mem":
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				return 0, 0, 0, fmt.Errorf("/proc/meminfo: MemAvailable %q", f[1])
 			}
-			mu.Lock()
-			stats = append(stats, id)
-			mu.Unlock()
-		}()
+			memAvail = kb << 10
+		case f[0] == "df":
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				return 0, 0, 0, fmt.Errorf("df: %q", line)
+			}
+			if diskAvail < 0 || kb<<10 < diskAvail {
+				diskAvail = kb << 10
+			}
+		case f[0] == "cg" && len(f) == 3:
+			n, err := strconv.ParseInt(f[2], 10, 64)
+			if err != nil {
+				stats = append(stats, f[1])
+				continue
+			}
+			memUse += n
+		}
 	}
-	wg.Wait()
+	if memAvail < 0 {
+		return 0, 0, 0, errors.New("no MemAvailable in /proc/meminfo")
+	}
+	if diskAvail < 0 {
+		return 0, 0, 0, fmt.Errorf("df printed nothing for %s", dir)
+	}
 	if len(stats) == 0 {
-		return sum, nil
+		return memAvail, diskAvail, memUse, nil
 	}
-	out, err := h.Run(ctx, remote.Cmd{Argv: append([]string{"docker", "stats", "--no-stream", "--format", "{{.MemUsage}}"}, stats...)})
+	out, err = h.Run(ctx, remote.Cmd{Argv: append([]string{"docker", "stats", "--no-stream", "--format", "{{.MemUsage}}"}, stats...)})
 	if err != nil {
-		return 0, err
+		return 0, 0, 0, err
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		used, _, _ := strings.Cut(line, "/")
 		n, err := stack.ParseSize(strings.TrimSpace(used))
 		if err != nil {
-			return 0, fmt.Errorf("docker stats: %w", err)
+			return 0, 0, 0, fmt.Errorf("docker stats: %w", err)
 		}
-		sum += n
+		memUse += n
 	}
-	return sum, nil
+	return memAvail, diskAvail, memUse, nil
 }
 
 // imagesSize sums the sizes of the containers' images.

@@ -74,3 +74,45 @@ func TestGateScript(t *testing.T) {
 		}
 	}
 }
+
+// The resources script reads, in one command, the host's available memory,
+// the free space of the stack's folder and of Docker's data root, and each
+// container's memory counter ("-" where none is found): with a docker on
+// PATH that names the data root, as the real one does.
+func TestResourcesScript(t *testing.T) {
+	bin := t.TempDir()
+	root := t.TempDir()
+	os.WriteFile(filepath.Join(bin, "docker"), []byte("#!/bin/sh\necho "+root+"\n"), 0o755)
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+	dir := t.TempDir()
+	cmd := ResourcesCmd(dir, []string{"0123abcd"})
+	out, code := sh(t, cmd.Argv[2], "", cmd.Argv[4:]...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	var mem, df, cg int
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 2 && f[0] == "mem":
+			mem++
+		case len(f) == 2 && f[0] == "df":
+			if _, err := strconv.ParseInt(f[1], 10, 64); err != nil {
+				t.Errorf("df line %q", line)
+			}
+			df++
+		case len(f) == 3 && f[0] == "cg" && f[1] == "0123abcd" && f[2] == "-":
+			cg++
+		default:
+			t.Errorf("unexpected line %q", line)
+		}
+	}
+	if mem != 1 || df != 2 || cg != 1 {
+		t.Errorf("mem %d, df %d, cg %d lines, want 1, 2, 1:\n%s", mem, df, cg, out)
+	}
+	// Docker not answering fails the command: no figures made up.
+	os.WriteFile(filepath.Join(bin, "docker"), []byte("#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2; exit 1\n"), 0o755)
+	if _, code := sh(t, cmd.Argv[2], "", cmd.Argv[4:]...); code == 0 {
+		t.Errorf("the script succeeded with Docker down")
+	}
+}

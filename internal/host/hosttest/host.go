@@ -98,6 +98,8 @@ func (h *Host) run(cmd remote.Cmd) ([]byte, error) {
 		out, err = h.Docker.Docker(cmd, a)
 	case a[0] == "find":
 		return h.Fake.Find(argv)
+	case len(a) >= 5 && a[0] == "sh" && strings.HasPrefix(a[2], "# taledeploy resources"):
+		return h.resources(a[4], a[5:])
 	case a[0] == "df":
 		var b strings.Builder
 		b.WriteString("Filesystem 1024-blocks Used Available Capacity Mounted on\n")
@@ -164,4 +166,21 @@ func (h *Host) serve(network, addr string) (http.Handler, error) {
 		return app(c), nil
 	}
 	return nil, errors.New("fake host: nothing listens at " + network + " " + addr)
+}
+
+// resources answers host.ResourcesCmd ($1 the folder, then container IDs) as a host whose containers' memory
+// counters are not where Docker usually puts them (so docker stats is asked).
+func (h *Host) resources(dir string, ids []string) ([]byte, error) {
+	var b strings.Builder
+	meminfo, _ := h.Fake.Peek("/proc/meminfo")
+	for _, line := range strings.Split(string(meminfo), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			fmt.Fprintf(&b, "mem %s\n", strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+		}
+	}
+	b.WriteString("df 30000000\ndf 30000000\n")
+	for _, id := range ids {
+		fmt.Fprintf(&b, "cg %s -\n", id)
+	}
+	return []byte(b.String()), nil
 }
