@@ -428,6 +428,19 @@ func TestWriteFileIsAtomicWithMode(t *testing.T) {
 	if string(got) != "SECRET=2\n" {
 		t.Errorf("read back %q", got)
 	}
+	// A file of many packets, written several at once, arrives whole and in
+	// order.
+	big := make([]byte, 3<<20+12345)
+	rand.Read(big)
+	if err := c.WriteFile(ctx, filepath.Join(dir, "big"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "big")); err != nil || !bytes.Equal(got, big) {
+		t.Errorf("a 3 MiB file was not written as it is (%d bytes read, %v)", len(got), err)
+	}
+	if got, err := c.ReadFile(ctx, filepath.Join(dir, "big")); err != nil || !bytes.Equal(got, big) {
+		t.Errorf("a 3 MiB file was not read back as it is (%d bytes, %v)", len(got), err)
+	}
 	entries, _ := os.ReadDir(filepath.Dir(p))
 	if len(entries) != 1 {
 		t.Errorf("temp files left behind: %v", entries)

@@ -18,7 +18,11 @@ func (c *Client) files() (*sftp.Client, error) {
 	if c.sftp != nil {
 		return c.sftp, nil
 	}
-	s, err := sftp.NewClient(c.ssh)
+	// Writes of a file in flight together, not one 32 KiB packet a round
+	// trip: at a VPS's 100 ms that is 320 KiB/s, and a 10 MiB binary takes
+	// half a minute. Out-of-order writes are safe here: a file is written to a
+	// temporary name and renamed into place only once all of it arrived.
+	s, err := sftp.NewClient(c.ssh, sftp.UseConcurrentWrites(true))
 	if err != nil {
 		return nil, fmt.Errorf("%s: start sftp: %w", c.cfg.Name, err)
 	}
