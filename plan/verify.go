@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"taledeploy/internal/host"
 	"taledeploy/internal/stack"
 	"taledeploy/remote"
@@ -72,22 +73,34 @@ func notReady(ctx context.Context, h host.Conn, s *stack.Stack, client *http.Cli
 	if why := containersNotReady(s, cs); why != "" {
 		return why
 	}
-	for _, r := range s.Routes {
-		i := slices.IndexFunc(cs, func(c host.Container) bool { return c.Service == r.Service })
-		c := cs[i]
+	// Every route at once: one after another, each is a round trip more.
+	whys := make([]string, len(s.Routes))
+	var wg sync.WaitGroup
+	for i, r := range s.Routes {
+		c := cs[slices.IndexFunc(cs, func(c host.Container) bool { return c.Service == r.Service })]
 		if c.IP == "" {
-			return c.Name + " has no address on network " + s.ColorNetwork(c.Color)
+			whys[i] = c.Name + " has no address on network " + s.ColorNetwork(c.Color)
+			continue
 		}
-		url := fmt.Sprintf("http://%s%s", net.JoinHostPort(c.IP, fmt.Sprint(r.Port)), r.HealthPath)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := client.Do(req)
-		if err != nil {
-			return fmt.Sprintf("%s%s: %v", c.Name, r.HealthPath, err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode/100 != 2 {
-			return fmt.Sprintf("%s%s answers %d", c.Name, r.HealthPath, resp.StatusCode)
+		wg.Go(func() {
+			url := fmt.Sprintf("http://%s%s", net.JoinHostPort(c.IP, fmt.Sprint(r.Port)), r.HealthPath)
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+			resp, err := client.Do(req)
+			if err != nil {
+				whys[i] = fmt.Sprintf("%s%s: %v", c.Name, r.HealthPath, err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode/100 != 2 {
+				whys[i] = fmt.Sprintf("%s%s answers %d", c.Name, r.HealthPath, resp.StatusCode)
+			}
+		})
+	}
+	wg.Wait()
+	for _, why := range whys {
+		if why != "" {
+			return why
 		}
 	}
 	return ""

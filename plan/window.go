@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"taledeploy/internal/host"
@@ -53,25 +54,42 @@ func (r *run) watch(ctx context.Context, color string) (string, error) {
 		probes = append(probes, p)
 	}
 	end := time.Now().Add(s.VerifyWindow.Duration)
+	// A round every windowProbeEvery, whatever its answers took: the probes
+	// and the containers' check go out together, so at a VPS's round trip a
+	// failing release is caught as soon as on loopback, give or take one.
+	tick := time.NewTicker(windowProbeEvery)
+	defer tick.Stop()
 	n, failures, lastInspect := 0, 0, time.Time{}
 	for time.Now().Before(end) {
-		why := ""
-		for _, p := range probes {
-			if err := p.probe(); err != nil {
-				if errors.Is(err, remote.ErrDisconnected) {
-					return "", err
-				}
-				why = err.Error()
-				break
-			}
+		var (
+			wg         sync.WaitGroup
+			errs       = make([]error, len(probes))
+			cs         []host.Container
+			inspectErr error
+		)
+		for i, p := range probes {
+			wg.Go(func() { errs[i] = p.probe() })
 		}
-		if why == "" && time.Since(lastInspect) > time.Second {
+		inspect := time.Since(lastInspect) > time.Second
+		if inspect {
 			// Containers that exit or turn unhealthy fail the window even when
 			// Caddy's fallback hides it.
 			lastInspect = time.Now()
-			cs, err := host.Inspect(ctx, r.Host, s.Project, s.ColorProject(color))
-			if err != nil {
+			wg.Go(func() { cs, inspectErr = host.Inspect(ctx, r.Host, s.Project, s.ColorProject(color)) })
+		}
+		wg.Wait()
+		why := ""
+		for _, err := range errs {
+			if errors.Is(err, remote.ErrDisconnected) {
 				return "", err
+			}
+			if err != nil && why == "" {
+				why = err.Error()
+			}
+		}
+		if inspect {
+			if inspectErr != nil {
+				return "", inspectErr
 			}
 			if w := containersNotReady(r.Stack, cs); strings.HasPrefix(w, "failed:") {
 				return "", fmt.Errorf("%w: %s", ErrWindow, strings.TrimPrefix(w, "failed: "))
@@ -86,8 +104,10 @@ func (r *run) watch(ctx context.Context, color string) (string, error) {
 		} else {
 			failures = 0
 		}
-		if err := host.Sleep(ctx, windowProbeEvery); err != nil {
-			return "", err
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-tick.C:
 		}
 	}
 	return fmt.Sprintf("%d probes through caddy in %s, all answered", n*len(probes), s.VerifyWindow.Duration), nil
