@@ -219,7 +219,12 @@ func TestFleet(t *testing.T) {
 		}
 	}
 	follow := f.start(nil, "logs", "e2e", "platform", "-f", "--since", "10m", "--hosts", "h2")
-	time.Sleep(2 * time.Second)
+	// Until h2's lines come (a host far away takes a while), then stop it
+	// as a user does.
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && !strings.Contains(follow.output(), "h2 | "); {
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
 	follow.cmd.Process.Signal(os.Interrupt)
 	follow.wait()
 	if out := follow.output(); !strings.Contains(out, "h2 | ") || strings.Contains(out, "h1 | ") {
