@@ -22,7 +22,10 @@ func (c *Client) files() (*sftp.Client, error) {
 	// trip: at a VPS's 100 ms that is 320 KiB/s, and a 10 MiB binary takes
 	// half a minute. Out-of-order writes are safe here: a file is written to a
 	// temporary name and renamed into place only once all of it arrived.
-	s, err := sftp.NewClient(c.ssh, sftp.UseConcurrentWrites(true))
+	// 16 in flight (512 KiB) is about 5 MiB/s at 100 ms, and little enough
+	// that the keepalive's request, queued behind them, is answered within
+	// keepaliveWait on an uplink down to about 40 KiB/s.
+	s, err := sftp.NewClient(c.ssh, sftp.UseConcurrentWrites(true), sftp.MaxConcurrentRequestsPerFile(16))
 	if err != nil {
 		return nil, fmt.Errorf("%s: start sftp: %w", c.cfg.Name, err)
 	}

@@ -84,7 +84,7 @@ while [ $# -gt 0 ]; do
 	age) p=$1; shift
 		if [ -e "$p" ]; then date +%s && date -r "$p" +%s; else (exit 66); fi ;;
 	mkdir) p=$1 m=$2; shift 2
-		mkdir -p -- "$p" && chmod "$m" -- "$p" ;;
+		(umask 022 && mkdir -p -- "$p") && chmod "$m" -- "$p" ;;
 	write) p=$1 m=$2 n=$3; shift 3
 		d=${p%/*}; t="$d/.${p##*/}.taledeploy-$$"
 		if (umask 022 && mkdir -p -- "$d"); then

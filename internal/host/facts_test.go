@@ -70,6 +70,11 @@ func TestFactsScript(t *testing.T) {
 	if as[mk].Code != 0 || mode(t, filepath.Join(dir, "m/n")) != 0o700 {
 		t.Errorf("mkdir: %+v", as[mk])
 	}
+	// The folders made on the way (remote_dir on a first push) are 0755, as
+	// mkdir -p makes them for a user: only the one asked for is closed.
+	if got := mode(t, filepath.Join(dir, "m")); got != 0o755 {
+		t.Errorf("mkdir made its parent %v, want 0755", got)
+	}
 	if got, _ := os.ReadFile(filepath.Join(dir, "new/env")); as[w].Code != 0 || string(got) != secret || mode(t, filepath.Join(dir, "new/env")) != 0o600 {
 		t.Errorf("write: %+v, %q", as[w], got)
 	}
