@@ -77,6 +77,9 @@ func main() {
 				sent++
 				if r.Code != http.StatusOK || r.Error != "" {
 					failed++
+					if failed <= 10 { // what failed, and when
+						fmt.Fprintf(os.Stderr, "loadgen: failed %s %d %s %q\n", r.Timestamp.Format("15:04:05.000"), r.Code, r.Error, strings.TrimSpace(string(r.Body)))
+					}
 				} else {
 					served[r.Headers.Get("X-Color")+" "+r.Headers.Get("X-Release")]++
 				}
