@@ -161,6 +161,18 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
+// minimalStack is a folder with the smallest stack taledeploy accepts (a
+// proxy and one service) and an empty known_hosts: enough to reach the hosts.
+func minimalStack(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "compose.yml"), []byte("services:\n  proxy: {image: caddy}\n  web: {image: web}\n"), 0o644)
+	os.MkdirAll(filepath.Join(dir, "services", "proxy"), 0o755)
+	os.WriteFile(filepath.Join(dir, "services", "proxy", "Caddyfile"), []byte(":80 {\n\treverse_proxy web:80\n}\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "known_hosts"), nil, 0o600)
+	return dir
+}
+
 // push --json ends with a summary line even when no host can be reached, so a
 // CI job that reads the last line always finds one.
 func TestJSONSummaryWhenNoHostConnects(t *testing.T) {
@@ -168,11 +180,7 @@ func TestJSONSummaryWhenNoHostConnects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "compose.yml"), []byte("services:\n  proxy: {image: caddy}\n  web: {image: web}\n"), 0o644)
-	os.MkdirAll(filepath.Join(dir, "services", "proxy"), 0o755)
-	os.WriteFile(filepath.Join(dir, "services", "proxy", "Caddyfile"), []byte(":80 {\n\treverse_proxy web:80\n}\n"), 0o644)
-	os.WriteFile(filepath.Join(dir, "known_hosts"), nil, 0o600)
+	dir := minimalStack(t)
 	os.WriteFile(filepath.Join(dir, "inventory.yaml"), []byte(`environments:
   prod:
     hosts:
@@ -206,11 +214,7 @@ func TestStatusShowsUnreachableHosts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "compose.yml"), []byte("services:\n  proxy: {image: caddy}\n  web: {image: web}\n"), 0o644)
-	os.MkdirAll(filepath.Join(dir, "services", "proxy"), 0o755)
-	os.WriteFile(filepath.Join(dir, "services", "proxy", "Caddyfile"), []byte(":80 {\n\treverse_proxy web:80\n}\n"), 0o644)
-	os.WriteFile(filepath.Join(dir, "known_hosts"), nil, 0o600)
+	dir := minimalStack(t)
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	block, err := ssh.MarshalPrivateKey(priv, "")
 	if err != nil {
