@@ -89,7 +89,7 @@ func BenchmarkFleetPush(b *testing.B) {
 }
 
 // fleetStep is a step line of a fleet's output: host, step, status, seconds.
-var fleetStep = regexp.MustCompile(`(?m)^(h\d+)\s+(\S+)\s+(ok|failed)\s+([0-9.]+)s`)
+var fleetStep = regexp.MustCompile(`(?m)^(h\d+|local)\s+(\S+)\s+(ok|failed)\s+([0-9.]+)s`)
 
 // BenchmarkRollback rolls the sandbox stack back and forth between two
 // releases, split like BenchmarkPush (a rollback waits on Docker to start the

@@ -52,7 +52,8 @@ func TestInterruptedPush(t *testing.T) {
 		table = append(table, fmt.Sprintf("%-28s converged=%v", fault, converged))
 	}
 
-	for _, step := range []string{"lock", "check", "upload", "preflight", "build", "stateful", "migrate", "start", "verify", "switch", "window", "drain", "stop", "record"} {
+	// images/progress: killed in the middle of sending the images.
+	for _, step := range []string{"lock", "check", "upload", "preflight", "images/progress", "stateful", "migrate", "start", "verify", "switch", "window", "drain", "stop", "record"} {
 		fault := "kill after " + step
 		l.phase(fault)
 		n++
@@ -251,7 +252,7 @@ func TestRefusedPushes(t *testing.T) {
 					t.Errorf("%s: the output lacks %q:\n%s", tc.name, w, r.out)
 				}
 			}
-			for _, step := range []string{"build", "start", "switch"} {
+			for _, step := range []string{"images", "build", "start", "switch"} {
 				if contains(r.steps(), step) {
 					t.Errorf("%s: the refused push ran %s: %v", tc.name, step, r.steps())
 				}
@@ -277,8 +278,8 @@ func TestRefusedPushes(t *testing.T) {
 			if !r.failed() || !strings.Contains(r.out, c.service+" changed") || !strings.Contains(r.out, "--recreate-stateful") || !strings.Contains(r.out, c.cost) {
 				t.Errorf("push with a changed %s: %v:\n%s", c.service, r.err, r.out)
 			}
-			if contains(r.steps(), "build") {
-				t.Errorf("the refused push built: %v", r.steps())
+			if contains(r.steps(), "images") || contains(r.steps(), "build") {
+				t.Errorf("the refused push sent or built images: %v", r.steps())
 			}
 		}
 		if id := containerID(s.status(), "db"); id != dbID {
@@ -299,8 +300,8 @@ func TestRefusedPushes(t *testing.T) {
 			if !r.failed() || !strings.Contains(r.out, c.want) || !strings.Contains(r.out, "100TiB") || !strings.Contains(r.out, "--skip-preflight") {
 				t.Errorf("push with %s: %v:\n%s", c.setting, r.err, r.out)
 			}
-			if contains(r.steps(), "build") {
-				t.Errorf("the refused push built: %v", r.steps())
+			if contains(r.steps(), "images") || contains(r.steps(), "build") {
+				t.Errorf("the refused push sent or built images: %v", r.steps())
 			}
 			unchanged("preflight", before)
 			if c.want == "memory:" {

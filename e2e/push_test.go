@@ -159,7 +159,7 @@ func TestPushRollbackUnderLoad(t *testing.T) {
 	if r.failed() {
 		t.Fatalf("rollback failed: %v", r.err)
 	}
-	if slices.Contains(r.steps(), "build") || slices.Contains(r.steps(), "upload") {
+	if slices.Contains(r.steps(), "build") || slices.Contains(r.steps(), "images") || slices.Contains(r.steps(), "upload") {
 		t.Errorf("rollback built or uploaded: steps %v", r.steps())
 	}
 	t.Logf("rollback took %.1fs (steps %v)", r.took.Seconds(), r.stepSeconds())

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"taledeploy/internal/host"
+	"taledeploy/internal/images"
 	"taledeploy/internal/stack"
 	"taledeploy/remote"
 )
@@ -39,6 +40,10 @@ type Event struct {
 	Message  string        `json:"message,omitempty"`
 	// Log holds the last log lines of the containers a failed step is about.
 	Log string `json:"log,omitempty"`
+	// Sent and Total are a transfer's bytes so far and in all, on progress
+	// events (Status "progress") of a step that sends images.
+	Sent  int64 `json:"sent,omitempty"`
+	Total int64 `json:"total,omitempty"`
 }
 
 // Options tune a push.
@@ -58,6 +63,9 @@ type Deployer struct {
 	Stack  *stack.Stack
 	Opts   Options
 	Report func(Event)
+	// Images are the release's images, built here once for every host; nil
+	// when the host builds them (or pulls them) itself.
+	Images *images.Release
 
 	lock  *host.HeldLock
 	stale *host.Lock // a dead command's lock this deployer took over

@@ -15,6 +15,7 @@ import (
 	"github.com/pmezard/go-difflib/difflib"
 
 	"taledeploy/internal/host"
+	"taledeploy/internal/images"
 	"taledeploy/internal/stack"
 	"taledeploy/remote"
 )
@@ -147,7 +148,17 @@ func describePreflight(*view) string {
 	return "check stateful services, validate the Caddyfile with the running Caddy, free memory and disk"
 }
 
+func describeImages(v *view) string {
+	if v.s.Build != stack.BuildLocal {
+		return ""
+	}
+	return fmt.Sprintf("%s: built on this machine once, the layers the host lacks sent over SSH, tagged for %s", strings.Join(images.Built(v.s), ", "), v.s.ColorProject(v.color))
+}
+
 func describeBuild(v *view) string {
+	if v.s.Build == stack.BuildLocal {
+		return ""
+	}
 	return fmt.Sprintf("%s (%s)", strings.Join(v.s.Stateless, ", "), v.s.ColorProject(v.color))
 }
 

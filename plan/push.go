@@ -18,7 +18,8 @@ import (
 //	upload     send the release's files the host does not have
 //	preflight  refuse early: changed stateful services, a Caddyfile Caddy
 //	           rejects, unsafe migrations, too little memory or disk
-//	build      build the new color's images
+//	images     send the images built here: the layers the host lacks
+//	build      build the new color's images on the host (when not sent)
 //	stateful   start the network and the stateful services that are missing
 //	migrate    apply pending expand migrations with the new images
 //	start      start the new color beside the live one    (undo: remove-new)
@@ -42,6 +43,8 @@ type step struct {
 	changes bool
 	// when, if set, says whether the step applies to this stack and live color.
 	when func(s *stack.Stack, live string) bool
+	// skip, if set, says whether this command leaves the step out.
+	skip func(r *run) bool
 	do   func(ctx context.Context, r *run) (string, error)
 	// undo, if set, puts back what do changed (failed tells whether do itself
 	// failed part way), reported as the step undoName.
@@ -61,13 +64,14 @@ type step struct {
 
 func replacesLive(_ *stack.Stack, live string) bool { return live != "" }
 
-// pushSteps is every step of a push. The first two get a push ready without
+// pushSteps is every step of a push. The first three get a push ready without
 // touching what serves; a fleet push runs them on every host first.
 func pushSteps() []step {
 	return []step{
 		{name: "upload", do: uploadFiles, describe: describeUpload},
 		{name: "preflight", do: preflight, describe: describePreflight},
-		{name: "build", do: build, describe: describeBuild},
+		{name: "images", skip: buildsOnHost, do: shipImages, describe: describeImages},
+		{name: "build", skip: shipsImages, do: build, describe: describeBuild},
 		{name: "stateful", changes: true, do: stateful, describe: describeStateful},
 		{name: "migrate", changes: true, when: hasMigrations, do: migrateExpand, describe: describeMigrate},
 		{name: "start", changes: true, do: startNew, undo: removeNew, undoName: "remove-new", describe: describeStart},
@@ -81,7 +85,10 @@ func pushSteps() []step {
 }
 
 // prepareSteps counts the steps Prepare runs.
-const prepareSteps = 2
+const prepareSteps = 3
+
+func buildsOnHost(r *run) bool { return r.Images == nil }
+func shipsImages(r *run) bool  { return r.Images != nil }
 
 func switchStep() step {
 	return step{name: "switch", changes: true, switches: true, do: switchNew,
@@ -210,7 +217,7 @@ func (d *Deployer) Rollback(ctx context.Context, cur *Current) error {
 func (r *run) carryOut(ctx context.Context, steps []step) error {
 	var done []step
 	for _, st := range steps {
-		if st.when != nil && !st.when(r.Stack, r.before) {
+		if st.when != nil && !st.when(r.Stack, r.before) || st.skip != nil && st.skip(r) {
 			continue
 		}
 		if r.switched {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"taledeploy/internal/host"
+	"taledeploy/internal/images"
 	"taledeploy/internal/stack"
 	"taledeploy/plan"
 	"taledeploy/remote"
@@ -33,6 +34,7 @@ type PushCmd struct {
 	Release           string   `help:"Release id to record (default: time and git revision)."`
 	Repair            bool     `help:"When the host's record disagrees with what runs (a hand-made change, a lost or corrupt state file), rebuild the record from what runs, then push."`
 	SkipPreflight     bool     `help:"Start the new color even when the host's free memory or disk looks too small for two colors."`
+	Build             string   `placeholder:"local|host|none" help:"Where the images come from, over the inventory's build: local (built here once, each host sent only the layers it lacks), host (built on each host) or none (pulled)."`
 }
 
 // RollbackCmd is `taledeploy rollback ENV`.
@@ -59,6 +61,9 @@ func (c *PushCmd) Run(cli *CLI, ctx context.Context) error {
 		return err
 	}
 	if err := env.ResolveEnv(os.LookupEnv); err != nil {
+		return err
+	}
+	if err := resolveBuild(ctx, env, c.Build); err != nil {
 		return err
 	}
 	opts := plan.Options{Who: who(), GitRevision: gitRevision(env.Stack.Root), Release: c.Release, RecreateStateful: c.RecreateStateful,
@@ -121,6 +126,16 @@ func onFleet(ctx context.Context, cli *CLI, env *stack.Environment, opts plan.Op
 	start := time.Now()
 	out := newPrinter(os.Stdout, env.Hosts, cli.JSON)
 	defer out.close()
+	var imgs *images.Release
+	if action == "push" {
+		if imgs, err = buildImages(ctx, env, opts.Release, out.event); err != nil {
+			if cli.JSON {
+				out.summary(ctx, nil, env, start, err)
+			}
+			return fmt.Errorf("push stopped before any host was touched: %w", err)
+		}
+		defer imgs.Close()
+	}
 	conns, err := connectAll(ctx, cli, env)
 	defer closeAll(conns)
 	if err != nil {
@@ -133,7 +148,11 @@ func onFleet(ctx context.Context, cli *CLI, env *stack.Environment, opts plan.Op
 	hosts := asConns(conns)
 	f := &plan.Fleet{}
 	for _, c := range conns {
-		f.Hosts = append(f.Hosts, &plan.Deployer{Host: c, Stack: env.StackFor(c.Name()), Opts: opts, Report: killHook(out.event)})
+		d := &plan.Deployer{Host: c, Stack: env.StackFor(c.Name()), Opts: opts, Report: killHook(out.event)}
+		if d.Stack.Build == stack.BuildLocal {
+			d.Images = imgs
+		}
+		f.Hosts = append(f.Hosts, d)
 	}
 	defer func() {
 		for _, uerr := range f.End(ctx) {

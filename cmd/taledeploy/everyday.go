@@ -170,6 +170,9 @@ func (c *PlanCmd) Run(cli *CLI, ctx context.Context) error {
 	if err := env.ResolveEnv(os.LookupEnv); err != nil {
 		return err
 	}
+	if err := resolveBuild(ctx, env, ""); err != nil {
+		return err
+	}
 	conns, err := connectAll(ctx, cli, env)
 	defer closeAll(conns)
 	if err != nil {

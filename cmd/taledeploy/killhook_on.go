@@ -16,7 +16,10 @@ func killHook(report func(plan.Event)) func(plan.Event) {
 	step := os.Getenv("TALEDEPLOY_KILL_AFTER")
 	return func(e plan.Event) {
 		report(e)
-		if step != "" && e.Step == step && e.Status != "running" {
+		// STEP kills once the step ends; STEP/progress at its first progress
+		// event, in the middle of a transfer.
+		if step != "" && (e.Step == step && e.Status != "running" && e.Status != "progress" ||
+			e.Step+"/"+e.Status == step) {
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		}
 	}

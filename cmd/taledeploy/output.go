@@ -29,14 +29,15 @@ type printer struct {
 	width int
 	json  bool
 
-	live    bool                 // draw the live line
-	running map[string]time.Time // "host step" -> start
-	drawn   int                  // live lines on screen
-	stop    chan struct{}
+	live     bool                 // draw the live line
+	running  map[string]time.Time // "host step" -> start
+	progress map[string]string    // "host step" -> bytes sent and rate
+	drawn    int                  // live lines on screen
+	stop     chan struct{}
 }
 
 func newPrinter(w io.Writer, hosts []*stack.Host, jsonLines bool) *printer {
-	p := &printer{w: w, json: jsonLines, running: map[string]time.Time{}, stop: make(chan struct{})}
+	p := &printer{w: w, json: jsonLines, running: map[string]time.Time{}, progress: map[string]string{}, stop: make(chan struct{})}
 	for _, h := range hosts {
 		p.width = max(p.width, len(h.Name))
 	}
@@ -58,10 +59,31 @@ type jsonEvent struct {
 	Log      string  `json:"log,omitempty"` // the failed containers' last log lines
 }
 
+// jsonProgress is one line of --json output during a transfer.
+type jsonProgress struct {
+	Type    string `json:"type"` // progress
+	Host    string `json:"host"`
+	Step    string `json:"step"`
+	Sent    int64  `json:"sent_bytes"`
+	Total   int64  `json:"total_bytes"`
+	Message string `json:"message"`
+}
+
 func (p *printer) event(e plan.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	key := e.Host + " " + e.Step
+	p.width = max(p.width, len(e.Host)) // this machine's own steps come first
+	if e.Status == "progress" {
+		// Shown on the live line, or as its own JSON line; a log that is not
+		// a terminal gets the step's own line when it ends.
+		p.progress[key] = e.Message
+		if p.json {
+			p.writeJSON(jsonProgress{Type: "progress", Host: e.Host, Step: e.Step, Sent: e.Sent, Total: e.Total, Message: e.Message})
+		}
+		return
+	}
+	delete(p.progress, key)
 	if e.Status == "running" {
 		p.running[key] = time.Now()
 	} else {
@@ -103,7 +125,7 @@ func (p *printer) tick() {
 		var lines []string
 		for k, since := range p.running {
 			host, step, _ := strings.Cut(k, " ")
-			lines = append(lines, fmt.Sprintf("%-*s  %-10s %6.1fs …", p.width, host, step, time.Since(since).Seconds()))
+			lines = append(lines, strings.TrimSpace(fmt.Sprintf("%-*s  %-10s %6.1fs … %s", p.width, host, step, time.Since(since).Seconds(), p.progress[k])))
 		}
 		sort.Strings(lines)
 		if w, _, err := term.GetSize(int(p.w.(*os.File).Fd())); err == nil && w > 4 {

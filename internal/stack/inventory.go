@@ -75,6 +75,9 @@ func (e *Environment) StackFor(host string) *Stack {
 		if h.RemoteDir != "" {
 			s.RemoteDir = path.Clean(h.RemoteDir)
 		}
+		if h.Build != "" {
+			s.Build = h.Build
+		}
 		if len(h.Env) > 0 {
 			s.Env = map[string]string{}
 			for k, v := range e.Stack.Env {
@@ -107,6 +110,8 @@ type Host struct {
 	Project   string `yaml:"project"`
 	RemoteDir string `yaml:"remote_dir"`
 	Env       EnvMap `yaml:"env"`
+	// Build overrides the stack's build for this host.
+	Build string `yaml:"build"`
 
 	pos
 }
@@ -140,6 +145,11 @@ type Stack struct {
 	// Migrations are the SQL migrations a push applies before it starts the new
 	// color (expand) and `migrate contract` applies once the old color is gone.
 	Migrations []*Migration `yaml:"migrations"`
+	// Build says where the stateless services' images are built: local (here,
+	// then sent to the hosts layer by layer), host (on each host, from the
+	// build context) or none (every image comes from a registry). Empty:
+	// local when this machine has Docker, else host.
+	Build string `yaml:"build"`
 
 	// Compose is compose_file, read and checked against the settings above.
 	Compose *Compose `yaml:"-"`

@@ -82,7 +82,7 @@ func (s *Stack) contexts() []buildContext {
 	composeDir := filepath.Dir(s.ComposeFile)
 	for _, name := range s.Compose.ServiceNames() {
 		svc := s.Compose.Services[name]
-		if svc.BuildContext == "" {
+		if svc.BuildContext == "" || !s.BuildsOnHost(name) {
 			continue
 		}
 		c := filepath.ToSlash(filepath.Join(composeDir, svc.BuildContext))
@@ -98,6 +98,13 @@ type ReleaseFile struct {
 	Data []byte
 	Mode os.FileMode
 	Sum  string
+}
+
+// BuildsOnHost tells whether the host builds the service's image from its
+// context: a stateful one always (it is built once, when missing), a
+// stateless one unless its images are built here or pulled.
+func (s *Stack) BuildsOnHost(service string) bool {
+	return !slices.Contains(s.Stateless, service) || s.Build != BuildLocal && s.Build != BuildNone
 }
 
 // ReleaseFiles lists what a push uploads: the compose file, the overlays, the

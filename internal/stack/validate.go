@@ -36,6 +36,8 @@ func (inv *Inventory) check(e *Environment) error {
 			return at(h.line, "host %s: address %q is not an IP, DNS name or ssh config alias", h.Name, h.Address)
 		case h.Port < 0 || h.Port > 65535:
 			return at(h.line, "host %s: port %d is out of range 1-65535", h.Name, h.Port)
+		case !validBuild(h.Build):
+			return at(h.line, "host %s: build %q: use local (build here, send the layers the host lacks), host (build on the host) or none (pull every image)", h.Name, h.Build)
 		case h.KnownHosts == "" && !inv.opts.KnownHostsFromEnv && !inv.opts.NoSSH:
 			return at(h.line, "host %s has no known_hosts; host keys are always verified, so add known_hosts: FILE (or set TALEDEPLOY_KNOWN_HOSTS to the hosts' known_hosts lines)", h.Name)
 		}
@@ -55,6 +57,8 @@ func (inv *Inventory) check(e *Environment) error {
 		return kat("project", "stack.project %.40q: set a compose project name (lower-case letters, digits, - and _, at most %d)", s.Project, maxName)
 	case len(s.Stateless) == 0:
 		return kat("stateless", "stack.stateless is empty; list the services that run once per color (blue/green)")
+	case !validBuild(s.Build):
+		return kat("build", "stack.build %q: use local (build here, send the layers the host lacks), host (build on the host) or none (pull every image)", s.Build)
 	}
 	if err := checkRemoteDir(s.RemoteDir, s.Project); err != nil {
 		return kat("remote_dir", "stack.remote_dir %v", err)
@@ -352,3 +356,17 @@ func checkStackPath(p string) error {
 func hasControl(s string) bool {
 	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }
+
+// Build modes: where the stateless services' images come from.
+const (
+	BuildLocal = "local"
+	BuildHost  = "host"
+	BuildNone  = "none"
+)
+
+func validBuild(b string) bool {
+	return b == "" || b == BuildLocal || b == BuildHost || b == BuildNone
+}
+
+// ValidBuild tells whether b names a build mode.
+func ValidBuild(b string) bool { return b != "" && validBuild(b) }

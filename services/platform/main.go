@@ -30,8 +30,12 @@ import (
 //
 // note=true makes each visit also write the release into the column visits.note,
 // which a migration adds: a release that needs a schema change.
+//
+// buildID makes a build unlike any earlier one with the same build (the tests
+// set it per run, so a host never has their images from a run before).
 var (
 	build     = "1"
+	buildID   = ""
 	broken    = "false"
 	failAfter = ""
 	note      = "false"
@@ -67,6 +71,9 @@ func main() {
 		w.Header().Set("X-Release", release)
 		w.Header().Set("X-Color", color)
 		w.Header().Set("X-Build", build)
+		if buildID != "" {
+			w.Header().Set("X-Build-ID", buildID)
+		}
 	}
 	mux.HandleFunc("/api/health", func(w http.ResponseWriter, r *http.Request) {
 		stamp(w)

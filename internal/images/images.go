@@ -1,0 +1,500 @@
+// Package images builds a release's images with the Docker engine of the
+// machine running taledeploy, and sends each host only the layers it lacks,
+// through the SSH connection taledeploy already holds: no registry anywhere,
+// nothing installed on the host, and no build on the host taking CPU from the
+// color that serves.
+//
+// The archive is what `docker save` writes, with the layer files the host
+// already has left out. Docker's classic image store loads such an archive:
+// it reads a layer's file only when the layer's chain (the layer and every one
+// below it) is missing. The containerd image store reads every layer of the
+// archive, so a host on it gets them all.
+package images
+
+import (
+	"archive/tar"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/moby/moby/client"
+	digest "github.com/opencontainers/go-digest"
+)
+
+// Image is one service's image of a release.
+type Image struct {
+	Service string   `json:"service"`
+	ID      string   `json:"id"`     // sha256 of its config: the same on every host
+	Layers  []string `json:"layers"` // diff IDs, base first
+	Size    int64    `json:"size"`   // bytes of all its layers
+}
+
+// Release is a release's images, built here and saved to a folder, ready to be
+// sent to any number of hosts.
+type Release struct {
+	Images []Image
+	dir    string
+	// files are the archive's files in the order docker save wrote them;
+	// layerFile maps an image ID and layer index to its file.
+	files     []string
+	layerFile map[string][]string
+}
+
+// Local is the Docker engine of the machine running taledeploy (DOCKER_HOST
+// and the other DOCKER_* variables, as the docker CLI reads them).
+func Local() (*client.Client, error) {
+	return client.New(client.FromEnv)
+}
+
+// LocalAvailable tells whether this machine's Docker engine answers.
+func LocalAvailable(ctx context.Context) bool {
+	c, err := Local()
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	_, err = c.Ping(ctx, client.PingOptions{})
+	return err == nil
+}
+
+// Save writes the images (by ID, so no tag goes with them: each host tags
+// them with its own project's names) to a folder and reads what each is made
+// of. Close removes the folder.
+func Save(ctx context.Context, local *client.Client, ids map[string]string) (*Release, error) {
+	dir, err := os.MkdirTemp("", "taledeploy-images-")
+	if err != nil {
+		return nil, err
+	}
+	r := &Release{dir: dir, layerFile: map[string][]string{}}
+	if err := r.save(ctx, local, ids); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Release) save(ctx context.Context, local *client.Client, ids map[string]string) error {
+	var services []string
+	for svc := range ids {
+		services = append(services, svc)
+	}
+	slices.Sort(services)
+	var want []string
+	for _, svc := range services {
+		res, err := local.ImageInspect(ctx, ids[svc])
+		if err != nil {
+			return fmt.Errorf("image of %s on this machine: %w", svc, err)
+		}
+		img := Image{Service: svc, ID: res.ID}
+		if res.RootFS.Type != "" {
+			img.Layers = res.RootFS.Layers
+		}
+		r.Images = append(r.Images, img)
+		if !slices.Contains(want, res.ID) {
+			want = append(want, res.ID)
+		}
+	}
+	body, err := local.ImageSave(ctx, want)
+	if err != nil {
+		return fmt.Errorf("docker save on this machine: %w", err)
+	}
+	defer body.Close()
+	if err := r.unpack(body); err != nil {
+		return fmt.Errorf("docker save on this machine: %w", err)
+	}
+	return r.readManifest()
+}
+
+// unpack writes the archive's regular files below r.dir; a symlink (docker
+// save links a layer that two images share) is written as the file it names.
+func (r *Release) unpack(body io.Reader) error {
+	tr := tar.NewReader(body)
+	links := map[string]string{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		name, err := clean(h.Name)
+		if err != nil {
+			return err
+		}
+		p := filepath.Join(r.dir, filepath.FromSlash(name))
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(p, 0o700); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+				return err
+			}
+			f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(f, tr)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+			r.files = append(r.files, name)
+		case tar.TypeSymlink:
+			target, err := clean(path.Join(path.Dir(name), h.Linkname))
+			if err != nil {
+				return err
+			}
+			links[name] = target
+			r.files = append(r.files, name)
+		}
+	}
+	for name, target := range links {
+		data, err := os.ReadFile(filepath.Join(r.dir, filepath.FromSlash(target)))
+		if err != nil {
+			return fmt.Errorf("%s links to %s: %w", name, target, err)
+		}
+		p := filepath.Join(r.dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// clean refuses a name that leaves the archive's folder.
+func clean(name string) (string, error) {
+	c := path.Clean(strings.TrimSuffix(name, "/"))
+	if c == "." || c == ".." || path.IsAbs(c) || strings.HasPrefix(c, "../") {
+		return "", fmt.Errorf("archive entry %q leaves the archive", name)
+	}
+	return c, nil
+}
+
+// manifestEntry is one image of docker save's manifest.json.
+type manifestEntry struct {
+	Config string
+	Layers []string
+}
+
+func (r *Release) readManifest() error {
+	data, err := os.ReadFile(filepath.Join(r.dir, "manifest.json"))
+	if err != nil {
+		return err
+	}
+	var m []manifestEntry
+	if err := json.Unmarshal(data, &m); err != nil {
+		return fmt.Errorf("manifest.json: %w", err)
+	}
+	for _, e := range m {
+		// The config's digest is the image ID, whatever the file is named.
+		cfg, err := os.ReadFile(filepath.Join(r.dir, filepath.FromSlash(e.Config)))
+		if err != nil {
+			return err
+		}
+		id := digest.FromBytes(cfg).String()
+		var layers []string
+		for _, l := range e.Layers {
+			c, err := clean(l)
+			if err != nil {
+				return err
+			}
+			layers = append(layers, c)
+		}
+		r.layerFile[id] = layers
+	}
+	for i, img := range r.Images {
+		files, ok := r.layerFile[img.ID]
+		if !ok || len(files) != len(img.Layers) {
+			return fmt.Errorf("the saved archive has no layers for %s's image %s", img.Service, img.ID)
+		}
+		for _, f := range files {
+			st, err := os.Stat(filepath.Join(r.dir, filepath.FromSlash(f)))
+			if err != nil {
+				return err
+			}
+			r.Images[i].Size += st.Size()
+		}
+	}
+	return nil
+}
+
+// Close removes the saved archive.
+func (r *Release) Close() error {
+	if r == nil || r.dir == "" {
+		return nil
+	}
+	return os.RemoveAll(r.dir)
+}
+
+// Have is what a host's engine holds already.
+type Have struct {
+	// Chains holds the chain ID of every layer stack the host's images are
+	// made of: a layer can be left out when its chain is there.
+	Chains map[string]bool
+	IDs    map[string]bool // image IDs
+	// Containerd: the engine uses the containerd image store, which loads
+	// every layer of an archive.
+	Containerd bool
+}
+
+// HostHas asks the host's engine which images and layers it has: a list, then
+// every image's inspect at once.
+func HostHas(ctx context.Context, eng *client.Client) (*Have, error) {
+	have := &Have{Chains: map[string]bool{}, IDs: map[string]bool{}}
+	var (
+		wg      sync.WaitGroup
+		infoErr error
+	)
+	wg.Go(func() {
+		info, err := eng.Info(ctx, client.InfoOptions{})
+		if err != nil {
+			infoErr = err
+			return
+		}
+		have.Containerd = Containerd(info.Info.DriverStatus)
+	})
+	list, err := eng.ImageList(ctx, client.ImageListOptions{All: true})
+	if err != nil {
+		wg.Wait()
+		return nil, err
+	}
+	var mu sync.Mutex
+	errs := make([]error, len(list.Items))
+	for i, s := range list.Items {
+		wg.Go(func() {
+			res, err := eng.ImageInspect(ctx, s.ID)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			have.IDs[res.ID] = true
+			for _, c := range chains(res.RootFS.Layers) {
+				have.Chains[c] = true
+			}
+		})
+	}
+	wg.Wait()
+	if infoErr != nil {
+		return nil, infoErr
+	}
+	return have, errors.Join(errs...)
+}
+
+// Containerd tells from an engine's driver status whether it stores images in
+// containerd.
+func Containerd(status [][2]string) bool {
+	for _, kv := range status {
+		if kv[0] == "driver-type" && strings.Contains(kv[1], "io.containerd.snapshotter") {
+			return true
+		}
+	}
+	return false
+}
+
+// chains lists the chain ID of each layer: the digest of the one below's
+// chain ID and its diff ID, as the image spec defines it.
+func chains(diffIDs []string) []string {
+	out := make([]string, len(diffIDs))
+	for i, d := range diffIDs {
+		if i == 0 {
+			out[i] = d
+			continue
+		}
+		out[i] = digest.FromString(out[i-1] + " " + d).String()
+	}
+	return out
+}
+
+// Plan is what a host is sent.
+type Plan struct {
+	Files     []string // the archive's files to send, in order
+	Bytes     int64    // their size
+	Layers    int      // layers sent
+	AllLayers int      // layers of the release's images
+	AllBytes  int64    // the size of the whole archive
+	Nothing   bool     // the host has every image
+}
+
+// PlanFor works out which of the archive's files the host lacks.
+func (r *Release) PlanFor(have *Have) Plan {
+	var p Plan
+	need := map[string]bool{}
+	layerFiles := map[string]bool{}
+	p.Nothing = true
+	for _, img := range r.Images {
+		p.AllLayers += len(img.Layers)
+		if !have.IDs[img.ID] {
+			p.Nothing = false
+		}
+		cs := chains(img.Layers)
+		for i, f := range r.layerFile[img.ID] {
+			layerFiles[f] = true
+			if have.Containerd || !have.IDs[img.ID] && !have.Chains[cs[i]] {
+				need[f] = true
+			}
+		}
+	}
+	if p.Nothing {
+		return p
+	}
+	for _, f := range r.files {
+		st, err := os.Stat(filepath.Join(r.dir, filepath.FromSlash(f)))
+		if err != nil {
+			continue
+		}
+		p.AllBytes += st.Size()
+		if layerFiles[f] && !need[f] {
+			continue
+		}
+		p.Files = append(p.Files, f)
+		p.Bytes += st.Size()
+		if layerFiles[f] {
+			p.Layers++
+		}
+	}
+	return p
+}
+
+// Send streams the planned archive into the host engine's image load,
+// reporting the bytes sent as they go.
+func (r *Release) Send(ctx context.Context, eng *client.Client, p Plan, progress func(sent int64)) error {
+	if p.Nothing {
+		return nil
+	}
+	pr, pw := io.Pipe()
+	wrote := make(chan error, 1)
+	go func() {
+		err := r.write(pw, p.Files, progress)
+		pw.CloseWithError(err)
+		wrote <- err
+	}()
+	err := load(ctx, eng, pr)
+	pr.CloseWithError(io.ErrClosedPipe) // the writer stops if the engine stopped reading
+	if werr := <-wrote; werr != nil && !errors.Is(werr, io.ErrClosedPipe) {
+		return fmt.Errorf("reading the saved images: %w", werr)
+	}
+	return err
+}
+
+// load runs the engine's image load on the archive and reads its answer, a
+// stream of JSON messages, one of which may be an error.
+func load(ctx context.Context, eng *client.Client, archive io.Reader) error {
+	res, err := eng.ImageLoad(ctx, archive, client.ImageLoadWithQuiet(true))
+	if err != nil {
+		return fmt.Errorf("docker load: %w", err)
+	}
+	defer res.Close()
+	dec := json.NewDecoder(res)
+	for {
+		var msg struct {
+			Error       string `json:"error"`
+			ErrorDetail struct {
+				Message string `json:"message"`
+			} `json:"errorDetail"`
+		}
+		if err := dec.Decode(&msg); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("docker load: %w", err)
+		}
+		if m := cmp.Or(msg.ErrorDetail.Message, msg.Error); m != "" {
+			return fmt.Errorf("docker load: %s", m)
+		}
+	}
+}
+
+// write writes the files as a tar archive.
+func (r *Release) write(w io.Writer, files []string, progress func(int64)) error {
+	cw := &countingWriter{w: w, report: progress}
+	tw := tar.NewWriter(cw)
+	dirs := map[string]bool{}
+	for _, f := range files {
+		if d := filepath.ToSlash(filepath.Dir(f)); d != "." && !dirs[d] {
+			for _, part := range parents(d) {
+				if dirs[part] {
+					continue
+				}
+				dirs[part] = true
+				if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: part + "/", Mode: 0o755}); err != nil {
+					return err
+				}
+			}
+		}
+		fh, err := os.Open(filepath.Join(r.dir, filepath.FromSlash(f)))
+		if err != nil {
+			return err
+		}
+		st, err := fh.Stat()
+		if err == nil {
+			err = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: f, Mode: 0o644, Size: st.Size()})
+		}
+		if err == nil {
+			_, err = io.Copy(tw, fh)
+		}
+		fh.Close()
+		if err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	cw.flush()
+	return nil
+}
+
+// parents lists d and the folders above it, outermost first.
+func parents(d string) []string {
+	var out []string
+	parts := strings.Split(d, "/")
+	for i := range parts {
+		out = append(out, strings.Join(parts[:i+1], "/"))
+	}
+	return out
+}
+
+// countingWriter reports the bytes written, at most every 200 ms.
+type countingWriter struct {
+	w      io.Writer
+	n      int64
+	last   time.Time
+	report func(int64)
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	if c.report != nil && time.Since(c.last) >= 200*time.Millisecond {
+		c.last = time.Now()
+		c.report(c.n)
+	}
+	return n, err
+}
+
+func (c *countingWriter) flush() {
+	if c.report != nil {
+		c.report(c.n)
+	}
+}

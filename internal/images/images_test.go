@@ -1,0 +1,150 @@
+package images
+
+import (
+	"archive/tar"
+	"bytes"
+	"encoding/json"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	digest "github.com/opencontainers/go-digest"
+)
+
+// saved writes an archive shaped like docker save's (Engine 20.10): a folder
+// per layer, the config, manifest.json; the second image's shared base layer
+// is a symlink to the first's.
+func saved(t *testing.T) ([]byte, []Image) {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	file := func(name, data string) {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Size: int64(len(data)), Mode: 0o644}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(data))
+	}
+	base, app, web := "base-layer-bytes", "app-layer-bytes-changed", "web-layer"
+	diff := func(s string) string { return digest.FromString(s).String() }
+	cfgApp := `{"rootfs":{"type":"layers","diff_ids":["` + diff(base) + `","` + diff(app) + `"]}}`
+	cfgWeb := `{"rootfs":{"type":"layers","diff_ids":["` + diff(base) + `","` + diff(web) + `"]}}`
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "aaa/", Mode: 0o755})
+	file("aaa/layer.tar", base)
+	file("bbb/layer.tar", app)
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "ccc/layer.tar", Linkname: "../aaa/layer.tar"})
+	file("ddd/layer.tar", web)
+	file("app.json", cfgApp)
+	file("web.json", cfgWeb)
+	m, _ := json.Marshal([]manifestEntry{{Config: "app.json", Layers: []string{"aaa/layer.tar", "bbb/layer.tar"}}, {Config: "web.json", Layers: []string{"ccc/layer.tar", "ddd/layer.tar"}}})
+	file("manifest.json", string(m))
+	tw.Close()
+	return buf.Bytes(), []Image{
+		{Service: "app", ID: digest.FromString(cfgApp).String(), Layers: []string{diff(base), diff(app)}},
+		{Service: "web", ID: digest.FromString(cfgWeb).String(), Layers: []string{diff(base), diff(web)}},
+	}
+}
+
+func release(t *testing.T) *Release {
+	t.Helper()
+	data, imgs := saved(t)
+	r := &Release{Images: imgs, dir: t.TempDir(), layerFile: map[string][]string{}}
+	if err := r.unpack(bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.readManifest(); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// sentFiles writes the plan's archive and lists its regular files.
+func sentFiles(t *testing.T, r *Release, p Plan) []string {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := r.write(&buf, p.Files, nil); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	tr := tar.NewReader(&buf)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			data, _ := io.ReadAll(tr)
+			if h.Name == "ccc/layer.tar" && string(data) != "base-layer-bytes" {
+				t.Errorf("the linked layer was sent as %q", data)
+			}
+			names = append(names, h.Name)
+		}
+	}
+	return names
+}
+
+func TestPlanSendsOnlyMissingLayers(t *testing.T) {
+	r := release(t)
+	app, web := r.Images[0], r.Images[1]
+	for _, tc := range []struct {
+		name string
+		have *Have
+		want []string // layer files sent
+	}{
+		{"empty host", &Have{}, []string{"aaa/layer.tar", "bbb/layer.tar", "ccc/layer.tar", "ddd/layer.tar"}},
+		{"host has the base", &Have{Chains: map[string]bool{app.Layers[0]: true}}, []string{"bbb/layer.tar", "ddd/layer.tar"}},
+		{"host has app's old release: base only", &Have{Chains: map[string]bool{chains(app.Layers)[0]: true, digest.FromString("old").String(): true}}, []string{"bbb/layer.tar", "ddd/layer.tar"}},
+		{"host has web", &Have{IDs: map[string]bool{web.ID: true}, Chains: map[string]bool{chains(web.Layers)[0]: true, chains(web.Layers)[1]: true}}, []string{"bbb/layer.tar"}},
+		// The app layer alone, over another base, is not its chain: it goes.
+		{"same layer over another base", &Have{Chains: map[string]bool{app.Layers[1]: true}}, []string{"aaa/layer.tar", "bbb/layer.tar", "ccc/layer.tar", "ddd/layer.tar"}},
+		{"containerd store", &Have{Containerd: true, Chains: map[string]bool{chains(app.Layers)[0]: true}}, []string{"aaa/layer.tar", "bbb/layer.tar", "ccc/layer.tar", "ddd/layer.tar"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := r.PlanFor(tc.have)
+			if p.Nothing {
+				t.Fatal("plan sends nothing")
+			}
+			var layers []string
+			for _, f := range sentFiles(t, r, p) {
+				if strings.HasSuffix(f, "layer.tar") {
+					layers = append(layers, f)
+				}
+			}
+			if !slices.Equal(layers, tc.want) || p.Layers != len(tc.want) {
+				t.Errorf("sent layers %v (%d), want %v", layers, p.Layers, tc.want)
+			}
+			for _, f := range []string{"manifest.json", "app.json", "web.json"} {
+				if !slices.Contains(p.Files, f) {
+					t.Errorf("%s is not sent", f)
+				}
+			}
+		})
+	}
+	if p := r.PlanFor(&Have{IDs: map[string]bool{app.ID: true, web.ID: true}}); !p.Nothing || len(p.Files) != 0 {
+		t.Errorf("a host with both images is sent %v", p.Files)
+	}
+}
+
+func TestUnpackRefusesEscapes(t *testing.T) {
+	for _, h := range []tar.Header{
+		{Typeflag: tar.TypeReg, Name: "../outside"},
+		{Typeflag: tar.TypeReg, Name: "/etc/passwd-x"},
+		{Typeflag: tar.TypeSymlink, Name: "a/layer.tar", Linkname: "../../x"},
+	} {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		tw.WriteHeader(&h)
+		tw.Close()
+		dir := t.TempDir()
+		r := &Release{dir: dir + "/in"}
+		os.Mkdir(r.dir, 0o700)
+		err := r.unpack(&buf)
+		if err == nil || !strings.Contains(err.Error(), "leaves the archive") {
+			t.Errorf("%s -> %s: want refused, got %v", h.Name, h.Linkname, err)
+		}
+	}
+}
