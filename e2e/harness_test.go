@@ -205,10 +205,10 @@ func stackYAML(project, remoteDir, verifyWindow string, port int) string {
 `, project, remoteDir, verifyWindow, env, oddValueYAML)
 }
 
-// buildServices rebuilds the example binaries; ldflags change the platform build.
 // runID tells this run's builds from earlier runs'.
 var runID = time.Now().UnixNano()
 
+// buildServices rebuilds the example binaries; ldflags change the platform build.
 func (s *stack) buildServices(ldflags string) {
 	// Unlike any build of an earlier run, whose images a host may still hold.
 	ldflags += fmt.Sprintf(" -X main.buildID=%s-%d", s.project, runID)

@@ -51,6 +51,7 @@ type Options struct {
 	Who              string // user@machine, recorded
 	GitRevision      string
 	Release          string // release id; made from the time when empty
+	RollbackTo       string // the release a rollback starts; "" for the previous one
 	RecreateStateful bool   // allow a changed stateful service to be recreated
 	Repair           bool   // rebuild a record that disagrees with the host
 	SkipPreflight    bool   // start the new color even if memory or disk look short

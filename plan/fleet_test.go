@@ -60,12 +60,7 @@ func TestFleetPushStopsAtTheFirstFailure(t *testing.T) {
 	s, hs, f, ev := fleet(t)
 	begin(t, f, hs, ev)
 	three := recordBytes(hs[2], s)
-	hs[1].Fail = func(argv []string) error {
-		if slices.Contains(argv, "build") {
-			return errors.New("failed to solve: no space left on device")
-		}
-		return nil
-	}
+	hs[1].Docker.BuildFail = func(string) error { return errors.New("failed to solve: no space left on device") }
 	err := f.Push(context.Background(), false)
 	var fe *FleetError
 	if !errors.As(err, &fe) || fe.Action != "push" || fe.Failed != "two" || !slices.Equal(fe.Done, []string{"one"}) || fe.RolledBack {
@@ -113,7 +108,7 @@ func TestFleetPushRollsBackOnFailure(t *testing.T) {
 	if fe.Changed() || !errors.Is(err, ErrUnhealthy) {
 		t.Errorf("error %v: changed %v", err, fe.Changed())
 	}
-	want := []string{"build ok", "stateful ok", "start ok", "verify ok", "switch ok", "drain ok", "stop ok", "record ok", // the push
+	want := []string{"build ok", "stateful ok", "start ok", "verify ok", "switch ok", "drain ok", "stop ok", "record ok", "prune ok", // the push
 		"start ok", "verify ok", "switch ok", "drain ok", "stop ok", "record ok"} // the rollback
 	if got := ev.steps("one"); !slices.Equal(got, want) {
 		t.Errorf("one: steps %q, want %q", got, want)

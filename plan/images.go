@@ -2,8 +2,10 @@ package plan
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,10 +17,68 @@ import (
 	"taledeploy/internal/stack"
 )
 
+// prepareImages gets the images of the push's stateless services onto the host
+// when the host does not build them: sent from this machine, or pulled.
+//
 // shipImages sends the host the layers of the release's images (built once,
 // here) that it lacks, and tags them for the new color and the release. It is
 // part of preparing a push: a fleet sends every host its images before any
 // host switches, and a host that cannot take them stops the push there.
+func prepareImages(ctx context.Context, r *run) (string, error) {
+	var msgs []string
+	if r.Images != nil {
+		msg, err := shipImages(ctx, r)
+		if err != nil {
+			return "", err
+		}
+		msgs = append(msgs, msg)
+	}
+	if pulled := r.Stack.Pulled(); len(pulled) > 0 {
+		msg, err := pullImages(ctx, r, pulled)
+		if err != nil {
+			return "", err
+		}
+		msgs = append(msgs, msg)
+	}
+	return strings.Join(msgs, "; "), nil
+}
+
+// pullImages has the host pull the images of the services that come from a
+// registry, all at once, and tags them as shipped ones are.
+func pullImages(ctx context.Context, r *run, services []string) (string, error) {
+	eng := host.Engine(r.Host)
+	imgs := make([]images.Image, len(services))
+	errs := make([]error, len(services))
+	var wg sync.WaitGroup
+	for i, svc := range services {
+		wg.Go(func() {
+			ref, err := r.Stack.PullRef(svc)
+			if err == nil {
+				imgs[i].ID, err = images.Pull(ctx, eng, ref)
+			}
+			imgs[i].Service, errs[i] = svc, err
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return "", err
+	}
+	if err := tagImages(ctx, eng, r.Stack, imgs, r.color, r.release); err != nil {
+		return "", err
+	}
+	return "pulled " + strings.Join(services, ", "), nil
+}
+
+// tagsImages: the push's images come from this machine or a registry, and
+// are tagged per release here (so kept for rollback, and pruned).
+func tagsImages(r *run) bool { return r.Images != nil || len(r.Stack.Pulled()) > 0 }
+
+// tagsReleases: the push tags its images per release, wherever they come from.
+func tagsReleases(r *run) bool { return tagsImages(r) || len(r.Stack.HostBuilt()) > 0 }
+
+// buildsNothing: the host builds no stateless image itself.
+func buildsNothing(r *run) bool { return len(r.Stack.HostBuilt()) == 0 }
+
 func shipImages(ctx context.Context, r *run) (string, error) {
 	eng := host.Engine(r.Host)
 	have, err := images.HostHas(ctx, eng)

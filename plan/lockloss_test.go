@@ -65,6 +65,7 @@ func TestLostLockStopsTheDeploy(t *testing.T) {
 func TestPushWithLostLockUndoesNothing(t *testing.T) {
 	s := hosttest.RawStack(t.TempDir(), "tale", "/srv/tale", "compose.yml", "platform", "db", "x")
 	os.WriteFile(filepath.Join(s.Root, "compose.yml"), []byte("services: {}\n"), 0o644)
+	s.Build = stack.BuildLocal // built here (no images in this test): the fake has no engine to build on
 	fc := &hosttest.Fake{Reply: func(argv []string) ([]byte, error) {
 		if slices.Contains(argv, "--hash") {
 			return []byte("proxy h1\ndb h2\n"), nil

@@ -83,6 +83,18 @@ func (d *Deployer) Preview(ctx context.Context) (*Preview, error) {
 	if v.files, err = fileChanges(ctx, d.Host, d.Stack, v.color); err != nil {
 		return nil, err
 	}
+	{
+		// What the push's prune would remove: the new release is the newest.
+		const next = "(this push)"
+		hist, err := host.ReadHistory(ctx, d.Host, s)
+		if err != nil {
+			return nil, err
+		}
+		hist = append(hist, host.HistoryEntry{Result: "ok", Release: next})
+		if v.prune, err = prunable(ctx, d.Host, s, keptReleases(s, hist, next, p.Release), o.Containers); err != nil {
+			return nil, err
+		}
+	}
 	p.Files = v.files
 	if _, running := host.RunningProxy(s, o.Containers); running {
 		if _, err := r.validateCaddyfile(ctx); err != nil {
@@ -140,6 +152,7 @@ type view struct {
 	reload           bool // Caddy loads a new config first
 	missing          []string
 	expand, contract []stack.MigrationFile
+	prune            []string // image tags the push would remove
 }
 
 func describeUpload(v *view) string { return fmt.Sprintf("%d file(s) change", len(v.files)) }
@@ -149,17 +162,28 @@ func describePreflight(*view) string {
 }
 
 func describeImages(v *view) string {
-	if v.s.Build != stack.BuildLocal {
+	var parts []string
+	if v.s.Build == stack.BuildLocal && len(images.Built(v.s)) > 0 {
+		parts = append(parts, fmt.Sprintf("%s: built on this machine once, the layers the host lacks sent over SSH", strings.Join(images.Built(v.s), ", ")))
+	}
+	for _, svc := range v.s.Pulled() {
+		ref, err := v.s.PullRef(svc)
+		if err != nil {
+			ref = err.Error()
+		}
+		parts = append(parts, fmt.Sprintf("%s: pull %s", svc, ref))
+	}
+	if len(parts) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%s: built on this machine once, the layers the host lacks sent over SSH, tagged for %s", strings.Join(images.Built(v.s), ", "), v.s.ColorProject(v.color))
+	return strings.Join(parts, "; ") + "; tagged for " + v.s.ColorProject(v.color)
 }
 
 func describeBuild(v *view) string {
-	if v.s.Build == stack.BuildLocal {
+	if len(v.s.HostBuilt()) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%s (%s)", strings.Join(v.s.Stateless, ", "), v.s.ColorProject(v.color))
+	return fmt.Sprintf("%s (%s)", strings.Join(v.s.HostBuilt(), ", "), v.s.ColorProject(v.color))
 }
 
 func describeStateful(v *view) string {

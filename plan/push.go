@@ -30,6 +30,7 @@ import (
 //	drain      wait for the old color's requests in flight
 //	stop       stop the old color, kept for rollback
 //	record     write the record: what serves, and what to roll back to
+//	prune      remove the images of releases older than keep_releases
 //
 // A rollback is the same from verify on, after starting the stopped color.
 // Until the switch, any failure undoes what was done, last first, so the host
@@ -70,8 +71,8 @@ func pushSteps() []step {
 	return []step{
 		{name: "upload", do: uploadFiles, describe: describeUpload},
 		{name: "preflight", do: preflight, describe: describePreflight},
-		{name: "images", skip: buildsOnHost, do: shipImages, describe: describeImages},
-		{name: "build", skip: shipsImages, do: build, describe: describeBuild},
+		{name: "images", skip: func(r *run) bool { return !tagsImages(r) }, do: prepareImages, describe: describeImages},
+		{name: "build", skip: buildsNothing, do: build, describe: describeBuild},
 		{name: "stateful", changes: true, do: stateful, describe: describeStateful},
 		{name: "migrate", changes: true, when: hasMigrations, do: migrateExpand, describe: describeMigrate},
 		{name: "start", changes: true, do: startNew, undo: removeNew, undoName: "remove-new", describe: describeStart},
@@ -81,14 +82,13 @@ func pushSteps() []step {
 		{name: "drain", mayFail: true, when: replacesLive, do: drainOld, describe: describeDrain},
 		{name: "stop", changes: true, mayFail: true, when: replacesLive, do: stopOld, describe: describeStop},
 		{name: "record", changes: true, do: writeRecord, describe: describeRecord},
+		{name: "prune", mayFail: true, skip: func(r *run) bool { return !tagsReleases(r) }, do: pruneImages, describe: describePrune},
 	}
 }
 
 // prepareSteps counts the steps Prepare runs.
 const prepareSteps = 3
 
-func buildsOnHost(r *run) bool { return r.Images == nil }
-func shipsImages(r *run) bool  { return r.Images != nil }
 
 func switchStep() step {
 	return step{name: "switch", changes: true, switches: true, do: switchNew,
@@ -132,6 +132,9 @@ type run struct {
 	composeSum       string         // see Stack.ComposeSum
 	applied          []string       // migrations this command applied, for the history
 	previous         []host.Container
+	// fromImages: a rollback that starts its release from these images (per
+	// service), its containers being gone.
+	fromImages map[string]string
 }
 
 func (d *Deployer) newRun(cur *Current, action string) *run {

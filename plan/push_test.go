@@ -27,7 +27,7 @@ func TestPushOnEmptyHost(t *testing.T) {
 	if err := push(t, deployer(h, s, "r1", ev)); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"lock ok", "check ok", "upload ok", "preflight ok", "build ok", "stateful ok", "start ok", "verify ok", "switch ok", "record ok"}
+	want := []string{"lock ok", "check ok", "upload ok", "preflight ok", "build ok", "stateful ok", "start ok", "verify ok", "switch ok", "record ok", "prune ok"}
 	if got := ev.steps("one"); !slices.Equal(got, want) {
 		t.Errorf("steps %q, want %q", got, want)
 	}
@@ -42,8 +42,10 @@ func TestPushOnEmptyHost(t *testing.T) {
 			t.Errorf("%s: %q, want %q", step, got, msg)
 		}
 	}
+	if got, want := h.Docker.Built(), []string{"tale/platform:blue", "tale/rag:blue"}; !slices.Equal(got, want) {
+		t.Errorf("built %q through the engine API, want %q", got, want)
+	}
 	wantCmds := []string{
-		"docker compose -p tale-blue build platform rag",
 		"docker compose -p tale up -d --no-deps --wait proxy db",
 		"docker compose -p tale-blue up -d --no-deps --remove-orphans platform rag",
 	}
@@ -79,13 +81,13 @@ func TestPushReplacesTheLiveColor(t *testing.T) {
 	if err := push(t, deployer(h, s, "r2", ev)); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"lock ok", "check ok", "upload ok", "preflight ok", "build ok", "stateful ok", "start ok", "verify ok", "switch ok", "drain ok", "stop ok", "record ok"}
+	want := []string{"lock ok", "check ok", "upload ok", "preflight ok", "build ok", "stateful ok", "start ok", "verify ok", "switch ok", "drain ok", "stop ok", "record ok", "prune ok"}
 	if got := ev.steps("one"); !slices.Equal(got, want) {
 		t.Errorf("steps %q, want %q", got, want)
 	}
 	for step, msg := range map[string]string{
 		"check":     "live: blue, release r1",
-		"upload":    "0 of 9 files changed",
+		"upload":    "0 of 7 files changed",
 		"preflight": "Caddyfile valid",
 		"stateful":  "unchanged: proxy, db",
 		"switch":    "traffic to green",
@@ -98,7 +100,6 @@ func TestPushReplacesTheLiveColor(t *testing.T) {
 		}
 	}
 	wantCmds := []string{
-		"docker compose -p tale-green build platform rag",
 		"docker compose -p tale-green up -d --no-deps --remove-orphans platform rag",
 		"docker stop " + blue,
 	}
@@ -170,7 +171,9 @@ func TestFailedPushUndoes(t *testing.T) {
 		}
 	}
 	for _, tc := range []failCase{
-		{name: "build", fail: failCommand(has("build"), "failed to solve: no space left on device"),
+		{name: "build", fail: func(_ *testing.T, h *hosttest.Host, _ *stack.Stack, _ *events) {
+			h.Docker.BuildFail = func(string) error { return errors.New("failed to solve: no space left on device") }
+		},
 			steps: []string{"build failed"}, wantErr: "no space left on device"},
 		{name: "stateful", fail: func(t *testing.T, h *hosttest.Host, s *stack.Stack, ev *events) {
 			h.Docker.Remove("tale", "db") // removed by hand: the push starts it, and it never gets healthy
@@ -212,9 +215,9 @@ func TestFailedPushUndoes(t *testing.T) {
 			wantErr: "new release failed after the switch: /api/health through caddy answers 500; traffic is back on blue (release r1)"},
 		{name: "drain", fail: func(_ *testing.T, h *hosttest.Host, _ *stack.Stack, _ *events) {
 			h.Caddy.Fail = func(_, p string) bool { return p == "/reverse_proxy/upstreams" }
-		}, steps: []string{"build ok", "stateful ok", "migrate ok", "start ok", "verify ok", "switch ok", "drain failed", "stop ok", "record ok"}, ok: true},
+		}, steps: []string{"build ok", "stateful ok", "migrate ok", "start ok", "verify ok", "switch ok", "drain failed", "stop ok", "record ok", "prune ok"}, ok: true},
 		{name: "stop", fail: failCommand(has("docker", "stop"), "Error response from daemon: cannot stop container: permission denied"),
-			steps: []string{"build ok", "stateful ok", "migrate ok", "start ok", "verify ok", "switch ok", "drain ok", "stop failed", "record ok"}, ok: true},
+			steps: []string{"build ok", "stateful ok", "migrate ok", "start ok", "verify ok", "switch ok", "drain ok", "stop failed", "record ok", "prune ok"}, ok: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := readyStack(t, migrationStack(t, map[string]string{"0001_table.sql": "SET lock_timeout = '5s';\nCREATE TABLE t (id int);\n"}))
@@ -508,6 +511,7 @@ func TestPreviewOfAPush(t *testing.T) {
 		"drain: wait up to 200ms for requests in flight on blue",
 		"stop: tale-blue, kept for rollback",
 		"record: state.json and history.jsonl",
+		"prune: nothing: the host holds no images of releases before the last 3",
 	}
 	if !slices.Equal(p.Steps, want) {
 		t.Errorf("steps:\n%s\nwant:\n%s", strings.Join(p.Steps, "\n"), strings.Join(want, "\n"))

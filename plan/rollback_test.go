@@ -134,7 +134,7 @@ func TestRollbackRefused(t *testing.T) {
 		h.Docker.Remove("tale-blue", "rag")
 		cur.Containers = slices.DeleteFunc(cur.Containers, func(c host.Container) bool { return c.Project == "tale-blue" && c.Service == "rag" })
 		err = d.Rollback(context.Background(), cur)
-		if !errors.Is(err, ErrNoRollback) || !strings.Contains(err.Error(), "the containers of tale-blue are gone (have [platform]); push instead") {
+		if !errors.Is(err, ErrNoRollback) || !strings.Contains(err.Error(), "the containers of tale-blue are gone (have [platform]), and no earlier release") {
 			t.Fatalf("rollback: %v", err)
 		}
 		if got := changing(h); len(got) > 0 {

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"taledeploy/internal/host"
+	"taledeploy/internal/images"
 	"taledeploy/internal/stack"
 	"taledeploy/remote"
 )
@@ -20,10 +22,23 @@ func uploadFiles(ctx context.Context, r *run) (string, error) {
 	return upload(ctx, r.Host, r.Stack)
 }
 
+// build builds the stateless images on the host (build: host), one after
+// another so the live color keeps most of the CPU, each from its context sent
+// as one stream, exactly what Docker would see here.
 func build(ctx context.Context, r *run) (string, error) {
 	s := r.Stack
-	_, err := host.RunCompose(ctx, r.Host, s, r.color, host.ComposeEnv(s, r.color, r.release), append([]string{"build"}, s.Stateless...)...)
-	return s.ColorProject(r.color), err
+	services := s.HostBuilt()
+	configs, err := s.BuildConfigs(services)
+	if err != nil {
+		return "", err
+	}
+	for _, svc := range services {
+		tags := []string{s.Project + "/" + svc + ":" + r.color, s.Project + "/" + svc + ":" + ReleaseTag(r.release)}
+		if err := images.BuildOnHost(ctx, host.Engine(r.Host), configs[svc], tags); err != nil {
+			return "", fmt.Errorf("%s: %w", svc, err)
+		}
+	}
+	return fmt.Sprintf("%s (%s)", strings.Join(services, ", "), s.ColorProject(r.color)), nil
 }
 
 func startNew(ctx context.Context, r *run) (string, error) {
@@ -159,23 +174,97 @@ func writeRecord(ctx context.Context, r *run) (string, error) {
 // canRollBack finds the previous color and its stopped containers.
 func (r *run) canRollBack(ctx context.Context) error {
 	s := r.Stack
-	if r.state == nil || r.state.Previous == nil {
-		if log, err := host.ReadMigrations(ctx, r.Host, s); err == nil && log.Contract != nil && r.state != nil && log.Contract.Release == r.state.Release {
+	want := r.Opts.RollbackTo // a release named by the user; "" for the previous one
+	why := "no previous color is recorded (the first push, or a failed push replaced it)"
+	if r.state != nil && r.state.Previous != nil && (want == "" || want == r.state.Previous.Release) {
+		prev := *r.state.Previous
+		var kept []host.Container
+		for _, c := range r.cs {
+			if c.Project == s.ColorProject(prev.Color) {
+				kept = append(kept, c)
+			}
+		}
+		if slices.Equal(host.Services(kept), slices.Sorted(slices.Values(s.Stateless))) {
+			// The fast way: its containers were kept stopped.
+			r.color, r.release, r.previous = prev.Color, prev.Release, kept
+			return nil
+		}
+		why = fmt.Sprintf("the containers of %s are gone (have %v)", s.ColorProject(prev.Color), host.Services(kept))
+	} else if want != "" {
+		why = "release " + want + " is not the kept color"
+	}
+	if r.state != nil && want == "" {
+		if log, err := host.ReadMigrations(ctx, r.Host, s); err == nil && log.Contract != nil && log.Contract.Release == r.state.Release {
 			return &ContractedError{Host: r.Host.Name(), Contract: *log.Contract}
 		}
-		return fmt.Errorf("%w on %s: no previous color is recorded (the first push, or a failed push replaced it)", ErrNoRollback, r.Host.Name())
 	}
-	prev := *r.state.Previous
-	r.color, r.release = prev.Color, prev.Release
-	for _, c := range r.cs {
-		if c.Project == s.ColorProject(prev.Color) {
-			r.previous = append(r.previous, c)
-		}
+	// Else from the release's images, recorded in the history and kept on the
+	// host (keep_releases), on the idle color.
+	rel, imgs, err := r.recordedRelease(ctx, want)
+	if err != nil {
+		return fmt.Errorf("%w on %s: %s, and %v; push instead", ErrNoRollback, r.Host.Name(), why, err)
 	}
-	if got := host.Services(r.previous); !slices.Equal(got, slices.Sorted(slices.Values(s.Stateless))) {
-		return fmt.Errorf("%w on %s: the containers of %s are gone (have %v); push instead", ErrNoRollback, r.Host.Name(), s.ColorProject(prev.Color), got)
+	r.color, r.release, r.fromImages = stack.Blue, rel, imgs
+	if r.live != "" {
+		r.color = stack.Other(r.live)
 	}
 	return nil
+}
+
+// recordedRelease finds in the host's history the release to roll back to
+// (the one named, or the last that served before the live one) with an image
+// for every stateless service, and checks the host still has them.
+func (r *run) recordedRelease(ctx context.Context, want string) (string, map[string]string, error) {
+	s := r.Stack
+	hist, err := host.ReadHistory(ctx, r.Host, s)
+	if err != nil {
+		return "", nil, err
+	}
+	live := ""
+	if r.state != nil {
+		live = r.state.Release
+	}
+	for i := len(hist) - 1; i >= 0; i-- {
+		e := hist[i]
+		if e.Result != "ok" || e.Release == live || want != "" && e.Release != want || len(e.Images) == 0 {
+			continue
+		}
+		for _, svc := range s.Stateless {
+			if e.Images[svc] == "" {
+				return "", nil, fmt.Errorf("release %s has no recorded image for %s", e.Release, svc)
+			}
+		}
+		if missing := missingImages(ctx, r.Host, e.Images); len(missing) > 0 {
+			return "", nil, fmt.Errorf("the images of release %s are no longer on the host (%s; keep_releases prunes older ones)", e.Release, strings.Join(missing, ", "))
+		}
+		return e.Release, e.Images, nil
+	}
+	if want != "" {
+		return "", nil, fmt.Errorf("no release %s that served is in the host's history with its images (`taledeploy history` lists them)", want)
+	}
+	return "", nil, errors.New("no earlier release is recorded in the history with its images")
+}
+
+// missingImages lists the services whose image the host lacks, asking for all
+// at once.
+func missingImages(ctx context.Context, h host.Conn, imgs map[string]string) []string {
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		missing []string
+	)
+	for svc, id := range imgs {
+		wg.Go(func() {
+			if _, err := host.Engine(h).ImageInspect(ctx, id); err != nil {
+				mu.Lock()
+				missing = append(missing, svc)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	slices.Sort(missing)
+	return missing
 }
 
 // ContractedError is a rollback refused because contract migrations ran with
@@ -194,13 +283,36 @@ func (e *ContractedError) Error() string {
 func (e *ContractedError) Unwrap() error { return ErrNoRollback }
 
 func startPrevious(ctx context.Context, r *run) (string, error) {
+	if r.fromImages != nil {
+		return startFromImages(ctx, r)
+	}
 	_, err := r.Host.Run(ctx, remote.Cmd{Argv: append([]string{"docker", "start"}, host.IDs(r.previous)...)})
 	return fmt.Sprintf("%s (release %s)", r.Stack.ColorProject(r.color), r.release), err
 }
 
+// startFromImages starts a recorded release on the idle color from its
+// images, with the compose file and env the host has now.
+func startFromImages(ctx context.Context, r *run) (string, error) {
+	s := r.Stack
+	var imgs []images.Image
+	for svc, id := range r.fromImages {
+		if slices.Contains(s.Stateless, svc) {
+			imgs = append(imgs, images.Image{Service: svc, ID: id})
+		}
+	}
+	if err := tagImages(ctx, host.Engine(r.Host), s, imgs, r.color, r.release); err != nil {
+		return "", err
+	}
+	_, err := host.RunCompose(ctx, r.Host, s, r.color, host.ComposeEnv(s, r.color, r.release), append([]string{"up", "-d", "--no-deps", "--remove-orphans"}, s.Stateless...)...)
+	return fmt.Sprintf("%s (release %s) from its recorded images", s.ColorProject(r.color), r.release), err
+}
+
 // stopPrevious undoes startPrevious: the previous color was stopped before the
-// rollback began.
-func stopPrevious(ctx context.Context, r *run, _ bool) (string, error) {
+// rollback began; one started from images goes.
+func stopPrevious(ctx context.Context, r *run, failed bool) (string, error) {
+	if r.fromImages != nil {
+		return removeNew(ctx, r, failed)
+	}
 	_, err := r.Host.Run(ctx, remote.Cmd{Argv: append([]string{"docker", "stop"}, host.IDs(r.previous)...)})
 	return r.Stack.ColorProject(r.color) + " stopped again", err
 }

@@ -65,9 +65,11 @@ func stackDir(t *testing.T) (root, outside string) {
 	return root, outside
 }
 
+// appStack's app is stateful: the build contexts a push uploads are those of
+// stateful services (a stateless service's goes as one stream to the build).
 func appStack(root, context string) *stack.Stack {
 	return &stack.Stack{Project: "tale", RemoteDir: "/srv/tale", ComposeFile: "compose.yml", Caddyfile: "services/proxy/Caddyfile",
-		Root: root, Stateless: []string{"app"},
+		Root: root, Stateful: []string{"app"},
 		Compose: &stack.Compose{Services: map[string]*stack.ComposeService{"app": {Name: "app", BuildContext: context}}}}
 }
 
@@ -317,7 +319,8 @@ func TestUploadModes(t *testing.T) {
 }
 
 // With `build: .`, the inventory and the env files beside the compose file are
-// in the build context: they are never uploaded (nor shown by plan).
+// in the build context: a stateless service's context is never uploaded (it
+// goes to the build as one stream), so neither are they (nor shown by plan).
 func TestUploadLeavesSecretsBehind(t *testing.T) {
 	inv := strings.Replace(stacktest.Inventory, "      env:\n", "      env_files: [.env.prod]\n      env:\n", 1)
 	compose := strings.NewReplacer("build: services/platform", "build: .", "build: services/rag", "image: rag", "build: services/db", "image: postgres").Replace(stacktest.Compose)
@@ -341,7 +344,7 @@ func TestUploadLeavesSecretsBehind(t *testing.T) {
 			t.Errorf("%s carries a secret", f.Rel)
 		}
 	}
-	if !slices.Contains(rels, "Dockerfile") || slices.Contains(rels, "inventory.yaml") || slices.Contains(rels, ".env.prod") {
+	if slices.Contains(rels, "Dockerfile") || slices.Contains(rels, "inventory.yaml") || slices.Contains(rels, ".env.prod") {
 		t.Errorf("uploads %q", rels)
 	}
 }

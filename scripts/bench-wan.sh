@@ -18,6 +18,7 @@ for rtt in "$@"; do
 	else
 		scripts/sandbox.sh wan "${rtt}ms" 2>/dev/null
 	fi
+	# A failed benchmark prints its lines and the next round trip still runs.
 	go test -count=1 -run '^$' -bench "${BENCH:-^Benchmark(Push|Rollback|Status)$}" -benchtime "${BENCHTIME:-3x}" \
-		-timeout 60m ./e2e | awk -v rtt="$rtt" '/^Benchmark/ {print "rtt " rtt " ms  " $0}'
+		-timeout 60m ./e2e 2>&1 | awk -v rtt="$rtt" '/^Benchmark|FAIL|_test.go/ {print "rtt " rtt " ms  " $0}' || true
 done

@@ -37,10 +37,11 @@ type PushCmd struct {
 	Build             string   `placeholder:"local|host|none" help:"Where the images come from, over the inventory's build: local (built here once, each host sent only the layers it lacks), host (built on each host) or none (pulled)."`
 }
 
-// RollbackCmd is `taledeploy rollback ENV`.
+// RollbackCmd is `taledeploy rollback ENV [RELEASE]`.
 type RollbackCmd struct {
-	Env   string   `arg:"" predictor:"env" help:"Environment from the inventory."`
-	Hosts hostList `predictor:"hosts" help:"Only these hosts of ENV (names, comma-separated)."`
+	Env     string   `arg:"" predictor:"env" help:"Environment from the inventory."`
+	Release string   `arg:"" optional:"" help:"Release to start again (default: the one before the live one). Its kept containers if they are there, else its images recorded in the history, while the host keeps them."`
+	Hosts   hostList `predictor:"hosts" help:"Only these hosts of ENV (names, comma-separated)."`
 }
 
 // StatusCmd is `taledeploy status ENV`.
@@ -76,7 +77,7 @@ func (c *RollbackCmd) Run(cli *CLI, ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return deploy(ctx, cli, env, plan.Options{Who: who()}, "rollback", false)
+	return deploy(ctx, cli, env, plan.Options{Who: who(), RollbackTo: c.Release}, "rollback", false)
 }
 
 // errPartial marks a failure after some hosts already changed.

@@ -36,6 +36,12 @@ func resolveBuild(ctx context.Context, env *stack.Environment, flag string) erro
 			}
 			s.Build = auto
 		}
+		// A pulled image must be named: refused before any host is reached.
+		for _, svc := range s.Pulled() {
+			if _, err := s.PullRef(svc); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -33,7 +33,7 @@ type CLI struct {
 
 	Plan     PlanCmd     `cmd:"" help:"Show what a push to ENV would do on each host, step by step, with a diff of every file it would change (env values masked). Changes nothing."`
 	Push     PushCmd     `cmd:"" help:"Deploy the working tree to every host of ENV: start the idle color, verify, switch, drain, stop the old one."`
-	Rollback RollbackCmd `cmd:"" help:"Switch ENV back to the previous color (kept stopped after each push): start, verify, switch, drain."`
+	Rollback RollbackCmd `cmd:"" help:"Switch ENV back to the previous release (or the one named): its kept color, or its recorded images on the idle color; start, verify, switch, drain."`
 	Status   StatusCmd   `cmd:"" help:"Show per host the live color, release, containers and health, and where the record and the host disagree."`
 	Render   RenderCmd   `cmd:"" help:"Write the rendered compose overlays for ENV locally (the Caddyfile is yours; plan shows the config Caddy will run)."`
 	Lock     LockCmd     `cmd:"" help:"Show or clear the deploy lock of ENV's hosts."`

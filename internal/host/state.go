@@ -47,6 +47,9 @@ type HistoryEntry struct {
 	Error       string    `json:"error,omitempty"`
 	Seconds     float64   `json:"seconds"`
 	Migrations  []string  `json:"migrations,omitempty"` // applied by this command
+	// Images are the release's image per stateless service (IDs), from which
+	// `rollback ENV RELEASE` starts it again while the host keeps them.
+	Images map[string]string `json:"images,omitempty"`
 }
 
 func IsNotExist(err error) bool {

@@ -3,9 +3,12 @@ package images
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -146,5 +149,86 @@ func TestUnpackRefusesEscapes(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "leaves the archive") {
 			t.Errorf("%s -> %s: want refused, got %v", h.Name, h.Linkname, err)
 		}
+	}
+}
+
+func TestRegistryAuth(t *testing.T) {
+	for ref, want := range map[string]string{
+		"127.0.0.1:5000/team/web:1": "127.0.0.1:5000",
+		"localhost/web":             "localhost",
+		"registry.example/team/web": "registry.example",
+		"team/web:1":                "",
+		"web":                       "",
+	} {
+		if got := registryOf(ref); got != want {
+			t.Errorf("registryOf(%q) = %q, want %q", ref, got, want)
+		}
+	}
+	t.Setenv("TALEDEPLOY_REGISTRY_USER", "")
+	t.Setenv("TALEDEPLOY_REGISTRY_PASSWORD", "")
+	if a := RegistryAuth("x"); a != "" {
+		t.Errorf("no credentials: %q", a)
+	}
+	t.Setenv("TALEDEPLOY_REGISTRY_USER", "u")
+	t.Setenv("TALEDEPLOY_REGISTRY_PASSWORD", "p w")
+	data, err := base64.URLEncoding.DecodeString(RegistryAuth("127.0.0.1:5000"))
+	var got map[string]string
+	if err != nil || json.Unmarshal(data, &got) != nil || got["username"] != "u" || got["password"] != "p w" || got["serveraddress"] != "127.0.0.1:5000" {
+		t.Errorf("auth header %s: %v", data, err)
+	}
+}
+
+// The context sent to a build on the host is what Docker would see here:
+// .dockerignore honoured (the Dockerfile and .dockerignore still go), and
+// thousands of files are one stream.
+func TestContextHonoursDockerignore(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"Dockerfile":      "FROM scratch\n",
+		".dockerignore":   ".env\n*.key\nnode_modules\nDockerfile\n",
+		".env":            "SECRET=1\n",
+		"deploy.key":      "KEY\n",
+		"app/main.go":     "package main\n",
+		"node_modules/x":  "x\n",
+		"app/keep.key.md": "docs\n",
+	}
+	for i := range 4600 {
+		files[fmt.Sprintf("many/%04d.txt", i)] = "x"
+	}
+	for name, data := range files {
+		os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o755)
+		os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644)
+	}
+	rc, err := Context(dir, "Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	got := map[string]bool{}
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			got[h.Name] = true
+		}
+	}
+	for _, name := range []string{"Dockerfile", ".dockerignore", "app/main.go", "app/keep.key.md", "many/4599.txt"} {
+		if !got[name] {
+			t.Errorf("%s is not in the context", name)
+		}
+	}
+	for _, name := range []string{".env", "deploy.key", "node_modules/x"} {
+		if got[name] {
+			t.Errorf("%s is in the context though .dockerignore excludes it", name)
+		}
+	}
+	if len(got) != 4600+4 {
+		t.Errorf("%d files in the context, want %d", len(got), 4604)
 	}
 }

@@ -48,6 +48,8 @@ type ComposeService struct {
 	Ports         int    // line of ports, 0 when absent
 	BuildContext  string // local folder, relative to the compose file; "" when the image is not built
 	BuildLine     int    // line of the build context
+	Image         string // image:, as written (${...} not yet replaced)
+	ImageLine     int
 	Profiles      bool   // started only when a profile is asked for
 	DependsOn     []string
 	Links         []string // links:, as written (service or service:alias)
@@ -200,6 +202,9 @@ func LoadCompose(file string) (*Compose, error) {
 					s.DependsOn = append(s.DependsOn, d.Content[j].Value)
 				}
 			}
+		}
+		if img := mapValue(&v, "image"); img != nil && img.Kind == yaml.ScalarNode {
+			s.Image, s.ImageLine = img.Value, line("image")
 		}
 		if b := mapValue(&v, "build"); b != nil {
 			s.BuildLine = line("build")

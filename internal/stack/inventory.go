@@ -150,6 +150,9 @@ type Stack struct {
 	// build context) or none (every image comes from a registry). Empty:
 	// local when this machine has Docker, else host.
 	Build string `yaml:"build"`
+	// KeepReleases is how many releases' images a host keeps (default 3),
+	// for rollback; older ones are removed after a push.
+	KeepReleases int `yaml:"keep_releases"`
 
 	// Compose is compose_file, read and checked against the settings above.
 	Compose *Compose `yaml:"-"`

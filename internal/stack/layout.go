@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -14,6 +15,8 @@ import (
 	"sort"
 	"strings"
 	"taledeploy/migcheck"
+
+	"github.com/compose-spec/compose-go/v2/template"
 )
 
 // Paths are where taledeploy keeps its own files on the host, below the
@@ -82,7 +85,7 @@ func (s *Stack) contexts() []buildContext {
 	composeDir := filepath.Dir(s.ComposeFile)
 	for _, name := range s.Compose.ServiceNames() {
 		svc := s.Compose.Services[name]
-		if svc.BuildContext == "" || !s.BuildsOnHost(name) {
+		if !s.uploadsContext(name) {
 			continue
 		}
 		c := filepath.ToSlash(filepath.Join(composeDir, svc.BuildContext))
@@ -100,11 +103,61 @@ type ReleaseFile struct {
 	Sum  string
 }
 
-// BuildsOnHost tells whether the host builds the service's image from its
-// context: a stateful one always (it is built once, when missing), a
-// stateless one unless its images are built here or pulled.
-func (s *Stack) BuildsOnHost(service string) bool {
-	return !slices.Contains(s.Stateless, service) || s.Build != BuildLocal && s.Build != BuildNone
+// uploadsContext tells whether a push uploads the service's build context: a
+// stateful service's, which Compose builds on the host when its image is
+// missing. A stateless service's image is built here, pulled, or built on the
+// host from a context sent as one stream: never from remote_dir.
+func (s *Stack) uploadsContext(service string) bool {
+	svc := s.Compose.Services[service]
+	return svc != nil && svc.BuildContext != "" && !slices.Contains(s.Stateless, service)
+}
+
+// HostBuilt lists the stateless services each host builds itself (build: host).
+func (s *Stack) HostBuilt() []string {
+	if s.Build == BuildLocal || s.Build == BuildNone {
+		return nil
+	}
+	var out []string
+	for _, name := range s.Stateless {
+		if svc := s.Compose.Services[name]; svc != nil && svc.BuildContext != "" {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// Pulled lists the stateless services whose image each host pulls from a
+// registry: those with no build context, or every one with build: none.
+func (s *Stack) Pulled() []string {
+	var out []string
+	for _, name := range s.Stateless {
+		if svc := s.Compose.Services[name]; svc != nil && (svc.BuildContext == "" || s.Build == BuildNone) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// PullRef is the image a pulled service names, its ${...} replaced from the
+// stack's env as Compose would on the host.
+func (s *Stack) PullRef(service string) (string, error) {
+	svc := s.Compose.Services[service]
+	if svc == nil {
+		return "", fmt.Errorf("service %q is not in %s", service, s.ComposeFile)
+	}
+	if svc.Image == "" {
+		return "", fmt.Errorf("%w: %s:%d: service %q has no image: to pull (it has no build:, or build: none); give it an image:, or a build:", ErrBadInput, s.ComposeFile, svc.Line, service)
+	}
+	env := map[string]string{"TALEDEPLOY_PROJECT": s.Project}
+	maps.Copy(env, s.Env)
+	ref, err := template.Substitute(svc.Image, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err == nil && ref == "" {
+		err = errors.New("it is empty")
+	}
+	if err != nil {
+		return "", fmt.Errorf("%w: %s:%d: service %q: image %q: %v", ErrBadInput, s.ComposeFile, svc.ImageLine, service, svc.Image, err)
+	}
+	return ref, nil
 }
 
 // ReleaseFiles lists what a push uploads: the compose file, the overlays, the

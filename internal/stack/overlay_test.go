@@ -128,10 +128,15 @@ volumes:
 	for _, f := range files {
 		rels = append(rels, f.Rel)
 	}
+	// The stateless contexts go to the build as streams, never uploaded; the
+	// build: the extends gave rag is read as its own.
 	for _, want := range []string{"services/platform/Dockerfile", "services/rag/Dockerfile"} {
-		if !slices.Contains(rels, want) {
-			t.Errorf("release files %q lack %s", rels, want)
+		if slices.Contains(rels, want) {
+			t.Errorf("release files %q hold %s", rels, want)
 		}
+	}
+	if got := s.HostBuilt(); !slices.Equal(got, []string{"platform", "rag"}) {
+		t.Errorf("the host builds %v, want platform and rag", got)
 	}
 	if got := s.Neutralised(); len(got) != 4 {
 		t.Errorf("neutralised %q, want container_name and ports of platform and rag", got)

@@ -57,6 +57,8 @@ func (inv *Inventory) check(e *Environment) error {
 		return kat("project", "stack.project %.40q: set a compose project name (lower-case letters, digits, - and _, at most %d)", s.Project, maxName)
 	case len(s.Stateless) == 0:
 		return kat("stateless", "stack.stateless is empty; list the services that run once per color (blue/green)")
+	case s.KeepReleases < 0:
+		return kat("keep_releases", "stack.keep_releases %d: give how many releases' images each host keeps for rollback (1 or more; default 3)", s.KeepReleases)
 	case !validBuild(s.Build):
 		return kat("build", "stack.build %q: use local (build here, send the layers the host lacks), host (build on the host) or none (pull every image)", s.Build)
 	}
@@ -74,6 +76,9 @@ func (inv *Inventory) check(e *Environment) error {
 	}
 	if s.HealthTimeout.Duration == 0 {
 		s.HealthTimeout.Duration = 90 * time.Second
+	}
+	if s.KeepReleases == 0 {
+		s.KeepReleases = 3
 	}
 	if s.DrainTimeout.Duration == 0 {
 		s.DrainTimeout.Duration = 30 * time.Second

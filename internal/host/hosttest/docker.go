@@ -3,6 +3,7 @@ package hosttest
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"path"
 	"slices"
@@ -24,6 +25,9 @@ type Docker struct {
 	networks   []string
 	next       int            // for IDs and addresses
 	builds     map[string]int // project/service -> images built
+	built      []string       // images built through the API, by first tag
+	// BuildFail, if set, fails the API build of the image tagged so.
+	BuildFail func(tag string) error
 
 	// Engine is the ID /info reports: hosts with one engine are one machine.
 	Engine string
@@ -66,6 +70,14 @@ func NewDocker(s *stack.Stack) *Docker {
 
 // Containers returns copies of the containers of a compose project ("" for
 // every project), in the order they were made.
+// Built lists the images built through the engine API (build: host), by
+// their first tag (project/service:color), in order.
+func (d *Docker) Built() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.built)
+}
+
 func (d *Docker) Containers(project string) []Container {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -337,6 +349,30 @@ func (d *Docker) serve(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(map[string]any{"Name": name})
 	case p == "/info":
 		json.NewEncoder(w).Encode(map[string]any{"ID": d.Engine, "DockerRootDir": "/var/lib/docker"})
+	case p == "/build" && r.Method == http.MethodPost:
+		// A build from a context stream (build: host): the first tag names
+		// the color, as project/service:color.
+		io.Copy(io.Discard, r.Body)
+		tags := r.URL.Query()["t"]
+		if len(tags) == 0 {
+			http.Error(w, `{"message":"no tag"}`, http.StatusBadRequest)
+			return
+		}
+		if d.BuildFail != nil {
+			if err := d.BuildFail(tags[0]); err != nil {
+				json.NewEncoder(w).Encode(map[string]any{"error": err.Error(), "errorDetail": map[string]any{"message": err.Error()}})
+				return
+			}
+		}
+		name, color, _ := strings.Cut(tags[0], ":")
+		_, svc, _ := strings.Cut(name, "/")
+		d.builds[d.stack.ColorProject(color)+"/"+svc]++
+		d.built = append(d.built, tags[0])
+		json.NewEncoder(w).Encode(map[string]any{"stream": "Successfully built\n"})
+	case p == "/images/json":
+		json.NewEncoder(w).Encode([]any{})
+	case strings.HasPrefix(p, "/images/") && strings.HasSuffix(p, "/tag"):
+		w.WriteHeader(http.StatusCreated)
 	case strings.HasPrefix(p, "/images/"):
 		json.NewEncoder(w).Encode(map[string]any{"Size": 200 << 20})
 	default:

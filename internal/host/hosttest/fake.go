@@ -471,7 +471,7 @@ func RawStack(root, project, remoteDir, composeFile, stateless, stateful, envVal
 		Env:  map[string]string{"SECRET": envValue},
 		Root: root,
 		Compose: &stack.Compose{Services: map[string]*stack.ComposeService{
-			"proxy": {Name: "proxy"}, stateless: {Name: stateless}, stateful: {Name: stateful},
+			"proxy": {Name: "proxy"}, stateless: {Name: stateless, BuildContext: "."}, stateful: {Name: stateful},
 		}},
 	}
 }

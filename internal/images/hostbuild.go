@@ -1,0 +1,100 @@
+package images
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/moby/go-archive"
+	"github.com/moby/moby/client"
+	"github.com/moby/patternmatcher/ignorefile"
+)
+
+// Context is a build context as Docker would see it: the folder's files less
+// those .dockerignore excludes, as one tar stream. Nothing outside the folder
+// is in it, and a file deleted here is not.
+func Context(dir, dockerfile string) (io.ReadCloser, error) {
+	var excludes []string
+	f, err := os.Open(filepath.Join(dir, ".dockerignore"))
+	switch {
+	case err == nil:
+		excludes, err = ignorefile.ReadAll(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ".dockerignore"), err)
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, err
+	}
+	// As the docker CLI does: the Dockerfile and .dockerignore always go, the
+	// builder needs them.
+	if len(excludes) > 0 {
+		excludes = append(excludes, "!"+filepath.ToSlash(dockerfile), "!.dockerignore")
+	}
+	return archive.TarWithOptions(dir, &archive.TarOptions{ExcludePatterns: excludes})
+}
+
+// BuildOnHost builds one image with the host's engine from a context sent as
+// one stream, tagged with tags.
+func BuildOnHost(ctx context.Context, eng *client.Client, b *types.BuildConfig, tags []string) error {
+	dockerfile := b.Dockerfile
+	if dockerfile == "" {
+		dockerfile = "Dockerfile"
+	}
+	if filepath.IsAbs(dockerfile) {
+		rel, err := filepath.Rel(b.Context, dockerfile)
+		if err != nil || strings.HasPrefix(rel, "..") {
+			return fmt.Errorf("dockerfile %s is outside the build context %s; use build: local", dockerfile, b.Context)
+		}
+		dockerfile = rel
+	}
+	if b.DockerfileInline != "" || len(b.AdditionalContexts) > 0 || len(b.Secrets) > 0 || len(b.SSH) > 0 {
+		return errors.New("dockerfile_inline, additional_contexts, secrets and ssh need BuildKit on this machine; use build: local")
+	}
+	tar, err := Context(b.Context, dockerfile)
+	if err != nil {
+		return err
+	}
+	defer tar.Close()
+	args := map[string]*string{}
+	for k, v := range b.Args {
+		args[k] = v
+	}
+	res, err := eng.ImageBuild(ctx, tar, client.ImageBuildOptions{
+		Tags: tags, Dockerfile: filepath.ToSlash(dockerfile), BuildArgs: args, Target: b.Target,
+		Labels: b.Labels, Remove: true, ForceRemove: true, NetworkMode: b.Network, ExtraHosts: b.ExtraHosts.AsList(":"),
+	})
+	if err != nil {
+		return fmt.Errorf("docker build on the host: %w", err)
+	}
+	defer res.Body.Close()
+	dec := json.NewDecoder(res.Body)
+	var last []string
+	for {
+		var msg struct {
+			Stream      string `json:"stream"`
+			Error       string `json:"error"`
+			ErrorDetail struct {
+				Message string `json:"message"`
+			} `json:"errorDetail"`
+		}
+		if err := dec.Decode(&msg); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("docker build on the host: %w", err)
+		}
+		if s := strings.TrimSpace(msg.Stream); s != "" {
+			last = append(last[max(0, len(last)-9):], s)
+		}
+		if m := cmp.Or(msg.ErrorDetail.Message, msg.Error); m != "" {
+			return fmt.Errorf("docker build on the host: %s: %s", m, strings.Join(last, "\n"))
+		}
+	}
+}
