@@ -140,6 +140,13 @@ func TestFleet(t *testing.T) {
 	if got := f.releases(); got != "h1=f2 h2=f2 h3=f2" {
 		t.Errorf("after a good push: %s", got)
 	}
+	// Built once, here; each host sent its images while it was prepared,
+	// before the first host changed.
+	builds := regexp.MustCompile(`(?m)^local\s+build\s+ok`).FindAllString(r.out, -1)
+	sent := regexp.MustCompile(`(?m)^h\d\s+images\s+ok`).FindAllString(r.out, -1)
+	if len(builds) != 1 || len(sent) != 3 || strings.Index(r.out, "all 3 host(s) connected") < strings.LastIndex(r.out, sent[len(sent)-1]) {
+		t.Errorf("a fleet push built %d time(s) and sent images to %d host(s) (want once, then every host before any changed):\n%s", len(builds), len(sent), r.out)
+	}
 	for _, h := range f.hosts {
 		expectServingAt(t, h.port, "f2")
 	}

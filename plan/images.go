@@ -81,7 +81,7 @@ func buildsNothing(r *run) bool { return len(r.Stack.HostBuilt()) == 0 }
 
 func shipImages(ctx context.Context, r *run) (string, error) {
 	eng := host.Engine(r.Host)
-	have, err := images.HostHas(ctx, eng)
+	have, err := images.HostHas(ctx, eng, r.Stack.Project)
 	if err != nil {
 		return "", fmt.Errorf("images on the host: %w", err)
 	}

@@ -102,7 +102,6 @@ func pruneImages(ctx context.Context, r *run) (string, error) {
 	return fmt.Sprintf("removed %d image tag(s) of releases before the last %d: %s", len(refs), s.KeepReleases, strings.Join(refs, ", ")), errors.Join(errs...)
 }
 
-
 func describePrune(v *view) string {
 	if len(v.prune) == 0 {
 		return fmt.Sprintf("nothing: the host holds no images of releases before the last %d", v.s.KeepReleases)

@@ -89,7 +89,6 @@ func pushSteps() []step {
 // prepareSteps counts the steps Prepare runs.
 const prepareSteps = 3
 
-
 func switchStep() step {
 	return step{name: "switch", changes: true, switches: true, do: switchNew,
 		undo: switchBack, undoName: "switch-back", undoWhen: replacesLive, describe: describeSwitch}

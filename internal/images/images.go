@@ -257,9 +257,12 @@ type Have struct {
 	Containerd bool
 }
 
-// HostHas asks the host's engine which images and layers it has: a list, then
-// every image's inspect at once.
-func HostHas(ctx context.Context, eng *client.Client) (*Have, error) {
+// HostHas asks the host's engine which images and layers it has: the list of
+// its images, then the inspect of the project's own (earlier releases, where
+// a new release's layers mostly are), a few at a time. A layer another
+// project's image holds is sent again: cheaper than asking about every image
+// of a crowded host.
+func HostHas(ctx context.Context, eng *client.Client, project string) (*Have, error) {
 	have := &Have{Chains: map[string]bool{}, IDs: map[string]bool{}}
 	var (
 		wg      sync.WaitGroup
@@ -273,23 +276,31 @@ func HostHas(ctx context.Context, eng *client.Client) (*Have, error) {
 		}
 		have.Containerd = Containerd(info.Info.DriverStatus)
 	})
-	list, err := eng.ImageList(ctx, client.ImageListOptions{All: true})
+	list, err := eng.ImageList(ctx, client.ImageListOptions{})
 	if err != nil {
 		wg.Wait()
 		return nil, err
 	}
-	var mu sync.Mutex
-	errs := make([]error, len(list.Items))
-	for i, s := range list.Items {
+	var (
+		mu   sync.Mutex
+		errs []error
+		slot = make(chan struct{}, 8)
+	)
+	for _, s := range list.Items {
+		have.IDs[s.ID] = true
+		if !slices.ContainsFunc(s.RepoTags, func(t string) bool { return strings.HasPrefix(t, project+"/") }) {
+			continue
+		}
 		wg.Go(func() {
+			slot <- struct{}{}
+			defer func() { <-slot }()
 			res, err := eng.ImageInspect(ctx, s.ID)
-			if err != nil {
-				errs[i] = err
-				return
-			}
 			mu.Lock()
 			defer mu.Unlock()
-			have.IDs[res.ID] = true
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
 			for _, c := range chains(res.RootFS.Layers) {
 				have.Chains[c] = true
 			}

@@ -36,7 +36,7 @@ func (s *Stack) BuildConfigs(services []string) (map[string]*types.BuildConfig, 
 	for _, name := range services {
 		svc, ok := p.Services[name]
 		if !ok || svc.Build == nil {
-			return nil, fmt.Errorf("%s: service %q has no build:", s.ComposeFile, name)
+			return nil, fmt.Errorf("%s: service %q has no build section", s.ComposeFile, name)
 		}
 		// Nothing outside the stack folder goes to a host.
 		if svc.Build.Context, err = inside(root, svc.Build.Context); err != nil {

@@ -50,7 +50,7 @@ type ComposeService struct {
 	BuildLine     int    // line of the build context
 	Image         string // image:, as written (${...} not yet replaced)
 	ImageLine     int
-	Profiles      bool   // started only when a profile is asked for
+	Profiles      bool // started only when a profile is asked for
 	DependsOn     []string
 	Links         []string // links:, as written (service or service:alias)
 	Binds         []Bind   // bind mounts from the stack's folder

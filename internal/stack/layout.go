@@ -146,7 +146,7 @@ func (s *Stack) PullRef(service string) (string, error) {
 		return "", fmt.Errorf("service %q is not in %s", service, s.ComposeFile)
 	}
 	if svc.Image == "" {
-		return "", fmt.Errorf("%w: %s:%d: service %q has no image: to pull (it has no build:, or build: none); give it an image:, or a build:", ErrBadInput, s.ComposeFile, svc.Line, service)
+		return "", fmt.Errorf("%w: %s:%d: service %q has no image: to pull (it has no build:, or build: none); give it an image: (or a build: section)", ErrBadInput, s.ComposeFile, svc.Line, service)
 	}
 	env := map[string]string{"TALEDEPLOY_PROJECT": s.Project}
 	maps.Copy(env, s.Env)
