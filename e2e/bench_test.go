@@ -1,9 +1,13 @@
 package e2e
 
 import (
+	"cmp"
+	"encoding/json"
 	"fmt"
+	"os"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -47,20 +51,28 @@ func reportSteps(b *testing.B, steps map[string]float64) {
 	}
 }
 
-// BenchmarkFleetPush pushes an unchanged tree to the three sandbox hosts and
-// reports the time before the first host starts deploying (connect, lock,
-// check, upload and preflight on every host) and the whole push:
+// BenchmarkFleetPush pushes a one-line change (the platform's build) to the
+// three sandbox hosts and reports the time before the first host starts
+// deploying (build here, connect, lock, check, upload, preflight and images on
+// every host) and the whole push:
 //
 //	go test -run '^$' -bench FleetPush -benchtime 3x ./e2e
+//	BENCH_BUILD=host go test -run '^$' -bench FleetPush -benchtime 3x ./e2e
 func BenchmarkFleetPush(b *testing.B) {
 	f := newFleet(b, "tale-fbench", 18110)
-	if r := f.taledeploy("push", "e2e"); r.failed() {
+	// BENCH_BUILD=host builds on every host instead of once here.
+	build := []string{"--build", cmp.Or(os.Getenv("BENCH_BUILD"), "local")}
+	if r := f.taledeploy(append([]string{"push", "e2e"}, build...)...); r.failed() {
 		b.Fatalf("first push: %v", r.err)
 	}
 	var total, before, own float64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		r := f.taledeploy("push", "e2e", "--release", fmt.Sprintf("bench-%d", i))
+		// A one-line change each time: the platform's build.
+		b.StopTimer()
+		f.buildServices(fmt.Sprintf("-X main.build=bench-%d", i))
+		b.StartTimer()
+		r := f.taledeploy(append([]string{"push", "e2e", "--release", fmt.Sprintf("bench-%d", i)}, build...)...)
 		if r.failed() {
 			b.Fatalf("push: %v", r.err)
 		}
@@ -146,4 +158,68 @@ func BenchmarkStatus(b *testing.B) {
 		total += r.took.Seconds()
 	}
 	b.ReportMetric(total/float64(b.N), "status-s/op")
+}
+
+// BenchmarkShipImages pushes a platform image of about 120 MB in 8 layers
+// (three of random data, which no compression shrinks) to a host that has
+// none of it, then after a one-line code change (the platform's build), and
+// reports the bytes sent and the images step's seconds of each, with the size
+// of the layers the change made:
+//
+//	go test -run '^$' -bench ShipImages -benchtime 3x ./e2e
+func BenchmarkShipImages(b *testing.B) {
+	s := newStack(b, "tale-ibench", 18098)
+	s.editFile("services/platform/Dockerfile", "COPY bin/platform", `RUN head -c 40000000 /dev/urandom > /blob1
+RUN head -c 35000000 /dev/urandom > /blob2
+RUN head -c 35000000 /dev/urandom > /blob3
+COPY bin/platform`)
+	ref := s.project + "/platform:taledeploy-build"
+	r := s.taledeploy("push", "e2e", "--json", "--release", "first")
+	if r.failed() {
+		b.Fatalf("first push: %v", r.err)
+	}
+	first, firstLayers := sentBytes(b, r.out)
+	firstSec := imagesSeconds(r.out)
+	var sent, changed, secs float64
+	var layers int
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		before := localChains(b, ref)
+		s.buildServices(fmt.Sprintf("-X main.build=ib-%d", i))
+		b.StartTimer()
+		r := s.taledeploy("push", "e2e", "--json", "--release", fmt.Sprintf("ib-%d", i))
+		if r.failed() {
+			b.Fatalf("push: %v", r.err)
+		}
+		n, l := sentBytes(b, r.out)
+		sent += float64(n)
+		layers = l
+		secs += imagesSeconds(r.out)
+		b.StopTimer()
+		changed += float64(changedLayerBytes(b, ref, before))
+		b.StartTimer()
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(first)/1e6, "first-MB")
+	b.ReportMetric(float64(firstLayers), "first-layers")
+	b.ReportMetric(firstSec, "first-images-s")
+	b.ReportMetric(sent/n/1e6, "change-sent-MB/op")
+	b.ReportMetric(changed/n/1e6, "changed-layers-MB/op")
+	b.ReportMetric(float64(layers), "change-layers")
+	b.ReportMetric(secs/n, "change-images-s/op")
+}
+
+// imagesSeconds is the images step's duration in a push's --json output.
+func imagesSeconds(out string) float64 {
+	for _, line := range strings.Split(out, "\n") {
+		var e struct {
+			Type, Host, Step, Status string
+			Duration                 float64 `json:"duration_s"`
+		}
+		if json.Unmarshal([]byte(line), &e) == nil && e.Type == "step" && e.Step == "images" && e.Status == "ok" {
+			return e.Duration
+		}
+	}
+	return 0
 }

@@ -351,6 +351,7 @@ type hostStatus struct {
 	Active     string
 	Release    string
 	Previous   *struct{ Color, Release string }
+	Images     map[string]string
 	Serving    string
 	Lock       *struct{ Command, Step, Stale string }
 	Problems   []string

@@ -66,6 +66,14 @@ func TestShipImages(t *testing.T) {
 		t.Errorf("sent %d bytes for %d bytes of changed layers", sent, changed)
 	}
 	expectServing(t, s.port, "green/s2/build s2")
+	// The record names the image built here: what status and history show.
+	id, _ := exec.Command("docker", "image", "inspect", "--format", "{{.Id}}", ref).Output()
+	if st := s.status(); st.Images["platform"] != strings.TrimSpace(string(id)) {
+		t.Errorf("status names the platform's image %q, this machine built %s", st.Images["platform"], id)
+	}
+	if r := s.taledeploy("history", "e2e"); !strings.Contains(r.out, "platform="+strings.TrimPrefix(strings.TrimSpace(string(id)), "sha256:")[:12]) {
+		t.Errorf("history does not show the platform's image %s:\n%s", id, r.out)
+	}
 
 	// Killed in the middle of the transfer: nothing changed on the host.
 	l.phase("transfer killed")
@@ -140,7 +148,7 @@ func TestShipImages(t *testing.T) {
 }
 
 // localChains lists the chain IDs of an image on this machine's engine.
-func localChains(t *testing.T, ref string) map[string]bool {
+func localChains(t testing.TB, ref string) map[string]bool {
 	t.Helper()
 	have := map[string]bool{}
 	for _, c := range chainIDs(localLayers(t, ref)) {
@@ -162,7 +170,7 @@ func chainIDs(diffIDs []string) []string {
 
 // changedLayerBytes is the size, in docker save's archive, of the image's
 // layers whose chain is not among before.
-func changedLayerBytes(t *testing.T, ref string, before map[string]bool) int64 {
+func changedLayerBytes(t testing.TB, ref string, before map[string]bool) int64 {
 	t.Helper()
 	out, err := exec.Command("docker", "save", ref).Output()
 	if err != nil {
@@ -198,7 +206,7 @@ func changedLayerBytes(t *testing.T, ref string, before map[string]bool) int64 {
 	return n
 }
 
-func localLayers(t *testing.T, ref string) []string {
+func localLayers(t testing.TB, ref string) []string {
 	t.Helper()
 	out, err := exec.Command("docker", "image", "inspect", "--format", "{{json .RootFS.Layers}}", ref).Output()
 	if err != nil {
@@ -213,7 +221,7 @@ func localLayers(t *testing.T, ref string) []string {
 
 // sentBytes reads a push's --json output: the bytes the last progress event
 // of the images step says were sent, and the layers its step line names.
-func sentBytes(t *testing.T, out string) (int64, int) {
+func sentBytes(t testing.TB, out string) (int64, int) {
 	t.Helper()
 	var sent int64
 	layers := -1

@@ -227,6 +227,9 @@ func printStatus(hs host.HostStatus) {
 			fmt.Printf(" (git %s)", hs.GitRevision)
 		}
 		fmt.Println()
+		if len(hs.Images) > 0 {
+			fmt.Printf("  images:   %s\n", shortImages(hs.Images, ", "))
+		}
 		if hs.Previous != nil {
 			fmt.Printf("  rollback: %s, release %s (stopped, kept)\n", hs.Previous.Color, hs.Previous.Release)
 		}
@@ -357,4 +360,15 @@ func (h *hostList) Decode(ctx *kong.DecodeContext) error {
 		*h = append(*h, name)
 	}
 	return nil
+}
+
+// shortImages lists service=ID, IDs shortened as docker shows them.
+func shortImages(imgs map[string]string, sep string) string {
+	var out []string
+	for svc, id := range imgs {
+		id = strings.TrimPrefix(id, "sha256:")
+		out = append(out, svc+"="+id[:min(len(id), 12)])
+	}
+	sort.Strings(out)
+	return strings.Join(out, sep)
 }

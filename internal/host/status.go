@@ -20,6 +20,8 @@ type HostStatus struct {
 	DeployedAt  string      `json:"deployed_at,omitempty"`
 	GitRevision string      `json:"git_revision,omitempty"`
 	Previous    *Slot       `json:"previous,omitempty"`
+	// Images are the live release's image per stateless service (IDs).
+	Images  map[string]string `json:"images,omitempty"`
 	Serving     string      `json:"serving,omitempty"` // the color traffic goes to, as Caddy says
 	Lock        *LockStatus `json:"lock,omitempty"`
 	Containers  []Container `json:"containers"`
@@ -106,6 +108,7 @@ func Status(ctx context.Context, h Conn, s *stack.Stack) HostStatus {
 	hs.Problems = append(hs.Problems, o.Disagreements(s, st, stErr)...)
 	if st != nil {
 		hs.Active, hs.Release, hs.DeployedBy, hs.GitRevision, hs.Previous = st.Active, st.Release, st.DeployedBy, st.GitRevision, st.Previous
+		hs.Images = st.Images
 		hs.DeployedAt = st.DeployedAt.Format("2006-01-02 15:04:05 UTC")
 	}
 	if o.Live != "" {
