@@ -12,20 +12,20 @@ import (
 
 // HostStatus is what `taledeploy status` reports for one host.
 type HostStatus struct {
-	Host        string      `json:"host"`
-	Error       string      `json:"error,omitempty"`
-	Active      string      `json:"active,omitempty"`
-	Release     string      `json:"release,omitempty"`
-	DeployedBy  string      `json:"deployed_by,omitempty"`
-	DeployedAt  string      `json:"deployed_at,omitempty"`
-	GitRevision string      `json:"git_revision,omitempty"`
-	Previous    *Slot       `json:"previous,omitempty"`
+	Host        string `json:"host"`
+	Error       string `json:"error,omitempty"`
+	Active      string `json:"active,omitempty"`
+	Release     string `json:"release,omitempty"`
+	DeployedBy  string `json:"deployed_by,omitempty"`
+	DeployedAt  string `json:"deployed_at,omitempty"`
+	GitRevision string `json:"git_revision,omitempty"`
+	Previous    *Slot  `json:"previous,omitempty"`
 	// Images are the live release's image per stateless service (IDs).
-	Images  map[string]string `json:"images,omitempty"`
-	Serving     string      `json:"serving,omitempty"` // the color traffic goes to, as Caddy says
-	Lock        *LockStatus `json:"lock,omitempty"`
-	Containers  []Container `json:"containers"`
-	Problems    []string    `json:"problems,omitempty"`
+	Images     map[string]string `json:"images,omitempty"`
+	Serving    string            `json:"serving,omitempty"` // the color traffic goes to, as Caddy says
+	Lock       *LockStatus       `json:"lock,omitempty"`
+	Containers []Container       `json:"containers"`
+	Problems   []string          `json:"problems,omitempty"`
 	// Migrations lists, per release, the migration files it applied; Contract
 	// is the last `migrate contract`.
 	Migrations map[string][]string `json:"migrations,omitempty"`
