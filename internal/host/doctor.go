@@ -8,9 +8,11 @@ import (
 	"strings"
 	"time"
 
+	"taledeploy/internal/images"
 	"taledeploy/internal/stack"
 	"taledeploy/remote"
 
+	"github.com/moby/moby/client"
 	"golang.org/x/mod/semver"
 )
 
@@ -61,15 +63,16 @@ func Doctor(ctx context.Context, h Conn, s *stack.Stack) []Finding {
 	}
 	add("forwarding", true, "sshd allows TCP and unix-socket forwarding", "")
 
-	v, err := h.Run(ctx, remote.Cmd{Argv: []string{"docker", "version", "--format", "{{.Server.Version}}"}})
-	engine := strings.TrimSpace(string(v))
+	v, err := h.Run(ctx, remote.Cmd{Argv: []string{"docker", "version", "--format", "{{.Server.Version}} {{.Server.APIVersion}}"}})
+	engine, api, _ := strings.Cut(strings.TrimSpace(string(v)), " ")
+	about := "Docker Engine " + engine + ", API " + api + ", " + imageStore(ctx, h)
 	switch {
 	case err != nil:
 		add("docker", false, err.Error(), "install Docker Engine and add the SSH user to the docker group (or deploy as root)")
 	case !atLeast(engine, minDocker):
-		add("docker", false, "Docker Engine "+engine, "upgrade Docker Engine to "+minDocker+" or newer")
+		add("docker", false, about, "upgrade Docker Engine to "+minDocker+" or newer")
 	default:
-		add("docker", true, "Docker Engine "+engine, "")
+		add("docker", true, about, "")
 	}
 	v, err = h.Run(ctx, remote.Cmd{Argv: []string{"docker", "compose", "version", "--short"}})
 	compose := strings.TrimPrefix(strings.TrimSpace(string(v)), "v")
@@ -145,4 +148,18 @@ func atLeast(have, want string) bool {
 		v = v[:i]
 	}
 	return semver.IsValid("v"+v) && semver.Compare("v"+v, "v"+want) >= 0
+}
+
+// imageStore says how the engine stores images: the containerd image store
+// loads every layer of a sent archive, the classic one only those it lacks.
+func imageStore(ctx context.Context, h Conn) string {
+	info, err := Engine(h).Info(ctx, client.InfoOptions{})
+	switch {
+	case err != nil:
+		return "image store unknown (" + err.Error() + ")"
+	case images.Containerd(info.Info.DriverStatus):
+		return "containerd image store (" + info.Info.Driver + "): images are sent whole"
+	default:
+		return "classic image store (" + info.Info.Driver + "): images are sent as the layers it lacks"
+	}
 }

@@ -26,3 +26,23 @@ func TestDoctorForwarding(t *testing.T) {
 		t.Errorf("doctor on a host that forwards: %+v", fs)
 	}
 }
+
+// doctor says which image store each engine has: the containerd one is sent
+// whole images, the classic one only the layers it lacks.
+func TestDoctorImageStore(t *testing.T) {
+	s := hosttest.RawStack(t.TempDir(), "tale", "/srv/tale", "compose.yml", "platform", "db", "x")
+	for _, containerd := range []bool{false, true} {
+		h := hosttest.NewHost("one", s)
+		h.Docker.Containerd = containerd
+		var docker Finding
+		for _, f := range Doctor(context.Background(), h, s) {
+			if f.Check == "docker" {
+				docker = f
+			}
+		}
+		want := map[bool]string{false: "classic image store (overlay2)", true: "containerd image store (overlayfs): images are sent whole"}[containerd]
+		if !strings.Contains(docker.Detail, want) {
+			t.Errorf("containerd %v: doctor says %+v, want %q", containerd, docker, want)
+		}
+	}
+}

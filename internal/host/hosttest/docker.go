@@ -26,6 +26,8 @@ type Docker struct {
 	next       int            // for IDs and addresses
 	builds     map[string]int // project/service -> images built
 	built      []string       // images built through the API, by first tag
+	// Containerd: the engine uses the containerd image store.
+	Containerd bool
 	// BuildFail, if set, fails the API build of the image tagged so.
 	BuildFail func(tag string) error
 
@@ -268,6 +270,8 @@ func (d *Docker) Docker(cmd remote.Cmd, argv []string) ([]byte, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switch argv[1] {
+	case "version":
+		return []byte("20.10.24+dfsg1 " + d.version() + "\n"), nil
 	case "stop", "start":
 		for _, id := range argv[2:] {
 			i := slices.IndexFunc(d.containers, func(c *Container) bool { return c.ID == id })
@@ -348,7 +352,11 @@ func (d *Docker) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		json.NewEncoder(w).Encode(map[string]any{"Name": name})
 	case p == "/info":
-		json.NewEncoder(w).Encode(map[string]any{"ID": d.Engine, "DockerRootDir": "/var/lib/docker"})
+		info := map[string]any{"ID": d.Engine, "DockerRootDir": "/var/lib/docker", "Driver": "overlay2"}
+		if d.Containerd {
+			info["Driver"], info["DriverStatus"] = "overlayfs", [][2]string{{"driver-type", "io.containerd.snapshotter.v1"}}
+		}
+		json.NewEncoder(w).Encode(info)
 	case p == "/build" && r.Method == http.MethodPost:
 		// A build from a context stream (build: host): the first tag names
 		// the color, as project/service:color.
