@@ -270,7 +270,7 @@ func TestPullImages(t *testing.T) {
 		t.Errorf("the push started a color without its image: %v", r.steps())
 	}
 
-	creds := []string{"TALEDEPLOY_REGISTRY_USER=" + user, "TALEDEPLOY_REGISTRY_PASSWORD=" + password}
+	creds := []string{"TALEDEPLOY_REGISTRY=" + addr, "TALEDEPLOY_REGISTRY_USER=" + user, "TALEDEPLOY_REGISTRY_PASSWORD=" + password}
 	r := s.taledeployEnv(creds, "push", "e2e", "--release", "p1")
 	if r.failed() || !strings.Contains(r.out, "pulled crawler") {
 		t.Fatalf("push with a pulled crawler: %v\n%s", r.err, r.out)

@@ -1,10 +1,12 @@
 package plan
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -85,6 +87,9 @@ func shipImages(ctx context.Context, r *run) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("images on the host: %w", err)
 	}
+	if err := r.Images.CheckArch(have); err != nil {
+		return "", err
+	}
 	p := r.Images.PlanFor(have)
 	start := time.Now()
 	var msg string
@@ -100,13 +105,21 @@ func shipImages(ctx context.Context, r *run) (string, error) {
 				Message: fmt.Sprintf("%s of %s, %s/s", units.BytesSize(float64(sent)), units.BytesSize(float64(p.Bytes)), units.BytesSize(float64(sent)/max(s, 0.001)))})
 		}
 		if err := r.Images.Send(ctx, eng, p, report); err != nil {
-			return "", fmt.Errorf("sending the images: %w (nothing changed on the host; a new push sends them again)", err)
+			return "", fmt.Errorf("sending the images: %w (nothing serves them yet; a new push sends what is missing)", err)
 		}
 		secs := time.Since(start).Seconds()
 		msg = fmt.Sprintf("sent %d of %d layers, %s of %s, in %.1fs (%s/s)", p.Layers, p.AllLayers,
 			units.BytesSize(float64(p.Bytes)), units.BytesSize(float64(p.AllBytes)), secs, units.BytesSize(float64(p.Bytes)/max(secs, 0.001)))
 	}
-	if err := tagImages(ctx, eng, r.Stack, r.Images.Images, r.color, r.release); err != nil {
+	// Named by ID when the host had the image already, else by the tag it
+	// was loaded with (the ID differs on the containerd image store).
+	imgs := slices.Clone(r.Images.Images)
+	for i := range imgs {
+		if have.IDs[imgs[i].ID] || p.Nothing {
+			imgs[i].Ref = ""
+		}
+	}
+	if err := tagImages(ctx, eng, r.Stack, imgs, r.color, r.release); err != nil {
 		return "", err
 	}
 	return msg, nil
@@ -123,7 +136,7 @@ func tagImages(ctx context.Context, eng *client.Client, s *stack.Stack, imgs []i
 	for _, img := range imgs {
 		for _, tag := range []string{color, ReleaseTag(release)} {
 			wg.Go(func() {
-				_, err := eng.ImageTag(ctx, client.ImageTagOptions{Source: img.ID, Target: s.Project + "/" + img.Service + ":" + tag})
+				_, err := eng.ImageTag(ctx, client.ImageTagOptions{Source: cmp.Or(img.Ref, img.ID), Target: s.Project + "/" + img.Service + ":" + tag})
 				if err != nil {
 					mu.Lock()
 					errs = append(errs, fmt.Errorf("tagging %s's image: %w", img.Service, err))

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -90,7 +89,7 @@ func (d *Deployer) Preview(ctx context.Context) (*Preview, error) {
 		if err != nil {
 			return nil, err
 		}
-		hist = append(hist, host.HistoryEntry{Result: "ok", Release: next})
+		hist = append(hist, host.HistoryEntry{Result: "ok", Action: "push", Release: next})
 		if v.prune, err = prunable(ctx, d.Host, s, keptReleases(s, hist, next, p.Release), o.Containers); err != nil {
 			return nil, err
 		}
@@ -274,23 +273,7 @@ func fileChanges(ctx context.Context, h host.Conn, s *stack.Stack, newColor stri
 }
 
 // maskValues hides every value of env in text.
-func maskValues(text string, env map[string]string) string {
-	var values []string
-	for _, v := range env {
-		if len(v) >= 4 {
-			values = append(values, v)
-		}
-	}
-	// Longest first, so a value that holds another is hidden whole.
-	sort.Slice(values, func(i, j int) bool { return len(values[i]) > len(values[j]) })
-	for _, v := range values {
-		text = strings.ReplaceAll(text, v, "•••")
-		if q, err := json.Marshal(v); err == nil { // as JSON writes it
-			text = strings.ReplaceAll(text, string(q[1:len(q)-1]), "•••")
-		}
-	}
-	return text
-}
+func maskValues(text string, env map[string]string) string { return stack.MaskValues(text, env) }
 
 // envDiff says which variables are added, removed or changed, never their values.
 func envDiff(old, new []byte) string {

@@ -24,15 +24,18 @@ func keptReleases(s *stack.Stack, hist []host.HistoryEntry, live, previous strin
 			keep = append(keep, r)
 		}
 	}
-	n := 0
-	for i := len(hist) - 1; i >= 0 && n < s.KeepReleases; i-- {
+	// The last keep_releases distinct releases pushed: rollbacks and
+	// contracts start no release of their own.
+	var pushed []string
+	for i := len(hist) - 1; i >= 0 && len(pushed) < s.KeepReleases; i-- {
 		e := hist[i]
-		if e.Result != "ok" {
-			continue
+		if e.Result == "ok" && e.Action == "push" && !slices.Contains(pushed, e.Release) {
+			pushed = append(pushed, e.Release)
 		}
-		n++
-		if !slices.Contains(keep, e.Release) {
-			keep = append(keep, e.Release)
+	}
+	for _, r := range pushed {
+		if !slices.Contains(keep, r) {
+			keep = append(keep, r)
 		}
 	}
 	return keep

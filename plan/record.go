@@ -46,10 +46,9 @@ func (r *run) historyEntry(err error) host.HistoryEntry {
 	if err != nil {
 		e.Result, e.Error = "failed", err.Error()
 	}
-	switch {
-	case err == nil && r.state != nil && r.state.Release == r.release:
-		e.Images = r.state.Images
-	case r.Images != nil && r.action == "push":
+	// The record step sets the images that run; a push that failed before
+	// it names the images it built here.
+	if r.Images != nil && r.action == "push" {
 		e.Images = map[string]string{}
 		for _, img := range r.Images.Images {
 			e.Images[img.Service] = img.ID

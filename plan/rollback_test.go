@@ -122,7 +122,7 @@ func TestRollbackRefused(t *testing.T) {
 		}
 		serves(t, h, s, stack.Blue)
 	})
-	t.Run("containers gone", func(t *testing.T) {
+	t.Run("containers and images gone", func(t *testing.T) {
 		s := deployStack(t)
 		h := liveHost(t, "one", s, "r1", "r2")
 		d := deployer(h, s, "", &events{})
@@ -130,17 +130,46 @@ func TestRollbackRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Someone removed blue's rag by hand after the check.
+		// Someone removed blue's rag by hand after the check, and every image.
 		h.Docker.Remove("tale-blue", "rag")
+		h.Docker.ImagesGone = true
 		cur.Containers = slices.DeleteFunc(cur.Containers, func(c host.Container) bool { return c.Project == "tale-blue" && c.Service == "rag" })
 		err = d.Rollback(context.Background(), cur)
-		if !errors.Is(err, ErrNoRollback) || !strings.Contains(err.Error(), "the containers of tale-blue are gone (have [platform]), and no earlier release") {
+		if !errors.Is(err, ErrNoRollback) || !strings.Contains(err.Error(), "the containers of tale-blue are gone (have [platform]), and the images of release r1 are no longer on the host (platform, rag") {
 			t.Fatalf("rollback: %v", err)
 		}
 		if got := changing(h); len(got) > 0 {
 			t.Errorf("a refused rollback ran %q", got)
 		}
 		serves(t, h, s, stack.Green)
+	})
+	t.Run("a failed push replaced the kept color", func(t *testing.T) {
+		s := deployStack(t)
+		h := liveHost(t, "one", s, "r1", "r2")
+		h.Docker.Created = func(c *hosttest.Container) {
+			if c.Color == stack.Blue {
+				c.Health = "unhealthy"
+			}
+		}
+		if err := push(t, deployer(h, s, "r3", &events{})); !errors.Is(err, ErrUnhealthy) {
+			t.Fatalf("push r3: %v", err)
+		}
+		h.Docker.Created = nil
+		h.ResetCmds()
+		ev := &events{}
+		if err := rollback(t, deployer(h, s, "", ev)); err != nil {
+			t.Fatalf("rollback from the recorded images: %v", err)
+		}
+		if got := ev.get(t, "start").Message; !strings.Contains(got, "tale-blue (release r1) from its recorded images") {
+			t.Errorf("start: %q", got)
+		}
+		if got, want := changing(h), "docker compose -p tale-blue up -d --no-deps --remove-orphans platform rag"; !slices.Contains(got, want) {
+			t.Errorf("commands %q lack %q", got, want)
+		}
+		serves(t, h, s, stack.Blue)
+		if st := record(t, h, s); st.Active != stack.Blue || st.Release != "r1" {
+			t.Errorf("record %+v", st)
+		}
 	})
 	t.Run("contract migrations ran", func(t *testing.T) {
 		s := readyStack(t, migrationStack(t, map[string]string{

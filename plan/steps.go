@@ -35,7 +35,8 @@ func build(ctx context.Context, r *run) (string, error) {
 	for _, svc := range services {
 		tags := []string{s.Project + "/" + svc + ":" + r.color, s.Project + "/" + svc + ":" + ReleaseTag(r.release)}
 		if err := images.BuildOnHost(ctx, host.Engine(r.Host), configs[svc], tags); err != nil {
-			return "", fmt.Errorf("%s: %w", svc, err)
+			// The build's own lines may print a value of the env.
+			return "", fmt.Errorf("%s: %s", svc, stack.MaskValues(err.Error(), s.Env))
 		}
 	}
 	return fmt.Sprintf("%s (%s)", strings.Join(services, ", "), s.ColorProject(r.color)), nil
@@ -155,7 +156,9 @@ func writeRecord(ctx context.Context, r *run) (string, error) {
 	// The record and, as this is the command's last step, its line in the
 	// history: one command, the line only once the record is written.
 	data, _ := json.MarshalIndent(st, "", "  ")
-	line, _ := json.Marshal(r.historyEntry(nil))
+	entry := r.historyEntry(nil)
+	entry.Images = st.Images // what runs now, wherever its images came from
+	line, _ := json.Marshal(entry)
 	q := &host.Facts{}
 	write := q.Write(s.Paths().State(), append(data, '\n'), 0o600)
 	hist := q.Append(s.Paths().History(), append(line, '\n'), 0o600)
@@ -224,10 +227,18 @@ func (r *run) recordedRelease(ctx context.Context, want string) (string, map[str
 	if r.state != nil {
 		live = r.state.Release
 	}
+	// Contract migrations removed what releases before them used.
+	var contract *host.ContractRun
+	if log, err := host.ReadMigrations(ctx, r.Host, s); err == nil {
+		contract = log.Contract
+	}
 	for i := len(hist) - 1; i >= 0; i-- {
 		e := hist[i]
 		if e.Result != "ok" || e.Release == live || want != "" && e.Release != want || len(e.Images) == 0 {
 			continue
+		}
+		if contract != nil && e.Release != contract.Release && e.Time.Before(contract.At) {
+			return "", nil, &ContractedError{Host: r.Host.Name(), Contract: *contract}
 		}
 		for _, svc := range s.Stateless {
 			if e.Images[svc] == "" {
@@ -294,6 +305,14 @@ func startPrevious(ctx context.Context, r *run) (string, error) {
 // images, with the compose file and env the host has now.
 func startFromImages(ctx context.Context, r *run) (string, error) {
 	s := r.Stack
+	if r.state != nil && r.state.Previous != nil && r.state.Previous.Color == r.color {
+		// The kept color is about to be replaced (a rollback to another
+		// release): the record must not offer it any more, whatever happens.
+		r.state.Previous = nil
+		if err := host.WriteState(ctx, r.Host, s, r.state); err != nil {
+			return "", err
+		}
+	}
 	var imgs []images.Image
 	for svc, id := range r.fromImages {
 		if slices.Contains(s.Stateless, svc) {

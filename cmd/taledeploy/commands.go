@@ -69,6 +69,10 @@ func (c *PushCmd) Run(cli *CLI, ctx context.Context) error {
 	}
 	opts := plan.Options{Who: who(), GitRevision: gitRevision(env.Stack.Root), Release: c.Release, RecreateStateful: c.RecreateStateful,
 		Repair: c.Repair, SkipPreflight: c.SkipPreflight}
+	if opts.Release == "" {
+		// One id for every host, and for the build here.
+		opts.Release = plan.NewRelease(time.Now(), opts.GitRevision)
+	}
 	return deploy(ctx, cli, env, opts, "push", c.RollbackOnFailure)
 }
 

@@ -72,11 +72,11 @@ func buildImages(ctx context.Context, env *stack.Environment, release string, re
 	if !images.LocalAvailable(ctx) {
 		return fail(fmt.Errorf("this machine's Docker engine does not answer (DOCKER_HOST=%q)", os.Getenv("DOCKER_HOST")))
 	}
-	ids, err := images.Build(ctx, eng, &env.Stack, release, services)
+	refs, err := images.Build(ctx, &env.Stack, release, services)
 	if err != nil {
 		return fail(err)
 	}
-	rel, err := images.Save(ctx, eng, ids)
+	rel, err := images.Save(ctx, eng, refs)
 	if err != nil {
 		return fail(err)
 	}

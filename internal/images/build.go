@@ -4,13 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-
-	"github.com/moby/moby/client"
 
 	"taledeploy/internal/stack"
 )
@@ -35,9 +34,9 @@ func Built(s *stack.Stack) []string {
 
 // Build builds the services' images with this machine's Docker, through
 // Compose and the team's own compose file (its build args, targets and
-// Dockerfiles), and returns each image's ID. The compose file reads the
+// Dockerfiles), and returns each image's tag here. The compose file reads the
 // stack's env, as on the host.
-func Build(ctx context.Context, local *client.Client, s *stack.Stack, release string, services []string) (map[string]string, error) {
+func Build(ctx context.Context, s *stack.Stack, release string, services []string) (map[string]string, error) {
 	if len(services) == 0 {
 		return map[string]string{}, nil
 	}
@@ -58,28 +57,38 @@ func Build(ctx context.Context, local *client.Client, s *stack.Stack, release st
 	if err := f.Close(); err != nil {
 		return nil, err
 	}
+	// The compose file reads the stack's env, as on the host: from an env
+	// file (so no .env of this folder and no variable of this shell slips
+	// into the images), with only what docker itself needs from the shell.
+	envFile, err := os.CreateTemp("", "taledeploy-build-*.env")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(envFile.Name())
+	env := map[string]string{"TALEDEPLOY_PROJECT": s.Project, "TALEDEPLOY_RELEASE": release}
+	maps.Copy(env, s.Env)
+	_, err = envFile.Write(stack.EnvFile(env))
+	if cerr := envFile.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
 	composeFile := filepath.Join(s.Root, s.ComposeFile)
-	args := append([]string{"compose", "--project-directory", filepath.Dir(composeFile),
+	args := append([]string{"compose", "--project-directory", filepath.Dir(composeFile), "--env-file", envFile.Name(),
 		"-f", composeFile, "-f", f.Name(), "-p", s.Project, "build"}, services...)
 	cmd := exec.CommandContext(ctx, "docker", args...)
-	cmd.Env = append(os.Environ(), "TALEDEPLOY_PROJECT="+s.Project, "TALEDEPLOY_RELEASE="+release)
-	for k, v := range s.Env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
+	cmd.Env = dockerEnv(os.Environ())
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("docker compose build on this machine: %w: %s", err, lastLines(out.String(), 15))
+		return nil, fmt.Errorf("docker compose build on this machine: %w: %s", err, stack.MaskValues(lastLines(out.String(), 15), s.Env))
 	}
-	ids := map[string]string{}
+	refs := map[string]string{}
 	for _, svc := range services {
-		res, err := local.ImageInspect(ctx, LocalTag(s, svc))
-		if err != nil {
-			return nil, fmt.Errorf("image of %s after the build: %w", svc, err)
-		}
-		ids[svc] = res.ID
+		refs[svc] = LocalTag(s, svc)
 	}
-	return ids, nil
+	return refs, nil
 }
 
 func lastLines(s string, n int) string {
@@ -88,4 +97,20 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// dockerEnv keeps of this process's environment what the docker CLI needs to
+// reach and drive the engine, and nothing taledeploy reads (registry
+// credentials, secrets named by the inventory).
+func dockerEnv(environ []string) []string {
+	var out []string
+	for _, kv := range environ {
+		k, _, _ := strings.Cut(kv, "=")
+		switch {
+		case k == "PATH", k == "HOME", k == "USER", k == "TMPDIR", k == "XDG_RUNTIME_DIR", k == "SSH_AUTH_SOCK",
+			strings.HasPrefix(k, "DOCKER_"), strings.HasPrefix(k, "BUILDKIT_"), strings.HasPrefix(k, "BUILDX_"):
+			out = append(out, kv)
+		}
+	}
+	return out
 }

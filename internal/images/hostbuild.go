@@ -22,13 +22,19 @@ import (
 // is in it, and a file deleted here is not.
 func Context(dir, dockerfile string) (io.ReadCloser, error) {
 	var excludes []string
-	f, err := os.Open(filepath.Join(dir, ".dockerignore"))
+	// As BuildKit does: an ignore file beside the Dockerfile, named after it,
+	// wins over the context's.
+	ignore := filepath.Join(dir, dockerfile+".dockerignore")
+	if _, err := os.Stat(ignore); err != nil {
+		ignore = filepath.Join(dir, ".dockerignore")
+	}
+	f, err := os.Open(ignore)
 	switch {
 	case err == nil:
 		excludes, err = ignorefile.ReadAll(f)
 		f.Close()
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ".dockerignore"), err)
+			return nil, fmt.Errorf("%s: %w", ignore, err)
 		}
 	case !errors.Is(err, os.ErrNotExist):
 		return nil, err

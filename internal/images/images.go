@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 	digest "github.com/opencontainers/go-digest"
 )
@@ -34,9 +35,11 @@ import (
 // Image is one service's image of a release.
 type Image struct {
 	Service string   `json:"service"`
-	ID      string   `json:"id"`     // sha256 of its config: the same on every host
+	ID      string   `json:"id"`     // sha256 of its config: its ID on the classic image store
+	Ref     string   `json:"ref"`    // the tag it was saved by, which it has on a host after a load
 	Layers  []string `json:"layers"` // diff IDs, base first
 	Size    int64    `json:"size"`   // bytes of all its layers
+	Arch    string   `json:"arch"`   // CPU architecture it was built for (amd64, arm64)
 }
 
 // Release is a release's images, built here and saved to a folder, ready to be
@@ -69,43 +72,31 @@ func LocalAvailable(ctx context.Context) bool {
 	return err == nil
 }
 
-// Save writes the images (by ID, so no tag goes with them: each host tags
-// them with its own project's names) to a folder and reads what each is made
-// of. Close removes the folder.
-func Save(ctx context.Context, local *client.Client, ids map[string]string) (*Release, error) {
+// Save writes the services' images (by their tags here, refs) to a folder and
+// reads what each is made of from the archive itself, so that it works on
+// either image store of this machine's engine (their image IDs differ; the
+// config's digest is the same). Close removes the folder.
+func Save(ctx context.Context, local *client.Client, refs map[string]string) (*Release, error) {
 	dir, err := os.MkdirTemp("", "taledeploy-images-")
 	if err != nil {
 		return nil, err
 	}
 	r := &Release{dir: dir, layerFile: map[string][]string{}}
-	if err := r.save(ctx, local, ids); err != nil {
+	if err := r.save(ctx, local, refs); err != nil {
 		r.Close()
 		return nil, err
 	}
 	return r, nil
 }
 
-func (r *Release) save(ctx context.Context, local *client.Client, ids map[string]string) error {
-	var services []string
-	for svc := range ids {
-		services = append(services, svc)
-	}
-	slices.Sort(services)
+func (r *Release) save(ctx context.Context, local *client.Client, refs map[string]string) error {
 	var want []string
-	for _, svc := range services {
-		res, err := local.ImageInspect(ctx, ids[svc])
-		if err != nil {
-			return fmt.Errorf("image of %s on this machine: %w", svc, err)
-		}
-		img := Image{Service: svc, ID: res.ID}
-		if res.RootFS.Type != "" {
-			img.Layers = res.RootFS.Layers
-		}
-		r.Images = append(r.Images, img)
-		if !slices.Contains(want, res.ID) {
-			want = append(want, res.ID)
+	for _, ref := range refs {
+		if !slices.Contains(want, ref) {
+			want = append(want, ref)
 		}
 	}
+	slices.Sort(want)
 	body, err := local.ImageSave(ctx, want)
 	if err != nil {
 		return fmt.Errorf("docker save on this machine: %w", err)
@@ -114,7 +105,7 @@ func (r *Release) save(ctx context.Context, local *client.Client, ids map[string
 	if err := r.unpack(body); err != nil {
 		return fmt.Errorf("docker save on this machine: %w", err)
 	}
-	return r.readManifest()
+	return r.readManifest(refs)
 }
 
 // unpack writes the archive's regular files below r.dir; a symlink (docker
@@ -166,16 +157,13 @@ func (r *Release) unpack(body io.Reader) error {
 		}
 	}
 	for name, target := range links {
-		data, err := os.ReadFile(filepath.Join(r.dir, filepath.FromSlash(target)))
-		if err != nil {
-			return fmt.Errorf("%s links to %s: %w", name, target, err)
-		}
 		p := filepath.Join(r.dir, filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 			return err
 		}
-		if err := os.WriteFile(p, data, 0o600); err != nil {
-			return err
+		// A hard link: the layer's bytes once on disk, whatever reads it.
+		if err := os.Link(filepath.Join(r.dir, filepath.FromSlash(target)), p); err != nil {
+			return fmt.Errorf("%s links to %s: %w", name, target, err)
 		}
 	}
 	return nil
@@ -192,11 +180,22 @@ func clean(name string) (string, error) {
 
 // manifestEntry is one image of docker save's manifest.json.
 type manifestEntry struct {
-	Config string
-	Layers []string
+	Config   string
+	RepoTags []string
+	Layers   []string
 }
 
-func (r *Release) readManifest() error {
+// imageConfig is what taledeploy reads of an image's config.
+type imageConfig struct {
+	Architecture string `json:"architecture"`
+	OS           string `json:"os"`
+	RootFS       struct {
+		DiffIDs []string `json:"diff_ids"`
+	} `json:"rootfs"`
+}
+
+// readManifest finds each service's image in the archive by its tag.
+func (r *Release) readManifest(refs map[string]string) error {
 	data, err := os.ReadFile(filepath.Join(r.dir, "manifest.json"))
 	if err != nil {
 		return err
@@ -205,35 +204,49 @@ func (r *Release) readManifest() error {
 	if err := json.Unmarshal(data, &m); err != nil {
 		return fmt.Errorf("manifest.json: %w", err)
 	}
-	for _, e := range m {
-		// The config's digest is the image ID, whatever the file is named.
-		cfg, err := os.ReadFile(filepath.Join(r.dir, filepath.FromSlash(e.Config)))
+	var services []string
+	for svc := range refs {
+		services = append(services, svc)
+	}
+	slices.Sort(services)
+	for _, svc := range services {
+		i := slices.IndexFunc(m, func(e manifestEntry) bool { return slices.Contains(e.RepoTags, refs[svc]) })
+		if i < 0 {
+			return fmt.Errorf("the saved archive has no image tagged %s (%s's)", refs[svc], svc)
+		}
+		e := m[i]
+		cfgPath, err := clean(e.Config)
 		if err != nil {
 			return err
 		}
-		id := digest.FromBytes(cfg).String()
-		var layers []string
+		raw, err := os.ReadFile(filepath.Join(r.dir, filepath.FromSlash(cfgPath)))
+		if err != nil {
+			return err
+		}
+		var cfg imageConfig
+		if err := json.Unmarshal(raw, &cfg); err != nil {
+			return fmt.Errorf("%s's image config: %w", svc, err)
+		}
+		if len(cfg.RootFS.DiffIDs) != len(e.Layers) {
+			return fmt.Errorf("%s's image: %d layers in its config, %d in the archive", svc, len(cfg.RootFS.DiffIDs), len(e.Layers))
+		}
+		// The config's digest is the image ID on the classic store.
+		img := Image{Service: svc, ID: digest.FromBytes(raw).String(), Ref: refs[svc], Layers: cfg.RootFS.DiffIDs, Arch: cfg.Architecture}
+		var files []string
 		for _, l := range e.Layers {
 			c, err := clean(l)
 			if err != nil {
 				return err
 			}
-			layers = append(layers, c)
-		}
-		r.layerFile[id] = layers
-	}
-	for i, img := range r.Images {
-		files, ok := r.layerFile[img.ID]
-		if !ok || len(files) != len(img.Layers) {
-			return fmt.Errorf("the saved archive has no layers for %s's image %s", img.Service, img.ID)
-		}
-		for _, f := range files {
-			st, err := os.Stat(filepath.Join(r.dir, filepath.FromSlash(f)))
+			st, err := os.Stat(filepath.Join(r.dir, filepath.FromSlash(c)))
 			if err != nil {
 				return err
 			}
-			r.Images[i].Size += st.Size()
+			img.Size += st.Size()
+			files = append(files, c)
 		}
+		r.layerFile[img.ID] = files
+		r.Images = append(r.Images, img)
 	}
 	return nil
 }
@@ -255,6 +268,31 @@ type Have struct {
 	// Containerd: the engine uses the containerd image store, which loads
 	// every layer of an archive.
 	Containerd bool
+	Arch       string // its CPU architecture, as images name it (amd64, arm64)
+}
+
+// goArch names a kernel's machine as image configs do.
+func goArch(machine string) string {
+	switch machine {
+	case "x86_64":
+		return "amd64"
+	case "aarch64", "arm64":
+		return "arm64"
+	case "armv7l", "armv6l":
+		return "arm"
+	}
+	return machine
+}
+
+// CheckArch refuses images built for another CPU than the host's: they would
+// load, then fail to start with "exec format error" after the transfer.
+func (r *Release) CheckArch(have *Have) error {
+	for _, img := range r.Images {
+		if img.Arch != "" && have.Arch != "" && img.Arch != have.Arch {
+			return fmt.Errorf("the images built here are for %s and the host runs %s: build for it (DOCKER_DEFAULT_PLATFORM=linux/%s on this machine; a cross build needs QEMU), or set build: host", img.Arch, have.Arch, have.Arch)
+		}
+	}
+	return nil
 }
 
 // HostHas asks the host's engine which images and layers it has: the list of
@@ -275,6 +313,7 @@ func HostHas(ctx context.Context, eng *client.Client, project string) (*Have, er
 			return
 		}
 		have.Containerd = Containerd(info.Info.DriverStatus)
+		have.Arch = goArch(info.Info.Architecture)
 	})
 	list, err := eng.ImageList(ctx, client.ImageListOptions{})
 	if err != nil {
@@ -297,6 +336,9 @@ func HostHas(ctx context.Context, eng *client.Client, project string) (*Have, er
 			res, err := eng.ImageInspect(ctx, s.ID)
 			mu.Lock()
 			defer mu.Unlock()
+			if cerrdefs.IsNotFound(err) {
+				return // removed since the list
+			}
 			if err != nil {
 				errs = append(errs, err)
 				return

@@ -31,7 +31,7 @@ func saved(t *testing.T) ([]byte, []Image) {
 	}
 	base, app, web := "base-layer-bytes", "app-layer-bytes-changed", "web-layer"
 	diff := func(s string) string { return digest.FromString(s).String() }
-	cfgApp := `{"rootfs":{"type":"layers","diff_ids":["` + diff(base) + `","` + diff(app) + `"]}}`
+	cfgApp := `{"architecture":"amd64","rootfs":{"type":"layers","diff_ids":["` + diff(base) + `","` + diff(app) + `"]}}`
 	cfgWeb := `{"rootfs":{"type":"layers","diff_ids":["` + diff(base) + `","` + diff(web) + `"]}}`
 	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "aaa/", Mode: 0o755})
 	file("aaa/layer.tar", base)
@@ -40,7 +40,8 @@ func saved(t *testing.T) ([]byte, []Image) {
 	file("ddd/layer.tar", web)
 	file("app.json", cfgApp)
 	file("web.json", cfgWeb)
-	m, _ := json.Marshal([]manifestEntry{{Config: "app.json", Layers: []string{"aaa/layer.tar", "bbb/layer.tar"}}, {Config: "web.json", Layers: []string{"ccc/layer.tar", "ddd/layer.tar"}}})
+	m, _ := json.Marshal([]manifestEntry{{Config: "app.json", RepoTags: []string{"t/app:b"}, Layers: []string{"aaa/layer.tar", "bbb/layer.tar"}},
+		{Config: "web.json", RepoTags: []string{"t/web:b"}, Layers: []string{"ccc/layer.tar", "ddd/layer.tar"}}})
 	file("manifest.json", string(m))
 	tw.Close()
 	return buf.Bytes(), []Image{
@@ -51,13 +52,22 @@ func saved(t *testing.T) ([]byte, []Image) {
 
 func release(t *testing.T) *Release {
 	t.Helper()
-	data, imgs := saved(t)
-	r := &Release{Images: imgs, dir: t.TempDir(), layerFile: map[string][]string{}}
+	data, want := saved(t)
+	r := &Release{dir: t.TempDir(), layerFile: map[string][]string{}}
 	if err := r.unpack(bytes.NewReader(data)); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.readManifest(); err != nil {
+	if err := r.readManifest(map[string]string{"app": "t/app:b", "web": "t/web:b"}); err != nil {
 		t.Fatal(err)
+	}
+	// Read from the archive: the configs' digests, their diff IDs.
+	for i, img := range r.Images {
+		if img.ID != want[i].ID || !slices.Equal(img.Layers, want[i].Layers) || img.Ref != "t/"+img.Service+":b" {
+			t.Fatalf("image %d read as %+v, want %+v", i, img, want[i])
+		}
+	}
+	if r.Images[0].Arch != "amd64" || r.Images[1].Arch != "" {
+		t.Errorf("architectures %q %q", r.Images[0].Arch, r.Images[1].Arch)
 	}
 	return r
 }
@@ -152,29 +162,37 @@ func TestUnpackRefusesEscapes(t *testing.T) {
 	}
 }
 
+// Registry credentials go to the registry TALEDEPLOY_REGISTRY names, and to
+// no other.
 func TestRegistryAuth(t *testing.T) {
-	for ref, want := range map[string]string{
-		"127.0.0.1:5000/team/web:1": "127.0.0.1:5000",
-		"localhost/web":             "localhost",
-		"registry.example/team/web": "registry.example",
-		"team/web:1":                "",
-		"web":                       "",
-	} {
-		if got := registryOf(ref); got != want {
-			t.Errorf("registryOf(%q) = %q, want %q", ref, got, want)
-		}
-	}
-	t.Setenv("TALEDEPLOY_REGISTRY_USER", "")
-	t.Setenv("TALEDEPLOY_REGISTRY_PASSWORD", "")
-	if a := RegistryAuth("x"); a != "" {
-		t.Errorf("no credentials: %q", a)
-	}
 	t.Setenv("TALEDEPLOY_REGISTRY_USER", "u")
 	t.Setenv("TALEDEPLOY_REGISTRY_PASSWORD", "p w")
-	data, err := base64.URLEncoding.DecodeString(RegistryAuth("127.0.0.1:5000"))
+	t.Setenv("TALEDEPLOY_REGISTRY", "")
+	if a := RegistryAuth("127.0.0.1:5000/team/web:1"); a != "" {
+		t.Errorf("no TALEDEPLOY_REGISTRY: credentials sent: %q", a)
+	}
+	t.Setenv("TALEDEPLOY_REGISTRY", "127.0.0.1:5000")
+	for ref, sent := range map[string]bool{
+		"127.0.0.1:5000/team/web:1": true,
+		"127.0.0.1:5001/team/web:1": false,
+		"team/web:1":                false,
+		"nginx:alpine":              false,
+		"registry.example/web":      false,
+	} {
+		a := RegistryAuth(ref)
+		if (a != "") != sent {
+			t.Errorf("%s: credentials sent %v, want %v", ref, a != "", sent)
+		}
+	}
+	data, err := base64.URLEncoding.DecodeString(RegistryAuth("127.0.0.1:5000/web"))
 	var got map[string]string
 	if err != nil || json.Unmarshal(data, &got) != nil || got["username"] != "u" || got["password"] != "p w" || got["serveraddress"] != "127.0.0.1:5000" {
 		t.Errorf("auth header %s: %v", data, err)
+	}
+	t.Setenv("TALEDEPLOY_REGISTRY_USER", "")
+	t.Setenv("TALEDEPLOY_REGISTRY_PASSWORD", "")
+	if a := RegistryAuth("127.0.0.1:5000/web"); a != "" {
+		t.Errorf("no credentials: %q", a)
 	}
 }
 
@@ -230,5 +248,18 @@ func TestContextHonoursDockerignore(t *testing.T) {
 	}
 	if len(got) != 4600+4 {
 		t.Errorf("%d files in the context, want %d", len(got), 4604)
+	}
+}
+
+func TestCheckArch(t *testing.T) {
+	r := release(t)
+	for _, tc := range []struct {
+		machine string
+		ok      bool
+	}{{"x86_64", true}, {"aarch64", false}, {"", true}} {
+		err := r.CheckArch(&Have{Arch: goArch(tc.machine)})
+		if (err == nil) != tc.ok || err != nil && !strings.Contains(err.Error(), "built here are for amd64 and the host runs arm64") {
+			t.Errorf("host %q: %v", tc.machine, err)
+		}
 	}
 }

@@ -337,16 +337,19 @@ func (s *Stack) RemotePath(rel string) (string, error) {
 // dotenv, used for --env-file and env_file:) reads it back byte for byte: no
 // ${...} is expanded, no # starts a comment, quotes, backslashes and spaces at
 // either end survive.
-func (s *Stack) envFile() []byte {
+func (s *Stack) envFile() []byte { return EnvFile(s.Env) }
+
+// EnvFile writes env as a dotenv file Compose reads back exactly.
+func EnvFile(env map[string]string) []byte {
 	var keys []string
-	for k := range s.Env {
+	for k := range env {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	var b bytes.Buffer
 	b.WriteString("# Written by taledeploy from the inventory; mode 0600.\n")
 	for _, k := range keys {
-		fmt.Fprintf(&b, "%s=%s\n", k, envQuote(s.Env[k]))
+		fmt.Fprintf(&b, "%s=%s\n", k, envQuote(env[k]))
 	}
 	return b.Bytes()
 }

@@ -26,6 +26,8 @@ type Docker struct {
 	next       int            // for IDs and addresses
 	builds     map[string]int // project/service -> images built
 	built      []string       // images built through the API, by first tag
+	// ImagesGone: the engine has no image (they were pruned).
+	ImagesGone bool
 	// Containerd: the engine uses the containerd image store.
 	Containerd bool
 	// BuildFail, if set, fails the API build of the image tagged so.
@@ -381,6 +383,8 @@ func (d *Docker) serve(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode([]any{})
 	case strings.HasPrefix(p, "/images/") && strings.HasSuffix(p, "/tag"):
 		w.WriteHeader(http.StatusCreated)
+	case strings.HasPrefix(p, "/images/") && d.ImagesGone:
+		http.Error(w, `{"message":"No such image"}`, http.StatusNotFound)
 	case strings.HasPrefix(p, "/images/"):
 		json.NewEncoder(w).Encode(map[string]any{"Size": 200 << 20})
 	default:
