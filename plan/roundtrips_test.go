@@ -20,7 +20,9 @@ func TestRoundTrips(t *testing.T) {
 	s := deployStack(t)
 	s.VerifyWindow = stack.Duration{}
 	h := liveHost(t, "one", s, "r1")
-	h.Latency = 20 * time.Millisecond
+	// Long enough that a busy machine's scheduling (the race detector, other
+	// packages' tests) does not make calls made together look sequential.
+	h.Latency = 60 * time.Millisecond
 	for _, tc := range []struct {
 		name   string
 		budget int
