@@ -99,7 +99,12 @@ func TestInterruptedPush(t *testing.T) {
 	n++
 	s.buildServices(fmt.Sprintf("-X main.build=k%d", n))
 	bg = s.start(nil, "push", "e2e", "--release", fmt.Sprintf("k%d", n))
-	// A push takes 6 s or more here: any moment up to 4.5 s is mid-push.
+	// The build here comes first and touches no host: the moment is counted
+	// from the lock. The rest takes 6 s or more: any moment up to 4.5 s is
+	// mid-push.
+	if !bg.waitForStep("lock", 60*time.Second) {
+		t.Fatalf("%s: the push never took the lock:\n%s", fault, bg.output())
+	}
 	at := time.Duration(300+rand.IntN(4200)) * time.Millisecond
 	time.Sleep(at)
 	bg.cmd.Process.Kill()
