@@ -56,15 +56,15 @@ func (c *HistoryCmd) Run(cli *CLI, ctx context.Context) error {
 			continue
 		}
 		tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-		fmt.Fprintf(tw, "  WHEN\tACTION\tRELEASE\tCOLOR\tBY\tGIT\tMIGRATIONS\tIMAGES\tRESULT\tTOOK\n")
+		fmt.Fprintf(tw, "  WHEN\tACTION\tRELEASE\tCOLOR\tBY\tGIT\tMIGRATIONS\tRESULT\tTOOK\tIMAGES\n")
 		for _, e := range hist {
 			result := e.Result
 			if e.Error != "" {
 				result += ": " + truncate(e.Error, 80)
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1fs\n", e.Time.Local().Format(time.DateTime), e.Action, e.Release,
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1fs\t%s\n", e.Time.Local().Format(time.DateTime), e.Action, e.Release,
 				fromTo(e.From, e.Color), e.By, cmp.Or(e.GitRevision, "-"), cmp.Or(strings.Join(e.Migrations, ","), "-"),
-				cmp.Or(shortImages(e.Images, ","), "-"), result, e.Seconds)
+				result, e.Seconds, cmp.Or(shortImages(e.Images, ","), "-"))
 		}
 		tw.Flush()
 	}
