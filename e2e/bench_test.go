@@ -160,7 +160,7 @@ func BenchmarkStatus(b *testing.B) {
 	b.ReportMetric(total/float64(b.N), "status-s/op")
 }
 
-// BenchmarkShipImages pushes a platform image of about 120 MB in 8 layers
+// BenchmarkShipImages pushes a platform image of about 135 MB in 10 layers
 // (three of random data, which no compression shrinks) to a host that has
 // none of it, then after a one-line code change (the platform's build), and
 // reports the bytes sent and the images step's seconds of each, with the size
