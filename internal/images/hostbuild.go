@@ -1,9 +1,7 @@
 package images
 
 import (
-	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -81,26 +79,10 @@ func BuildOnHost(ctx context.Context, eng *client.Client, b *types.BuildConfig, 
 		return fmt.Errorf("docker build on the host: %w", err)
 	}
 	defer res.Body.Close()
-	dec := json.NewDecoder(res.Body)
 	var last []string
-	for {
-		var msg struct {
-			Stream      string `json:"stream"`
-			Error       string `json:"error"`
-			ErrorDetail struct {
-				Message string `json:"message"`
-			} `json:"errorDetail"`
-		}
-		if err := dec.Decode(&msg); err == io.EOF {
-			return nil
-		} else if err != nil {
-			return fmt.Errorf("docker build on the host: %w", err)
-		}
-		if s := strings.TrimSpace(msg.Stream); s != "" {
-			last = append(last[max(0, len(last)-9):], s)
-		}
-		if m := cmp.Or(msg.ErrorDetail.Message, msg.Error); m != "" {
-			return fmt.Errorf("docker build on the host: %s: %s", m, strings.Join(last, "\n"))
-		}
+	err = engineMessages(res.Body, func(s string) { last = append(last[max(0, len(last)-9):], s) })
+	if err != nil {
+		return fmt.Errorf("docker build on the host: %w: %s", err, strings.Join(last, "\n"))
 	}
+	return nil
 }

@@ -459,9 +459,20 @@ func load(ctx context.Context, eng *client.Client, archive io.Reader) error {
 		return fmt.Errorf("docker load: %w", err)
 	}
 	defer res.Close()
-	dec := json.NewDecoder(res)
+	if err := engineMessages(res, nil); err != nil {
+		return fmt.Errorf("docker load: %w", err)
+	}
+	return nil
+}
+
+// engineMessages reads the stream of JSON messages the engine answers a load
+// or a build with, handing each output line to line (if set), and returns the
+// error one of them carries.
+func engineMessages(r io.Reader, line func(string)) error {
+	dec := json.NewDecoder(r)
 	for {
 		var msg struct {
+			Stream      string `json:"stream"`
 			Error       string `json:"error"`
 			ErrorDetail struct {
 				Message string `json:"message"`
@@ -470,10 +481,13 @@ func load(ctx context.Context, eng *client.Client, archive io.Reader) error {
 		if err := dec.Decode(&msg); err == io.EOF {
 			return nil
 		} else if err != nil {
-			return fmt.Errorf("docker load: %w", err)
+			return err
+		}
+		if s := strings.TrimSpace(msg.Stream); s != "" && line != nil {
+			line(s)
 		}
 		if m := cmp.Or(msg.ErrorDetail.Message, msg.Error); m != "" {
-			return fmt.Errorf("docker load: %s", m)
+			return errors.New(m)
 		}
 	}
 }
