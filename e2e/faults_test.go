@@ -463,6 +463,7 @@ func TestRefusedPushes(t *testing.T) {
 	for b, n := range l.appFailed {
 		if b != "w" {
 			t.Errorf("%d requests failed in build %s, which was never broken", n, b)
+			logDB(t, s.host, s.project)
 		}
 	}
 	l.mu.Unlock()

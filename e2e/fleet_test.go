@@ -277,6 +277,7 @@ func TestFleet(t *testing.T) {
 		t.Logf("%s: %d requests sent, %d failed\n%s", f.hosts[i].name, sent, failed, l.report())
 		if failed > 0 || sent < 500 {
 			t.Errorf("%s: %d of %d requests failed", f.hosts[i].name, failed, sent)
+			logDB(t, f.hosts[i].sandbox, f.hosts[i].project)
 		}
 	}
 }

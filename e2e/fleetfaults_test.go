@@ -118,6 +118,7 @@ func TestFleetFaults(t *testing.T) {
 			t.Logf("%s: load on %s: %d sent, %d failed", phase, f.hosts[hosts[n]].name, sent, failed)
 			if failed > 0 || sent == 0 {
 				t.Errorf("%s: %s failed %d of %d requests:\n%s", phase, f.hosts[hosts[n]].name, failed, sent, l.report())
+				logDB(t, f.hosts[hosts[n]].sandbox, f.hosts[hosts[n]].project)
 			}
 		}
 	}

@@ -412,3 +412,13 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// logDB logs what the project's database said lately and how stalled this
+// machine's disk was, for requests that failed in an app that was not broken
+// on purpose: "db: timeout" has so far come from the test machine's disk.
+func logDB(t testing.TB, h sandboxHost, project string) {
+	t.Helper()
+	out, _ := h.docker("logs", "--since", "3m", "--tail", "30", project+"-db-1").CombinedOutput()
+	io, _ := os.ReadFile("/proc/pressure/io")
+	t.Logf("%s-db-1, last lines:\n%s\nthis machine's I/O pressure:\n%s", project, out, io)
+}

@@ -218,6 +218,7 @@ func TestPushRollbackUnderLoad(t *testing.T) {
 	}
 	if failed > 0 {
 		t.Errorf("%d of %d requests failed:\n%s", failed, sent, l.report())
+		logDB(t, s.host, s.project)
 	}
 	// Each phase saw only the releases it moves between.
 	allowed := map[string][]string{

@@ -293,6 +293,10 @@ start_machine() {
 		mount -t tmpfs -o mode=755 tmpfs /run
 		mkdir -p /run/sshd
 		mount -o loop "$d/disk.img" /var/lib
+		# Direct I/O: a buffered loop device flushes every page written to
+		# the disk on each fsync inside it, so Postgres commits stalled for
+		# seconds while dockerd unpacked layers (2.1 s against 0.4 s here).
+		losetup --direct-io=on "$(findmnt -no SOURCE /var/lib)" || true
 		mount --bind "$d/etc-docker" /etc/docker
 		touch "$d/ready"
 		exec sleep infinity

@@ -45,38 +45,29 @@ func Build(ctx context.Context, s *stack.Stack, release string, services []strin
 	for _, svc := range services {
 		fmt.Fprintf(&overlay, "  %s:\n    image: %s\n", strconv.Quote(svc), strconv.Quote(LocalTag(s, svc)))
 	}
-	f, err := os.CreateTemp("", "taledeploy-build-*.yml")
+	// Its files are in a folder the next push removes if this one is killed:
+	// the env file holds the stack's secrets.
+	work, err := tempDir()
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(overlay.Bytes()); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if err := f.Close(); err != nil {
+	defer os.RemoveAll(work)
+	overlayFile := filepath.Join(work, "build.yml")
+	if err := os.WriteFile(overlayFile, overlay.Bytes(), 0o600); err != nil {
 		return nil, err
 	}
 	// The compose file reads the stack's env, as on the host: from an env
 	// file (so no .env of this folder and no variable of this shell slips
 	// into the images), with only what docker itself needs from the shell.
-	envFile, err := os.CreateTemp("", "taledeploy-build-*.env")
-	if err != nil {
-		return nil, err
-	}
-	defer os.Remove(envFile.Name())
 	env := map[string]string{"TALEDEPLOY_PROJECT": s.Project, "TALEDEPLOY_RELEASE": release}
 	maps.Copy(env, s.Env)
-	_, err = envFile.Write(stack.EnvFile(env))
-	if cerr := envFile.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	envFile := filepath.Join(work, "build.env")
+	if err := os.WriteFile(envFile, stack.EnvFile(env), 0o600); err != nil {
 		return nil, err
 	}
 	composeFile := filepath.Join(s.Root, s.ComposeFile)
-	args := append([]string{"compose", "--project-directory", filepath.Dir(composeFile), "--env-file", envFile.Name(),
-		"-f", composeFile, "-f", f.Name(), "-p", s.Project, "build"}, services...)
+	args := append([]string{"compose", "--project-directory", filepath.Dir(composeFile), "--env-file", envFile,
+		"-f", composeFile, "-f", overlayFile, "-p", s.Project, "build"}, services...)
 	cmd := exec.CommandContext(ctx, "docker", args...)
 	cmd.Env = dockerEnv(os.Environ())
 	var out bytes.Buffer

@@ -77,7 +77,7 @@ func LocalAvailable(ctx context.Context) bool {
 // either image store of this machine's engine (their image IDs differ; the
 // config's digest is the same). Close removes the folder.
 func Save(ctx context.Context, local *client.Client, refs map[string]string) (*Release, error) {
-	dir, err := os.MkdirTemp("", "taledeploy-images-")
+	dir, err := tempDir()
 	if err != nil {
 		return nil, err
 	}

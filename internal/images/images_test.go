@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -260,6 +261,35 @@ func TestCheckArch(t *testing.T) {
 		err := r.CheckArch(&Have{Arch: goArch(tc.machine)})
 		if (err == nil) != tc.ok || err != nil && !strings.Contains(err.Error(), "built here are for amd64 and the host runs arm64") {
 			t.Errorf("host %q: %v", tc.machine, err)
+		}
+	}
+}
+
+// A push that was killed leaves its saved release behind; the next one
+// removes it, and never a folder of a push still running.
+func TestSweepTemp(t *testing.T) {
+	dir := t.TempDir()
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{ // name: removed
+		fmt.Sprintf("%s%d-1", tempPrefix, dead.Process.Pid): true,
+		fmt.Sprintf("%s%d-2", tempPrefix, os.Getppid()):     false,
+		fmt.Sprintf("%s%d-3", tempPrefix, os.Getpid()):      false,
+		"taledeploy-images-p-4":                             false,
+		"other-5":                                           false,
+	}
+	for n := range names {
+		if err := os.MkdirAll(filepath.Join(dir, n, "layer"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sweepTemp(dir)
+	for n, removed := range names {
+		_, err := os.Stat(filepath.Join(dir, n))
+		if removed != os.IsNotExist(err) {
+			t.Errorf("%s: removed %v, want %v", n, os.IsNotExist(err), removed)
 		}
 	}
 }
