@@ -546,7 +546,7 @@ func cutSSH(t *testing.T) {
 	if cache == "" {
 		cache = "/var/cache/taledeploy"
 	}
-	pid, err := os.ReadFile(cache + "/sandbox/host1/sshd.pid")
+	pid, err := os.ReadFile(cache + "/sandbox/" + singleHost() + "/sshd.pid")
 	if err != nil {
 		t.Fatalf("sandbox sshd pid: %v", err)
 	}

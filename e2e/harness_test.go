@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -131,12 +132,19 @@ func requireSandbox(t testing.TB) {
 	t.Skip(msg)
 }
 
+// singleHost is the sandbox host the one-host tests deploy to: host1 runs
+// Debian's Docker Engine 20.10, host3 the current Engine line, so CI runs the
+// push, fault, HTTPS and image tests once on each (TALEDEPLOY_E2E_HOST=host3).
+func singleHost() string {
+	return cmp.Or(os.Getenv("TALEDEPLOY_E2E_HOST"), "host1")
+}
+
 // newStack builds taledeploy and the example services into a fresh copy of the
 // example stack, with an inventory for project name on the given proxy port.
 func newStack(t testing.TB, name string, port int) *stack {
 	requireSandbox(t)
 	root := repoRoot(t)
-	s := &stack{t: t, host: sandboxHosts(t)["host1"], repo: root, work: t.TempDir(), project: name, remote: "/var/lib/taledeploy-" + name, port: port}
+	s := &stack{t: t, host: sandboxHosts(t)[singleHost()], repo: root, work: t.TempDir(), project: name, remote: "/var/lib/taledeploy-" + name, port: port}
 	s.bin = filepath.Join(s.work, "taledeploy")
 	registerSite(port, name, s.host)
 	// The kill hook (TALEDEPLOY_KILL_AFTER) exists only in this test build.
@@ -156,8 +164,8 @@ func newStack(t testing.TB, name string, port int) *stack {
         port: 2222
         user: root
         identity_file: %[1]s/.sandbox/id_ed25519
-        known_hosts: %[1]s/.sandbox/host1/known_hosts
-%[2]s`, root, stackYAML(s.project, s.remote, "2s", s.port), s.host.addr)
+        known_hosts: %[1]s/.sandbox/%[4]s/known_hosts
+%[2]s`, root, stackYAML(s.project, s.remote, "2s", s.port), s.host.addr, s.host.name)
 	if err := os.WriteFile(filepath.Join(s.work, "inventory.yaml"), []byte(inv), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -421,4 +429,15 @@ func logDB(t testing.TB, h sandboxHost, project string) {
 	out, _ := h.docker("logs", "--since", "3m", "--tail", "30", project+"-db-1").CombinedOutput()
 	io, _ := os.ReadFile("/proc/pressure/io")
 	t.Logf("%s-db-1, last lines:\n%s\nthis machine's I/O pressure:\n%s", project, out, io)
+}
+
+// containerdStore tells whether the host's engine keeps images in the
+// containerd image store (the current Engine line) rather than the classic one.
+func (h sandboxHost) containerdStore(t testing.TB) bool {
+	t.Helper()
+	out, err := h.docker("info", "--format", "{{json .DriverStatus}}").Output()
+	if err != nil {
+		t.Fatalf("docker info on %s: %v", h.name, err)
+	}
+	return strings.Contains(string(out), "io.containerd.snapshotter.v1")
 }

@@ -40,7 +40,7 @@ func TestInitThenPush(t *testing.T) {
         port: 2222
         user: root
         identity_file: ` + s.repo + `/.sandbox/id_ed25519
-        known_hosts: ` + s.repo + `/.sandbox/host1/known_hosts
+        known_hosts: ` + s.repo + `/.sandbox/` + s.host.name + `/known_hosts
 `
 	edited := regexp.MustCompile(`(?s)      - name: vps1\n.*?known_hosts: ~/.ssh/known_hosts\n`).ReplaceAllString(draft, host)
 	edited = regexp.MustCompile(`project: \S+`).ReplaceAllString(edited, "project: "+s.project)

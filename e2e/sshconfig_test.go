@@ -16,10 +16,11 @@ func jumpLog(t *testing.T) string {
 	return string(readFile(t, filepath.Join(sandboxHosts(t)["jump"].state, "sshd.log")))
 }
 
-// jumpCounts counts the jump host's logins and its forwards to host1.
+// jumpCounts counts the jump host's logins and its forwards to the host the
+// one-host tests deploy to.
 func jumpCounts(t *testing.T) (logins, forwards int) {
 	l := jumpLog(t)
-	host1 := regexp.QuoteMeta(sandboxHosts(t)["host1"].addr)
+	host1 := regexp.QuoteMeta(sandboxHosts(t)[singleHost()].addr)
 	// sshd -E ends lines with \r\n.
 	forwardToHost1 := regexp.MustCompile(`(?m)server_request_direct_tcpip: originator \S+ port \d+, target ` + host1 + ` port 2222\r?$`)
 	// From this machine, or from the relay in the jump host (wan on).
@@ -40,7 +41,7 @@ func TestProxyJump(t *testing.T) {
 	hosts := sandboxHosts(t)
 	sshConfig := func(name, identity string) string {
 		p := filepath.Join(s.work, name)
-		cfg := fmt.Sprintf(`# The sandbox host1, reached through the jump host.
+		cfg := fmt.Sprintf(`# The sandbox host, reached through the jump host.
 Host tale-jump-target
   HostName %[2]s
   Port 2222
@@ -53,7 +54,7 @@ Host sandbox-jump
   User root
 
 Host *
-%[1]s`, identity, hosts["host1"].addr, hosts["jump"].addr)
+%[1]s`, identity, s.host.addr, hosts["jump"].addr)
 		if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}

@@ -32,6 +32,11 @@ set -euo pipefail
 COMPOSE_VERSION=v2.40.3
 CADDY_VERSION=v2.11.9
 CADDY_IMAGE=taledeploy/caddy:${CADDY_VERSION#v}
+# The current Engine line (containerd image store, API 1.5x) runs on host3,
+# with the runc it needs (Debian's 1.1 cannot start its containers).
+ENGINE_VERSION=v2.0.0-beta.24
+RUNC_VERSION=v1.5.3
+current_host=host3
 PG_MAJOR=15
 PG_IMAGE=taledeploy/postgres:$PG_MAJOR-bookworm
 
@@ -61,9 +66,10 @@ apt_install() {
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# go_tool builds one Go command at a pinned version into $2 through a throwaway module.
+# go_tool builds one Go command at a pinned version into $2 through a throwaway
+# module, with ldflags $4, build tags $5 and CGO_ENABLED=${6:-0}.
 go_tool() {
-	local pkg=$1 out=$2 version=$3 ldflags=${4:-}
+	local pkg=$1 out=$2 version=$3 ldflags=${4:-} tags=${5:-} cgo=${6:-0}
 	[ -x "$out" ] && return 0
 	command -v go >/dev/null || { log "go is needed to build $pkg"; exit 1; }
 	log "building $pkg@$version (first time only, several minutes)"
@@ -72,8 +78,8 @@ go_tool() {
 	(
 		cd "$tmp"
 		go mod init tmp >/dev/null 2>&1
-		GOFLAGS=-mod=mod go get -tool "$pkg@$version" >/dev/null
-		CGO_ENABLED=0 go build -trimpath -ldflags="-s -w $ldflags" -o "$out.tmp" "$pkg"
+		GOFLAGS=-mod=mod go get -tool "$pkg@$version" >get.log 2>&1 || { cat get.log >&2; exit 1; }
+		CGO_ENABLED=$cgo go build -trimpath -tags "$tags" -ldflags="-s -w $ldflags" -o "$out.tmp" "$pkg"
 	)
 	mv "$out.tmp" "$out"
 	rm -rf "$tmp"
@@ -100,6 +106,7 @@ tools() {
 		"-X github.com/docker/compose/v2/internal.Version=$COMPOSE_VERSION"
 	install -m 0755 "$cache/docker-compose-$COMPOSE_VERSION" "$plugin"
 	go_tool github.com/caddyserver/caddy/v2/cmd/caddy "$cache/caddy-$CADDY_VERSION" "$CADDY_VERSION"
+	current_engine
 	start_dockerd
 	if ! docker image inspect "$CADDY_IMAGE" >/dev/null 2>&1; then
 		log "building image $CADDY_IMAGE"
@@ -117,6 +124,18 @@ tools() {
 		rm -rf "$ctx"
 	fi
 	postgres_image
+}
+
+# current_engine builds, once, the current Docker Engine and the runc it needs.
+current_engine() {
+	apt_install libseccomp-dev gcc pkg-config containerd
+	go_tool github.com/moby/moby/v2/cmd/dockerd "$cache/dockerd-$ENGINE_VERSION" "$ENGINE_VERSION" \
+		"-X github.com/moby/moby/v2/dockerversion.Version=${ENGINE_VERSION#v}" \
+		"exclude_graphdriver_btrfs exclude_graphdriver_devicemapper"
+	# It refuses an older docker-proxy (Debian's) for published ports.
+	go_tool github.com/moby/moby/v2/cmd/docker-proxy "$cache/docker-proxy-$ENGINE_VERSION" "$ENGINE_VERSION"
+	go_tool github.com/opencontainers/runc "$cache/runc-$RUNC_VERSION" "$RUNC_VERSION" \
+		"-X main.version=${RUNC_VERSION#v}" seccomp 1
 }
 
 # debian_mirror prints the Debian archive this machine's apt uses, so the image
@@ -321,12 +340,26 @@ host_docker() {
 # VPS has (its /var/lib/docker and /var/run/docker.sock are the host's own),
 # and a second socket in $cache for this machine's tests and this script.
 start_host_dockerd() {
-	local name=$1 dir=$cache/sandbox/$1
-	host_docker "$name" info >/dev/null 2>&1 && return 0
-	log "starting $name's dockerd"
+	local name=$1 dir=$cache/sandbox/$1 bin=dockerd want="" opts=""
+	if [ "$name" = "$current_host" ]; then
+		# The current Engine on a data root of its own: a fresh one gets the
+		# containerd image store, as on a new install (Debian's engine left
+		# overlay2 data in /var/lib/docker, which would keep it on that).
+		bin=$cache/dockerd-$ENGINE_VERSION want=${ENGINE_VERSION#v}
+		opts="--data-root /var/lib/docker-current --userland-proxy-path $cache/docker-proxy-$ENGINE_VERSION --add-runtime runc-current=$cache/runc-$RUNC_VERSION --default-runtime runc-current"
+	fi
+	local running
+	if running=$(host_docker "$name" info --format '{{.ServerVersion}}' 2>/dev/null); then
+		if [ -z "$want" ] && [ "$running" != "${ENGINE_VERSION#v}" ] || [ "$running" = "$want" ]; then
+			return 0
+		fi
+		stop_host_dockerd "$name"
+	fi
+	log "starting $name's dockerd${want:+ $want}"
 	rm -f "$dir/docker.sock"
-	in_host "$name" sh -c 'exec nohup dockerd -H unix:///var/run/docker.sock -H "unix://$1/docker.sock" >"$1/dockerd.log" 2>&1 </dev/null &
-		echo $! >"$1/dockerd.pid"' dockerd "$dir"
+	# shellcheck disable=SC2086 # opts is a list of flags
+	in_host "$name" sh -c 'd=$1 bin=$2; shift 2; exec nohup "$bin" -H unix:///var/run/docker.sock -H "unix://$d/docker.sock" "$@" >"$d/dockerd.log" 2>&1 </dev/null &
+		echo $! >"$d/dockerd.pid"' dockerd "$dir" "$bin" $opts
 	for _ in $(seq 1 120); do
 		host_docker "$name" info >/dev/null 2>&1 && return 0
 		sleep 0.5
