@@ -441,3 +441,13 @@ func (h sandboxHost) containerdStore(t testing.TB) bool {
 	}
 	return strings.Contains(string(out), "io.containerd.snapshotter.v1")
 }
+
+// apiAtLeast144 tells whether an engine API version (as docker version prints
+// it) is 1.44 or newer: the first with a healthcheck start_interval.
+func apiAtLeast144(v string) bool {
+	var major, minor int
+	if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d.%d", &major, &minor); err != nil {
+		return false
+	}
+	return major > 1 || major == 1 && minor >= 44
+}

@@ -107,6 +107,25 @@ func TestPushRollbackUnderLoad(t *testing.T) {
 	}
 	expectServing(t, s.port, "blue/r1/build 1")
 	st := expectStatus(t, s, "blue", "r1")
+	// An engine with API 1.44+ checks a starting color's health every second
+	// (the example's start_period is 15s, its interval 2s); an older one
+	// would refuse the field, so it is not set there.
+	api, _ := s.host.docker("version", "--format", "{{.Server.APIVersion}}").Output()
+	var platform string
+	for _, c := range st.Containers {
+		if c.Service == "platform" && c.Color == "blue" {
+			platform = c.ID
+		}
+	}
+	// The engine's own JSON: this machine's docker CLI (20.10) has no field
+	// for it.
+	raw, _ := s.host.docker("inspect", platform).Output()
+	var inspected []struct{ Config struct{ Healthcheck struct{ StartInterval time.Duration } } }
+	json.Unmarshal(raw, &inspected)
+	want := map[bool]time.Duration{true: time.Second}[apiAtLeast144(string(api))]
+	if len(inspected) != 1 || inspected[0].Config.Healthcheck.StartInterval != want {
+		t.Errorf("engine API %s: the platform's health start_interval is not %s: %.300s", strings.TrimSpace(string(api)), want, raw)
+	}
 	dbID, proxyID := containerID(st, "db"), containerID(st, "proxy")
 	if dbID == "" || proxyID == "" {
 		t.Fatalf("no db or proxy container after the first push: %+v", st.Containers)

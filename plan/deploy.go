@@ -186,6 +186,8 @@ func (d *Deployer) Check(ctx context.Context) (*Current, error) {
 		if err != nil {
 			return "", err
 		}
+		// Negotiated with the engine by Observe's first request: no round trip.
+		s.EngineAPI = host.Engine(d.Host).ClientVersion()
 		probs := o.Disagreements(s, st, stErr)
 		if len(probs) == 0 {
 			cur = &Current{State: st, Live: o.Live, Containers: o.Containers}

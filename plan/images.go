@@ -111,13 +111,12 @@ func shipImages(ctx context.Context, r *run) (string, error) {
 		msg = fmt.Sprintf("sent %d of %d layers, %s of %s, in %.1fs (%s/s)", p.Layers, p.AllLayers,
 			units.BytesSize(float64(p.Bytes)), units.BytesSize(float64(p.AllBytes)), secs, units.BytesSize(float64(p.Bytes)/max(secs, 0.001)))
 	}
-	// Named by ID when the host had the image already, else by the tag it
-	// was loaded with (the ID differs on the containerd image store).
+	// Named by the host's ID (which the record keeps for a failed push).
 	imgs := slices.Clone(r.Images.Images)
+	r.shipped = map[string]string{}
 	for i := range imgs {
-		if have.IDs[imgs[i].ID] || p.Nothing {
-			imgs[i].Ref = ""
-		}
+		imgs[i].ID, imgs[i].Ref = have.HostID(imgs[i]), ""
+		r.shipped[imgs[i].Service] = imgs[i].ID
 	}
 	if err := tagImages(ctx, eng, r.Stack, imgs, r.color, r.release); err != nil {
 		return "", err

@@ -134,6 +134,8 @@ type run struct {
 	// fromImages: a rollback that starts its release from these images (per
 	// service), its containers being gone.
 	fromImages map[string]string
+	// shipped: the host's IDs of the images this push sent it, per service.
+	shipped map[string]string
 }
 
 func (d *Deployer) newRun(cur *Current, action string) *run {

@@ -51,7 +51,7 @@ func (r *run) historyEntry(err error) host.HistoryEntry {
 	if r.Images != nil && r.action == "push" {
 		e.Images = map[string]string{}
 		for _, img := range r.Images.Images {
-			e.Images[img.Service] = img.ID
+			e.Images[img.Service] = cmp.Or(r.shipped[img.Service], img.ID)
 		}
 	}
 	return e

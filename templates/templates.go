@@ -43,6 +43,9 @@ type Service struct {
 	Aliases     []string // its own aliases on its networks, kept on the color's network
 	External    []string // external networks it is on: kept (made outside the stack)
 	NetworkMode string   // network_mode: then it joins no network
+	// StartInterval, when set, is how often the host's engine checks its
+	// health during its start period.
+	StartInterval string
 }
 
 // Stateful is the data of the stateful project's overlay.

@@ -150,15 +150,16 @@ func atLeast(have, want string) bool {
 	return semver.IsValid("v"+v) && semver.Compare("v"+v, "v"+want) >= 0
 }
 
-// imageStore says how the engine stores images: the containerd image store
-// loads every layer of a sent archive, the classic one only those it lacks.
+// imageStore says how the engine stores images, and so how images are sent to
+// it: a docker save archive to the classic store, an OCI layout to the
+// containerd store, each with only the layers the host lacks.
 func imageStore(ctx context.Context, h Conn) string {
 	info, err := Engine(h).Info(ctx, client.InfoOptions{})
 	switch {
 	case err != nil:
 		return "image store unknown (" + err.Error() + ")"
 	case images.Containerd(info.Info.DriverStatus):
-		return "containerd image store (" + info.Info.Driver + "): images are sent whole"
+		return "containerd image store (" + info.Info.Driver + "): images are sent as an OCI layout of the layers it lacks"
 	default:
 		return "classic image store (" + info.Info.Driver + "): images are sent as the layers it lacks"
 	}

@@ -40,7 +40,7 @@ func TestDoctorImageStore(t *testing.T) {
 				docker = f
 			}
 		}
-		want := map[bool]string{false: "classic image store (overlay2)", true: "containerd image store (overlayfs): images are sent whole"}[containerd]
+		want := map[bool]string{false: "classic image store (overlay2)", true: "containerd image store (overlayfs): images are sent as an OCI layout of the layers it lacks"}[containerd]
 		if !strings.Contains(docker.Detail, want) {
 			t.Errorf("containerd %v: doctor says %+v, want %q", containerd, docker, want)
 		}

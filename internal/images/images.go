@@ -40,6 +40,18 @@ type Image struct {
 	Layers  []string `json:"layers"` // diff IDs, base first
 	Size    int64    `json:"size"`   // bytes of all its layers
 	Arch    string   `json:"arch"`   // CPU architecture it was built for (amd64, arm64)
+	// Manifest is the digest of the OCI manifest made for it: its ID on the
+	// containerd image store, where it is sent as an OCI layout.
+	Manifest string `json:"manifest"`
+}
+
+// HostID is the image's ID on the host: the config's digest on the classic
+// image store, the manifest's on the containerd store.
+func (h *Have) HostID(img Image) string {
+	if h.Containerd {
+		return img.Manifest
+	}
+	return img.ID
 }
 
 // Release is a release's images, built here and saved to a folder, ready to be
@@ -51,6 +63,7 @@ type Release struct {
 	// layerFile maps an image ID and layer index to its file.
 	files     []string
 	layerFile map[string][]string
+	oci       map[string]*ociImage // by image ID
 }
 
 // Local is the Docker engine of the machine running taledeploy (DOCKER_HOST
@@ -81,7 +94,7 @@ func Save(ctx context.Context, local *client.Client, refs map[string]string) (*R
 	if err != nil {
 		return nil, err
 	}
-	r := &Release{dir: dir, layerFile: map[string][]string{}}
+	r := &Release{dir: dir, layerFile: map[string][]string{}, oci: map[string]*ociImage{}}
 	if err := r.save(ctx, local, refs); err != nil {
 		r.Close()
 		return nil, err
@@ -246,6 +259,11 @@ func (r *Release) readManifest(refs map[string]string) error {
 			files = append(files, c)
 		}
 		r.layerFile[img.ID] = files
+		o, err := r.ociManifest(img, cfgPath, raw, files)
+		if err != nil {
+			return err
+		}
+		r.oci[img.ID], img.Manifest = o, o.digest
 		r.Images = append(r.Images, img)
 	}
 	return nil
@@ -388,10 +406,32 @@ type Plan struct {
 	AllLayers int      // layers of the release's images
 	AllBytes  int64    // the size of the whole archive
 	Nothing   bool     // the host has every image
+	entries   []entry
+}
+
+// entry is one file of the archive sent: a file of the saved one, or data.
+type entry struct {
+	name string
+	file string // below the release's folder
+	data []byte
+}
+
+func (r *Release) size(e entry) int64 {
+	if e.file == "" {
+		return int64(len(e.data))
+	}
+	st, err := os.Stat(filepath.Join(r.dir, filepath.FromSlash(e.file)))
+	if err != nil {
+		return 0
+	}
+	return st.Size()
 }
 
 // PlanFor works out which of the archive's files the host lacks.
 func (r *Release) PlanFor(have *Have) Plan {
+	if have.Containerd {
+		return r.planOCI(have)
+	}
 	var p Plan
 	need := map[string]bool{}
 	layerFiles := map[string]bool{}
@@ -404,7 +444,7 @@ func (r *Release) PlanFor(have *Have) Plan {
 		cs := chains(img.Layers)
 		for i, f := range r.layerFile[img.ID] {
 			layerFiles[f] = true
-			if have.Containerd || !have.IDs[img.ID] && !have.Chains[cs[i]] {
+			if !have.IDs[img.ID] && !have.Chains[cs[i]] {
 				need[f] = true
 			}
 		}
@@ -422,6 +462,7 @@ func (r *Release) PlanFor(have *Have) Plan {
 			continue
 		}
 		p.Files = append(p.Files, f)
+		p.entries = append(p.entries, entry{name: f, file: f})
 		p.Bytes += st.Size()
 		if layerFiles[f] {
 			p.Layers++
@@ -439,7 +480,7 @@ func (r *Release) Send(ctx context.Context, eng *client.Client, p Plan, progress
 	pr, pw := io.Pipe()
 	wrote := make(chan error, 1)
 	go func() {
-		err := r.write(pw, p.Files, progress)
+		err := r.write(pw, p, progress)
 		pw.CloseWithError(err)
 		wrote <- err
 	}()
@@ -492,12 +533,13 @@ func engineMessages(r io.Reader, line func(string)) error {
 	}
 }
 
-// write writes the files as a tar archive.
-func (r *Release) write(w io.Writer, files []string, progress func(int64)) error {
+// write writes the plan's archive.
+func (r *Release) write(w io.Writer, p Plan, progress func(int64)) error {
 	cw := &countingWriter{w: w, report: progress}
 	tw := tar.NewWriter(cw)
 	dirs := map[string]bool{}
-	for _, f := range files {
+	for _, e := range p.entries {
+		f := e.name
 		if d := filepath.ToSlash(filepath.Dir(f)); d != "." && !dirs[d] {
 			for _, part := range parents(d) {
 				if dirs[part] {
@@ -509,7 +551,16 @@ func (r *Release) write(w io.Writer, files []string, progress func(int64)) error
 				}
 			}
 		}
-		fh, err := os.Open(filepath.Join(r.dir, filepath.FromSlash(f)))
+		if e.file == "" {
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: f, Mode: 0o644, Size: int64(len(e.data))}); err != nil {
+				return err
+			}
+			if _, err := tw.Write(e.data); err != nil {
+				return err
+			}
+			continue
+		}
+		fh, err := os.Open(filepath.Join(r.dir, filepath.FromSlash(e.file)))
 		if err != nil {
 			return err
 		}

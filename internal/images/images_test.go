@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // saved writes an archive shaped like docker save's (Engine 20.10): a folder
@@ -54,7 +55,7 @@ func saved(t *testing.T) ([]byte, []Image) {
 func release(t *testing.T) *Release {
 	t.Helper()
 	data, want := saved(t)
-	r := &Release{dir: t.TempDir(), layerFile: map[string][]string{}}
+	r := &Release{dir: t.TempDir(), layerFile: map[string][]string{}, oci: map[string]*ociImage{}}
 	if err := r.unpack(bytes.NewReader(data)); err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +78,7 @@ func release(t *testing.T) *Release {
 func sentFiles(t *testing.T, r *Release, p Plan) []string {
 	t.Helper()
 	var buf bytes.Buffer
-	if err := r.write(&buf, p.Files, nil); err != nil {
+	if err := r.write(&buf, p, nil); err != nil {
 		t.Fatal(err)
 	}
 	var names []string
@@ -115,7 +116,6 @@ func TestPlanSendsOnlyMissingLayers(t *testing.T) {
 		{"host has web", &Have{IDs: map[string]bool{web.ID: true}, Chains: map[string]bool{chains(web.Layers)[0]: true, chains(web.Layers)[1]: true}}, []string{"bbb/layer.tar"}},
 		// The app layer alone, over another base, is not its chain: it goes.
 		{"same layer over another base", &Have{Chains: map[string]bool{app.Layers[1]: true}}, []string{"aaa/layer.tar", "bbb/layer.tar", "ccc/layer.tar", "ddd/layer.tar"}},
-		{"containerd store", &Have{Containerd: true, Chains: map[string]bool{chains(app.Layers)[0]: true}}, []string{"aaa/layer.tar", "bbb/layer.tar", "ccc/layer.tar", "ddd/layer.tar"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := r.PlanFor(tc.have)
@@ -291,5 +291,96 @@ func TestSweepTemp(t *testing.T) {
 		if removed != os.IsNotExist(err) {
 			t.Errorf("%s: removed %v, want %v", n, os.IsNotExist(err), removed)
 		}
+	}
+}
+
+// A host on the containerd image store is sent an OCI image layout: an
+// index naming each image it lacks, their manifests and configs, and the
+// layer blobs whose chain it lacks, each named by its content's digest.
+func TestPlanOCILayout(t *testing.T) {
+	r := release(t)
+	app, web := r.Images[0], r.Images[1]
+	blob := func(s string) string {
+		return "blobs/sha256/" + strings.TrimPrefix(digest.FromString(s).String(), "sha256:")
+	}
+	for _, tc := range []struct {
+		name   string
+		have   *Have
+		images []string // names in the index
+		layers []string // layer blobs sent
+	}{
+		{"empty host", &Have{Containerd: true}, []string{"docker.io/t/app:b", "docker.io/t/web:b"},
+			[]string{blob("base-layer-bytes"), blob("app-layer-bytes-changed"), blob("web-layer")}},
+		{"host has the base", &Have{Containerd: true, Chains: map[string]bool{app.Layers[0]: true}}, []string{"docker.io/t/app:b", "docker.io/t/web:b"},
+			[]string{blob("app-layer-bytes-changed"), blob("web-layer")}},
+		{"host has app", &Have{Containerd: true, IDs: map[string]bool{app.Manifest: true}, Chains: map[string]bool{chains(app.Layers)[0]: true, chains(app.Layers)[1]: true}},
+			[]string{"docker.io/t/web:b"}, []string{blob("web-layer")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := r.PlanFor(tc.have)
+			var buf bytes.Buffer
+			if err := r.write(&buf, p, nil); err != nil {
+				t.Fatal(err)
+			}
+			files := map[string][]byte{}
+			tr := tar.NewReader(&buf)
+			for {
+				h, err := tr.Next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if h.Typeflag == tar.TypeReg {
+					files[h.Name], _ = io.ReadAll(tr)
+				}
+			}
+			if string(files["oci-layout"]) != `{"imageLayoutVersion":"1.0.0"}` {
+				t.Errorf("oci-layout %q", files["oci-layout"])
+			}
+			var idx ocispec.Index
+			if err := json.Unmarshal(files["index.json"], &idx); err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, m := range idx.Manifests {
+				names = append(names, m.Annotations["io.containerd.image.name"])
+				var man ocispec.Manifest
+				if err := json.Unmarshal(files["blobs/sha256/"+m.Digest.Encoded()], &man); err != nil {
+					t.Fatalf("manifest %s: %v", m.Digest, err)
+				}
+				if files["blobs/sha256/"+man.Config.Digest.Encoded()] == nil || len(man.Layers) != 2 || man.Layers[0].MediaType != ocispec.MediaTypeImageLayer {
+					t.Errorf("manifest %s: %+v", m.Digest, man)
+				}
+			}
+			if !slices.Equal(names, tc.images) {
+				t.Errorf("index names %v, want %v", names, tc.images)
+			}
+			var layers []string
+			for name, data := range files {
+				if !strings.HasPrefix(name, "blobs/") {
+					continue
+				}
+				if name != "blobs/sha256/"+digest.FromBytes(data).Encoded() {
+					t.Errorf("%s holds content of digest %s", name, digest.FromBytes(data))
+				}
+				if !strings.HasPrefix(string(data), "{") {
+					layers = append(layers, name)
+				}
+			}
+			slices.Sort(layers)
+			want := slices.Sorted(slices.Values(tc.layers))
+			if !slices.Equal(layers, want) || p.Layers != len(want) {
+				t.Errorf("sent layers %v (%d), want %v", layers, p.Layers, want)
+			}
+		})
+	}
+	have := &Have{Containerd: true, IDs: map[string]bool{app.Manifest: true, web.Manifest: true}}
+	if p := r.PlanFor(have); !p.Nothing {
+		t.Errorf("a host with both images is sent %v", p.Files)
+	}
+	if have.HostID(app) != app.Manifest || (&Have{}).HostID(app) != app.ID {
+		t.Errorf("host IDs %s %s", have.HostID(app), (&Have{}).HostID(app))
 	}
 }

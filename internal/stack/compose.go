@@ -62,6 +62,9 @@ type ComposeService struct {
 	// HealthPath is the path its healthcheck asks of itself over HTTP, "" when
 	// it has none that says.
 	HealthPath string
+	// StartPeriod: its healthcheck gives it a start period (and sets no
+	// start_interval), which the color overlay can make checked more often.
+	StartPeriod bool
 }
 
 // ServiceNetwork is one network of a service, with its own aliases there.
@@ -177,7 +180,11 @@ func LoadCompose(file string) (*Compose, error) {
 			c.Refs = append(c.Refs, e)
 		}
 		s.Networks, s.NetworkMode = serviceNetworks(mapValue(&v, "networks")), scalar(mapValue(&v, "network_mode"))
-		if t := mapValue(mapValue(&v, "healthcheck"), "test"); t != nil {
+		hc := mapValue(&v, "healthcheck")
+		if sp := scalar(mapValue(hc, "start_period")); sp != "" && sp != "0" && sp != "0s" && mapValue(hc, "start_interval") == nil && scalar(mapValue(hc, "disable")) != "true" {
+			s.StartPeriod = true
+		}
+		if t := mapValue(hc, "test"); t != nil {
 			test := []string{t.Value}
 			for _, c := range t.Content {
 				test = append(test, c.Value)

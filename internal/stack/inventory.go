@@ -156,6 +156,10 @@ type Stack struct {
 
 	// Compose is compose_file, read and checked against the settings above.
 	Compose *Compose `yaml:"-"`
+	// EngineAPI is the Docker Engine API version of the host this stack is
+	// deployed to, once a command has asked it ("" until then): the color
+	// overlay uses what that engine offers.
+	EngineAPI string `yaml:"-"`
 	// Root is the local folder that compose_file and the build contexts are in.
 	Root string `yaml:"-"`
 	// private are local files never uploaded (the inventory, env_files), as

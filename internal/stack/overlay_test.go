@@ -378,3 +378,71 @@ func TestIncludeOnlyComposeFile(t *testing.T) {
 		t.Errorf("services %q", names)
 	}
 }
+
+// On a host whose engine has API 1.44 or newer, a service with a start
+// period is health-checked every second while it starts; an older engine
+// refuses the field, so it gets the overlay as before. A service that sets
+// its own start_interval keeps it.
+func TestOverlayStartInterval(t *testing.T) {
+	compose := strings.Replace(stacktest.Compose, "    build: services/platform", `    build: services/platform
+    healthcheck: &hc
+      test: ["CMD", "true"]
+      interval: 30s
+      start_period: 40s`, 1)
+	compose = strings.Replace(compose, "    build: services/rag", `    build: services/rag
+    healthcheck:
+      <<: *hc
+      start_interval: 3s`, 1)
+	inv, err := Load(stacktest.Write(t, stacktest.Inventory, compose))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, _ := inv.Env("demo")
+	s := env.Stack
+	for _, api := range []string{"", "1.41", "1.43", "1.44", "1.56", "2.0"} {
+		s.EngineAPI = api
+		got := strings.Count(string(s.Overlay(Blue)), "start_interval: 1s")
+		if want := map[bool]int{true: 1}[APIAtLeast(api, "1.44")]; got != want {
+			t.Errorf("API %q: %d services get start_interval, want %d", api, got, want)
+		}
+	}
+	if APIAtLeast("1.43", "1.44") || !APIAtLeast("1.44", "1.44") || !APIAtLeast("1.100", "1.44") || APIAtLeast("x", "1.44") {
+		t.Error("APIAtLeast compares wrongly")
+	}
+
+	if exec.Command("docker", "compose", "version").Run() != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("docker compose is missing: scripts/sandbox.sh up installs it")
+		}
+		t.Skip("docker compose is not installed; scripts/sandbox.sh up installs it")
+	}
+	s.EngineAPI = "1.56"
+	dir := filepath.Dir(s.Root + "/")
+	os.WriteFile(filepath.Join(dir, "compose.blue.yml"), s.Overlay(Blue), 0o644)
+	os.MkdirAll(filepath.Join(dir, ".taledeploy", "env"), 0o755)
+	os.WriteFile(filepath.Join(dir, ".taledeploy", "env", "stack.env"), nil, 0o600)
+	cmd := exec.Command("docker", "compose", "-p", "tale-blue", "-f", "compose.yml", "-f", "compose.blue.yml", "config", "--format", "json")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("compose config: %v\n%s", err, out)
+	}
+	var cfg struct {
+		Services map[string]struct {
+			Healthcheck struct {
+				Interval      string `json:"interval"`
+				StartPeriod   string `json:"start_period"`
+				StartInterval string `json:"start_interval"`
+			} `json:"healthcheck"`
+		}
+	}
+	if err := json.Unmarshal(out, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if hc := cfg.Services["platform"].Healthcheck; hc.StartInterval != "1s" || hc.Interval != "30s" || hc.StartPeriod != "40s" {
+		t.Errorf("Compose sees platform's healthcheck as %+v", hc)
+	}
+	if hc := cfg.Services["rag"].Healthcheck; hc.StartInterval != "3s" {
+		t.Errorf("Compose sees rag's healthcheck as %+v", hc)
+	}
+}

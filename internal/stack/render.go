@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"taledeploy/templates"
@@ -30,6 +31,13 @@ func (s *Stack) overlayServices() []templates.Service {
 	for _, name := range s.Stateless {
 		ts := templates.Service{Name: name}
 		if svc := s.Compose.Services[name]; svc != nil {
+			// Engine 25 (API 1.44) checks health every start_interval during
+			// the start period, so a new color is found healthy within a
+			// second of being so, not at the next interval (30 s by default).
+			// An older engine refuses the field: decided by the host's API.
+			if svc.StartPeriod && APIAtLeast(s.EngineAPI, "1.44") {
+				ts.StartInterval = "1s"
+			}
 			ts.ResetContainerName, ts.ResetPorts = svc.ContainerName != 0, svc.Ports != 0
 			ts.NetworkMode, ts.Aliases = svc.NetworkMode, svc.aliases()
 			for _, n := range svc.Networks {
@@ -209,4 +217,18 @@ func (s *Stack) RenderTo(dir string) ([]string, error) {
 		written = append(written, p)
 	}
 	return written, nil
+}
+
+// APIAtLeast tells whether Docker Engine API version v (as "1.44") is want or
+// newer; an unknown version is not.
+func APIAtLeast(v, want string) bool {
+	parse := func(s string) (int, int, bool) {
+		maj, min, ok := strings.Cut(s, ".")
+		a, err1 := strconv.Atoi(maj)
+		b, err2 := strconv.Atoi(min)
+		return a, b, ok && err1 == nil && err2 == nil
+	}
+	a, b, ok := parse(v)
+	wa, wb, _ := parse(want)
+	return ok && (a > wa || a == wa && b >= wb)
 }
