@@ -120,7 +120,11 @@ func TestPushRollbackUnderLoad(t *testing.T) {
 	// The engine's own JSON: this machine's docker CLI (20.10) has no field
 	// for it.
 	raw, _ := s.host.docker("inspect", platform).Output()
-	var inspected []struct{ Config struct{ Healthcheck struct{ StartInterval time.Duration } } }
+	var inspected []struct {
+		Config struct {
+			Healthcheck struct{ StartInterval time.Duration }
+		}
+	}
 	json.Unmarshal(raw, &inspected)
 	want := map[bool]time.Duration{true: time.Second}[apiAtLeast144(string(api))]
 	if len(inspected) != 1 || inspected[0].Config.Healthcheck.StartInterval != want {
