@@ -60,6 +60,7 @@ func (d *Deployer) Preview(ctx context.Context) (*Preview, error) {
 	}
 	st, stErr := host.ReadState(ctx, d.Host, s)
 	o, err := host.Observe(ctx, d.Host, s)
+	s.EngineAPI = host.Engine(d.Host).ClientVersion() // as Check: the overlay is the host's
 	if err != nil {
 		return nil, err
 	}

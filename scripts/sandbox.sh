@@ -377,6 +377,8 @@ stop_host_dockerd() {
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.2
 	done
+	# One that hangs must not run beside the next (the engine may change).
+	kill -KILL "$pid" 2>/dev/null || true
 	rm -f "$dir/dockerd.pid"
 }
 

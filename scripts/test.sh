@@ -66,8 +66,9 @@ go test -count=1 -p 1 -v -timeout 30m -skip "$far" ./e2e
 
 echo "== end-to-end on the current Docker Engine (host3: API 1.5x, containerd image store)"
 # The fleet tests above already span both engines (host1 and host2 run
-# Debian's 20.10); the one-host push, fault, HTTPS and image tests run again
-# on host3. TestInterruptedPush does not: it is the longest, and its kills
+# Debian's 20.10), at 100 ms; the one-host push, fault, HTTPS and image tests
+# run again on host3, on the bridge (the round trip is the tool's, not the
+# engine's). TestInterruptedPush does not: it is the longest, and its kills
 # are of taledeploy, not of the engine.
 current='^(TestPushRollbackUnderLoad|TestRefusedPushes|TestShipImages|TestPullImages|TestHostBuild)$'
 TALEDEPLOY_E2E_HOST=host3 go test -count=1 -p 1 -v -timeout 30m -run "$current" ./e2e

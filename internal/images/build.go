@@ -51,7 +51,7 @@ func Build(ctx context.Context, s *stack.Stack, release string, services []strin
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(work)
+	defer removeTemp(work)
 	overlayFile := filepath.Join(work, "build.yml")
 	if err := os.WriteFile(overlayFile, overlay.Bytes(), 0o600); err != nil {
 		return nil, err

@@ -274,7 +274,7 @@ func (r *Release) Close() error {
 	if r == nil || r.dir == "" {
 		return nil
 	}
-	return os.RemoveAll(r.dir)
+	return removeTemp(r.dir)
 }
 
 // Have is what a host's engine holds already.
@@ -284,9 +284,11 @@ type Have struct {
 	Chains map[string]bool
 	IDs    map[string]bool // image IDs
 	// Containerd: the engine uses the containerd image store, which loads
-	// every layer of an archive.
+	// every layer of a docker save archive, so it is sent an OCI layout.
 	Containerd bool
-	Arch       string // its CPU architecture, as images name it (amd64, arm64)
+	// API is the engine's API version, as negotiated.
+	API  string
+	Arch string // its CPU architecture, as images name it (amd64, arm64)
 }
 
 // goArch names a kernel's machine as image configs do.
@@ -332,6 +334,7 @@ func HostHas(ctx context.Context, eng *client.Client, project string) (*Have, er
 		}
 		have.Containerd = Containerd(info.Info.DriverStatus)
 		have.Arch = goArch(info.Info.Architecture)
+		have.API = eng.ClientVersion()
 	})
 	list, err := eng.ImageList(ctx, client.ImageListOptions{})
 	if err != nil {
@@ -407,6 +410,7 @@ type Plan struct {
 	AllBytes  int64    // the size of the whole archive
 	Nothing   bool     // the host has every image
 	entries   []entry
+	manifests []string // on the containerd store: the IDs of the images sent
 }
 
 // entry is one file of the archive sent: a file of the saved one, or data.
@@ -489,6 +493,13 @@ func (r *Release) Send(ctx context.Context, eng *client.Client, p Plan, progress
 	if werr := <-wrote; werr != nil && !errors.Is(werr, io.ErrClosedPipe) {
 		return fmt.Errorf("reading the saved images: %w", werr)
 	}
+	if err != nil && p.manifests != nil {
+		// The containerd store keeps an image it could not unpack: the
+		// next push would take it as there, with layers it never got.
+		for _, id := range p.manifests {
+			eng.ImageRemove(context.WithoutCancel(ctx), id, client.ImageRemoveOptions{Force: true})
+		}
+	}
 	return err
 }
 
@@ -500,7 +511,15 @@ func load(ctx context.Context, eng *client.Client, archive io.Reader) error {
 		return fmt.Errorf("docker load: %w", err)
 	}
 	defer res.Close()
-	if err := engineMessages(res, nil); err != nil {
+	// The containerd image store reports an image it imported but could
+	// not unpack as a line of output, and the load as a success.
+	var unpack error
+	err = engineMessages(res, func(line string) {
+		if strings.HasPrefix(line, "Error unpacking image") && unpack == nil {
+			unpack = errors.New(line)
+		}
+	})
+	if err = cmp.Or(err, unpack); err != nil {
 		return fmt.Errorf("docker load: %w", err)
 	}
 	return nil

@@ -3,17 +3,21 @@ package images
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/moby/moby/client"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -265,35 +269,6 @@ func TestCheckArch(t *testing.T) {
 	}
 }
 
-// A push that was killed leaves its saved release behind; the next one
-// removes it, and never a folder of a push still running.
-func TestSweepTemp(t *testing.T) {
-	dir := t.TempDir()
-	dead := exec.Command("true")
-	if err := dead.Run(); err != nil {
-		t.Fatal(err)
-	}
-	names := map[string]bool{ // name: removed
-		fmt.Sprintf("%s%d-1", tempPrefix, dead.Process.Pid): true,
-		fmt.Sprintf("%s%d-2", tempPrefix, os.Getppid()):     false,
-		fmt.Sprintf("%s%d-3", tempPrefix, os.Getpid()):      false,
-		"taledeploy-images-p-4":                             false,
-		"other-5":                                           false,
-	}
-	for n := range names {
-		if err := os.MkdirAll(filepath.Join(dir, n, "layer"), 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sweepTemp(dir)
-	for n, removed := range names {
-		_, err := os.Stat(filepath.Join(dir, n))
-		if removed != os.IsNotExist(err) {
-			t.Errorf("%s: removed %v, want %v", n, os.IsNotExist(err), removed)
-		}
-	}
-}
-
 // A host on the containerd image store is sent an OCI image layout: an
 // index naming each image it lacks, their manifests and configs, and the
 // layer blobs whose chain it lacks, each named by its content's digest.
@@ -309,12 +284,15 @@ func TestPlanOCILayout(t *testing.T) {
 		images []string // names in the index
 		layers []string // layer blobs sent
 	}{
-		{"empty host", &Have{Containerd: true}, []string{"docker.io/t/app:b", "docker.io/t/web:b"},
+		{"empty host", &Have{Containerd: true, API: "1.56"}, []string{"docker.io/t/app:b", "docker.io/t/web:b"},
 			[]string{blob("base-layer-bytes"), blob("app-layer-bytes-changed"), blob("web-layer")}},
-		{"host has the base", &Have{Containerd: true, Chains: map[string]bool{app.Layers[0]: true}}, []string{"docker.io/t/app:b", "docker.io/t/web:b"},
+		{"host has the base", &Have{Containerd: true, API: "1.56", Chains: map[string]bool{app.Layers[0]: true}}, []string{"docker.io/t/app:b", "docker.io/t/web:b"},
 			[]string{blob("app-layer-bytes-changed"), blob("web-layer")}},
-		{"host has app", &Have{Containerd: true, IDs: map[string]bool{app.Manifest: true}, Chains: map[string]bool{chains(app.Layers)[0]: true, chains(app.Layers)[1]: true}},
+		{"host has app", &Have{Containerd: true, API: "1.52", IDs: map[string]bool{app.Manifest: true}, Chains: map[string]bool{chains(app.Layers)[0]: true, chains(app.Layers)[1]: true}},
 			[]string{"docker.io/t/web:b"}, []string{blob("web-layer")}},
+		// Older engines on that store hide an image with missing content.
+		{"engine 28 has the base", &Have{Containerd: true, API: "1.51", Chains: map[string]bool{app.Layers[0]: true}}, []string{"docker.io/t/app:b", "docker.io/t/web:b"},
+			[]string{blob("base-layer-bytes"), blob("app-layer-bytes-changed"), blob("web-layer")}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := r.PlanFor(tc.have)
@@ -382,5 +360,44 @@ func TestPlanOCILayout(t *testing.T) {
 	}
 	if have.HostID(app) != app.Manifest || (&Have{}).HostID(app) != app.ID {
 		t.Errorf("host IDs %s %s", have.HostID(app), (&Have{}).HostID(app))
+	}
+}
+
+// The containerd image store answers a load whose image it imported but
+// could not unpack with a line of output and a success: the send fails, and
+// the image is removed, so the next push does not take it as there.
+func TestSendFailsOnUnpackError(t *testing.T) {
+	r := release(t)
+	var removed []string
+	version := regexp.MustCompile(`^/v[0-9.]+`)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Api-Version", "1.56")
+		p := version.ReplaceAllString(req.URL.Path, "")
+		switch {
+		case p == "/_ping":
+			io.WriteString(w, "OK")
+		case p == "/images/load":
+			io.Copy(io.Discard, req.Body)
+			io.WriteString(w, `{"stream":"Loaded image: t/app:b\n"}`+"\n"+`{"stream":"Error unpacking image t/app:b: content digest sha256:aa: not found\n"}`+"\n")
+		case req.Method == http.MethodDelete && strings.HasPrefix(p, "/images/"):
+			removed = append(removed, strings.TrimPrefix(p, "/images/"))
+			io.WriteString(w, "[]")
+		default:
+			http.NotFound(w, req)
+		}
+	}))
+	defer srv.Close()
+	eng, err := client.New(client.WithHost("tcp://" + strings.TrimPrefix(srv.URL, "http://")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	p := r.PlanFor(&Have{Containerd: true, API: "1.56"})
+	err = r.Send(context.Background(), eng, p, nil)
+	if err == nil || !strings.Contains(err.Error(), "Error unpacking image t/app:b") {
+		t.Fatalf("send: %v", err)
+	}
+	if !slices.Equal(removed, []string{r.Images[0].Manifest, r.Images[1].Manifest}) {
+		t.Errorf("removed %v, want both images sent", removed)
 	}
 }

@@ -94,9 +94,17 @@ func layerMediaType(p string) (string, error) {
 	return ocispec.MediaTypeImageLayer, nil
 }
 
+// deltaAPI is the oldest engine API whose containerd image store is known
+// here to list and run an image whose skipped layers it has only as
+// snapshots: Engine 29's, where that store became the default (tested on API
+// 1.56). Older engines on that store (opted in) hide an image with missing
+// content, so they are sent every layer.
+const deltaAPI = "1.52"
+
 // planOCI is PlanFor for a host on the containerd image store.
 func (r *Release) planOCI(have *Have) Plan {
 	var p Plan
+	delta := apiAtLeast(have.API, deltaAPI)
 	p.Nothing = true
 	idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex}
 	var blobs []entry
@@ -110,18 +118,21 @@ func (r *Release) planOCI(have *Have) Plan {
 		blobs = append(blobs, e)
 		return true
 	}
+	counted := map[string]bool{}
 	for _, img := range r.Images {
 		o := r.oci[img.ID]
 		p.AllLayers += len(img.Layers)
-		for _, f := range r.layerFile[img.ID] {
-			if st, err := os.Stat(filepath.Join(r.dir, filepath.FromSlash(f))); err == nil {
-				p.AllBytes += st.Size()
+		for _, f := range append([]string{o.config}, r.layerFile[img.ID]...) {
+			if !counted[f] {
+				counted[f] = true
+				p.AllBytes += r.size(entry{file: f})
 			}
 		}
 		if have.IDs[o.digest] {
 			continue
 		}
 		p.Nothing = false
+		p.manifests = append(p.manifests, o.digest)
 		desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.Digest(o.digest), Size: int64(len(o.manifest))}
 		if named, err := reference.ParseNormalizedNamed(img.Ref); err == nil {
 			desc.Annotations = map[string]string{"io.containerd.image.name": named.String()}
@@ -134,7 +145,7 @@ func (r *Release) planOCI(have *Have) Plan {
 		add(img.ID, entry{file: o.config})
 		cs := chains(img.Layers)
 		for i, d := range o.layers {
-			if have.Chains[cs[i]] {
+			if delta && have.Chains[cs[i]] {
 				continue
 			}
 			if add(d, entry{file: r.layerFile[img.ID][i]}) {
@@ -153,4 +164,14 @@ func (r *Release) planOCI(have *Have) Plan {
 		p.Bytes += r.size(e)
 	}
 	return p
+}
+
+// apiAtLeast tells whether engine API version v (as "1.52") is want or newer.
+func apiAtLeast(v, want string) bool {
+	var a, b, wa, wb int
+	if _, err := fmt.Sscanf(v, "%d.%d", &a, &b); err != nil {
+		return false
+	}
+	fmt.Sscanf(want, "%d.%d", &wa, &wb)
+	return a > wa || a == wa && b >= wb
 }

@@ -1,35 +1,69 @@
 package images
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
+	"sync"
+	"time"
 )
 
-// tempPrefix names the folders Save writes; the pid after it says whose.
-const tempPrefix = "taledeploy-images-p"
+// tempPrefix names the folders a push saves its release and its build's
+// files (the env file holds the stack's secrets) to.
+const tempPrefix = "taledeploy-images-"
 
-// tempDir makes the folder a release is saved to, first removing those of
-// pushes that ended without removing theirs (killed, or the machine
-// stopped): each holds a whole release's layers.
+// held are the open locks on this process's folders, by path.
+var held sync.Map
+
+// tempDir makes a folder for this push, locked while the process lives,
+// after removing those of pushes that ended without removing theirs (killed,
+// or the machine stopped): each holds a whole release's layers.
 func tempDir() (string, error) {
 	sweepTemp(os.TempDir())
-	return os.MkdirTemp("", fmt.Sprintf("%s%d-", tempPrefix, os.Getpid()))
+	// Locked under another name first, so that no sweep finds it unlocked.
+	tmp, err := os.MkdirTemp("", "taledeploy-new-*")
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(filepath.Dir(tmp), tempPrefix+strings.TrimPrefix(filepath.Base(tmp), "taledeploy-new-"))
+	if err := hold(tmp); err != nil {
+		os.RemoveAll(tmp)
+		return "", err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		removeTemp(tmp)
+		return "", err
+	}
+	if f, ok := held.LoadAndDelete(tmp); ok {
+		held.Store(dir, f)
+	}
+	return dir, nil
 }
 
-// sweepTemp removes the release folders below dir whose process is gone.
+// removeTemp removes a folder tempDir made, and lets go of its lock.
+func removeTemp(dir string) error {
+	err := os.RemoveAll(dir)
+	if f, ok := held.LoadAndDelete(dir); ok {
+		f.(*os.File).Close()
+	}
+	return err
+}
+
+// sweepTemp removes the folders below dir whose push is gone: no process
+// holds their lock (a lock, unlike a pid, is seen across PID namespaces, as
+// when CI jobs in containers share /tmp). Files older versions left there
+// (named otherwise, without a lock) go once a day old.
 func sweepTemp(dir string) {
 	found, _ := filepath.Glob(filepath.Join(dir, tempPrefix+"*"))
 	for _, d := range found {
-		pid, _, ok := strings.Cut(strings.TrimPrefix(filepath.Base(d), tempPrefix), "-")
-		n, err := strconv.Atoi(pid)
-		if !ok || err != nil || n <= 0 || n == os.Getpid() {
-			continue
-		}
-		if gone(n) {
+		if abandoned(d) {
 			os.RemoveAll(d)
+		}
+	}
+	old, _ := filepath.Glob(filepath.Join(dir, "taledeploy-build-*"))
+	for _, f := range old {
+		if st, err := os.Lstat(f); err == nil && time.Since(st.ModTime()) > 24*time.Hour && strings.HasPrefix(filepath.Base(f), "taledeploy-build-") {
+			os.Remove(f)
 		}
 	}
 }
