@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -49,6 +50,11 @@ func prunable(ctx context.Context, h host.Conn, s *stack.Stack, keep []string, c
 	if err != nil {
 		return nil, err
 	}
+	return prunableOf(list, s, keep, cs), nil
+}
+
+// prunableOf is prunable on the host's image list.
+func prunableOf(list client.ImageListResult, s *stack.Stack, keep []string, cs []host.Container) []string {
 	keepTags := map[string]bool{}
 	for _, r := range keep {
 		keepTags[ReleaseTag(r)] = true
@@ -71,7 +77,7 @@ func prunable(ctx context.Context, h host.Conn, s *stack.Stack, keep []string, c
 		}
 	}
 	slices.Sort(out)
-	return out, nil
+	return out
 }
 
 // pruneImages removes the images of releases older than keep_releases after a
@@ -79,17 +85,25 @@ func prunable(ctx context.Context, h host.Conn, s *stack.Stack, keep []string, c
 // has) with its last tag, never one a container uses.
 func pruneImages(ctx context.Context, r *run) (string, error) {
 	s := r.Stack
+	// The image list and the history, asked at once.
+	var (
+		list    client.ImageListResult
+		listErr error
+		lists   sync.WaitGroup
+	)
+	lists.Go(func() { list, listErr = host.Engine(r.Host).ImageList(ctx, client.ImageListOptions{}) })
 	hist, err := host.ReadHistory(ctx, r.Host, s)
-	if err != nil {
+	lists.Wait()
+	if err = cmp.Or(err, listErr); err != nil {
 		return "", err
 	}
 	prev := ""
 	if r.state != nil && r.state.Previous != nil {
 		prev = r.state.Previous.Release
 	}
-	refs, err := prunable(ctx, r.Host, s, keptReleases(s, hist, r.release, prev), r.cs)
-	if err != nil || len(refs) == 0 {
-		return "nothing older than the last " + fmt.Sprint(s.KeepReleases) + " releases", err
+	refs := prunableOf(list, s, keptReleases(s, hist, r.release, prev), r.cs)
+	if len(refs) == 0 {
+		return "nothing older than the last " + fmt.Sprint(s.KeepReleases) + " releases", nil
 	}
 	errs := make([]error, len(refs))
 	var wg sync.WaitGroup
