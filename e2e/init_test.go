@@ -57,6 +57,10 @@ func TestInitThenPush(t *testing.T) {
 	if r := s.taledeployEnv([]string{"HTTP_PORT=18097", "HTTPS_PORT=19097"}, "push", "prod"); exitCode(r.err) != 2 || !strings.Contains(r.out, "POSTGRES_PASSWORD (used by env POSTGRES_PASSWORD)") {
 		t.Errorf("a push without POSTGRES_PASSWORD exported: exit %d, want 2 naming it:\n%s", exitCode(r.err), r.out)
 	}
+	// What a team runs next: doctor, on a host where nothing is deployed.
+	if r := s.taledeployEnv(env, "doctor", "prod"); r.failed() || strings.Contains(r.out, "BAD") {
+		t.Errorf("doctor before the first push: %v:\n%s", r.err, r.out)
+	}
 	var outputs []string // what taledeploy printed, for the planted password
 	r := s.taledeployEnv(env, "push", "prod", "--release", "i1")
 	outputs = append(outputs, r.out)

@@ -334,6 +334,11 @@ func (e *ExitError) Error() string {
 		last = last[i+1:]
 	}
 	name := strings.Join(e.Argv[:min(len(e.Argv), 3)], " ")
+	if len(e.Argv) >= 3 && e.Argv[1] == "-c" {
+		// A script is named by its first line, not printed whole.
+		first, _, _ := strings.Cut(e.Argv[2], "\n")
+		name = e.Argv[0] + " -c " + first
+	}
 	if last == "" {
 		return fmt.Sprintf("%s: exit status %d", name, e.Code)
 	}

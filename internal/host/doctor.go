@@ -27,6 +27,7 @@ type Finding struct {
 // Oldest versions taledeploy is tested against (compose --wait, config --hash).
 const (
 	minDocker  = "20.10"
+	minAPI     = "1.41" // Engine 20.10's
 	minCompose = "2.20"
 )
 
@@ -69,8 +70,10 @@ func Doctor(ctx context.Context, h Conn, s *stack.Stack) []Finding {
 	switch {
 	case err != nil:
 		add("docker", false, err.Error(), "install Docker Engine and add the SSH user to the docker group (or deploy as root)")
-	case !atLeast(engine, minDocker):
-		add("docker", false, about, "upgrade Docker Engine to "+minDocker+" or newer")
+	case !stack.APIAtLeast(api, minAPI):
+		// By the API version: engine version strings differ by packager
+		// (moby's own builds say 2.0.0-beta.N for an Engine 29 API).
+		add("docker", false, about, "upgrade Docker Engine to "+minDocker+" (API "+minAPI+") or newer")
 	default:
 		add("docker", true, about, "")
 	}

@@ -46,3 +46,26 @@ func TestDoctorImageStore(t *testing.T) {
 		}
 	}
 }
+
+// The engine's age is judged by its API version: version strings differ by
+// packager (moby's own builds of the Engine 29 line say 2.0.0-beta.N).
+func TestDoctorEngineAge(t *testing.T) {
+	s := hosttest.RawStack(t.TempDir(), "tale", "/srv/tale", "compose.yml", "platform", "db", "x")
+	for _, tc := range []struct {
+		version, api string
+		ok           bool
+	}{
+		{"19.03.15", "1.40", false},
+		{"20.10.24+dfsg1", "1.41", true},
+		{"29.1.2", "1.52", true},
+		{"2.0.0-beta.24", "1.56", true},
+	} {
+		h := hosttest.NewHost("one", s)
+		h.Docker.EngineVersion, h.Docker.APIVersion = tc.version, tc.api
+		for _, f := range Doctor(context.Background(), h, s) {
+			if f.Check == "docker" && (f.OK != tc.ok || !strings.Contains(f.Detail, "Docker Engine "+tc.version+", API "+tc.api)) {
+				t.Errorf("%s (API %s): doctor says %+v", tc.version, tc.api, f)
+			}
+		}
+	}
+}

@@ -63,6 +63,8 @@ func CheckResources(ctx context.Context, h Conn, s *stack.Stack, cs []Container,
 // counter is not where Docker usually puts it.
 const resourcesScript = `# taledeploy resources
 dir=$1; shift
+# Before the first push the folder is not there: measure where it will be.
+while [ ! -e "$dir" ] && [ "$dir" != / ]; do dir=$(dirname -- "$dir"); done
 awk '/^MemAvailable:/ {print "mem", $2}' /proc/meminfo
 root=$(docker info --format '{{.DockerRootDir}}') || exit 1
 free=$(df -Pk -- "$dir" "$root") || exit 1

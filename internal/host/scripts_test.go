@@ -84,7 +84,8 @@ func TestResourcesScript(t *testing.T) {
 	root := t.TempDir()
 	os.WriteFile(filepath.Join(bin, "docker"), []byte("#!/bin/sh\necho "+root+"\n"), 0o755)
 	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
-	dir := t.TempDir()
+	// Before the first push the stack's folder does not exist yet.
+	dir := filepath.Join(t.TempDir(), "not", "yet")
 	cmd := ResourcesCmd(dir, []string{"0123abcd"})
 	out, code := sh(t, cmd.Argv[2], "", cmd.Argv[4:]...)
 	if code != 0 {

@@ -1,6 +1,7 @@
 package hosttest
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -37,7 +38,8 @@ type Docker struct {
 	Engine string
 	// APIVersion is the Engine API version it speaks ("1.41", Debian 12's
 	// engine, when empty). From 1.52 the container list carries health.
-	APIVersion string
+	APIVersion    string
+	EngineVersion string // what docker version says; 20.10.24+dfsg1 if empty
 	// Hashes is what `compose config --hash` prints for a stateful service
 	// ("hash-SERVICE" when missing); a container is made with it.
 	Hashes map[string]string
@@ -273,7 +275,7 @@ func (d *Docker) Docker(cmd remote.Cmd, argv []string) ([]byte, error) {
 	defer d.mu.Unlock()
 	switch argv[1] {
 	case "version":
-		return []byte("20.10.24+dfsg1 " + d.version() + "\n"), nil
+		return []byte(cmp.Or(d.EngineVersion, "20.10.24+dfsg1") + " " + d.version() + "\n"), nil
 	case "stop", "start":
 		for _, id := range argv[2:] {
 			i := slices.IndexFunc(d.containers, func(c *Container) bool { return c.ID == id })
