@@ -78,14 +78,16 @@ func release(t *testing.T) *Release {
 	return r
 }
 
-// sentFiles writes the plan's archive and lists its regular files.
-func sentFiles(t *testing.T, r *Release, p Plan) []string {
+// sentArchive writes the plan's archive and reads back its regular files:
+// their names in order, and their contents.
+func sentArchive(t *testing.T, r *Release, p Plan) ([]string, map[string][]byte) {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := r.write(&buf, p, nil); err != nil {
 		t.Fatal(err)
 	}
 	var names []string
+	files := map[string][]byte{}
 	tr := tar.NewReader(&buf)
 	for {
 		h, err := tr.Next()
@@ -96,12 +98,19 @@ func sentFiles(t *testing.T, r *Release, p Plan) []string {
 			t.Fatal(err)
 		}
 		if h.Typeflag == tar.TypeReg {
-			data, _ := io.ReadAll(tr)
-			if h.Name == "ccc/layer.tar" && string(data) != "base-layer-bytes" {
-				t.Errorf("the linked layer was sent as %q", data)
-			}
 			names = append(names, h.Name)
+			files[h.Name], _ = io.ReadAll(tr)
 		}
+	}
+	return names, files
+}
+
+// sentFiles writes the plan's archive and lists its regular files.
+func sentFiles(t *testing.T, r *Release, p Plan) []string {
+	t.Helper()
+	names, files := sentArchive(t, r, p)
+	if data, ok := files["ccc/layer.tar"]; ok && string(data) != "base-layer-bytes" {
+		t.Errorf("the linked layer was sent as %q", data)
 	}
 	return names
 }
@@ -296,24 +305,7 @@ func TestPlanOCILayout(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := r.PlanFor(tc.have)
-			var buf bytes.Buffer
-			if err := r.write(&buf, p, nil); err != nil {
-				t.Fatal(err)
-			}
-			files := map[string][]byte{}
-			tr := tar.NewReader(&buf)
-			for {
-				h, err := tr.Next()
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				if h.Typeflag == tar.TypeReg {
-					files[h.Name], _ = io.ReadAll(tr)
-				}
-			}
+			_, files := sentArchive(t, r, p)
 			if string(files["oci-layout"]) != `{"imageLayoutVersion":"1.0.0"}` {
 				t.Errorf("oci-layout %q", files["oci-layout"])
 			}

@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strings"
 
+	"taledeploy/internal/stack"
+
 	"github.com/distribution/reference"
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
@@ -104,7 +106,7 @@ const deltaAPI = "1.52"
 // planOCI is PlanFor for a host on the containerd image store.
 func (r *Release) planOCI(have *Have) Plan {
 	var p Plan
-	delta := apiAtLeast(have.API, deltaAPI)
+	delta := stack.APIAtLeast(have.API, deltaAPI)
 	p.Nothing = true
 	idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex}
 	var blobs []entry
@@ -164,14 +166,4 @@ func (r *Release) planOCI(have *Have) Plan {
 		p.Bytes += r.size(e)
 	}
 	return p
-}
-
-// apiAtLeast tells whether engine API version v (as "1.52") is want or newer.
-func apiAtLeast(v, want string) bool {
-	var a, b, wa, wb int
-	if _, err := fmt.Sscanf(v, "%d.%d", &a, &b); err != nil {
-		return false
-	}
-	fmt.Sscanf(want, "%d.%d", &wa, &wb)
-	return a > wa || a == wa && b >= wb
 }
