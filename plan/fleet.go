@@ -58,16 +58,16 @@ func (f *Fleet) Begin(ctx context.Context, command string, prepare bool) error {
 	return errs.err()
 }
 
-// End releases every lock this fleet holds. A lock that another command took
+// End releases every lock this fleet holds, on every host at once. A lock that another command took
 // over is not released; its error says so.
 func (f *Fleet) End(ctx context.Context) []error {
-	var errs []error
-	for _, d := range f.Hosts {
-		if err := d.Unlock(ctx); err != nil {
-			errs = append(errs, err)
-		}
+	errs := make([]error, len(f.Hosts))
+	var wg sync.WaitGroup
+	for i, d := range f.Hosts {
+		wg.Go(func() { errs[i] = d.Unlock(ctx) })
 	}
-	return errs
+	wg.Wait()
+	return slices.DeleteFunc(errs, func(err error) bool { return err == nil })
 }
 
 // Current is what Check found on host i.

@@ -37,9 +37,16 @@ func pendingMigrations(ctx context.Context, h host.Conn, s *stack.Stack) (expand
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	expand, contract, err = splitPending(s, log)
+	return expand, contract, log, err
+}
+
+// splitPending splits the stack's migrations that log does not list into
+// expand and contract ones.
+func splitPending(s *stack.Stack, log *host.MigrationLog) (expand, contract []stack.MigrationFile, err error) {
 	files, err := s.MigrationFiles()
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	for _, f := range files {
 		switch {
@@ -50,7 +57,7 @@ func pendingMigrations(ctx context.Context, h host.Conn, s *stack.Stack) (expand
 			expand = append(expand, f)
 		}
 	}
-	return expand, contract, log, nil
+	return expand, contract, nil
 }
 
 // checkMigrations refuses migrations the checker flags: in an expand migration
@@ -84,14 +91,17 @@ func checkMigrations(files []stack.MigrationFile) error {
 
 // checkPendingMigrations is the preflight's part: the expand migrations a push
 // would apply must pass the checker before anything is built on any host.
-func checkPendingMigrations(ctx context.Context, h host.Conn, s *stack.Stack) (string, error) {
-	if len(s.Migrations) == 0 {
+func (r *run) checkPendingMigrations(ctx context.Context) (string, error) {
+	if len(r.Stack.Migrations) == 0 {
 		return "", nil
 	}
-	expand, _, _, err := pendingMigrations(ctx, h, s)
+	expand, _, log, err := pendingMigrations(ctx, r.Host, r.Stack)
 	if err != nil {
 		return "", err
 	}
+	// The migrate step reads it here: this command holds the lock, so no
+	// one else changed it meanwhile.
+	r.migrationLog = log
 	if err := checkMigrations(expand); err != nil {
 		return "", err
 	}
@@ -135,7 +145,16 @@ func applyMigrations(ctx context.Context, h host.Conn, s *stack.Stack, color, re
 
 // migrateExpand is the push's migrate step.
 func migrateExpand(ctx context.Context, r *run) (string, error) {
-	expand, contract, log, err := pendingMigrations(ctx, r.Host, r.Stack)
+	var (
+		expand, contract []stack.MigrationFile
+		log              = r.migrationLog
+		err              error
+	)
+	if log != nil {
+		expand, contract, err = splitPending(r.Stack, log)
+	} else {
+		expand, contract, log, err = pendingMigrations(ctx, r.Host, r.Stack)
+	}
 	if err != nil {
 		return "", err
 	}

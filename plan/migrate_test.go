@@ -107,7 +107,7 @@ func TestPushRefusesUnsafeMigrationsUnlessContract(t *testing.T) {
 	})
 	f := &hosttest.Fake{}
 	d := &run{Deployer: &Deployer{Host: f, Stack: s}, color: stack.Blue, release: "r1"}
-	_, err := checkPendingMigrations(context.Background(), d.Host, d.Stack)
+	_, err := d.checkPendingMigrations(context.Background())
 	if !errors.Is(err, ErrUnsafeMigration) || !strings.Contains(err.Error(), "0001_drop.sql:3: drop-column") || !strings.Contains(err.Error(), "NAME.contract.sql") {
 		t.Errorf("got %v, want the drop-column finding with its line and how to mark it contract", err)
 	}
@@ -115,7 +115,7 @@ func TestPushRefusesUnsafeMigrationsUnlessContract(t *testing.T) {
 		t.Errorf("push applied an unsafe migration: %v, ran %v", err, f.Cmds)
 	}
 	os.Rename(filepath.Join(s.Root, "migrations", "0001_drop.sql"), filepath.Join(s.Root, "migrations", "0001_drop.contract.sql"))
-	if msg, err := checkPendingMigrations(context.Background(), d.Host, d.Stack); err != nil || msg != "no migration pending" {
+	if msg, err := d.checkPendingMigrations(context.Background()); err != nil || msg != "no migration pending" {
 		t.Errorf("a contract migration is not the push's: %q, %v", msg, err)
 	}
 }

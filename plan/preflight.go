@@ -25,7 +25,7 @@ func preflight(ctx context.Context, r *run) (string, error) {
 		msgs = make([]string, 4)
 	)
 	checks := []func() (string, error){
-		func() (string, error) { return checkPendingMigrations(ctx, r.Host, r.Stack) },
+		func() (string, error) { return r.checkPendingMigrations(ctx) },
 		func() (string, error) { return r.checkStateful(ctx, r.release) },
 		func() (string, error) { return r.validateCaddyfile(ctx) },
 		func() (string, error) {

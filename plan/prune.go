@@ -80,20 +80,35 @@ func prunableOf(list client.ImageListResult, s *stack.Stack, keep []string, cs [
 	return out
 }
 
+// startImageList asks the host's image list and returns what waits for the
+// answer.
+func startImageList(ctx context.Context, h host.Conn) func() (client.ImageListResult, error) {
+	var (
+		list client.ImageListResult
+		err  error
+		wg   sync.WaitGroup
+	)
+	wg.Go(func() { list, err = host.Engine(h).ImageList(ctx, client.ImageListOptions{}) })
+	return func() (client.ImageListResult, error) {
+		wg.Wait()
+		return list, err
+	}
+}
+
 // pruneImages removes the images of releases older than keep_releases after a
 // push: their tags go, and Docker deletes an image (and the layers only it
 // has) with its last tag, never one a container uses.
 func pruneImages(ctx context.Context, r *run) (string, error) {
 	s := r.Stack
-	// The image list and the history, asked at once.
-	var (
-		list    client.ImageListResult
-		listErr error
-		lists   sync.WaitGroup
-	)
-	lists.Go(func() { list, listErr = host.Engine(r.Host).ImageList(ctx, client.ImageListOptions{}) })
-	hist, err := host.ReadHistory(ctx, r.Host, s)
-	lists.Wait()
+	list := r.imageList
+	if list == nil {
+		list = startImageList(ctx, r.Host)
+	}
+	hist, err := r.hist, error(nil)
+	if hist == nil {
+		hist, err = host.ReadHistory(ctx, r.Host, s)
+	}
+	images, listErr := list()
 	if err = cmp.Or(err, listErr); err != nil {
 		return "", err
 	}
@@ -101,7 +116,7 @@ func pruneImages(ctx context.Context, r *run) (string, error) {
 	if r.state != nil && r.state.Previous != nil {
 		prev = r.state.Previous.Release
 	}
-	refs := prunableOf(list, s, keptReleases(s, hist, r.release, prev), r.cs)
+	refs := prunableOf(images, s, keptReleases(s, hist, r.release, prev), r.cs)
 	if len(refs) == 0 {
 		return "nothing older than the last " + fmt.Sprint(s.KeepReleases) + " releases", nil
 	}

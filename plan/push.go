@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/moby/moby/client"
+
 	"taledeploy/internal/host"
 	"taledeploy/internal/stack"
 	"taledeploy/remote"
@@ -136,6 +138,15 @@ type run struct {
 	fromImages map[string]string
 	// shipped: the host's IDs of the images this push sent it, per service.
 	shipped map[string]string
+	// migrationLog is the host's migration log as the preflight read it;
+	// nil when not read.
+	migrationLog *host.MigrationLog
+	// hist is the history as the record step left it, for prune; nil when
+	// not read.
+	hist []host.HistoryEntry
+	// imageList answers the host's image list, asked during the record step
+	// for prune; nil when not asked.
+	imageList func() (client.ImageListResult, error)
 }
 
 func (d *Deployer) newRun(cur *Current, action string) *run {

@@ -124,6 +124,10 @@ func stopOld(ctx context.Context, r *run) (string, error) {
 
 func writeRecord(ctx context.Context, r *run) (string, error) {
 	s := r.Stack
+	if tagsReleases(r) {
+		// Prune, next, needs the host's images: asked meanwhile.
+		r.imageList = startImageList(ctx, r.Host)
+	}
 	cs, err := host.InspectStack(ctx, r.Host, s)
 	if err != nil {
 		return "", err
@@ -162,6 +166,7 @@ func writeRecord(ctx context.Context, r *run) (string, error) {
 	q := &host.Facts{}
 	write := q.Write(s.Paths().State(), append(data, '\n'), 0o600)
 	hist := q.Append(s.Paths().History(), append(line, '\n'), 0o600)
+	read := q.Cat(s.Paths().History()) // for prune, next
 	as, err := q.Run(ctx, r.Host)
 	if err != nil {
 		return "", err
@@ -170,6 +175,9 @@ func writeRecord(ctx context.Context, r *run) (string, error) {
 		return "", err
 	}
 	r.historyDone = as[hist].Code == 0
+	if as[read].Code == 0 {
+		r.hist = host.ParseHistory(as[read].Out)
+	}
 	r.state, r.live = st, r.color
 	return fmt.Sprintf("%s live with release %s in %.1fs", r.color, r.release, time.Since(r.began).Seconds()), nil
 }

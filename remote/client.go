@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -112,6 +113,13 @@ type Client struct {
 	mu   sync.Mutex
 	sftp *sftp.Client
 	lost chan struct{} // closed when the connection ends
+
+	// spare is a session channel opened ahead of the next command: opening
+	// one waits a round trip, which a command that finds it ready does not.
+	spare     chan *ssh.Session
+	refilling atomic.Bool
+	closed    atomic.Bool
+	active    atomic.Int32 // sessions in use: commands, and SFTP once started
 }
 
 // Dial connects and authenticates, through cfg.Jumps when there are any,
@@ -133,7 +141,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 			return nil, err
 		}
 		if !h.hop {
-			cl := &Client{cfg: cfg, ssh: c, via: via, lost: make(chan struct{})}
+			cl := &Client{cfg: cfg, ssh: c, via: via, lost: make(chan struct{}), spare: make(chan *ssh.Session, 1)}
 			go func() {
 				cl.ssh.Wait()
 				close(cl.lost)
@@ -305,6 +313,8 @@ var keepaliveWait = 15 * time.Second
 
 // Close ends the connection.
 func (c *Client) Close() error {
+	c.closed.Store(true)
+	c.dropSpare()
 	c.mu.Lock()
 	if c.sftp != nil {
 		c.sftp.Close()
@@ -357,14 +367,18 @@ type Cmd struct {
 // Run runs cmd and returns its standard output. A command that exits non-zero
 // returns *ExitError. Cancelling ctx closes the session.
 func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err // nothing starts on the host once the caller gave up
+	}
 	line, err := CommandLine(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", c.cfg.Name, err)
 	}
-	s, err := c.ssh.NewSession()
+	s, err := c.session()
 	if err != nil {
 		return nil, c.lostErr(fmt.Errorf("%s: new ssh session: %w", c.cfg.Name, err))
 	}
+	defer c.active.Add(-1)
 	defer s.Close()
 	var out, errb bytes.Buffer
 	s.Stdin = cmd.Stdin
@@ -393,6 +407,66 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
 		return out.Bytes(), c.lostErr(fmt.Errorf("%s: %s: %w", c.cfg.Name, strings.Join(cmd.Argv[:min(len(cmd.Argv), 3)], " "), err))
 	}
 	return out.Bytes(), nil
+}
+
+// session is a new session channel for a command: the spare when there is
+// one, and another spare is opened meanwhile. At most one spare waits, so a
+// connection holds one session more than its commands do (sshd allows 10
+// by default).
+func (c *Client) session() (*ssh.Session, error) {
+	var s *ssh.Session
+	select {
+	case s = <-c.spare:
+	default:
+		var err error
+		if s, err = c.ssh.NewSession(); err != nil {
+			return nil, err
+		}
+	}
+	c.active.Add(1)
+	go c.refill()
+	return s, nil
+}
+
+// spareBelow is how many sessions may be in use for a spare to be opened:
+// with it and the sessions just closed (sshd frees one half a round trip
+// after its command ends), a connection stays under sshd's MaxSessions
+// default of 10. A push uses up to 6 at once.
+const spareBelow = 7
+
+// refill opens a spare session unless one waits or is on its way.
+func (c *Client) refill() {
+	if !c.refilling.CompareAndSwap(false, true) {
+		return
+	}
+	defer c.refilling.Store(false)
+	if len(c.spare) > 0 || c.closed.Load() || c.active.Load() >= spareBelow {
+		return
+	}
+	s, err := c.ssh.NewSession()
+	if err != nil {
+		return // the next command opens its own, and says why if it cannot
+	}
+	select {
+	case c.spare <- s:
+		if c.closed.Load() {
+			// Close may have emptied spare before this one went in.
+			c.dropSpare()
+		}
+	default:
+		s.Close()
+	}
+}
+
+func (c *Client) dropSpare() {
+	for {
+		select {
+		case s := <-c.spare:
+			s.Close()
+		default:
+			return
+		}
+	}
 }
 
 // Dial opens a connection from the host to addr: network "tcp" (host:port as the

@@ -441,6 +441,9 @@ func TestWriteFileIsAtomicWithMode(t *testing.T) {
 	if got, err := c.ReadFile(ctx, filepath.Join(dir, "big")); err != nil || !bytes.Equal(got, big) {
 		t.Errorf("a 3 MiB file was not read back as it is (%d bytes, %v)", len(got), err)
 	}
+	if _, err := c.ReadFile(ctx, filepath.Join(dir, "none")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("reading a missing file: %v, want an error matching os.ErrNotExist", err)
+	}
 	entries, _ := os.ReadDir(filepath.Dir(p))
 	if len(entries) != 1 {
 		t.Errorf("temp files left behind: %v", entries)

@@ -131,6 +131,21 @@ func onFleet(ctx context.Context, cli *CLI, env *stack.Environment, opts plan.Op
 	start := time.Now()
 	out := newPrinter(os.Stdout, env.Hosts, cli.JSON)
 	defer out.close()
+	// The hosts are connected while the images build here: at a VPS's
+	// distance a connection takes several round trips.
+	var (
+		conns   []*remote.Client
+		connErr error
+		dialed  = make(chan struct{})
+	)
+	go func() {
+		defer close(dialed)
+		conns, connErr = connectAll(ctx, cli, env)
+	}()
+	defer func() {
+		<-dialed
+		closeAll(conns)
+	}()
 	var imgs *images.Release
 	if action == "push" {
 		if imgs, err = buildImages(ctx, env, opts.Release, out.event); err != nil {
@@ -141,9 +156,8 @@ func onFleet(ctx context.Context, cli *CLI, env *stack.Environment, opts plan.Op
 		}
 		defer imgs.Close()
 	}
-	conns, err := connectAll(ctx, cli, env)
-	defer closeAll(conns)
-	if err != nil {
+	<-dialed
+	if err := connErr; err != nil {
 		if cli.JSON {
 			// The last line is always a summary, even when no host was reached.
 			out.summary(ctx, nil, env, start, err)
@@ -160,13 +174,21 @@ func onFleet(ctx context.Context, cli *CLI, env *stack.Environment, opts plan.Op
 		f.Hosts = append(f.Hosts, d)
 	}
 	defer func() {
-		for _, uerr := range f.End(ctx) {
+		// The locks are released while the summary reads each host's
+		// record: the two ask the hosts at once.
+		var (
+			uerrs []error
+			wg    sync.WaitGroup
+		)
+		wg.Go(func() { uerrs = f.End(ctx) })
+		out.summary(ctx, hosts, env, start, err)
+		wg.Wait()
+		for _, uerr := range uerrs {
 			if errors.Is(uerr, host.ErrLockLost) {
 				fmt.Fprintf(os.Stderr, "taledeploy: %v\n", uerr)
 			}
 		}
 	}()
-	defer func() { out.summary(ctx, hosts, env, start, err) }()
 
 	if err := f.Begin(ctx, "taledeploy "+action+" "+env.Name, action == "push"); err != nil {
 		return fmt.Errorf("%s stopped before any host changed: %w", action, advice(env, err))

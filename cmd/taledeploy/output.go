@@ -189,21 +189,26 @@ type hostSummary struct {
 // summary prints which host runs which release, read back from each host, and
 // the command's result; with --json it is the last line.
 func (p *printer) summary(ctx context.Context, conns []host.Conn, env *stack.Environment, start time.Time, err error) {
-	hosts := []hostSummary{}
-	for _, c := range conns {
-		h := hostSummary{Host: c.Name()}
-		st, rerr := host.ReadState(context.WithoutCancel(ctx), c, env.StackFor(c.Name()))
-		switch {
-		case rerr != nil:
-			h.Error = rerr.Error()
-		case st != nil:
-			h.Live, h.Release = st.Active, st.Release
-			if st.Previous != nil {
-				h.Rollback = st.Previous.Color + " " + st.Previous.Release
+	// Every host is asked at once.
+	hosts := make([]hostSummary, len(conns))
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		wg.Go(func() {
+			h := hostSummary{Host: c.Name()}
+			st, rerr := host.ReadState(context.WithoutCancel(ctx), c, env.StackFor(c.Name()))
+			switch {
+			case rerr != nil:
+				h.Error = rerr.Error()
+			case st != nil:
+				h.Live, h.Release = st.Active, st.Release
+				if st.Previous != nil {
+					h.Rollback = st.Previous.Color + " " + st.Previous.Release
+				}
 			}
-		}
-		hosts = append(hosts, h)
+			hosts[i] = h
+		})
 	}
+	wg.Wait()
 	p.close()
 	p.mu.Lock()
 	defer p.mu.Unlock()

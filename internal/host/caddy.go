@@ -50,16 +50,18 @@ var (
 // gateScript changes the gate in one command, so a switch costs one round
 // trip to the host however many upstreams it moves: $1 is the gate's folder,
 // then +NAME admits an upstream and -NAME retires one, in order. It prints
-// what the gate admits afterwards.
+// what the gate admits afterwards. Only a change makes the folder: a read
+// (status, or a check on a host with nothing deployed) changes nothing.
 const gateScript = `# taledeploy gate
-d=$1; shift; umask 022; mkdir -p "$d" || exit 1
+d=$1; shift; umask 022
+[ $# -eq 0 ] || mkdir -p "$d" || exit 1
 for a; do
 	case $a in
 	+*) : >"$d/${a#+}" || exit 1 ;;
 	-*) rm -f "$d/${a#-}" || exit 1 ;;
 	esac
 done
-ls -A "$d"`
+[ ! -d "$d" ] || ls -A "$d"`
 
 // gate runs gateScript with changes and returns what the gate admits.
 func (c *Caddy) gate(ctx context.Context, changes ...string) ([]string, error) {

@@ -72,9 +72,8 @@ func InspectStack(ctx context.Context, h Conn, s *stack.Stack) ([]Container, err
 
 // Inspect lists the containers of the given compose projects of the stack
 // project, with their addresses: a color's on the color's network, others on
-// the first of theirs. Health comes from the list on engines that put it
-// there (API 1.52 and later); older ones are asked per running container, in
-// parallel.
+// the first of theirs. Health comes from the list: its health field (API
+// 1.52 and later) or the end of its status.
 func Inspect(ctx context.Context, h Conn, stackProject string, projects ...string) ([]Container, error) {
 	raw, err := composeContainers(ctx, h)
 	if err != nil {
@@ -123,9 +122,11 @@ func Inspect(ctx context.Context, h Conn, stackProject string, projects ...strin
 		}
 		if r.Health != nil {
 			c.Health = health(c.State, r.Health.Status)
+		} else {
+			c.Health = health(c.State, statusHealth(r.Status))
 		}
 		// Made before the release became a label: it is in the environment.
-		if r.Health == nil && c.Running() || c.Color != "" && c.Release == "" {
+		if c.Color != "" && c.Release == "" {
 			ask = append(ask, len(cs))
 		}
 		cs = append(cs, c)
@@ -143,7 +144,7 @@ func Inspect(ctx context.Context, h Conn, stackProject string, projects ...strin
 }
 
 // inspectEach asks the engine about cs[i] for each i in ask, all at once: the
-// health of a running container, the release of one made before it was a label.
+// release of a container made before it was a label.
 func inspectEach(ctx context.Context, h Conn, cs []Container, ask []int) error {
 	var (
 		wg   sync.WaitGroup
@@ -176,6 +177,22 @@ func inspectEach(ctx context.Context, h Conn, cs []Container, ask []int) error {
 		return fmt.Errorf("inspect containers: %w", err)
 	}
 	return nil
+}
+
+// statusHealth reads a container's health from the status the list gives
+// on engines whose list has no health field (API before 1.52): Docker ends
+// it with "(healthy)", "(unhealthy)" or "(health: starting)", as docker ps
+// shows. Asking each container instead cost a round trip more.
+func statusHealth(status string) container.HealthStatus {
+	for _, h := range []container.HealthStatus{container.Healthy, container.Unhealthy} {
+		if strings.HasSuffix(status, "("+string(h)+")") {
+			return h
+		}
+	}
+	if strings.HasSuffix(status, "(health: starting)") {
+		return container.Starting
+	}
+	return container.NoHealthcheck
 }
 
 // health is what the engine says of a container's health check: "" when it

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"slices"
 	"sync"
 	"taledeploy/internal/stack"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
@@ -31,8 +33,14 @@ func Engine(h Conn) *client.Client {
 	if c, ok := engines.Load(h); ok {
 		return c.(*client.Client)
 	}
+	// Each connection is a tunnel, opened with a round trip: keep as many
+	// idle as the calls made at once (image inspects, tags), not Go's two,
+	// so the next batch does not open them again.
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConns: 16, MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second}, CheckRedirect: client.CheckRedirect}
 	c, err := client.New(
+		client.WithHTTPClient(hc),
 		client.WithHost("unix://"+dockerSocket),
+		client.WithScheme("http"),
 		client.WithDialContext(func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return h.Dial(ctx, "unix", dockerSocket)
 		}),

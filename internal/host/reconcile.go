@@ -25,21 +25,24 @@ type Observed struct {
 
 // Observe lists the stack's containers and asks Caddy where traffic goes.
 func Observe(ctx context.Context, h Conn, s *stack.Stack) (*Observed, error) {
+	// Caddy's config and the gate are asked with the containers, though
+	// only a running proxy's answers count: one round trip less.
+	var (
+		admitted          []string
+		gated             bool
+		gateErr, caddyErr error
+		wg                sync.WaitGroup
+	)
+	wg.Go(func() { admitted, gateErr = NewCaddy(h, s).AdmittedColors(ctx) })
+	wg.Go(func() { gated, caddyErr = NewCaddy(h, s).Gated(ctx) })
 	cs, err := InspectStack(ctx, h, s)
+	wg.Wait()
 	if err != nil {
 		return nil, err
 	}
 	o := &Observed{Containers: cs}
 	if _, ok := RunningProxy(s, cs); ok {
-		// Caddy's config and the gate, asked at once.
-		var (
-			admitted []string
-			gateErr  error
-			wg       sync.WaitGroup
-		)
-		wg.Go(func() { admitted, gateErr = NewCaddy(h, s).AdmittedColors(ctx) })
-		o.Gated, err = NewCaddy(h, s).Gated(ctx)
-		wg.Wait()
+		o.Gated, err = gated, caddyErr
 		if err != nil {
 			return nil, fmt.Errorf("ask caddy where traffic goes: %w", err)
 		}

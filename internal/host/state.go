@@ -96,6 +96,12 @@ func ReadHistory(ctx context.Context, h Conn, s *stack.Stack) ([]HistoryEntry, e
 	if err != nil {
 		return nil, err
 	}
+	return ParseHistory(data), nil
+}
+
+// ParseHistory reads the history file's lines; a line it cannot read is
+// left out.
+func ParseHistory(data []byte) []HistoryEntry {
 	var out []HistoryEntry
 	for _, line := range splitLines(data) {
 		var e HistoryEntry
@@ -103,7 +109,7 @@ func ReadHistory(ctx context.Context, h Conn, s *stack.Stack) ([]HistoryEntry, e
 			out = append(out, e)
 		}
 	}
-	return out, nil
+	return out
 }
 
 func splitLines(b []byte) [][]byte {

@@ -173,7 +173,7 @@ func (f *Fake) Run(_ context.Context, cmd remote.Cmd) ([]byte, error) {
 }
 
 func (f *Fake) ReadFile(_ context.Context, path string) ([]byte, error) {
-	f.trip(3) // SFTP open, read, close
+	f.trip(2) // a command: open a channel, run cat
 	return f.Peek(path)
 }
 
