@@ -116,7 +116,7 @@ func (k *keyring) decrypt(name string, text []byte) (ssh.Signer, error) {
 	}
 	pass, err := k.cfg.Passphrase(name)
 	if err != nil {
-		return nil, fmt.Errorf("%w for %s: %v", ErrPassphrase, name, err)
+		return nil, fmt.Errorf("%w for %s: %w", ErrPassphrase, name, err)
 	}
 	s, err := ssh.ParsePrivateKeyWithPassphrase(text, pass)
 	if err != nil {

@@ -256,6 +256,17 @@ func (c *Client) lostErr(err error) error {
 	return fmt.Errorf("%s: %w (%v); nothing more was done on the host: run the same command again, it picks up from what runs", c.cfg.Name, ErrDisconnected, err)
 }
 
+// Gone tells whether the connection is known to have ended, without asking
+// the server.
+func (c *Client) Gone() bool {
+	select {
+	case <-c.lost:
+		return true
+	default:
+		return false
+	}
+}
+
 // Lost tells whether the connection is gone. When the transport has not
 // noticed yet (a command's session may fail first), it asks the server.
 func (c *Client) Lost() bool {
@@ -374,31 +385,62 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", c.cfg.Name, err)
 	}
-	s, err := c.session()
+	s, spare, err := c.session()
 	if err != nil {
 		return nil, c.lostErr(fmt.Errorf("%s: new ssh session: %w", c.cfg.Name, err))
 	}
 	defer c.active.Add(-1)
-	defer s.Close()
 	var out, errb bytes.Buffer
-	s.Stdin = cmd.Stdin
-	s.Stdout = &out
-	if cmd.Stdout != nil {
-		s.Stdout = cmd.Stdout
+	wire := func(s *ssh.Session) {
+		s.Stdin = cmd.Stdin
+		s.Stdout = &out
+		if cmd.Stdout != nil {
+			s.Stdout = cmd.Stdout
+		}
+		s.Stderr = &errb
+		if cmd.Stderr != nil {
+			s.Stderr = io.MultiWriter(&errb, cmd.Stderr)
+		}
 	}
-	s.Stderr = &errb
-	if cmd.Stderr != nil {
-		s.Stderr = io.MultiWriter(&errb, cmd.Stderr)
-	}
+	wire(s)
+	var cur atomic.Pointer[ssh.Session] // what a cancel ends
+	cur.Store(s)
 	done := make(chan error, 1)
-	go func() { done <- s.Run(line) }()
+	go func() {
+		s := s
+		err := s.Start(line)
+		if err != nil && spare && ctx.Err() == nil {
+			// The server ended the spare meanwhile (sshd's ChannelTimeout,
+			// say): the command never started, so it starts on a new session.
+			s.Close()
+			if s, err = c.ssh.NewSession(); err != nil {
+				done <- err
+				return
+			}
+			wire(s)
+			cur.Store(s)
+			if ctx.Err() != nil {
+				s.Close()
+				done <- ctx.Err()
+				return
+			}
+			err = s.Start(line)
+		}
+		if err != nil {
+			done <- err
+			return
+		}
+		done <- s.Wait()
+	}()
 	select {
 	case <-ctx.Done():
+		s := cur.Load()
 		s.Signal(ssh.SIGTERM)
 		s.Close()
 		return nil, ctx.Err()
 	case err = <-done:
 	}
+	cur.Load().Close()
 	if err != nil {
 		var ee *ssh.ExitError
 		if errors.As(err, &ee) {
@@ -413,19 +455,18 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
 // one, and another spare is opened meanwhile. At most one spare waits, so a
 // connection holds one session more than its commands do (sshd allows 10
 // by default).
-func (c *Client) session() (*ssh.Session, error) {
-	var s *ssh.Session
+func (c *Client) session() (s *ssh.Session, spare bool, err error) {
 	select {
 	case s = <-c.spare:
+		spare = true
 	default:
-		var err error
 		if s, err = c.ssh.NewSession(); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	c.active.Add(1)
 	go c.refill()
-	return s, nil
+	return s, spare, nil
 }
 
 // spareBelow is how many sessions may be in use for a spare to be opened:

@@ -54,10 +54,15 @@ func (c *Client) ReadFile(ctx context.Context, path string) ([]byte, error) {
 	return out, err
 }
 
-// readScript prints the file $1, or exits codeMissing when there is none.
+// readScript prints the file $1, or exits codeMissing when there is none. A
+// folder on the way this user cannot search hides the file: that is said,
+// not taken for a missing file.
 const readScript = `# taledeploy read
-[ -e "$1" ] || exit 66
-exec cat -- "$1"`
+[ -e "$1" ] && exec cat -- "$1"
+d=$(dirname -- "$1")
+while [ ! -e "$d" ] && [ "$d" != / ]; do d=$(dirname -- "$d"); done
+if [ -d "$d" ] && [ ! -x "$d" ]; then echo "permission denied: $d" >&2; exit 1; fi
+exit 66`
 
 const codeMissing = 66
 

@@ -133,22 +133,11 @@ func onFleet(ctx context.Context, cli *CLI, env *stack.Environment, opts plan.Op
 	defer out.close()
 	// The hosts are connected while the images build here: at a VPS's
 	// distance a connection takes several round trips.
-	var (
-		conns   []*remote.Client
-		connErr error
-		dialed  = make(chan struct{})
-	)
-	go func() {
-		defer close(dialed)
-		conns, connErr = connectAll(ctx, cli, env)
-	}()
-	defer func() {
-		<-dialed
-		closeAll(conns)
-	}()
+	dials := dialEarly(ctx, cli, env)
 	var imgs *images.Release
 	if action == "push" {
 		if imgs, err = buildImages(ctx, env, opts.Release, out.event); err != nil {
+			dials.abandon()
 			if cli.JSON {
 				out.summary(ctx, nil, env, start, err)
 			}
@@ -156,8 +145,9 @@ func onFleet(ctx context.Context, cli *CLI, env *stack.Environment, opts plan.Op
 		}
 		defer imgs.Close()
 	}
-	<-dialed
-	if err := connErr; err != nil {
+	conns, err := dials.connect(ctx, cli, env)
+	defer closeAll(conns)
+	if err != nil {
 		if cli.JSON {
 			// The last line is always a summary, even when no host was reached.
 			out.summary(ctx, nil, env, start, err)

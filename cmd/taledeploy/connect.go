@@ -26,6 +26,9 @@ type dialOptions struct {
 	sshConfig        *remote.SSHConfig // nil: none read
 }
 
+// errNoPrompt is a dial that needed a passphrase it was not to ask for.
+var errNoPrompt = errors.New("passphrase not asked yet")
+
 // envSSHConfig names the ssh config file to read instead of ~/.ssh/config;
 // "none" reads none.
 const envSSHConfig = "TALEDEPLOY_SSH_CONFIG"
@@ -132,6 +135,13 @@ func connectError(errs []error) error {
 
 // connectEach dials every host in parallel: conns[i] or errs[i] is set for host i.
 func connectEach(ctx context.Context, cli *CLI, env *stack.Environment) ([]*remote.Client, []error) {
+	return dialHosts(ctx, cli, env, false, nil)
+}
+
+// dialHosts dials, in parallel, host i of env for each i where redo(i) is
+// true (every host when redo is nil), asking for no passphrase when
+// noPrompt is set: conns[i] or errs[i] is set for each host dialled.
+func dialHosts(ctx context.Context, cli *CLI, env *stack.Environment, noPrompt bool, redo func(i int) bool) ([]*remote.Client, []error) {
 	conns := make([]*remote.Client, len(env.Hosts))
 	errs := make([]error, len(env.Hosts))
 	opts, err := cli.dialOptions()
@@ -141,21 +151,84 @@ func connectEach(ctx context.Context, cli *CLI, env *stack.Environment) ([]*remo
 		}
 		return conns, errs
 	}
+	if noPrompt {
+		// While images build the printer's live line would hide a prompt:
+		// a key that needs one fails with errNoPrompt, to be dialled again.
+		pass, ok := os.LookupEnv(remote.EnvPassphrase)
+		opts.passphrase = func(string) ([]byte, error) {
+			if ok {
+				return []byte(pass), nil
+			}
+			return nil, errNoPrompt
+		}
+	}
 	var wg sync.WaitGroup
 	for i, h := range env.Hosts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		if redo != nil && !redo(i) {
+			continue
+		}
+		wg.Go(func() {
 			cfg, err := hostConfig(h, opts)
 			if err != nil {
 				errs[i] = err
 				return
 			}
 			conns[i], errs[i] = remote.Dial(ctx, cfg)
-		}()
+		})
 	}
 	wg.Wait()
 	return conns, errs
+}
+
+// early is the hosts dialled while images build: connect waits for them and
+// dials again, asking for passphrases now, those that needed one or whose
+// connection was lost meanwhile (a laptop that slept through the build).
+type early struct {
+	done   chan struct{}
+	cancel context.CancelFunc
+	conns  []*remote.Client
+	errs   []error
+}
+
+func dialEarly(ctx context.Context, cli *CLI, env *stack.Environment) *early {
+	ctx, cancel := context.WithCancel(ctx)
+	e := &early{done: make(chan struct{}), cancel: cancel}
+	go func() {
+		defer close(e.done)
+		e.conns, e.errs = dialHosts(ctx, cli, env, true, nil)
+	}()
+	return e
+}
+
+// abandon stops the dials and closes what they opened, without waiting.
+func (e *early) abandon() {
+	e.cancel()
+	go func() {
+		<-e.done
+		closeAll(e.conns)
+	}()
+}
+
+// connect is connectAll's result for the early dials.
+func (e *early) connect(ctx context.Context, cli *CLI, env *stack.Environment) ([]*remote.Client, error) {
+	<-e.done
+	again := func(i int) bool {
+		return errors.Is(e.errs[i], errNoPrompt) || e.conns[i] != nil && e.conns[i].Gone()
+	}
+	conns, errs := dialHosts(ctx, cli, env, false, again)
+	var live []*remote.Client
+	for i := range env.Hosts {
+		if again(i) {
+			if e.conns[i] != nil {
+				e.conns[i].Close()
+			}
+			e.conns[i], e.errs[i] = conns[i], errs[i]
+		}
+		if e.conns[i] != nil {
+			live = append(live, e.conns[i])
+		}
+	}
+	return live, connectError(e.errs)
 }
 
 // connectEnv loads environment name, limited to hosts when any are named, and

@@ -33,9 +33,16 @@ func Observe(ctx context.Context, h Conn, s *stack.Stack) (*Observed, error) {
 		gateErr, caddyErr error
 		wg                sync.WaitGroup
 	)
-	wg.Go(func() { admitted, gateErr = NewCaddy(h, s).AdmittedColors(ctx) })
-	wg.Go(func() { gated, caddyErr = NewCaddy(h, s).Gated(ctx) })
+	asked, stop := context.WithCancel(ctx)
+	defer stop()
+	wg.Go(func() { admitted, gateErr = NewCaddy(h, s).AdmittedColors(asked) })
+	wg.Go(func() { gated, caddyErr = NewCaddy(h, s).Gated(asked) })
 	cs, err := InspectStack(ctx, h, s)
+	if _, ok := RunningProxy(s, cs); err != nil || !ok {
+		// No proxy: its admin socket is not there, and asking it retries
+		// for seconds.
+		stop()
+	}
 	wg.Wait()
 	if err != nil {
 		return nil, err
