@@ -25,7 +25,10 @@ func fleet(t *testing.T) (*stack.Stack, []*hosttest.Host, *Fleet, *events) {
 	for _, name := range []string{"one", "two", "three"} {
 		h := liveHost(t, name, s, "r1")
 		hs = append(hs, h)
-		f.Hosts = append(f.Hosts, deployer(h, s, "r2", ev))
+		// Each host has its own copy, as Environment.StackFor gives: Check
+		// sets what its engine speaks.
+		own := *s
+		f.Hosts = append(f.Hosts, deployer(h, &own, "r2", ev))
 	}
 	return s, hs, f, ev
 }
@@ -151,7 +154,8 @@ func TestFleetPushThenRollback(t *testing.T) {
 	ev2 := &events{}
 	r := &Fleet{}
 	for _, h := range hs {
-		r.Hosts = append(r.Hosts, deployer(h, s, "", ev2))
+		own := *s
+		r.Hosts = append(r.Hosts, deployer(h, &own, "", ev2))
 	}
 	ctx := context.Background()
 	if err := r.Begin(ctx, "taledeploy rollback demo", false); err != nil {

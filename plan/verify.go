@@ -31,7 +31,7 @@ func (e *logError) Unwrap() error { return e.err }
 func verify(ctx context.Context, h host.Conn, s *stack.Stack, color string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.HealthTimeout.Duration)
 	defer cancel()
-	client := host.HTTPClient(h, 3*time.Second, "", 0)
+	client := host.HTTPClient(h, 3*time.Second)
 	project := s.ColorProject(color)
 	var why string
 	restarting := map[string]int{} // container ID -> polls that found it restarting

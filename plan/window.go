@@ -162,7 +162,7 @@ func newProbe(ctx context.Context, h host.Conn, proxyIP string, r *stack.Route, 
 		return nil, err
 	}
 	req.Host = hostname
-	client := host.HTTPClient(h, 2*time.Second, "", 0)
+	client := host.HTTPClient(h, 2*time.Second)
 	// The certificate is checked against the site's name, not the address dialled.
 	client.Transport.(*http.Transport).TLSClientConfig = &tls.Config{ServerName: hostname, RootCAs: roots}
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

@@ -212,13 +212,15 @@ func (e *early) abandon() {
 // connect is connectAll's result for the early dials.
 func (e *early) connect(ctx context.Context, cli *CLI, env *stack.Environment) ([]*remote.Client, error) {
 	<-e.done
-	again := func(i int) bool {
-		return errors.Is(e.errs[i], errNoPrompt) || e.conns[i] != nil && e.conns[i].Gone()
+	// Decided once: a connection can end while the others are dialled.
+	redo := make([]bool, len(env.Hosts))
+	for i := range redo {
+		redo[i] = errors.Is(e.errs[i], errNoPrompt) || e.conns[i] != nil && e.conns[i].Gone()
 	}
-	conns, errs := dialHosts(ctx, cli, env, false, again)
+	conns, errs := dialHosts(ctx, cli, env, false, func(i int) bool { return redo[i] })
 	var live []*remote.Client
 	for i := range env.Hosts {
-		if again(i) {
+		if redo[i] {
 			if e.conns[i] != nil {
 				e.conns[i].Close()
 			}

@@ -303,11 +303,15 @@ func Sleep(ctx context.Context, d time.Duration) error {
 func (c *Caddy) admin(ctx context.Context, method, urlPath, contentType string, body []byte) ([]byte, error) {
 	sock := c.stack.Paths().Admin() + "/admin.sock"
 	// The socket appears a moment after Caddy starts.
-	client := HTTPClient(c.host, 30*time.Second, sock, 5*time.Second)
 	req, err := http.NewRequestWithContext(ctx, method, "http://caddy-admin"+urlPath, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
+	client, done, err := socketClient(ctx, c.host, sock, 30*time.Second, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
