@@ -302,6 +302,10 @@ func Sleep(ctx context.Context, d time.Duration) error {
 // admin calls Caddy's admin API on its unix socket, through the SSH connection.
 func (c *Caddy) admin(ctx context.Context, method, urlPath, contentType string, body []byte) ([]byte, error) {
 	sock := c.stack.Paths().Admin() + "/admin.sock"
+	// One bound for the dial and the request: a tunnel that never opens
+	// must not hang the command.
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	// The socket appears a moment after Caddy starts.
 	req, err := http.NewRequestWithContext(ctx, method, "http://caddy-admin"+urlPath, bytes.NewReader(body))
 	if err != nil {
